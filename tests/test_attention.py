@@ -1,0 +1,203 @@
+import math
+
+import pytest
+import torch
+
+from stereo.attention import DotProductAttention, EfficientAttention, build_attention
+
+
+def _pair(normalization, c, dk, dv, heads, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    eff = EfficientAttention(c, dk, dv, heads, normalization).to(dtype)
+    dot = DotProductAttention(c, dk, dv, heads, normalization).to(dtype)
+    dot.load_state_dict(eff.state_dict())
+    return eff, dot
+
+
+def _rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_scaling_efficient_equals_dot_product_float64(seed):
+    g = torch.Generator().manual_seed(seed)
+    heads = int(torch.randint(1, 5, (1,), generator=g))
+    c = int(torch.randint(1, 9, (1,), generator=g))
+    dk = heads * int(torch.randint(1, 5, (1,), generator=g))
+    dv = heads * int(torch.randint(1, 5, (1,), generator=g))
+    b = int(torch.randint(1, 4, (1,), generator=g))
+    h = 2 * int(torch.randint(1, 6, (1,), generator=g)) + 1  # odd sizes
+    w = 2 * int(torch.randint(1, 8, (1,), generator=g)) + 1
+    eff, dot = _pair("scaling", c, dk, dv, heads, seed=seed)
+    x = torch.randn(b, c, h, w, dtype=torch.float64, generator=g)
+    # Compare the attention part alone: the residual would hide errors in a small update.
+    assert _rel_err(eff(x) - x, dot(x) - x) < 1e-10
+
+
+def test_state_dict_is_interchangeable():
+    eff = EfficientAttention(8, 4, 6, 2)
+    dot = DotProductAttention(8, 4, 6, 2)
+    assert eff.state_dict().keys() == dot.state_dict().keys()
+    assert set(dict(eff.named_children())) == {"queries", "keys", "values", "reprojection"}
+    dot.load_state_dict(eff.state_dict())  # strict
+
+
+def _reference_efficient_softmax(m: EfficientAttention, x):
+    """Straightforward per-head loop in the style of the paper's reference code."""
+    b, c, h, w = x.shape
+    n = h * w
+    keys = m.keys(x).reshape(b, m.key_channels, n)
+    queries = m.queries(x).reshape(b, m.key_channels, n)
+    values = m.values(x).reshape(b, m.value_channels, n)
+    hk, hv = m.key_channels // m.heads, m.value_channels // m.heads
+    outs = []
+    for i in range(m.heads):
+        key = torch.exp(keys[:, i * hk : (i + 1) * hk])
+        key = key / key.sum(dim=2, keepdim=True)
+        query = torch.exp(queries[:, i * hk : (i + 1) * hk])
+        query = query / query.sum(dim=1, keepdim=True)
+        value = values[:, i * hv : (i + 1) * hv]
+        out = torch.zeros(b, hv, n, dtype=x.dtype)
+        for bi in range(b):
+            for p in range(n):  # out_p = sum_j (q_p . k_j) v_j
+                weights = (query[bi, :, p : p + 1] * key[bi]).sum(0)
+                out[bi, :, p] = (value[bi] * weights).sum(1)
+        outs.append(out.reshape(b, hv, h, w))
+    return x + m.reprojection(torch.cat(outs, 1))
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_softmax_efficient_matches_straightforward_implementation(heads):
+    torch.manual_seed(heads)
+    m = EfficientAttention(6, 8, 4 * heads, heads).double()
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    assert _rel_err(m(x) - x, _reference_efficient_softmax(m, x) - x) < 1e-12
+
+
+def test_softmax_dot_product_matches_explicit_formula():
+    torch.manual_seed(1)
+    m = DotProductAttention(5, 6, 4, 2).double()
+    x = torch.randn(2, 5, 3, 5, dtype=torch.float64)
+    b, n = 2, 15
+    q = m.queries(x).reshape(b, 2, 3, n)
+    k = m.keys(x).reshape(b, 2, 3, n)
+    v = m.values(x).reshape(b, 2, 2, n)
+    expected = torch.empty(b, 2, 2, n, dtype=torch.float64)
+    for bi in range(b):
+        for hd in range(2):
+            logits = q[bi, hd].T @ k[bi, hd] / math.sqrt(3)
+            expected[bi, hd] = v[bi, hd] @ torch.softmax(logits, dim=1).T
+    expected = x + m.reprojection(expected.reshape(b, 4, 3, 5))
+    assert _rel_err(m(x) - x, expected - x) < 1e-12
+
+
+def test_fused_sdpa_matches_explicit_dot_product():
+    torch.manual_seed(2)
+    explicit = DotProductAttention(8, 8, 8, 2).double()
+    fused = DotProductAttention(8, 8, 8, 2, fused=True).double()
+    fused.load_state_dict(explicit.state_dict())
+    x = torch.randn(1, 8, 6, 5, dtype=torch.float64)
+    assert _rel_err(fused(x) - x, explicit(x) - x) < 1e-10
+
+
+@pytest.mark.parametrize("normalization", ["softmax", "scaling"])
+def test_attention_map_reproduces_forward(normalization):
+    torch.manual_seed(3)
+    m = EfficientAttention(4, 6, 6, 3, normalization).double()
+    x = torch.randn(2, 4, 3, 4, dtype=torch.float64)
+    amap = m.attention_map(x)  # (B, heads, n, n)
+    _, _, v = m._project(x)
+    out = torch.einsum("bhij,bhcj->bhci", amap, v).reshape(2, 6, 3, 4)
+    assert _rel_err(m(x) - x, m.reprojection(out)) < 1e-12
+
+
+def test_softmax_attention_map_rows_sum_to_one():
+    torch.manual_seed(4)
+    m = EfficientAttention(8, 8, 8, 2).double()
+    amap = m.attention_map(torch.randn(3, 8, 5, 9, dtype=torch.float64) * 5)
+    assert amap.shape == (3, 2, 45, 45)
+    assert (amap >= 0).all()
+    torch.testing.assert_close(amap.sum(-1), torch.ones(3, 2, 45, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
+@pytest.mark.parametrize("normalization", ["softmax", "scaling"])
+def test_gradcheck(cls, normalization):
+    torch.manual_seed(5)
+    m = cls(3, 4, 4, 2, normalization).double()
+    x = torch.randn(1, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-5)
+    # Parameters too: gradcheck over a functional call with the weights as inputs.
+    params = {k: p.detach().clone().requires_grad_() for k, p in m.named_parameters()}
+
+    def f(*ps):
+        return torch.func.functional_call(m, dict(zip(params, ps, strict=True)), (x.detach(),))
+
+    assert torch.autograd.gradcheck(f, tuple(params.values()), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_preserves_shape_dtype_device_and_memory_format(cls, dtype):
+    m = cls(16, 8, 12, 4).to(dtype)
+    x = torch.randn(2, 16, 7, 9, dtype=dtype)
+    y = m(x)
+    assert y.shape == x.shape and y.dtype == dtype and y.device == x.device
+    xc = x.contiguous(memory_format=torch.channels_last)
+    yc = m.to(memory_format=torch.channels_last)(xc)
+    torch.testing.assert_close(yc, y)
+
+
+@pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
+def test_bf16_autocast_is_finite_and_close(cls):
+    torch.manual_seed(6)
+    m = cls(32, 16, 32, 2)
+    big = torch.randn(2, 32, 12, 20) * 30  # large logits: a naive half softmax would overflow
+    x = torch.randn(2, 32, 12, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_big, y = m(big), m(x)
+    assert torch.isfinite(y_big).all()
+    assert _rel_err(y.float() - x, m(x) - x) < 0.05  # bf16 keeps ~3 significant digits
+
+
+def test_compiles_without_graph_breaks():
+    m = EfficientAttention(8, 8, 8, 2)
+    x = torch.randn(1, 8, 5, 6)
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), m(x))
+
+
+def test_bad_heads_raise():
+    with pytest.raises(ValueError, match="heads=3 must divide key_channels=8"):
+        EfficientAttention(16, 8, 12, 3)
+    with pytest.raises(ValueError, match="must divide"):
+        DotProductAttention(16, 9, 12, 4)
+    with pytest.raises(ValueError, match="normalization"):
+        EfficientAttention(16, 8, 8, 1, "softmaxx")
+    with pytest.raises(ValueError, match=r"expects input of shape \(B, 16, H, W\)"):
+        EfficientAttention(16, 8, 8)(torch.randn(1, 15, 4, 4))
+
+
+def test_build_attention_kinds():
+    assert isinstance(build_attention("efficient", 8, 4, 4), EfficientAttention)
+    assert isinstance(build_attention("dot_product", 8, 4, 4), DotProductAttention)
+    x = torch.randn(1, 8, 2, 2)
+    assert build_attention("none", 8, 4, 4)(x) is x
+    with pytest.raises(ValueError, match="attention kind"):
+        build_attention("linear", 8, 4, 4)
+
+
+def test_efficient_memory_does_not_grow_quadratically():
+    """The efficient path's largest intermediate is O(n d): check by counting saved-tensor sizes."""
+    m = EfficientAttention(8, 4, 8)
+    x = torch.randn(1, 8, 64, 64, requires_grad=True)  # n = 4096; n^2 = 16.7 M elements
+    largest = 0
+
+    def pack(t):
+        nonlocal largest
+        largest = max(largest, t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m(x).sum().backward()
+    assert largest <= 8 * 4096
