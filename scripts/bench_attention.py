@@ -23,6 +23,7 @@ from stereo.benchmark import (
     run_isolated,
     write_json,
 )
+from stereo.cli import parse_overrides
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _dot_tflop(cfg: BenchAttentionConfig, n: int, backward: bool) -> float:
 
 
 def main(argv: list[str]) -> dict:
-    cfg = OmegaConf.merge(OmegaConf.structured(BenchAttentionConfig), OmegaConf.from_cli(argv))
+    cfg = parse_overrides(BenchAttentionConfig, argv)
     kinds = ["efficient", "dot_product"] + (["dot_product_sdpa"] if cfg.sdpa else [])
     common = {
         k: cfg[k]

@@ -1,0 +1,45 @@
+"""Image reading: any PNG/WebP/JPEG (8- or 16-bit, gray, RGB or RGBA) to float RGB in [0, 1]."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".webp", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 RGB in [0, 1], shape (H, W, 3).
+
+    Grayscale is replicated to three channels, alpha is dropped, 16-bit images are scaled by 1/65535.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file exists but cannot be decoded as an image; names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{path}: cannot decode as an image (corrupt file or unsupported format)")
+    if img.dtype == np.uint8:
+        scale = 1.0 / 255.0
+    elif img.dtype == np.uint16:
+        scale = 1.0 / 65535.0
+    elif img.dtype in (np.float32, np.float64):
+        scale = 1.0
+    else:
+        raise ValueError(f"{path}: unsupported image sample type {img.dtype}")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        raise ValueError(f"{path}: expected 1, 3 or 4 channels, found {img.shape[2]}")
+    return img.astype(np.float32) * np.float32(scale)
