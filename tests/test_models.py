@@ -1,0 +1,160 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereo.config import load_config
+from stereo.models import build_model, count_parameters, predict
+from stereo.models.cost_volume import concat_volume, gwc_volume
+from stereo.models.regression import soft_argmin, upsample_regress
+
+
+def tiny(attention_kind="efficient", normalization="softmax", **over):
+    cfg = load_config("model/ea_psmnet_light")
+    cfg.max_disp = 32
+    cfg.feature.attention[0].kind = attention_kind
+    cfg.feature.attention[0].normalization = normalization
+    for k, v in over.items():
+        cfg[k] = v
+    return cfg
+
+
+def test_psmnet_parameter_count_matches_original():
+    assert count_parameters(build_model(load_config("model/psmnet"))) == 5_224_768
+    ea = build_model(load_config("model/ea_psmnet"))
+    assert count_parameters(ea) - 5_224_768 == (128 * 64 + 64) * 2 + (128 * 128 + 128) * 2
+    assert ea.feature_extraction.attention_positions == ["layer4"]
+
+
+def test_output_shapes_in_both_modes():
+    torch.manual_seed(0)
+    model = build_model(tiny())
+    x = torch.rand(2, 3, 64, 96)
+    outs = model.train()(x, x)
+    assert isinstance(outs, list) and len(outs) == 2 and all(o.shape == (2, 64, 96) for o in outs)
+    model.eval()
+    with torch.no_grad():
+        out = model(x, x)
+    assert out.shape == (2, 64, 96)
+    assert (out >= 0).all() and (out <= 31).all()  # soft-argmin stays within [0, D - 1]
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(1)
+    model = build_model(tiny()).train()
+    left, right = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)  # batch 2: BatchNorm on 1x1 pools
+    sum(o.mean() for o in model(left, right)).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("size", [(75, 124), (50, 74), (17, 33)])
+def test_predict_any_size(size):
+    torch.manual_seed(2)
+    model = build_model(tiny()).train()
+    left, right = torch.rand(2, 3, *size), torch.rand(2, 3, *size)
+    disp = predict(model, left, right)
+    assert disp.shape == (2, *size)
+    assert model.training  # mode restored
+    single = predict(model, left[0], right[0])
+    torch.testing.assert_close(single, disp[0], rtol=1e-4, atol=1e-4)
+
+
+def test_predict_full_scene_flow_sizes_light_model():
+    model = build_model(load_config("model/ea_psmnet_light"))
+    disp = predict(model, torch.rand(1, 3, 375, 1242), torch.rand(1, 3, 375, 1242))
+    assert disp.shape == (1, 375, 1242) and torch.isfinite(disp).all()
+
+
+def test_scaling_efficient_and_dot_product_networks_agree():
+    torch.manual_seed(3)
+    eff = build_model(tiny("efficient", "scaling")).double().eval()
+    dot = build_model(tiny("dot_product", "scaling")).double().eval()
+    dot.load_state_dict(eff.state_dict())
+    x1, x2 = torch.rand(1, 3, 64, 96, dtype=torch.float64), torch.rand(1, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = eff(x1, x2), dot(x1, x2)
+        plain = build_model(tiny("none")).double().eval()
+        plain.load_state_dict(eff.state_dict(), strict=False)
+        c = plain(x1, x2)
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert (a - c).abs().max() > 1e-6  # the attention actually changes the output
+
+
+def test_deterministic_with_seed():
+    def run():
+        torch.manual_seed(4)
+        model = build_model(tiny()).train()
+        x = torch.rand(2, 3, 64, 64)
+        return model(x, x.flip(-1))[-1]
+
+    torch.testing.assert_close(run(), run(), rtol=0, atol=0)
+
+
+def test_bf16_autocast_forward_is_finite():
+    torch.manual_seed(5)
+    model = build_model(tiny()).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, x)
+    assert torch.isfinite(out).all()
+
+
+def test_chunked_eval_upsampling_equals_trilinear():
+    torch.manual_seed(6)
+    cost = torch.randn(2, 1, 8, 9, 13, dtype=torch.float64)
+    ref = soft_argmin(F.interpolate(cost, (32, 36, 52), mode="trilinear", align_corners=False).squeeze(1))
+    for rows in (1, 7, 64):
+        torch.testing.assert_close(upsample_regress(cost, (32, 36, 52), chunk_rows=rows), ref)
+
+
+def test_soft_argmin_of_a_peak_is_its_index():
+    cost = torch.full((1, 10, 1, 3), -1e4)
+    cost[0, 7, 0, :] = 0
+    torch.testing.assert_close(soft_argmin(cost), torch.full((1, 1, 3), 7.0))
+
+
+def test_cost_volumes_shift_right_features():
+    left = torch.randn(1, 4, 3, 6)
+    right = torch.randn(1, 4, 3, 6)
+    vol = concat_volume(left, right, 3)
+    assert vol.shape == (1, 8, 3, 3, 6)
+    torch.testing.assert_close(vol[0, 4:, 2, :, 5], right[0, :, :, 3])
+    torch.testing.assert_close(vol[0, :4, 2, :, 5], left[0, :, :, 5])
+    assert (vol[:, :, 2, :, :2] == 0).all()
+    g = gwc_volume(left, right, 3, groups=2)
+    torch.testing.assert_close(g[0, 1, 1, :, 4], (left[0, 2:, :, 4] * right[0, 2:, :, 3]).mean(0))
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        gwc_volume(left, right, 3, groups=3)
+
+
+def test_gwc_volume_model_runs():
+    model = build_model(tiny(volume="gwc", gwc_groups=8)).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_model(tiny(max_disp=100))
+    cfg = tiny()
+    cfg.feature.attention[0].position = "layer9"
+    with pytest.raises(ValueError, match="attention position"):
+        build_model(cfg)
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        build_model({**load_config("model/psmnet"), "maxdisp": 192})
+    model = build_model(tiny())
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model(torch.rand(1, 3, 60, 64), torch.rand(1, 3, 60, 64))
+    with pytest.raises(FileNotFoundError, match="available"):
+        load_config("model/nope")
+
+
+def test_half_resolution_attention_placement():
+    cfg = tiny()
+    cfg.feature.attention[0].position = "layer1"
+    cfg.feature.attention[0].key_channels = 8
+    cfg.feature.attention[0].value_channels = 16
+    model = build_model(cfg).eval()
+    assert model.feature_extraction.attention_layer1.in_channels == 16
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
