@@ -254,3 +254,84 @@ def attention_case(
         "threads": torch.get_num_threads(),
         "device": str(dev),
     }
+
+
+def model_case(
+    model: str,
+    height: int,
+    width: int,
+    train: bool = False,
+    batch: int = 1,
+    overrides: list[str] | None = None,
+    device: str = "cpu",
+    threads: int = 0,
+    precision: str = "fp32",
+    warmup: int = 1,
+    runs: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time and peak memory of a network: eval forward (``predict``-style, inference mode) or a
+    training step (forward, loss over all heads, backward, Adam step) on random images.
+
+    ``peak_bytes`` is the working memory above the process once model and inputs exist;
+    ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
+    figures measured as peak RSS of a script.
+    """
+    from stereo.config import load_config
+    from stereo.models import build_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    cfg = load_config(f"model/{model}", overrides)
+    net = build_model(cfg).to(dev)
+    left = torch.rand(batch, 3, height, width, device=dev)
+    right = torch.rand(batch, 3, height, width, device=dev)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    autocast = (
+        torch.autocast(dev.type, dtype=dtype)
+        if dtype is not None
+        else torch.autocast(dev.type, enabled=False)
+    )
+    if train:
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+        gt = torch.rand(batch, height, width, device=dev) * cfg.max_disp * 0.8
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                outs = net(left, right)
+            loss = sum(torch.nn.functional.smooth_l1_loss(o.float(), gt) for o in outs)
+            loss.backward()
+            opt.step()
+    else:
+        net.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), autocast:
+                net(left, right)
+
+    mem = PeakMemory(dev)
+    mem.start()
+    times = time_runs(step, dev, warmup=warmup, runs=runs)
+    peak = mem.stop()
+    process_peak = (_status_kib("VmHWM") or 0) * 1024 if dev.type == "cpu" else None
+    return {
+        "model": model,
+        "overrides": overrides or [],
+        "height": height,
+        "width": width,
+        "train": train,
+        "batch": batch,
+        "precision": precision,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "peak_bytes": peak,
+        "process_peak_bytes": process_peak,
+        "memory_method": mem.method,
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+    }

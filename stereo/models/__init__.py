@@ -14,7 +14,15 @@ from stereo.models.psmnet import PSMNet, count_parameters
 __all__ = ["PSMNet", "build_model", "count_parameters", "predict"]
 
 _FEATURE_KEYS = ("base_channels", "blocks", "pool_sizes", "out_channels", "attention")
-_MODEL_KEYS = ("max_disp", "volume", "gwc_groups", "volume_channels", "hourglasses", "eval_chunk_rows")
+_MODEL_KEYS = (
+    "max_disp",
+    "volume",
+    "gwc_groups",
+    "volume_channels",
+    "hourglasses",
+    "eval_chunk_rows",
+    "channels_last_3d",
+)
 
 
 def _plain(value: Any) -> Any:
