@@ -117,7 +117,8 @@ def main(argv: list[str]) -> dict:
         )
     print()
     print(
-        f"Model benchmark: {cfg.device}, {cfg.threads} threads, median of {cfg.runs} after {cfg.warmup} warm-up"
+        f"Model benchmark: {cfg.device}, {cfg.threads} threads, "
+        f"median of {cfg.runs} after {cfg.warmup} warm-up"
     )
     print(format_table(rows, ["variant", "size", "mode", "params", "median s", "work MiB", "proc GB"]))
     ratios = _ratios(results)
