@@ -76,9 +76,7 @@ def main(argv: list[str]) -> dict:
                 n = (h // stride) * (w // stride)
                 est = dot_product_attention_bytes(1, 1, n, c, k, v)
                 if est > cfg.budget_gb * GiB:
-                    skip = (
-                        f"skipped: attention map alone needs {est / GiB:.0f} GB (budget {cfg.budget_gb:g} GB)"
-                    )
+                    skip = f"skipped: attention map alone needs {est / GiB:.0f} GB (budget {cfg.budget_gb:g} GB)"
                     print(f"{label} {h}x{w} eval: {skip}", flush=True)
                     results.append({**case, "estimated_bytes": est, "skipped": skip})
                     continue
@@ -116,10 +114,7 @@ def main(argv: list[str]) -> dict:
             ]
         )
     print()
-    print(
-        f"Model benchmark: {cfg.device}, {cfg.threads} threads, "
-        f"median of {cfg.runs} after {cfg.warmup} warm-up"
-    )
+    print(f"Model benchmark: {cfg.device}, {cfg.threads} threads, median of {cfg.runs} after {cfg.warmup} warm-up")
     print(format_table(rows, ["variant", "size", "mode", "params", "median s", "work MiB", "proc GB"]))
     ratios = _ratios(results)
     for k, v in ratios.items():

@@ -87,8 +87,7 @@ class _AttentionBase(nn.Module):
         """(B, C, H, W) -> (B, C, H, W): ``x + reprojection(attention(x))``."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, H, W), "
-                f"got {tuple(x.shape)}"
+                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         b, _, h, w = x.shape
         out = self._attend(*self._project(x))  # (B, heads, d_v/h, n)

@@ -289,11 +289,7 @@ def model_case(
     left = torch.rand(batch, 3, height, width, device=dev)
     right = torch.rand(batch, 3, height, width, device=dev)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    autocast = (
-        torch.autocast(dev.type, dtype=dtype)
-        if dtype is not None
-        else torch.autocast(dev.type, enabled=False)
-    )
+    autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else torch.autocast(dev.type, enabled=False)
     if train:
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)

@@ -13,7 +13,5 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def sample_root(tmp_path_factory):
     """A tiny generated Scene Flow sample in the official layout: 12 train pairs, 4 test pairs."""
     root = tmp_path_factory.mktemp("sceneflow") / "SceneFlow"
-    generate_sceneflow_sample(
-        root, height=64, width=128, train_pairs=12, test_pairs=4, seed=7, progress=False
-    )
+    generate_sceneflow_sample(root, height=64, width=128, train_pairs=12, test_pairs=4, seed=7, progress=False)
     return root

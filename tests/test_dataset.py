@@ -97,9 +97,7 @@ def test_bad_files_are_named(tmp_path):
     ds = StereoDataset([Sample(tmp_path / "l.png", tmp_path / "l.png", tmp_path / "d2.pfm", "x")])
     with pytest.raises(ValueError, match=r"d2\.pfm is 12x4 but its image .*l\.png is 12x8"):
         ds[0]
-    ds = StereoDataset(
-        [Sample(tmp_path / "l.png", tmp_path / "l.png", tmp_path / "d.pfm", "x")], crop_size=(16, 16)
-    )
+    ds = StereoDataset([Sample(tmp_path / "l.png", tmp_path / "l.png", tmp_path / "d.pfm", "x")], crop_size=(16, 16))
     with pytest.raises(ValueError, match="crop 16x16 is larger than the frame 8x12"):
         ds[0]
     with pytest.raises(ValueError, match="at least one sample"):

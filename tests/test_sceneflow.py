@@ -118,9 +118,7 @@ def test_cache_is_written_reused_and_refreshed(sample_root, tmp_path, monkeypatc
     assert calls == []  # served from the cache
     # A new sequence changes the folder's fingerprint: the tree is walked again.
     for kind in ("frames_cleanpass", "disparity"):
-        shutil.copytree(
-            root / "Monkaa" / kind / "synthetic_scene_00", root / "Monkaa" / kind / "synthetic_scene_01"
-        )
+        shutil.copytree(root / "Monkaa" / kind / "synthetic_scene_00", root / "Monkaa" / kind / "synthetic_scene_01")
     assert len(discover(root, "train", subsets=["monkaa"])) == 6
     assert calls
 

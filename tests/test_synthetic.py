@@ -25,9 +25,7 @@ def test_layout_is_official(sample_root):
     assert sorted(p.name for p in (ft / "frames_cleanpass").iterdir()) == ["TEST", "TRAIN"]
     assert (ft / "frames_cleanpass/TRAIN/A/0000/left/0006.png").is_file()
     assert (ft / "disparity/TRAIN/A/0000/right/0006.pfm").is_file()
-    assert (
-        sample_root / "Driving/frames_finalpass/15mm_focallength/scene_forwards/fast/left/0001.png"
-    ).is_file()
+    assert (sample_root / "Driving/frames_finalpass/15mm_focallength/scene_forwards/fast/left/0001.png").is_file()
     assert (sample_root / "Monkaa/disparity/synthetic_scene_00/left/0000.pfm").is_file()
     assert not list(sample_root.parent.glob(".*partial"))
 
@@ -54,14 +52,10 @@ def test_photometric_and_left_right_consistency(sample_root, split):
         assert not (farther & ~edge).any()
         assert farther.sum() <= 0.005 * inside.sum()
         # Non-occluded: both neighbours see the same surface; compare colours there.
-        same = (
-            inside & (np.abs(d_right[rows, x0] - d_left) < 0.3) & (np.abs(d_right[rows, x1] - d_left) < 0.3)
-        )
+        same = inside & (np.abs(d_right[rows, x0] - d_left) < 0.3) & (np.abs(d_right[rows, x1] - d_left) < 0.3)
         same = cv2.erode(same.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         assert same.mean() > 0.4
-        warped = cv2.remap(
-            right, xs.astype(np.float32), np.repeat(rows, w, 1).astype(np.float32), cv2.INTER_LINEAR
-        )
+        warped = cv2.remap(right, xs.astype(np.float32), np.repeat(rows, w, 1).astype(np.float32), cv2.INTER_LINEAR)
         err = np.abs(warped - left).max(axis=2)[same]
         assert np.median(err) < 0.01, np.median(err)
         assert np.percentile(err, 99) < 0.06, np.percentile(err, 99)

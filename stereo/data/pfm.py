@@ -31,8 +31,7 @@ def read_pfm(path: str | os.PathLike) -> np.ndarray:
     if m is None:
         start = raw[:24]
         raise ValueError(
-            f"{path}: not a PFM file: expected a header 'PF' or 'Pf', width, height and scale, "
-            f"found {start!r}"
+            f"{path}: not a PFM file: expected a header 'PF' or 'Pf', width, height and scale, found {start!r}"
         )
     kind, width, height, scale = m.group(1), int(m.group(2)), int(m.group(3)), float(m.group(4))
     if width <= 0 or height <= 0:
@@ -49,9 +48,7 @@ def read_pfm(path: str | os.PathLike) -> np.ndarray:
             f"file holds {len(data)}"
         )
     dtype = np.dtype("<f4" if scale < 0 else ">f4")
-    arr = np.frombuffer(data, dtype=dtype).reshape(
-        (height, width, channels) if channels == 3 else (height, width)
-    )
+    arr = np.frombuffer(data, dtype=dtype).reshape((height, width, channels) if channels == 3 else (height, width))
     return np.ascontiguousarray(arr[::-1], dtype=np.float32)  # rows are stored bottom-to-top
 
 

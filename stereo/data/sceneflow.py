@@ -228,9 +228,7 @@ def _pairs(subset: str, frames: Path, disparity: Path) -> tuple[list[Sample], li
             if lacks:
                 missing.append(f"{frames / rel / f}: missing {' and '.join(lacks)}")
                 continue
-            samples.append(
-                Sample(frames / rel / f, frames / parent / "right" / f, disparity / disp_rel, subset)
-            )
+            samples.append(Sample(frames / rel / f, frames / parent / "right" / f, disparity / disp_rel, subset))
     return samples, missing
 
 
@@ -294,8 +292,7 @@ def _read_cache(path: Path, root: Path, dirs: dict[str, tuple[Path, Path]]) -> l
 def _write_cache(path: Path, root: Path, dirs: dict[str, tuple[Path, Path]], samples: list[Sample]) -> None:
     header = json.dumps({"version": CACHE_VERSION, "fingerprint": _fingerprint(dirs)})
     body = "".join(
-        f"{s.subset}\t{s.left.relative_to(root)}\t{s.right.relative_to(root)}\t"
-        f"{s.disparity.relative_to(root)}\n"
+        f"{s.subset}\t{s.left.relative_to(root)}\t{s.right.relative_to(root)}\t{s.disparity.relative_to(root)}\n"
         for s in samples
     )
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -137,9 +137,7 @@ def _random_scene(rng: np.random.Generator, h: int, w: int, max_disp: float, n_o
     d_corners = [far + gx * (x - w / 2) + gy * (y - h / 2) for x in (0, w) for y in (0, h)]
     d0 = far + max(0.0, 0.5 - min(d_corners))
     margin = int(np.ceil(max(d_corners) - min(d_corners) + d0 + 4))
-    planes = [
-        _Plane(w / 2, h / 2, d0, gx, gy, 1, 1, 0, 2, make_texture(rng, h + 8, w + margin + 8), -4, -4, True)
-    ]
+    planes = [_Plane(w / 2, h / 2, d0, gx, gy, 1, 1, 0, 2, make_texture(rng, h + 8, w + margin + 8), -4, -4, True)]
     for _ in range(n_objects):
         size = rng.uniform(0.08, 0.35) * min(h, w) * np.array([1.0, rng.uniform(0.4, 1.6)])
         a, b = float(size[0]), float(size[1])
@@ -182,9 +180,7 @@ def _render(planes: list[_Plane], h: int, w: int, right: bool) -> tuple[np.ndarr
         hit = p.inside(xl, yy) & (d > depth)
         if not hit.any():
             continue
-        colour = cv2.remap(
-            p.texture, xl - p.x0, yy - p.y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
-        )
+        colour = cv2.remap(p.texture, xl - p.x0, yy - p.y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         image[hit] = colour[hit]
         depth[hit] = d[hit]
         # Left view stores d(x_l); right view stores x_l - x_r, the same surface point's disparity.
@@ -296,8 +292,7 @@ def generate_sceneflow_sample(
         if marker.is_file() and json.loads(marker.read_text()) == manifest:
             return manifest
         raise FileExistsError(
-            f"{out} exists and is not an identical generated sample (see {marker}); "
-            "choose another folder or remove it"
+            f"{out} exists and is not an identical generated sample (see {marker}); choose another folder or remove it"
         )
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():

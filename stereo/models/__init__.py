@@ -43,6 +43,7 @@ def build_model(cfg: Mapping[str, Any]) -> nn.Module:
     Unknown keys are an error, so a typo cannot silently fall back to a default.
     """
     cfg = _plain(cfg)
+    cfg.pop("loss_weights", None)  # a training setting that travels with the model's head count
     name = cfg.pop("name", "psmnet")
     if name not in ("psmnet", "ea_psmnet", "ea_psmnet_light"):
         raise ValueError(f"unknown model name {name!r}")

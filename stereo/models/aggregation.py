@@ -36,9 +36,7 @@ class Hourglass(nn.Module):
 
 
 def _classifier(c: int) -> nn.Sequential:
-    return nn.Sequential(
-        convbn_3d(c, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv3d(c, 1, 3, padding=1, bias=False)
-    )
+    return nn.Sequential(convbn_3d(c, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv3d(c, 1, 3, padding=1, bias=False))
 
 
 class StackedHourglass(nn.Module):

@@ -22,9 +22,7 @@ POSITIONS = {"firstconv": "1/2", "layer1": "1/2", "layer2": "1/4", "layer3": "1/
 class BasicBlock(nn.Module):
     """Two 3x3 conv+BN with a residual connection (no ReLU after the sum, as in PSMNet)."""
 
-    def __init__(
-        self, cin: int, cout: int, stride: int, downsample: nn.Module | None, pad: int, dilation: int
-    ):
+    def __init__(self, cin: int, cout: int, stride: int, downsample: nn.Module | None, pad: int, dilation: int):
         super().__init__()
         self.conv1 = nn.Sequential(convbn(cin, cout, 3, stride, pad, dilation), nn.ReLU(inplace=True))
         self.conv2 = convbn(cout, cout, 3, 1, pad, dilation)

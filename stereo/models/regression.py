@@ -15,9 +15,7 @@ def soft_argmin(cost: torch.Tensor) -> torch.Tensor:
 
 def _linear_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices and weights of linear resizing with ``align_corners=False`` (as F.interpolate)."""
-    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(
-        min=0
-    )
+    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
     i0 = src.floor().long().clamp(max=n_in - 1)
     i1 = (i0 + 1).clamp(max=n_in - 1)
     return i0, i1, (src - i0).float()
@@ -30,9 +28,7 @@ def _resize_axis(x: torch.Tensor, dim: int, i0, i1, w) -> torch.Tensor:
     return x.index_select(dim, i0) * (1 - w) + x.index_select(dim, i1) * w
 
 
-def upsample_regress(
-    cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None = None
-) -> torch.Tensor:
+def upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None = None) -> torch.Tensor:
     """Trilinearly upsample a (B, 1, D', H', W') cost to ``size`` = (D, H, W) and soft-argmin it.
 
     Equal to ``soft_argmin(F.interpolate(cost, size, mode="trilinear").squeeze(1))`` (trilinear

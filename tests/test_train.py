@@ -1,0 +1,153 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from stereo.config import load_config
+from stereo.data.sceneflow import SceneFlowError
+from stereo.metrics import disparity_metrics
+from stereo.train import epoch_batches, load_checkpoint, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(root, **train_over):
+    cfg = load_config(
+        "train",
+        [
+            "model=ea_psmnet_light",
+            f"data.root={root}",
+            "data.crop_size=[32,64]",
+            "model.max_disp=32",
+            "device=cpu",
+            "train.batch_size=2",
+            "train.max_steps=4",
+            "train.num_workers=0",
+            "train.log_every=1",
+            "train.image_every=2",
+            "train.val_every=2",
+            "train.ckpt_every=2",
+            "train.lr=1e-3",
+            "val.limit=2",
+            "deterministic=true",
+        ],
+    )
+    for k, v in train_over.items():
+        cfg.train[k] = v
+    return cfg
+
+
+def scalars(run_dir):
+    acc = EventAccumulator(str(Path(run_dir) / "tensorboard"))
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}, acc.Tags()["images"]
+
+
+def test_few_steps_leave_checkpoint_and_events(sample_root, tmp_path):
+    summary = train(tiny_cfg(sample_root), tmp_path / "run")
+    assert summary["step"] == 4 and summary["status"] == "finished"
+    ckpt = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert {"model", "model_config", "optimizer", "scheduler", "scaler", "step", "epoch", "rng"} <= set(ckpt)
+    assert ckpt["step"] == 4 and ckpt["model_config"]["max_disp"] == 32
+    assert (tmp_path / "run/checkpoints/best.pt").is_file()
+    assert (tmp_path / "run/config.yaml").is_file()
+    values, images = scalars(tmp_path / "run")
+    assert len(values["train/loss"]) == 4 and all(v > 0 for v in values["train/loss"])
+    assert {"train/epe", "lr", "val/epe", "val/bad1", "val/bad3", "val/d1"} <= set(values)
+    assert len(values["val/epe"]) == 2  # at step 2 and at the end
+    assert {"images/left", "images/pred", "images/gt", "images/error"} <= set(images)
+    assert summary["val"]["images"] == 2 and summary["val"]["epe"] == pytest.approx(values["val/epe"][-1], rel=1e-5)
+    assert not list((tmp_path / "run/checkpoints").glob(".*tmp*"))
+
+
+def test_resume_gives_the_same_weights(sample_root, tmp_path):
+    train(tiny_cfg(sample_root, max_steps=4), tmp_path / "straight")
+    train(tiny_cfg(sample_root, max_steps=2), tmp_path / "split")
+    summary = train(tiny_cfg(sample_root, max_steps=4, resume=True), tmp_path / "split")
+    assert summary["step"] == 4
+    a = load_checkpoint(tmp_path / "straight/checkpoints/last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split/checkpoints/last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_bad_root_fails_before_model(tmp_path, monkeypatch):
+    import stereo.train as t
+
+    monkeypatch.setattr(t, "build_model", lambda cfg: pytest.fail("model built before the data check"))
+    with pytest.raises(SceneFlowError, match="does not exist"):
+        train(tiny_cfg(tmp_path / "missing"), tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SceneFlowError, match="not a Scene Flow root"):
+        train(tiny_cfg(tmp_path / "empty"), tmp_path / "run")
+
+
+def test_nonfinite_losses_are_skipped_then_stop_with_checkpoint(sample_root, tmp_path, monkeypatch):
+    import stereo.train as t
+
+    real = t.sequence_loss
+    calls = []
+
+    def flaky(*args):  # steps 2, 4, 5, 6 ... non-finite: one isolated skip, then a run of them
+        calls.append(1)
+        loss = real(*args)
+        return loss * float("nan") if len(calls) in (2, 4, 5, 6, 7) else loss
+
+    monkeypatch.setattr(t, "sequence_loss", flaky)
+    cfg = tiny_cfg(sample_root, max_nonfinite=3, max_steps=6, val_every=0)
+    with pytest.raises(t.TrainingStopped, match="3 non-finite losses in a row at step 2"):
+        train(cfg, tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert ckpt["step"] == 2  # the two finite steps were taken, the skipped ones were not
+    values, _ = scalars(tmp_path / "run")
+    assert values["train/nonfinite_skipped"] == [1, 2, 3, 4]
+
+
+def test_epoch_batches_split_across_ranks():
+    full = epoch_batches(10, 2, epoch=3, seed=1, rank=0, world=1)
+    r0 = epoch_batches(10, 2, epoch=3, seed=1, rank=0, world=2)
+    r1 = epoch_batches(10, 2, epoch=3, seed=1, rank=1, world=2)
+    assert len(full) == 5 and len(r0) == len(r1) == 2
+    assert sorted(sum(r0 + r1, [])) == sorted(sum(full[:4], []))
+    assert epoch_batches(10, 2, epoch=4, seed=1) != full
+
+
+def test_metrics_hand_computed():
+    gt = torch.tensor([[10.0, 20.0, 100.0, 50.0]])
+    pred = torch.tensor([[10.5, 22.5, 104.0, 0.0]])
+    valid = torch.tensor([[True, True, True, False]])
+    m = disparity_metrics(pred, gt, valid)
+    # errors 0.5, 2.5, 4.0 on valid pixels
+    assert m["epe"] == pytest.approx(7.0 / 3)
+    assert m["bad1"] == pytest.approx(200 / 3) and m["bad2"] == pytest.approx(200 / 3)
+    assert m["bad3"] == pytest.approx(100 / 3)
+    assert m["d1"] == pytest.approx(0.0)  # 4.0 px is only 4% of 100
+    assert m["pixels"] == 3
+    perfect = disparity_metrics(gt, gt, valid)
+    assert all(perfect[k] == 0 for k in ("epe", "bad1", "bad2", "bad3", "d1"))
+    empty = disparity_metrics(pred, gt, torch.zeros_like(valid))
+    assert empty["pixels"] == 0 and empty["epe"] != empty["epe"]
+
+
+def test_two_process_gloo_ddp(sample_root, tmp_path):
+    args = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        str(REPO / "scripts/train.py"),
+        "model=ea_psmnet_light", f"data.root={sample_root}", "data.crop_size=[32,64]", "model.max_disp=32",
+        "device=cpu", "train.batch_size=2", "train.max_steps=3", "train.num_workers=0", "train.log_every=1",
+        "val.limit=2", "train.sync_bn=true", f"hydra.run.dir={tmp_path / 'ddp'}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "ddp/checkpoints/last.pt")
+    assert ckpt["step"] == 3
+    assert not any(k.startswith("module.") for k in ckpt["model"])
+    values, _ = scalars(tmp_path / "ddp")
+    assert len(values["train/loss"]) == 3 and "val/epe" in values
+    assert len(list((tmp_path / "ddp/tensorboard").iterdir())) == 1  # only rank 0 writes
