@@ -206,7 +206,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"{len(dataset)} training pairs cannot fill one batch of {t_cfg.batch_size} x {world} process(es)"
         )
-    total = t_cfg.max_steps or t_cfg.epochs * steps_per_epoch
+    total = t_cfg.max_steps if t_cfg.max_steps is not None else t_cfg.epochs * steps_per_epoch
 
     model = build_model(m_cfg).to(device)
     if cfg.channels_last:
@@ -397,6 +397,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         "best_epe": best,
         "checkpoint": str(ckpt_dir / "last.pt"),
         "run_dir": str(run_dir),
+        "rank": rank,
     }
 
 

@@ -151,3 +151,32 @@ def test_two_process_gloo_ddp(sample_root, tmp_path):
     values, _ = scalars(tmp_path / "ddp")
     assert len(values["train/loss"]) == 3 and "val/epe" in values
     assert len(list((tmp_path / "ddp/tensorboard").iterdir())) == 1  # only rank 0 writes
+
+
+def test_sigint_writes_last_checkpoint_and_resume_continues(sample_root, tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "sig"
+    args = [
+        sys.executable, str(REPO / "scripts/train.py"), "model=ea_psmnet_light", f"data.root={sample_root}",
+        "data.crop_size=[32,64]", "model.max_disp=32", "device=cpu", "train.batch_size=2",
+        "train.num_workers=0", "train.ckpt_every=0", "val.limit=0", f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        args + ["train.max_steps=100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not (run / "tensorboard").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # let a few steps run
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted by signal" in out
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert 0 < ckpt["step"] < 100000
+    more = [f"train.max_steps={ckpt['step'] + 2}", "train.resume=true"]
+    resumed = subprocess.run(args + more, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == ckpt["step"] + 2
