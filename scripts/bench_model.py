@@ -5,8 +5,9 @@
 Cases (each in a fresh subprocess): eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with
 dot-product attention, ``ea_psmnet_light`` and ``ea_psmnet`` with attention at 1/2 resolution
 (efficient and dot-product) at each size in ``eval_sizes``; a training step (forward, loss over all
-heads, backward, Adam) at ``train_size``, batch 1. Dot-product cases whose attention map alone is
-estimated above ``budget_gb`` are skipped with the estimate.
+heads, backward, Adam) at ``train_size``, batch ``train_batch``, in each of ``train_precisions``.
+Dot-product cases whose attention map alone is estimated above ``budget_gb`` are skipped with the
+estimate.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ VARIANTS = [
 class BenchModelConfig:
     eval_sizes: list = field(default_factory=lambda: [[256, 512], [544, 960]])
     train_size: list = field(default_factory=lambda: [256, 512])
-    train_models: list = field(default_factory=lambda: ["psmnet", "ea_psmnet", "ea_psmnet_light"])
+    train_models: list = field(default_factory=lambda: ["ea_psmnet", "ea_psmnet_light"])
+    train_precisions: list = field(default_factory=lambda: ["fp32", "bf16"])
+    train_batch: int = 1
     device: str = "cpu"
     threads: int = 2
     warmup: int = 1
@@ -87,17 +90,16 @@ def main(argv: list[str]) -> dict:
             results.append({**case, **r})
     th, tw = cfg.train_size
     for model in cfg.train_models:
-        print(f"{model} {th}x{tw} train step ...", end="", flush=True)
-        r = run_isolated(
-            "stereo.benchmark:model_case",
-            {**common, "model": model, "height": th, "width": tw, "train": True},
-        )
-        print(f" {r['median_s']:.2f} s", flush=True)
-        results.append({"label": model, **r})
+        for precision in cfg.train_precisions:
+            print(f"{model} {th}x{tw} train step {precision} ...", end="", flush=True)
+            args = {"model": model, "height": th, "width": tw, "train": True, "precision": precision}
+            r = run_isolated("stereo.benchmark:model_case", {**common, **args, "batch": cfg.train_batch})
+            print(f" {r['median_s']:.2f} s", flush=True)
+            results.append({"label": model, **r})
 
     rows = []
     for r in results:
-        mode = "train step" if r["train"] else "eval fwd"
+        mode = f"train {r.get('precision', 'fp32')}" if r["train"] else "eval fwd"
         size = f"{r['height']}x{r['width']}"
         if "skipped" in r:
             rows.append([r["label"], size, mode, "-", r["skipped"].replace("skipped: ", "skip: "), "-", "-"])
@@ -108,7 +110,7 @@ def main(argv: list[str]) -> dict:
                 size,
                 mode,
                 f"{r['parameters']:,}",
-                f"{r['median_s']:.2f}",
+                f"{r['median_s']:.2f}" + (f" ({r['batch'] / r['median_s']:.2f} samples/s)" if r["train"] else ""),
                 f"{r['peak_bytes'] / MiB:.0f}",
                 f"{r['process_peak_bytes'] / GiB:.2f}" if r.get("process_peak_bytes") else "-",
             ]
@@ -131,7 +133,11 @@ def main(argv: list[str]) -> dict:
 
 
 def _ratios(results: list[dict]) -> dict[str, float]:
-    by = {(r["label"], r["height"], r["width"], r["train"]): r for r in results if "skipped" not in r}
+    by = {
+        (r["label"], r["height"], r["width"], r["train"]): r
+        for r in results
+        if "skipped" not in r and r.get("precision", "fp32") == "fp32"
+    }
     out = {}
     for (label, h, w, train), r in by.items():
         base = by.get(("psmnet", h, w, train))

@@ -1,7 +1,54 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: set up, then benchmark efficient vs dot-product attention at
-# Scene Flow feature-map sizes and print the table (no user data needed; a few minutes on 2 CPU cores).
+# The whole product on an embedded default, no user data needed (about 8 minutes on 2 CPU cores):
+#   1. generate a small Scene Flow sample in the official layout (datasets/sceneflow_sample)
+#   2. save the untrained ea_psmnet_light (step 0), then train it for a fixed budget of steps
+#   3. evaluate both checkpoints on the sample's test split and print their EPE side by side
+#   4. run inference on a test pair (PFM, 16-bit PNG, colour PNG)
+# Each stage is one of the normal entry points; outputs go to runs/demo (DEMO_DIR), replaced each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python scripts/bench_attention.py "$@"
+
+PY=.venv/bin/python
+OUT=${DEMO_DIR:-runs/demo}
+DATA=datasets/sceneflow_sample
+STEPS=${DEMO_STEPS:-250}
+rm -rf "$OUT"
+
+echo "== 1/4 Scene Flow sample (272x480, official layout) -> $DATA"
+$PY scripts/make_sceneflow_sample.py out=$DATA height=272 width=480 train_pairs=40 test_pairs=8 seed=0
+
+COMMON=(model=ea_psmnet_light model.max_disp=96 data.root=$DATA data.crop_size=[128,256]
+        train.batch_size=2 train.lr=1e-3 train.num_workers=0 train.log_every=10 train.image_every=50
+        train.val_every=0 val.limit=0 device=cpu seed=0)
+
+echo "== 2/4 untrained checkpoint, then training for $STEPS steps"
+$PY scripts/train.py "${COMMON[@]}" train.max_steps=0 hydra.run.dir=$OUT/untrained > /dev/null
+$PY scripts/train.py "${COMMON[@]}" train.max_steps=$STEPS hydra.run.dir=$OUT/train
+
+echo "== 3/4 evaluation on the sample's FlyingThings3D TEST pairs (finalpass)"
+for which in untrained train; do
+    $PY scripts/evaluate.py checkpoint=$OUT/$which/checkpoints/last.pt data.root=$DATA device=cpu \
+        hydra.run.dir=$OUT/eval_$which > /dev/null
+done
+$PY - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+u, t = (json.load(open(f"{out}/eval_{w}/metrics.json")) for w in ("untrained", "train"))
+print(f"{'':10s} {'EPE px':>8s} {'bad1 %':>8s} {'bad3 %':>8s} {'D1 %':>8s}")
+for name, m in (("untrained", u), (f"trained", t)):
+    print(f"{name:10s} {m['epe']:8.3f} {m['bad1']:8.2f} {m['bad3']:8.2f} {m['d1']:8.2f}")
+print(f"({t['pairs']} pairs, mask {t['mask']}, averaging {t['averaging']})")
+PY
+
+echo "== 4/4 inference on a test pair"
+PAIR=FlyingThings3D/frames_finalpass/TEST/A/0000
+$PY scripts/infer.py checkpoint=$OUT/train/checkpoints/last.pt left=$DATA/$PAIR/left/0006.png \
+    right=$DATA/$PAIR/right/0006.png output_dir=$OUT/infer device=cpu
+
+echo
+echo "Outputs:"
+echo "  checkpoint    $OUT/train/checkpoints/last.pt"
+echo "  metrics       $OUT/eval_untrained/metrics.json  $OUT/eval_train/metrics.json"
+echo "  disparity     $OUT/infer/0006.pfm  0006.png (16-bit, x256)  0006_color.png"
+echo "  TensorBoard   tensorboard --logdir $OUT"

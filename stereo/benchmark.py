@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from stereo.device import autocast, resolve_device
+
 MiB = 2**20
 GiB = 2**30
 
@@ -89,16 +91,6 @@ def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int = 1, runs
         synchronize(device)
         times.append(time.perf_counter() - t0)
     return times
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device, checked to exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} requested but CUDA is not available on this machine")
-    return device
 
 
 def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -288,8 +280,7 @@ def model_case(
     net = build_model(cfg).to(dev)
     left = torch.rand(batch, 3, height, width, device=dev)
     right = torch.rand(batch, 3, height, width, device=dev)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else torch.autocast(dev.type, enabled=False)
+    amp = autocast(dev, precision)
     if train:
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -297,7 +288,7 @@ def model_case(
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            with autocast:
+            with amp:
                 outs = net(left, right)
             loss = sum(torch.nn.functional.smooth_l1_loss(o.float(), gt) for o in outs)
             loss.backward()
@@ -306,7 +297,7 @@ def model_case(
         net.eval()
 
         def step() -> None:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), amp:
                 net(left, right)
 
     mem = PeakMemory(dev)

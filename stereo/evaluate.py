@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import torch
 
-from stereo.benchmark import resolve_device
+from stereo.checkpoint import load_model
 from stereo.data.dataset import StereoDataset
 from stereo.data.sceneflow import discover
+from stereo.device import autocast, resolve_device
 from stereo.metrics import METRIC_KEYS, disparity_metrics
-from stereo.models import build_model, predict
+from stereo.models import predict
 from stereo.progress import Progress
-from stereo.train import PRECISIONS, load_checkpoint
 from stereo.visualize import colorize_disparity, colorize_error
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,6 @@ def valid_mask(gt: np.ndarray, mask: str, max_disp: float) -> np.ndarray:
     if mask == "below":
         return finite & (g < max_disp)
     raise ValueError(f"mask must be one of {list(MASKS)}, got {mask!r}")
-
-
-def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """Model rebuilt from the checkpoint's own config, weights loaded, in eval mode."""
-    ckpt = load_checkpoint(checkpoint, "cpu")
-    model = build_model(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt
 
 
 def evaluate(
@@ -81,18 +73,16 @@ def evaluate(
         raise ValueError(f"averaging must be one of {AVERAGING}, got {averaging!r}")
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {list(MASKS)}, got {mask!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     samples = discover(root, "test", render_pass)
     if limit:
         samples = samples[:limit]
     dev = resolve_device(device)
+    autocast(dev, precision)  # validates the precision for this device
     model, ckpt = load_model(checkpoint, dev)
     max_disp = float(max_disp if max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ds = StereoDataset(samples, max_disp=max_disp)
-    dtype = PRECISIONS[precision]
 
     rows: list[dict[str, Any]] = []
     pooled = {"abs": 0.0, "b1": 0, "b2": 0, "b3": 0, "d1": 0, "n": 0}
@@ -102,7 +92,7 @@ def evaluate(
         left, right, gt = ds.load(i)
         valid = valid_mask(gt, mask, max_disp)
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(dev)  # noqa: E731
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(dev, precision):
             pred = predict(model, to_t(left), to_t(right))[0].float().cpu().numpy()
         gt_t = torch.from_numpy(np.where(np.isfinite(gt), gt, 0))
         m = disparity_metrics(torch.from_numpy(pred), gt_t, torch.from_numpy(valid))

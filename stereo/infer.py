@@ -15,12 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stereo.benchmark import resolve_device
+from stereo.checkpoint import load_model
 from stereo.data.images import IMAGE_EXTENSIONS, read_rgb
 from stereo.data.pfm import write_pfm
-from stereo.evaluate import load_model
+from stereo.device import autocast, resolve_device
 from stereo.models import predict
-from stereo.train import PRECISIONS
 from stereo.visualize import colorize_disparity
 
 log = logging.getLogger(__name__)
@@ -139,12 +138,10 @@ def infer(
         raise ValueError(f"color_range must be 'image' or 'fixed', got {color_range!r}")
     if (focal_px is None) != (baseline is None):
         raise ValueError("depth needs both focal_px and baseline")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     pairs = find_pairs(left, right)
     dev = resolve_device(device)
+    autocast(dev, precision)  # validates the precision for this device
     model, _ = load_model(checkpoint, dev)
-    dtype = PRECISIONS[precision]
     out_dir = Path(output_dir)
     summaries = []
     for pair in pairs:
@@ -162,7 +159,7 @@ def infer(
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
             rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(dev, precision):
             disp = predict(model, lt, rt).float()
         if scale != 1:
             factor = w / disp.shape[-1]  # disparities grow with the image width

@@ -23,16 +23,16 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from stereo.benchmark import resolve_device
+from stereo.checkpoint import load_checkpoint, save_checkpoint
 from stereo.data.dataset import Augmentation, StereoDataset
 from stereo.data.sceneflow import discover
+from stereo.device import autocast, resolve_device
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, predict
 from stereo.progress import Progress
 from stereo.visualize import colorize_disparity, colorize_error
 
 log = logging.getLogger(__name__)
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TrainingStopped(RuntimeError):
@@ -82,31 +82,6 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,
 # ---- checkpoints -------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary file in the same folder, then an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a training checkpoint; a missing or unreadable file raises an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated or foreign files: say which file
-        raise ValueError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
-        raise ValueError(f"{path}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
-    return ckpt
-
-
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -149,12 +124,11 @@ def _lr_lambda(schedule: str, total: int, warmup: int):
 def validate(model, samples, max_disp: float, device, precision: str, rank: int = 0, world: int = 1) -> dict:
     """Per-image metrics averaged over images (0 < gt < max_disp), split over ranks and reduced."""
     ds = StereoDataset(samples, max_disp=max_disp)
-    dtype = PRECISIONS[precision]
     sums = [0.0] * (len(METRIC_KEYS) + 1)
     for i in range(rank, len(ds), world):
         item = ds[i]
         left, right = item["left"][None].to(device), item["right"][None].to(device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(device, precision):
             pred = predict(model, left, right)[0].float().cpu()
         m = disparity_metrics(pred, item["disparity"], item["valid"])
         if m["pixels"]:
@@ -173,8 +147,6 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     t_cfg, d_cfg, m_cfg = cfg.train, cfg.data, cfg.model
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {cfg.precision!r}")
     samples = discover(d_cfg.root, "train", d_cfg.render_pass, skip_missing=d_cfg.skip_missing)
     val_samples = []
     if cfg.val.limit != 0:
@@ -182,9 +154,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
         val_samples = val_samples[: cfg.val.limit] if cfg.val.limit > 0 else val_samples
 
     rank, world, device = _init_distributed(cfg.device)
-    dtype = PRECISIONS[cfg.precision]
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision=fp16 needs CUDA (on CPU use bf16)")
+    autocast(device, cfg.precision)  # validates the precision for this device before any work
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -297,7 +267,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
                     batch["right"].to(device, non_blocking=True),
                 )
                 gt, valid = batch["disparity"].to(device), batch["valid"].to(device)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                with autocast(device, cfg.precision):
                     outs = net(left, right)
                 loss = sequence_loss(outs, gt, valid, weights) if valid.any() else outs[-1].sum() * 0.0
                 # [non-finite, stop requested]: all ranks skip or stop together, or DDP would hang.

@@ -7,10 +7,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from stereo.checkpoint import load_checkpoint
 from stereo.config import load_config
 from stereo.data.sceneflow import SceneFlowError
 from stereo.metrics import disparity_metrics
-from stereo.train import epoch_batches, load_checkpoint, train
+from stereo.train import epoch_batches, train
 
 REPO = Path(__file__).resolve().parents[1]
 

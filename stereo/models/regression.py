@@ -31,21 +31,20 @@ def _resize_axis(x: torch.Tensor, dim: int, i0, i1, w) -> torch.Tensor:
 def upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None = None) -> torch.Tensor:
     """Trilinearly upsample a (B, 1, D', H', W') cost to ``size`` = (D, H, W) and soft-argmin it.
 
-    Equal to ``soft_argmin(F.interpolate(cost, size, mode="trilinear").squeeze(1))`` (trilinear
-    resizing is separable), but with ``chunk_rows`` the full (B, D, H, W) volume is never held: the
-    disparity axis is resized once, then rows are resized, softmaxed and reduced in chunks.
+    Equal to ``soft_argmin(F.interpolate(cost, size, mode="trilinear").squeeze(1))``, but with
+    ``chunk_rows`` the full (B, D, H, W) volume is never held. Trilinear resizing is separable, so
+    each chunk of output rows is resized along H by hand (the rows it needs, with the exact
+    source weights), then along D and W by ``F.interpolate`` (H left at scale 1, which is exact).
     """
     d_out, h_out, w_out = size
     if chunk_rows is None:
         up = F.interpolate(cost, size, mode="trilinear", align_corners=False)
         return soft_argmin(up.squeeze(1))
-    cost = cost.squeeze(1)  # (B, D', H', W')
-    cost = _resize_axis(cost, 1, *_linear_weights(cost.shape[1], d_out, cost.device))
-    hi0, hi1, hw = _linear_weights(cost.shape[2], h_out, cost.device)
-    wi = _linear_weights(cost.shape[3], w_out, cost.device)
+    hi0, hi1, hw = _linear_weights(cost.shape[3], h_out, cost.device)
     out = []
     for r in range(0, h_out, chunk_rows):
         sl = slice(r, r + chunk_rows)
-        rows = _resize_axis(cost, 2, hi0[sl], hi1[sl], hw[sl])
-        out.append(soft_argmin(_resize_axis(rows, 3, *wi)))
+        rows = _resize_axis(cost, 3, hi0[sl], hi1[sl], hw[sl])  # (B, 1, D', rows, W')
+        up = F.interpolate(rows, (d_out, rows.shape[3], w_out), mode="trilinear", align_corners=False)
+        out.append(soft_argmin(up.squeeze(1)))
     return torch.cat(out, 1)
