@@ -70,14 +70,14 @@ class _AttentionBase(nn.Module):
         """Queries and keys as (B, heads, d_k/h, n), values as (B, heads, d_v/h, n)."""
         b, _, h, w = x.shape
         n = h * w
-        # One 1x1 conv with the three weight sets stacked: x is read from memory once, not three times.
-        weight = torch.cat([self.queries.weight, self.keys.weight, self.values.weight])
-        bias = torch.cat([self.queries.bias, self.keys.bias, self.values.bias])
-        qkv = F.conv2d(x, weight, bias).reshape(b, -1, n)
+        # Queries and keys from one 1x1 conv with both weight sets stacked (x is read once for both).
+        # Values get their own conv: as a view of a shared output, v (saved for backward) would keep
+        # the whole q/k/v tensor alive through the backward pass.
+        weight = torch.cat([self.queries.weight, self.keys.weight])
+        bias = torch.cat([self.queries.bias, self.keys.bias])
         dk, dv = self.key_channels, self.value_channels
-        q = qkv[:, :dk].reshape(b, self.heads, dk // self.heads, n)
-        k = qkv[:, dk : 2 * dk].reshape(b, self.heads, dk // self.heads, n)
-        v = qkv[:, 2 * dk :].reshape(b, self.heads, dv // self.heads, n)
+        q, k = F.conv2d(x, weight, bias).reshape(b, 2, self.heads, dk // self.heads, n).unbind(1)
+        v = self.values(x).reshape(b, self.heads, dv // self.heads, n)
         return q, k, v
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -235,12 +235,11 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
 
     stop = {"signal": None}
     handlers = {}
-    if rank == 0 or world > 1:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                handlers[sig] = signal.signal(sig, lambda s, _f: stop.update(signal=s))
-            except ValueError:  # not the main thread: no signal handling
-                pass
+    for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step, write last.pt, then return
+        try:
+            handlers[sig] = signal.signal(sig, lambda s, _f: stop.update(signal=s))
+        except ValueError:  # not the main thread: no signal handling
+            pass
 
     nonfinite_total, nonfinite_run = 0, 0
     val_metrics: dict[str, float] = {}
