@@ -93,6 +93,18 @@ def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int = 1, runs
     return times
 
 
+def measure(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> tuple[list[float], int, str]:
+    """(seconds per timed run, peak bytes above the start, how memory was measured) of ``fn``.
+
+    The warm-up is inside the memory measurement: memory it leaves cached in the allocator would
+    otherwise be counted in the baseline and hide part of the peak.
+    """
+    mem = PeakMemory(device)
+    mem.start()
+    times = time_runs(fn, device, warmup=warmup, runs=runs)
+    return times, mem.stop(), mem.method
+
+
 def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """Call ``module:function(**kwargs)`` in a fresh Python process and return its JSON-able result.
 
@@ -227,12 +239,7 @@ def attention_case(
             with torch.inference_mode():
                 module(x)
 
-    # The warm-up is inside the measurement: memory it leaves cached in the allocator would
-    # otherwise be counted in the baseline and hide part of the peak.
-    mem = PeakMemory(dev)
-    mem.start()
-    times = time_runs(step, dev, warmup=warmup, runs=runs)
-    peak = mem.stop()
+    times, peak, method = measure(step, dev, warmup, runs)
     return {
         "kind": kind,
         "height": height,
@@ -242,7 +249,7 @@ def attention_case(
         "times_s": times,
         "median_s": statistics.median(times),
         "peak_bytes": peak,
-        "memory_method": mem.method,
+        "memory_method": method,
         "threads": torch.get_num_threads(),
         "device": str(dev),
     }
@@ -300,10 +307,7 @@ def model_case(
             with torch.inference_mode(), amp:
                 net(left, right)
 
-    mem = PeakMemory(dev)
-    mem.start()
-    times = time_runs(step, dev, warmup=warmup, runs=runs)
-    peak = mem.stop()
+    times, peak, method = measure(step, dev, warmup, runs)
     process_peak = (_status_kib("VmHWM") or 0) * 1024 if dev.type == "cpu" else None
     return {
         "model": model,
@@ -318,7 +322,7 @@ def model_case(
         "median_s": statistics.median(times),
         "peak_bytes": peak,
         "process_peak_bytes": process_peak,
-        "memory_method": mem.method,
+        "memory_method": method,
         "threads": torch.get_num_threads(),
         "device": str(dev),
     }

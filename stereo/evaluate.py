@@ -85,9 +85,9 @@ def evaluate(
     ds = StereoDataset(samples, max_disp=max_disp)
 
     rows: list[dict[str, Any]] = []
-    pooled = {"abs": 0.0, "b1": 0, "b2": 0, "b3": 0, "d1": 0, "n": 0}
     bar = Progress(total=len(ds), desc="evaluate", unit="pair", enabled=progress)
     t0 = time.perf_counter()
+    epe_sum, epe_n = 0.0, 0  # running per-image mean for the progress bar
     for i in range(len(ds)):
         left, right, gt = ds.load(i)
         valid = valid_mask(gt, mask, max_disp)
@@ -96,20 +96,15 @@ def evaluate(
             pred = predict(model, to_t(left), to_t(right))[0].float().cpu().numpy()
         gt_t = torch.from_numpy(np.where(np.isfinite(gt), gt, 0))
         m = disparity_metrics(torch.from_numpy(pred), gt_t, torch.from_numpy(valid))
-        err = np.abs(pred - gt)[valid]
-        pooled["abs"] += float(err.sum())
-        pooled["n"] += int(err.size)
-        for k, thr in (("b1", 1), ("b2", 2), ("b3", 3)):
-            pooled[k] += int((err > thr).sum())
-        pooled["d1"] += int(((err > 3) & (err > 0.05 * np.abs(gt[valid]))).sum())
         rows.append({"index": i, "left": str(samples[i].left), **m, "_pred": pred if worst_k else None})
         if worst_k and len(rows) > worst_k:  # keep predictions only for the current worst K
             keep = sorted((r for r in rows if r["_pred"] is not None), key=_epe_key, reverse=True)[:worst_k]
             for r in rows:
                 if r["_pred"] is not None and r not in keep:
                     r["_pred"] = None
-        scored = [r["epe"] for r in rows if r["pixels"]]
-        bar.set_postfix(f"EPE {np.mean(scored):.3f}" if scored else "EPE n/a")
+        if m["pixels"]:
+            epe_sum, epe_n = epe_sum + m["epe"], epe_n + 1
+        bar.set_postfix(f"EPE {epe_sum / epe_n:.3f}" if epe_n else "EPE n/a")
         bar.update()
     bar.close()
     elapsed = time.perf_counter() - t0
@@ -117,15 +112,9 @@ def evaluate(
     scored = [r for r in rows if r["pixels"]]
     if averaging == "image":
         summary = {k: float(np.mean([r[k] for r in scored])) if scored else float("nan") for k in METRIC_KEYS}
-    else:
-        n = max(pooled["n"], 1)
-        summary = {
-            "epe": pooled["abs"] / n,
-            "bad1": 100 * pooled["b1"] / n,
-            "bad2": 100 * pooled["b2"] / n,
-            "bad3": 100 * pooled["b3"] / n,
-            "d1": 100 * pooled["d1"] / n,
-        }
+    else:  # every metric is a mean over valid pixels: pool images by weighting with their pixel counts
+        n = sum(r["pixels"] for r in scored)
+        summary = {k: sum(r[k] * r["pixels"] for r in scored) / n if n else float("nan") for k in METRIC_KEYS}
     result = {
         **summary,
         "pairs": len(rows),
