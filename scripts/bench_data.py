@@ -31,7 +31,7 @@ from stereo.data.dataset import Augmentation, StereoDataset
 from stereo.data.pfm import read_pfm, write_pfm
 from stereo.data.sceneflow import discover
 from stereo.data.synthetic import generate_sceneflow_sample
-from stereo.progress import Progress
+from stereo.progress import progress
 
 # Pair counts of the real dataset (reference section 4): FlyingThings3D TRAIN/TEST, Driving, Monkaa.
 FULL_COUNTS = {"ft_train": 22390, "ft_test": 4370, "driving": 4400, "monkaa": 8664}
@@ -88,7 +88,7 @@ def make_full_tree(root: Path) -> int:
         seq, f = divmod(i, 360)
         jobs.append(("Monkaa", f"scene_{seq:02d}", f"{f:04d}"))
     made = set()
-    for subset, seq, frame in Progress(jobs, desc="placeholder tree", unit="pair"):
+    for subset, seq, frame in progress(jobs, desc="placeholder tree", unit="pair"):
         for kind, ext in (("frames_cleanpass", "png"), ("disparity", "pfm")):
             for view in ("left", "right"):
                 d = root / subset / kind / seq / view

@@ -1,23 +1,66 @@
-"""Hydra applications behind the console scripts and ``scripts/*.py`` (thin: they call library code)."""
+"""Hydra applications behind the console scripts and ``scripts/*.py``: thin, they call library code.
+
+Errors a user can fix (:class:`stereo.errors.StereoError`, config validation, a file that cannot be
+read or written) print one line and exit 1; Ctrl-C exits 130 and SIGTERM 143 without a traceback;
+anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
+import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from stereo.config import CONF_DIR
-from stereo.data.sceneflow import SceneFlowError
+from stereo.errors import StereoError
 
-USER_ERRORS = (SceneFlowError, FileNotFoundError, ValueError, RuntimeError)
+# OSErrors that are about the user's files and disks, not about our code.
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EEXIST, errno.ENOTDIR,
+                errno.EISDIR, errno.EDQUOT}  # fmt: skip
 
 
-def _fail(e: BaseException) -> None:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+def user_message(e: BaseException) -> str:
+    """The one-line message of a user error; errors re-raised from DataLoader workers lose the wrapper
+    (\"Caught X in DataLoader worker process N ... Original Traceback ...\") and keep the original text."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    if isinstance(e, OSError) and not isinstance(e, StereoError) and e.filename:
+        text = f"{e.filename}: {e.strerror}"
+    if isinstance(e, OmegaConfBaseException):  # its later lines are OmegaConf internals (object_type=...)
+        text = text.strip().splitlines()[0]
+    return text.strip()
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` with the project's error policy (see the module docstring)."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
+    except (StereoError, OmegaConfBaseException) as e:
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS:
+            raise
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        sys.exit(1)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base=None)
@@ -26,10 +69,7 @@ def train_main(cfg: DictConfig) -> None:
     from stereo.train import train
 
     logging.getLogger("stereo").setLevel(logging.INFO)
-    try:
-        summary = train(cfg, HydraConfig.get().runtime.output_dir)
-    except USER_ERRORS as e:
-        _fail(e)
+    summary = run(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
     if summary["rank"] != 0:
         return
     val = summary["val"]
@@ -39,47 +79,23 @@ def train_main(cfg: DictConfig) -> None:
     print(line)
     print(f"checkpoint: {summary['checkpoint']}")
     print(f"TensorBoard: tensorboard --logdir {summary['run_dir']}/tensorboard")
+    if summary["signal"]:
+        sys.exit(128 + summary["signal"])  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base=None)
 def eval_main(cfg: DictConfig) -> None:
-    """``stereo-eval``: evaluate a checkpoint on Scene Flow's test split (conf/eval.yaml)."""
+    """``stereo-eval``: evaluate a checkpoint on a dataset's test split (conf/eval.yaml)."""
     from stereo.benchmark import format_table
     from stereo.evaluate import evaluate
 
     out_dir = HydraConfig.get().runtime.output_dir
-    try:
-        r = evaluate(
-            cfg.checkpoint,
-            cfg.data.root,
-            out_dir,
-            render_pass=cfg.data.render_pass,
-            limit=cfg.data.limit,
-            mask=cfg.mask,
-            max_disp=cfg.max_disp,
-            averaging=cfg.averaging,
-            device=cfg.device,
-            precision=cfg.precision,
-            per_image_csv=cfg.per_image_csv,
-            worst_k=cfg.worst_k,
-        )
-    except USER_ERRORS as e:
-        _fail(e)
-    print(
-        format_table(
-            [
-                [
-                    r["pairs"],
-                    f"{r['epe']:.3f}",
-                    f"{r['bad1']:.2f}",
-                    f"{r['bad2']:.2f}",
-                    f"{r['bad3']:.2f}",
-                    f"{r['d1']:.2f}",
-                ]
-            ],
-            ["pairs", "EPE px", "bad1 %", "bad2 %", "bad3 %", "D1 %"],
-        )
-    )
+    r = run(lambda: evaluate(cfg, out_dir))
+    values = [
+        r["pairs"],
+        *(f"{r[k]:.3f}" if k == "epe" else f"{r[k]:.2f}" for k in ("epe", "bad1", "bad2", "bad3", "d1")),
+    ]
+    print(format_table([values], ["pairs", "EPE px", "bad1 %", "bad2 %", "bad3 %", "D1 %"]))
     print(f"mask {r['mask']}; averaging {r['averaging']}; {r['render_pass']}pass")
     print(f"metrics: {out_dir}/metrics.json")
 
@@ -90,20 +106,5 @@ def infer_main(cfg: DictConfig) -> None:
     from stereo.infer import infer
 
     out_dir = cfg.output_dir or HydraConfig.get().runtime.output_dir
-    try:
-        results = infer(
-            cfg.checkpoint,
-            str(cfg.left),
-            str(cfg.right),
-            out_dir,
-            device=cfg.device,
-            precision=cfg.precision,
-            scale=cfg.scale,
-            color_range=cfg.color_range,
-            color_max=cfg.color_max,
-            focal_px=cfg.focal_px,
-            baseline=cfg.baseline,
-        )
-    except USER_ERRORS as e:
-        _fail(e)
+    results = run(lambda: infer(cfg, out_dir))
     print(f"{len(results)} pair(s) written to {out_dir}")

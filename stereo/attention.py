@@ -180,6 +180,14 @@ class DotProductAttention(_AttentionBase):
         return out.transpose(-1, -2)  # (B, heads, d_v/h, n)
 
 
+# The registry behind ``kind:`` in model configs; ``none`` places nothing.
+ATTENTION_KINDS: dict[str, type[nn.Module] | None] = {
+    "efficient": EfficientAttention,
+    "dot_product": DotProductAttention,
+    "none": None,
+}
+
+
 def build_attention(
     kind: str,
     in_channels: int,
@@ -188,11 +196,10 @@ def build_attention(
     heads: int = 1,
     normalization: Normalization = "softmax",
 ) -> nn.Module:
-    """An attention module by name: ``"efficient"``, ``"dot_product"`` or ``"none"`` (identity)."""
-    if kind == "efficient":
-        return EfficientAttention(in_channels, key_channels, value_channels, heads, normalization)
-    if kind == "dot_product":
-        return DotProductAttention(in_channels, key_channels, value_channels, heads, normalization)
-    if kind == "none":
+    """An attention module by name (a key of :data:`ATTENTION_KINDS`; ``"none"`` gives the identity)."""
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"attention kind must be one of {list(ATTENTION_KINDS)}, got {kind!r}")
+    cls = ATTENTION_KINDS[kind]
+    if cls is None:
         return nn.Identity()
-    raise ValueError(f"attention kind must be 'efficient', 'dot_product' or 'none', got {kind!r}")
+    return cls(in_channels, key_channels, value_channels, heads, normalization)

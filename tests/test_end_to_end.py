@@ -3,24 +3,28 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from stereo.config import load_config
 from stereo.data.pfm import read_pfm
-from stereo.evaluate import evaluate, valid_mask
-from stereo.infer import find_pairs, infer
-from stereo.train import train
-from tests.test_train import tiny_cfg
+from stereo.evaluate import evaluate
+from stereo.infer import find_pairs
+from stereo.infer import infer as infer_cfg
+from stereo.metrics import valid_mask
 
 
-@pytest.fixture(scope="module")
-def checkpoint(sample_root, tmp_path_factory):
-    run = tmp_path_factory.mktemp("e2e") / "train"
-    train(tiny_cfg(sample_root, max_steps=2, val_every=0), run)
-    return run / "checkpoints/last.pt"
+def eval_cfg(checkpoint, root, *overrides):
+    return load_config("eval", [f"checkpoint={checkpoint}", f"data.root={root}", "device=cpu", *overrides])
+
+
+def infer(checkpoint, left, right, out, **kw):
+    over = [f"checkpoint={checkpoint}", f"left={left}", f"right={right}", *(f"{k}={v}" for k, v in kw.items())]
+    return infer_cfg(load_config("infer", over), out)
 
 
 def test_evaluate_writes_sane_metrics(checkpoint, sample_root, tmp_path):
-    r = evaluate(checkpoint, sample_root, tmp_path, render_pass="clean", limit=3, per_image_csv=True, worst_k=2,
-                 device="cpu", progress=False)  # fmt: skip
+    cfg = eval_cfg(checkpoint, sample_root, "data.render_pass=clean", "data.limit=3", "per_image_csv=true", "worst_k=2")
+    r = evaluate(cfg, tmp_path, show_progress=False)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["epe"] == pytest.approx(r["epe"])
     for k in ("epe", "bad1", "bad2", "bad3", "d1", "pairs", "checkpoint", "mask", "averaging"):
@@ -29,13 +33,13 @@ def test_evaluate_writes_sane_metrics(checkpoint, sample_root, tmp_path):
     assert 0 < saved["epe"] < 32 and 0 <= saved["d1"] <= saved["bad3"] <= saved["bad2"] <= saved["bad1"] <= 100
     assert len((tmp_path / "per_image.csv").read_text().splitlines()) == 4
     assert len(list((tmp_path / "worst").glob("*.png"))) == 2
-    pixel = evaluate(checkpoint, sample_root, tmp_path / "p", render_pass="clean", limit=3, averaging="pixel",
-                     device="cpu", progress=False, tensorboard=False)  # fmt: skip
+    cfg = eval_cfg(checkpoint, sample_root, "data.render_pass=clean", "data.limit=3", "averaging=pixel")
+    pixel = evaluate(cfg, tmp_path / "p", show_progress=False, tensorboard=False)
     assert pixel["epe"] == pytest.approx(r["epe"], rel=0.5) and pixel["averaging"] == "over all valid pixels"
 
 
 def test_masks():
-    gt = np.array([[-3.0, 0.0, 5.0, 191.0, 192.0, np.nan, np.inf]], np.float32)
+    gt = torch.tensor([[-3.0, 0.0, 5.0, 191.0, 192.0, np.nan, np.inf]])
     assert valid_mask(gt, "positive", 192).tolist() == [[False, False, True, True, False, False, False]]
     assert valid_mask(gt, "absolute", 192).tolist() == [[True, True, True, True, False, False, False]]
     assert valid_mask(gt, "below", 192).tolist() == [[True, True, True, True, False, False, False]]
@@ -74,8 +78,8 @@ def test_infer_outputs(checkpoint, sample_root, tmp_path):
         assert np.isinf(depth[~pos]).all()
     globbed = find_pairs(str(left / "*" / "*.png"), str(right / "*" / "*.png"))
     assert [p.name for p in globbed] == ["seq0/0001", "seq1/0001"]
-    single = infer(checkpoint, str(left / "seq0/0001.png"), str(right / "seq0/0001.png"), tmp_path / "one",
-                   device="cpu", scale=0.5)  # fmt: skip
+    one = (left / "seq0/0001.png", right / "seq0/0001.png", tmp_path / "one")
+    single = infer(checkpoint, *one, device="cpu", scale=0.5)
     assert single[0]["size"] == [64, 128] and read_pfm(tmp_path / "one/0001.pfm").shape == (64, 128)
 
 

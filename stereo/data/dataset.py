@@ -9,34 +9,20 @@ the right view only (it acts like an occluder, the left ground truth stays right
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stereo.data.images import read_rgb
-from stereo.data.pfm import read_pfm
-from stereo.data.sceneflow import Sample
+from stereo.config import AugmentConfig
+from stereo.data.images import check_same_size, read_rgb, to_tensor
+from stereo.data.pfm import read_disparity
+from stereo.data.registry import Sample
+from stereo.errors import ConfigError, DataError
+from stereo.metrics import valid_mask
 
-
-@dataclass
-class Augmentation:
-    """Photometric and occlusion augmentation parameters (all applied after cropping).
-
-    Brightness, contrast and saturation factors are drawn from ``[1 - x, 1 + x]``, gamma from
-    ``gamma``. With probability ``asymmetric_prob`` the right view gets its own draw.
-    """
-
-    photometric_prob: float = 1.0
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    gamma: tuple[float, float] = (0.8, 1.2)
-    asymmetric_prob: float = 0.2
-    eraser_prob: float = 0.5
-    eraser_max_patches: int = 2
-    eraser_size: tuple[float, float] = (0.1, 0.2)  # patch side as a fraction of the crop's width
+# The augmentation parameters are the config schema itself (``data.augment.*``).
+Augmentation = AugmentConfig
 
 
 def _photometric(img: np.ndarray, params: tuple[float, float, float, float]) -> np.ndarray:
@@ -53,15 +39,16 @@ class StereoDataset(Dataset):
     """Stereo pairs with left-view disparity as tensors.
 
     Each item is a dict: ``left``, ``right`` float32 (3, H, W) in [0, 1]; ``disparity`` float32 (H, W)
-    in pixels (0 where not finite); ``valid`` bool (H, W) = finite and 0 < d < ``max_disp``;
-    ``index`` int.
+    in pixels (0 where not finite); ``valid`` bool (H, W) from :func:`stereo.metrics.valid_mask`
+    (``mask``, default ``positive``: finite and 0 < d < ``max_disp``); ``index`` int.
 
     Args:
         samples: pairs from :func:`stereo.data.sceneflow.discover` (or any objects with ``.left``,
             ``.right``, ``.disparity`` paths).
         max_disp: upper bound (exclusive) of valid disparities, pixels.
+        mask: which pixels are valid (:data:`stereo.metrics.MASKS`).
         crop_size: (height, width) random crop for training; ``None`` returns full frames.
-        augment: an :class:`Augmentation`, or ``None`` for no photometric/eraser augmentation.
+        augment: an :class:`Augmentation` (``data.augment``), or ``None`` / ``enabled=False`` for none.
         seed: base seed. Item randomness depends on (seed, epoch, index) only, so results do not
             depend on the number of loader workers; call :meth:`set_epoch` each epoch.
     """
@@ -73,13 +60,17 @@ class StereoDataset(Dataset):
         crop_size: Sequence[int] | None = None,
         augment: Augmentation | None = None,
         seed: int = 0,
+        mask: str = "positive",
     ) -> None:
         if len(samples) == 0:
-            raise ValueError("StereoDataset needs at least one sample")
+            raise DataError("StereoDataset needs at least one sample")
         self.samples = list(samples)
         self.max_disp = float(max_disp)
+        if self.max_disp <= 0:
+            raise ConfigError(f"max_disp must be > 0 pixels, got {max_disp}")
+        self.mask = str(mask)
         self.crop_size = tuple(int(c) for c in crop_size) if crop_size else None
-        self.augment = augment
+        self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
         self.epoch = 0
 
@@ -93,16 +84,10 @@ class StereoDataset(Dataset):
         """Raw arrays of one pair: left, right (H, W, 3) float32 in [0, 1], disparity (H, W)."""
         s = self.samples[index]
         left, right = read_rgb(s.left), read_rgb(s.right)
-        disp = read_pfm(s.disparity)
-        if disp.ndim == 3:
-            disp = disp[..., 0]
-        if left.shape != right.shape:
-            raise ValueError(
-                f"left and right images differ in size: {s.left} is {left.shape[1]}x{left.shape[0]}, "
-                f"{s.right} is {right.shape[1]}x{right.shape[0]}"
-            )
+        disp = read_disparity(s.disparity)
+        check_same_size(left, right, s.left, s.right)
         if disp.shape != left.shape[:2]:
-            raise ValueError(
+            raise DataError(
                 f"disparity {s.disparity} is {disp.shape[1]}x{disp.shape[0]} but its image {s.left} is "
                 f"{left.shape[1]}x{left.shape[0]}"
             )
@@ -115,14 +100,13 @@ class StereoDataset(Dataset):
             left, right, disp = self._crop(rng, index, left, right, disp)
         if self.augment is not None:
             left, right = self._augment(rng, left, right)
-        finite = np.isfinite(disp)
-        disp = np.where(finite, disp, 0.0).astype(np.float32)
-        valid = finite & (disp > 0) & (disp < self.max_disp)
+        disp_t = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))
+        valid = valid_mask(disp_t, self.mask, self.max_disp)
         return {
-            "left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
-            "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))),
-            "disparity": torch.from_numpy(disp),
-            "valid": torch.from_numpy(valid),
+            "left": to_tensor(left),
+            "right": to_tensor(right),
+            "disparity": torch.nan_to_num(disp_t, nan=0.0, posinf=0.0, neginf=0.0),
+            "valid": valid,
             "index": index,
         }
 
@@ -130,7 +114,9 @@ class StereoDataset(Dataset):
         ch, cw = self.crop_size
         h, w = disp.shape
         if ch > h or cw > w:
-            raise ValueError(f"crop {ch}x{cw} is larger than the frame {h}x{w} of {self.samples[index].left}")
+            raise DataError(
+                f"crop {ch}x{cw} is larger than the frame {h}x{w} of {self.samples[index].left} (data.crop_size)"
+            )
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         # The same window in both views: no vertical shift, horizontal disparities unchanged.
         win = (slice(y, y + ch), slice(x, x + cw))

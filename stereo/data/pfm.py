@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stereo.errors import DataError, MissingFileError
+from stereo.io import atomic_write
+
 _HEADER = re.compile(rb"^(PF|Pf)\s+(\d+)\s+(\d+)\s+([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s")
 _MAX_HEADER = 256  # bytes; real headers are ~20
 
@@ -21,29 +24,31 @@ def read_pfm(path: str | os.PathLike) -> np.ndarray:
     """Read a PFM file into a float32 array: (H, W) for ``Pf``, (H, W, 3) for ``PF``, top row first.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the header is malformed or the data is truncated or too long; names the file.
+        MissingFileError: the file does not exist (a ``FileNotFoundError``).
+        DataError: the header is malformed or the data is truncated or too long; names the file.
     """
     path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"PFM file not found: {path}")
     with open(path, "rb") as f:
         raw = f.read()
     m = _HEADER.match(raw[:_MAX_HEADER])
     if m is None:
         start = raw[:24]
-        raise ValueError(
+        raise DataError(
             f"{path}: not a PFM file: expected a header 'PF' or 'Pf', width, height and scale, found {start!r}"
         )
     kind, width, height, scale = m.group(1), int(m.group(2)), int(m.group(3)), float(m.group(4))
     if width <= 0 or height <= 0:
-        raise ValueError(f"{path}: PFM header gives an empty image ({width}x{height})")
+        raise DataError(f"{path}: PFM header gives an empty image ({width}x{height})")
     if scale == 0:
-        raise ValueError(f"{path}: PFM scale must be non-zero (its sign gives the byte order)")
+        raise DataError(f"{path}: PFM scale must be non-zero (its sign gives the byte order)")
     channels = 3 if kind == b"PF" else 1
     expected = width * height * channels * 4
     data = memoryview(raw)[m.end() :]
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
-        raise ValueError(
+        raise DataError(
             f"{path}: PFM data {what}: header says {width}x{height}x{channels} float32 = {expected} bytes, "
             f"file holds {len(data)}"
         )
@@ -65,13 +70,37 @@ def write_pfm(path: str | os.PathLike, array: np.ndarray, little_endian: bool = 
     dtype = np.dtype("<f4" if little_endian else ">f4")
     body = np.ascontiguousarray(arr[::-1], dtype=dtype).tobytes()
     header = f"{kind}\n{arr.shape[1]} {arr.shape[0]}\n{-1.0 if little_endian else 1.0}\n".encode()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(body)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(header + body)
+
+
+# Disparities are finite or +-inf (unknown, as in Middlebury); NaN, subnormal-small and astronomically large
+# values come from reading bytes in the wrong order or from a corrupt file.
+_TINY, _HUGE, _MAX_IMPLAUSIBLE = 1e-6, 1e5, 0.5
+
+
+def _implausible_share(d: np.ndarray) -> float:
+    a = np.abs(d)
+    bad = np.isnan(d) | ((a > 0) & (a < _TINY)) | (np.isfinite(a) & (a > _HUGE))
+    return float(bad.mean())
+
+
+def read_disparity(path: str | os.PathLike) -> np.ndarray:
+    """Read a disparity map (PFM, pixels) as (H, W) float32, rejecting values that cannot be disparities.
+
+    More than half NaN, tiny (0 < |d| < 1e-6) or huge (> 1e5) values raise :class:`DataError` naming the
+    file; when the other byte order reads sensibly the message says the header's scale sign is wrong.
+    """
+    disp = read_pfm(path)
+    if disp.ndim == 3:
+        disp = disp[..., 0]
+    share = _implausible_share(disp)
+    if share > _MAX_IMPLAUSIBLE:
+        swapped = disp.byteswap()
+        hint = ""
+        if _implausible_share(swapped) < share / 2:
+            hint = " ; the other byte order reads sensibly: the header's scale sign does not match the data"
+        raise DataError(
+            f"{path}: {share:.0%} of the values cannot be disparities (NaN, 0 < |d| < {_TINY:g} or > {_HUGE:g}){hint}"
+        )
+    return disp

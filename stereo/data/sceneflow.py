@@ -26,8 +26,12 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from stereo.data.registry import Sample, register_dataset
+from stereo.errors import DatasetError
+from stereo.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ SUBSETS = ("flyingthings3d", "driving", "monkaa")
 SPLITS = ("train", "test")
 RENDER_PASSES = ("clean", "final")
 DATASET_IMAGE_EXTENSIONS = (".png", ".webp")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 # Layout (b): PSMNet's folder names per subset: (frames prefix, disparity folder).
 _FLAT = {
@@ -46,18 +50,14 @@ _FLAT = {
 _SUBSET_DIRS = {"flyingthings3d": "FlyingThings3D", "driving": "Driving", "monkaa": "Monkaa"}
 
 
-class SceneFlowError(RuntimeError):
+class SceneFlowError(DatasetError):
     """The dataset root does not hold what discovery needs; the message says what and where."""
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One stereo pair: image paths, the left-view disparity PFM, and the subset it comes from."""
-
-    left: Path
-    right: Path
-    disparity: Path
-    subset: str
+@register_dataset("sceneflow")
+def sceneflow_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+    """``data=sceneflow``: Scene Flow's ``train`` or ``test`` split under ``cfg.root``."""
+    return discover(cfg.root, split, render_pass, skip_missing=bool(cfg.skip_missing))
 
 
 def discover(
@@ -269,36 +269,62 @@ def _cache_file(
     return None
 
 
+def _leaf_dirs(samples: list[Sample], root: Path) -> list[str]:
+    """The folders holding the samples' files, relative to the root (their mtimes change when a file
+    inside is added, removed or renamed)."""
+    dirs = {p.parent for s in samples for p in (s.left, s.right, s.disparity)}
+    return sorted(str(d.relative_to(root)) for d in dirs)
+
+
+def _mtimes(root: Path, rel_dirs: list[str]) -> list[int] | None:
+    try:
+        return [os.stat(root / d).st_mtime_ns for d in rel_dirs]
+    except OSError:
+        return None
+
+
 def _read_cache(path: Path, root: Path, dirs: dict[str, tuple[Path, Path]]) -> list[Sample] | None:
+    """The cached samples, or None when the cache is absent, stale or unreadable (then discovery walks)."""
     try:
         lines = path.read_text().splitlines()
     except OSError:
         return None
-    if not lines or not lines[0].startswith("#"):
-        return None
     try:
         header = json.loads(lines[0][1:])
-    except json.JSONDecodeError:
+        if header.get("version") != CACHE_VERSION or header.get("fingerprint") != _fingerprint(dirs):
+            return None
+        leaves = header["leaves"]
+        if _mtimes(root, leaves) != header["leaf_mtimes"]:
+            return None  # a file was added or removed inside a sequence folder
+        samples = []
+        for line in lines[1:]:
+            subset, left, right, disp = line.split("\t")
+            samples.append(Sample(root / left, root / right, root / disp, subset))
+        if len(samples) != header["count"]:
+            raise ValueError(f"{len(samples)} entries, header says {header['count']}")
+    except (IndexError, KeyError, TypeError, ValueError) as e:  # truncated or foreign: walk again
+        log.warning("ignoring the unreadable discovery cache %s (%s); scanning the folders again", path, e)
         return None
-    if header.get("version") != CACHE_VERSION or header.get("fingerprint") != _fingerprint(dirs):
-        return None
-    samples = []
-    for line in lines[1:]:
-        subset, left, right, disp = line.split("\t")
-        samples.append(Sample(root / left, root / right, root / disp, subset))
     return samples or None
 
 
 def _write_cache(path: Path, root: Path, dirs: dict[str, tuple[Path, Path]], samples: list[Sample]) -> None:
-    header = json.dumps({"version": CACHE_VERSION, "fingerprint": _fingerprint(dirs)})
+    leaves = _leaf_dirs(samples, root)
+    header = json.dumps(
+        {
+            "version": CACHE_VERSION,
+            "fingerprint": _fingerprint(dirs),
+            "count": len(samples),
+            "leaves": leaves,
+            "leaf_mtimes": _mtimes(root, leaves),
+        }
+    )
     body = "".join(
         f"{s.subset}\t{s.left.relative_to(root)}\t{s.right.relative_to(root)}\t{s.disparity.relative_to(root)}\n"
         for s in samples
     )
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(f"#{header}\n{body}")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            tmp.write_text(f"#{header}\n{body}")
     except OSError as e:  # a read-only dataset is fine: we just walk again next time
         log.info("could not write the discovery cache %s: %s", path, e)
-        tmp.unlink(missing_ok=True)

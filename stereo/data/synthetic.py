@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from stereo.data.pfm import write_pfm
-from stereo.progress import Progress
+from stereo.progress import progress as progress_bar
 
 # ---- textures ----------------------------------------------------------------------------------------
 
@@ -300,7 +300,7 @@ def generate_sceneflow_sample(
     tmp.mkdir(parents=True)
     try:
         items = _layout(train_pairs, test_pairs)
-        pairs = Progress(items, desc="generating Scene Flow sample", unit="pair", enabled=progress)
+        pairs = progress_bar(items, desc="generating Scene Flow sample", unit="pair", enabled=progress)
         for index, (subset, seq, frame) in enumerate(pairs):
             rng = np.random.default_rng([seed, index])
             pair = render_pair(rng, height, width, max_disp, int(rng.integers(objects[0], objects[1] + 1)))

@@ -7,54 +7,62 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from stereo.config import ModelConfig, RuntimeConfig, to_plain
+from stereo.errors import ConfigError
 from stereo.models.psmnet import PSMNet, count_parameters
 
-__all__ = ["PSMNet", "build_model", "count_parameters", "predict"]
+__all__ = ["ARCHITECTURES", "PSMNet", "build_model", "count_parameters", "model_config", "predict"]
 
-_FEATURE_KEYS = ("base_channels", "blocks", "pool_sizes", "out_channels", "attention")
-_MODEL_KEYS = (
-    "max_disp",
-    "volume",
-    "gwc_groups",
-    "volume_channels",
-    "hourglasses",
-    "eval_chunk_rows",
-    "channels_last_3d",
-)
+# The registry behind ``model.arch``: a class built from a ModelConfig.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"psmnet": PSMNet}
+
+# Keys that older checkpoints stored in their model config; they are runtime or training settings now.
+_LEGACY_KEYS = ("eval_chunk_rows", "channels_last_3d", "loss_weights")
 
 
-def _plain(value: Any) -> Any:
-    """OmegaConf nodes -> plain Python containers (without importing omegaconf here)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value
+def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
+    """A typed :class:`~stereo.config.ModelConfig` from a config node, a dict (e.g. a checkpoint's
+    ``model_config``) or a ModelConfig. Unknown keys and wrong types raise :class:`ConfigError`."""
+    if isinstance(cfg, ModelConfig):
+        return cfg
+    plain = dict(to_plain(cfg))
+    for k in _LEGACY_KEYS:
+        plain.pop(k, None)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), plain)
+    except OmegaConfBaseException as e:
+        known = [f.name for f in ModelConfig.__dataclass_fields__.values()]
+        raise ConfigError(
+            f"unknown model config keys or bad value: {str(e).splitlines()[0]} (known: {known})"
+        ) from None
+    return OmegaConf.to_object(merged)
 
 
-def build_model(cfg: Mapping[str, Any]) -> nn.Module:
-    """Build a network from a model config (an OmegaConf node from ``conf/model/<name>.yaml`` or a dict).
+def build_model(cfg: Mapping[str, Any] | ModelConfig, runtime: RuntimeConfig | Mapping | None = None) -> nn.Module:
+    """Build a network from a model config (``conf/model/<name>.yaml``, a checkpoint's ``model_config``
+    or a :class:`ModelConfig`), with runtime settings (``channels_last_3d``, ``eval_chunk_rows``) from
+    ``runtime`` (any object or mapping with those keys; defaults otherwise)."""
+    mc = model_config(cfg)
+    if mc.arch not in ARCHITECTURES:
+        raise ConfigError(f"model.arch={mc.arch}: unknown; expected one of {', '.join(sorted(ARCHITECTURES))}")
+    model = ARCHITECTURES[mc.arch](mc)
+    if runtime is not None:
+        configure_runtime(model, runtime)
+    return model
 
-    Keys: ``name`` (``psmnet`` family), ``max_disp``, ``volume``, ``gwc_groups``, ``volume_channels``,
-    ``hourglasses``, ``eval_chunk_rows`` and ``feature: {base_channels, blocks, pool_sizes,
-    out_channels, attention: [{position, kind, normalization, key_channels, value_channels, heads}]}``.
-    Unknown keys are an error, so a typo cannot silently fall back to a default.
-    """
-    cfg = _plain(cfg)
-    cfg.pop("loss_weights", None)  # a training setting that travels with the model's head count
-    name = cfg.pop("name", "psmnet")
-    if name not in ("psmnet", "ea_psmnet", "ea_psmnet_light"):
-        raise ValueError(f"unknown model name {name!r}")
-    feature = cfg.pop("feature", {}) or {}
-    unknown = set(cfg) - set(_MODEL_KEYS)
-    unknown |= {f"feature.{k}" for k in set(feature) - set(_FEATURE_KEYS)}
-    if unknown:
-        raise ValueError(
-            f"unknown model config keys {sorted(unknown)}; known: {_MODEL_KEYS} and feature.{_FEATURE_KEYS}"
+
+def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping) -> nn.Module:
+    """Apply runtime settings that do not change the weights: 3-D memory layout, eval chunking."""
+    get = runtime.get if isinstance(runtime, Mapping) else lambda k, d=None: getattr(runtime, k, d)
+    if hasattr(model, "set_runtime"):
+        model.set_runtime(
+            channels_last_3d=bool(get("channels_last_3d", True)), eval_chunk_rows=int(get("eval_chunk_rows", 64))
         )
-    return PSMNet(**cfg, feature=feature)
+    return model
 
 
 @torch.inference_mode()

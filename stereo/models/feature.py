@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stereo.attention import build_attention
+from stereo.errors import ConfigError
 from stereo.models.layers import convbn
 
 # Stage after which attention may sit, with its resolution (fraction of the image) for the docs.
@@ -100,15 +101,19 @@ class FeatureExtractor(nn.Module):
             spec = dict(spec)
             pos = spec.pop("position")
             if pos not in POSITIONS:
-                raise ValueError(f"attention position must be one of {list(POSITIONS)}, got {pos!r}")
+                raise ConfigError(f"attention position must be one of {list(POSITIONS)}, got {pos!r}")
             if pos in self.attention_positions:
-                raise ValueError(f"two attention modules at position {pos!r}")
+                raise ConfigError(f"two attention modules at position {pos!r}")
             kind = spec.pop("kind", "efficient")
             if kind == "none":
                 continue
             module = build_attention(kind, widths[pos], **spec)
             self.add_module(f"attention_{pos}", module)
             self.attention_positions.append(pos)
+
+    def min_pooled_values(self, h4: int, w4: int) -> int:
+        """Values per channel and image of the coarsest pyramid level for an (h4, w4) feature map."""
+        return min((h4 // min(s, h4)) * (w4 // min(s, w4)) for s in self.pool_sizes)
 
     def _attend(self, x: torch.Tensor, position: str) -> torch.Tensor:
         if position in self.attention_positions:
