@@ -21,9 +21,9 @@ from stereo.benchmark import (
     environment,
     format_table,
     run_isolated,
-    write_json,
 )
 from stereo.cli import parse_overrides
+from stereo.io import write_json
 
 
 @dataclass

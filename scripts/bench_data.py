@@ -25,12 +25,13 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from stereo.benchmark import environment, format_table, write_json
+from stereo.benchmark import environment, format_table
 from stereo.cli import parse_overrides
 from stereo.data.dataset import Augmentation, StereoDataset
 from stereo.data.pfm import read_pfm, write_pfm
 from stereo.data.sceneflow import discover
 from stereo.data.synthetic import generate_sceneflow_sample
+from stereo.io import write_json
 from stereo.progress import progress
 
 # Pair counts of the real dataset (reference section 4): FlyingThings3D TRAIN/TEST, Driving, Monkaa.

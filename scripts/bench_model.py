@@ -24,9 +24,9 @@ from stereo.benchmark import (
     environment,
     format_table,
     run_isolated,
-    write_json,
 )
 from stereo.cli import parse_overrides
+from stereo.io import write_json
 
 DOT = ["feature.attention.0.kind=dot_product"]
 HALF = [

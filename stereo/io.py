@@ -100,10 +100,14 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 
 
 def encode_image(tmp: Path, img: np.ndarray, dest: Path | None = None) -> None:
-    """``cv2.imwrite`` with its result checked (it returns False instead of raising)."""
+    """``cv2.imwrite`` with its result checked (it returns False or raises ``cv2.error``)."""
     import cv2
 
-    if not cv2.imwrite(str(tmp), img):
+    try:
+        ok = cv2.imwrite(str(tmp), img)
+    except cv2.error as e:
+        raise OutputError(f"cannot encode {dest or tmp} ({img.dtype} {img.shape}): {str(e).strip()}") from e
+    if not ok:
         raise OutputError(f"cannot encode {dest or tmp} ({img.dtype} {img.shape})")
 
 

@@ -74,21 +74,21 @@ def write_pfm(path: str | os.PathLike, array: np.ndarray, little_endian: bool = 
         tmp.write_bytes(header + body)
 
 
-# Disparities are finite or +-inf (unknown, as in Middlebury); NaN, subnormal-small and astronomically large
-# values come from reading bytes in the wrong order or from a corrupt file.
+# Unknown disparities are stored as inf (Middlebury, ETH3D) or NaN; finite values that are tiny but non-zero
+# or astronomically large come from reading bytes in the wrong order or from a corrupt file.
 _TINY, _HUGE, _MAX_IMPLAUSIBLE = 1e-6, 1e5, 0.5
 
 
 def _implausible_share(d: np.ndarray) -> float:
     a = np.abs(d)
-    bad = np.isnan(d) | ((a > 0) & (a < _TINY)) | (np.isfinite(a) & (a > _HUGE))
+    bad = ((a > 0) & (a < _TINY)) | (np.isfinite(a) & (a > _HUGE))
     return float(bad.mean())
 
 
 def read_disparity(path: str | os.PathLike) -> np.ndarray:
     """Read a disparity map (PFM, pixels) as (H, W) float32, rejecting values that cannot be disparities.
 
-    More than half NaN, tiny (0 < |d| < 1e-6) or huge (> 1e5) values raise :class:`DataError` naming the
+    More than half tiny (0 < |d| < 1e-6) or huge (finite, > 1e5) values raise :class:`DataError` naming the
     file; when the other byte order reads sensibly the message says the header's scale sign is wrong.
     """
     disp = read_pfm(path)
@@ -101,6 +101,6 @@ def read_disparity(path: str | os.PathLike) -> np.ndarray:
         if _implausible_share(swapped) < share / 2:
             hint = " ; the other byte order reads sensibly: the header's scale sign does not match the data"
         raise DataError(
-            f"{path}: {share:.0%} of the values cannot be disparities (NaN, 0 < |d| < {_TINY:g} or > {_HUGE:g}){hint}"
+            f"{path}: {share:.0%} of the values cannot be disparities (0 < |d| < {_TINY:g} or > {_HUGE:g}){hint}"
         )
     return disp

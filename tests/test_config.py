@@ -1,0 +1,107 @@
+"""Typed configs: compose-time type/choice errors, start-up range checks naming the key, runtime keys
+kept out of checkpoints, old checkpoints still loading, and new model YAMLs accepted."""
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+
+from stereo.checkpoint import load_model
+from stereo.config import CONF_DIR, TrainAppConfig, check_config, load_config
+from stereo.errors import ConfigError
+from stereo.models import build_model, count_parameters
+from stereo.train import loss_weights
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.batch_size=abc", "batch_size"),
+        ("precision=fp8", "fp8"),
+        ("val.mask=everything", "everything"),
+        ("model.volume=cost", "cost"),
+        ("train.bogus=1", "bogus"),
+    ],
+)
+def test_wrong_type_or_choice_fails_at_compose_time(override, expected):
+    with pytest.raises(ConfigCompositionException) as info:
+        load_config("train", [override])
+    chain = f"{info.value} {info.value.__cause__}"
+    assert expected in chain
+    if override.startswith("precision"):
+        assert "fp32, bf16, fp16" in chain  # the valid values are listed
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_size=-2", "train.batch_size=-2: must be >= 1"),
+        ("train.batch_size=0", "train.batch_size=0: must be >= 1"),
+        ("train.lr=-1e-3", "train.lr=-0.001: must be > 0"),
+        ("device=gpu", "device=gpu: expected auto, cpu, cuda, cuda:N or mps"),
+        ("data.crop_size=[1]", "data.crop_size=[1]: expected 2 values"),
+        ("data.crop_size=[250,512]", "data.crop_size=[250,512]: must be a multiple of 16"),
+        ("model.max_disp=100", "model.max_disp=100: must be a multiple of 16"),
+        ("val.limit=-3", "val.limit=-3: must be >= -1"),
+        ("data.augment.eraser_prob=1.5", "data.augment.eraser_prob=1.5: must be <= 1"),
+        ("model.feature.attention.0.heads=0", "model.feature.attention.0.heads=0: must be >= 1"),
+    ],
+)
+def test_range_errors_name_key_value_and_rule(override, message):
+    cfg = load_config("train", ["model=ea_psmnet_light", override])
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg, TrainAppConfig)
+    assert message in str(info.value)
+
+
+def test_missing_required_keys_are_named():
+    cfg = load_config("infer", ["left=a.png"])
+    from stereo.config import InferAppConfig
+
+    with pytest.raises(ConfigError, match=r"checkpoint is required.*right is required"):
+        check_config(cfg, InferAppConfig)
+
+
+def test_defaults_are_valid():
+    for name, over in (("train", []), ("eval", ["checkpoint=x"]), ("infer", ["checkpoint=x", "left=a", "right=b"])):
+        from stereo.config import SCHEMAS
+
+        check_config(load_config(name, over), SCHEMAS[name])
+
+
+def test_validation_and_eval_share_the_protocol():
+    t, e = load_config("train"), load_config("eval", ["checkpoint=x"])
+    assert (t.val.render_pass, t.val.mask, t.val.averaging) == (e.data.render_pass, e.mask, e.averaging)
+
+
+def test_new_model_yaml_needs_no_code(tmp_path):
+    """A model YAML with a new name builds (no whitelist); its architecture keys are typed."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "model/my_net.yaml").write_text("defaults:\n  - psmnet\n  - _self_\nname: my_net\nhourglasses: 2\n")
+    cfg = load_config("train", ["model=my_net"], config_dir=conf)
+    model = build_model(cfg.model)
+    assert model.hourglasses == 2 and model.config.name == "my_net"
+
+
+def test_runtime_keys_stay_out_of_checkpoints_and_old_checkpoints_load(checkpoint, tmp_path):
+    ckpt = torch.load(checkpoint, weights_only=False)
+    assert not {"eval_chunk_rows", "channels_last_3d", "loss_weights"} & set(ckpt["model_config"])
+    # A checkpoint written before runtime keys moved out of the model config still loads.
+    old = {**ckpt, "model_config": {**ckpt["model_config"], "eval_chunk_rows": 8, "channels_last_3d": False,
+                                    "loss_weights": [0.7, 1.0], "name": "ea_psmnet_light"}}  # fmt: skip
+    torch.save(old, tmp_path / "old.pt")
+    model, _ = load_model(tmp_path / "old.pt", torch.device("cpu"), {"eval_chunk_rows": 16, "channels_last_3d": False})
+    assert model.eval_chunk_rows == 16 and model.memory_format == torch.contiguous_format
+    assert count_parameters(model) == sum(v.numel() for k, v in ckpt["model"].items() if "running" not in k
+                                          and "num_batches" not in k)  # fmt: skip
+
+
+def test_loss_weights_follow_the_heads():
+    assert loss_weights(None, 3) == [0.5, 0.7, 1.0] and loss_weights(None, 2) == [0.7, 1.0]
+    assert loss_weights([1, 1], 2) == [1.0, 1.0]
+    with pytest.raises(ConfigError, match="2 values for a model with 3 heads"):
+        loss_weights([1, 1], 3)
+    with pytest.raises(ConfigError, match="set train.loss_weights"):
+        loss_weights(None, 4)
