@@ -116,6 +116,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp(sample_root, tmp_path):
     args = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
@@ -135,6 +136,7 @@ def test_two_process_gloo_ddp(sample_root, tmp_path):
     assert len(list((tmp_path / "ddp/tensorboard").iterdir())) == 1  # only rank 0 writes
 
 
+@pytest.mark.slow
 def test_sigint_writes_last_checkpoint_and_resume_continues(sample_root, tmp_path):
     import signal
     import time

@@ -286,9 +286,10 @@ def _mtimes(root: Path, rel_dirs: list[str]) -> list[int] | None:
 def _read_cache(path: Path, root: Path, dirs: dict[str, tuple[Path, Path]]) -> list[Sample] | None:
     """The cached samples, or None when the cache is absent, stale or unreadable (then discovery walks)."""
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except OSError:
         return None
+    lines = text.splitlines()
     try:
         header = json.loads(lines[0][1:])
         if header.get("version") != CACHE_VERSION or header.get("fingerprint") != _fingerprint(dirs):
@@ -296,6 +297,8 @@ def _read_cache(path: Path, root: Path, dirs: dict[str, tuple[Path, Path]]) -> l
         leaves = header["leaves"]
         if _mtimes(root, leaves) != header["leaf_mtimes"]:
             return None  # a file was added or removed inside a sequence folder
+        if not text.endswith("\n"):
+            raise ValueError("the last line is incomplete: the file is truncated")
         samples = []
         for line in lines[1:]:
             subset, left, right, disp = line.split("\t")

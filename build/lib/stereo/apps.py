@@ -1,0 +1,110 @@
+"""Hydra applications behind the console scripts and ``scripts/*.py``: thin, they call library code.
+
+Errors a user can fix (:class:`stereo.errors.StereoError`, config validation, a file that cannot be
+read or written) print one line and exit 1; Ctrl-C exits 130 and SIGTERM 143 without a traceback;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from stereo.config import CONF_DIR
+from stereo.errors import StereoError
+
+# OSErrors that are about the user's files and disks, not about our code.
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EEXIST, errno.ENOTDIR,
+                errno.EISDIR, errno.EDQUOT}  # fmt: skip
+
+
+def user_message(e: BaseException) -> str:
+    """The one-line message of a user error; errors re-raised from DataLoader workers lose the wrapper
+    (\"Caught X in DataLoader worker process N ... Original Traceback ...\") and keep the original text."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    if isinstance(e, OSError) and not isinstance(e, StereoError) and e.filename:
+        text = f"{e.filename}: {e.strerror}"
+    if isinstance(e, OmegaConfBaseException):  # its later lines are OmegaConf internals (object_type=...)
+        text = text.strip().splitlines()[0]
+    return text.strip()
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` with the project's error policy (see the module docstring)."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
+    except (StereoError, OmegaConfBaseException) as e:
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS:
+            raise
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        sys.exit(1)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base=None)
+def train_main(cfg: DictConfig) -> None:
+    """``stereo-train``: train on Scene Flow (conf/train.yaml)."""
+    from stereo.train import train
+
+    logging.getLogger("stereo").setLevel(logging.INFO)
+    summary = run(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
+    if summary["rank"] != 0:
+        return
+    val = summary["val"]
+    line = f"{summary['status']} after {summary['step']} steps"
+    if val:
+        line += f"; val EPE {val['epe']:.3f} px, bad3 {val['bad3']:.2f}%, D1 {val['d1']:.2f}% ({val['images']} pairs)"
+    print(line)
+    print(f"checkpoint: {summary['checkpoint']}")
+    print(f"TensorBoard: tensorboard --logdir {summary['run_dir']}/tensorboard")
+    if summary["signal"]:
+        sys.exit(128 + summary["signal"])  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base=None)
+def eval_main(cfg: DictConfig) -> None:
+    """``stereo-eval``: evaluate a checkpoint on a dataset's test split (conf/eval.yaml)."""
+    from stereo.benchmark import format_table
+    from stereo.evaluate import evaluate
+
+    out_dir = HydraConfig.get().runtime.output_dir
+    r = run(lambda: evaluate(cfg, out_dir))
+    values = [
+        r["pairs"],
+        *(f"{r[k]:.3f}" if k == "epe" else f"{r[k]:.2f}" for k in ("epe", "bad1", "bad2", "bad3", "d1")),
+    ]
+    print(format_table([values], ["pairs", "EPE px", "bad1 %", "bad2 %", "bad3 %", "D1 %"]))
+    print(f"mask {r['mask']}; averaging {r['averaging']}; {r['render_pass']}pass")
+    print(f"metrics: {out_dir}/metrics.json")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="infer", version_base=None)
+def infer_main(cfg: DictConfig) -> None:
+    """``stereo-infer``: disparity (and depth) for your own image pairs (conf/infer.yaml)."""
+    from stereo.infer import infer
+
+    out_dir = cfg.output_dir or HydraConfig.get().runtime.output_dir
+    results = run(lambda: infer(cfg, out_dir))
+    print(f"{len(results)} pair(s) written to {out_dir}")

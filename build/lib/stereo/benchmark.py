@@ -1,0 +1,318 @@
+"""Measurement harness for the benchmarks in ``scripts/``: timing, honest peak memory, isolation, tables.
+
+Peak memory on CPU is the process's resident high-water mark (``VmHWM`` in ``/proc/self/status``),
+reset just before the measured work by writing ``5`` to ``/proc/self/clear_refs``; every case runs in a
+fresh subprocess, so nothing another case allocated (or freed into the allocator's cache) counts.
+``ru_maxrss`` is not used: on Linux a child inherits its parent's value across fork and exec.
+On CUDA the figure is ``torch.cuda.max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from stereo.device import autocast, resolve_device
+
+MiB = 2**20
+GiB = 2**30
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory of the work done between :meth:`start` and :meth:`stop`, in bytes above the start.
+
+    CPU: resident set high-water mark (Linux). CUDA: ``torch.cuda.max_memory_allocated``.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.method = ""
+        self._base = 0
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            self.method = "cuda.max_memory_allocated"
+            return
+        rss = _status_kib("VmRSS")
+        if rss is None:
+            raise RuntimeError("peak memory on CPU needs Linux /proc/self/status (VmRSS, VmHWM)")
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+            self.method = "VmHWM (reset via clear_refs) - VmRSS at start"
+        except OSError:
+            self.method = "VmHWM - VmRSS at start (HWM not resettable: may include earlier peaks)"
+        self._base = rss * 1024
+
+    def stop(self) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - self._base
+        return (_status_kib("VmHWM") or 0) * 1024 - self._base
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int = 1, runs: int = 3) -> list[float]:
+    """Wall-clock seconds of ``runs`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> tuple[list[float], int, str]:
+    """(seconds per timed run, peak bytes above the start, how memory was measured) of ``fn``.
+
+    The warm-up is inside the memory measurement: memory it leaves cached in the allocator would
+    otherwise be counted in the baseline and hide part of the peak.
+    """
+    mem = PeakMemory(device)
+    mem.start()
+    times = time_runs(fn, device, warmup=warmup, runs=runs)
+    return times, mem.stop(), mem.method
+
+
+def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """Call ``module:function(**kwargs)`` in a fresh Python process and return its JSON-able result.
+
+    The child prints its result as the last line of stdout; a crash raises with the child's stderr.
+    """
+    module, name = function.split(":")
+    code = (
+        "import json, sys\n"
+        f"from {module} import {name} as f\n"
+        "result = f(**json.loads(sys.stdin.read()))\n"
+        "print('\\n' + json.dumps(result))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(kwargs),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"benchmark case {function}({kwargs}) failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarize(times: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of a list of seconds."""
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times)}
+
+
+def environment() -> dict[str, Any]:
+    """Facts a reader needs to interpret the numbers."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """A plain-text table with right-aligned columns."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def dot_product_attention_bytes(
+    batch: int,
+    heads: int,
+    positions: int,
+    channels: int,
+    key_channels: int,
+    value_channels: int,
+    normalization: str = "softmax",
+    backward: bool = False,
+    element_size: int = 4,
+) -> int:
+    """Estimated peak working memory of :class:`~stereo.attention.DotProductAttention` (explicit map).
+
+    Softmax holds logits and probabilities at once (2 maps) in the forward pass and, in the backward
+    pass, the saved probabilities, their gradient and the logits' gradient (3 maps). Scaling needs one
+    map forward and two with backward. The O(n d) projections are added on top.
+    """
+    maps = {("softmax", False): 2, ("softmax", True): 3, ("scaling", False): 1, ("scaling", True): 2}
+    n_maps = maps[(normalization, backward)]
+    linear = positions * (2 * key_channels + 2 * value_channels + channels) * (3 if backward else 1)
+    return batch * (heads * n_maps * positions**2 + linear) * element_size
+
+
+def attention_case(
+    kind: str,
+    height: int,
+    width: int,
+    backward: bool,
+    channels: int = 128,
+    key_channels: int = 64,
+    value_channels: int = 128,
+    heads: int = 1,
+    normalization: str = "softmax",
+    batch: int = 1,
+    device: str = "cpu",
+    threads: int = 0,
+    warmup: int = 1,
+    runs: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time and peak memory of one attention module on a (batch, channels, height, width) input.
+
+    ``kind``: ``efficient``, ``dot_product`` (explicit n x n map) or ``dot_product_sdpa`` (PyTorch's
+    fused ``scaled_dot_product_attention``). Peak memory is above the process's footprint once the
+    module and the input exist, i.e. the attention's own working memory (activations, gradients).
+    Run it in a fresh process (:func:`run_isolated`) so the figure is not polluted by other cases.
+    """
+    from stereo.attention import DotProductAttention, EfficientAttention
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    if kind == "efficient":
+        module = EfficientAttention(channels, key_channels, value_channels, heads, normalization)
+    elif kind in ("dot_product", "dot_product_sdpa"):
+        fused = kind == "dot_product_sdpa"
+        module = DotProductAttention(channels, key_channels, value_channels, heads, normalization, fused)
+    else:
+        raise ValueError(f"unknown attention kind {kind!r}")
+    module = module.to(dev)
+    x = torch.randn(batch, channels, height, width, device=dev, requires_grad=backward)
+
+    def step() -> None:
+        if backward:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            module(x).sum().backward()
+        else:
+            with torch.inference_mode():
+                module(x)
+
+    times, peak, method = measure(step, dev, warmup, runs)
+    return {
+        "kind": kind,
+        "height": height,
+        "width": width,
+        "positions": height * width,
+        "backward": backward,
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "peak_bytes": peak,
+        "memory_method": method,
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+    }
+
+
+def model_case(
+    model: str,
+    height: int,
+    width: int,
+    train: bool = False,
+    batch: int = 1,
+    overrides: list[str] | None = None,
+    device: str = "cpu",
+    threads: int = 0,
+    precision: str = "fp32",
+    warmup: int = 1,
+    runs: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time and peak memory of a network: eval forward (``predict``-style, inference mode) or a
+    training step (forward, loss over all heads, backward, Adam step) on random images.
+
+    ``peak_bytes`` is the working memory above the process once model and inputs exist;
+    ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
+    figures measured as peak RSS of a script.
+    """
+    from stereo.config import load_config
+    from stereo.models import build_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    cfg = load_config(f"model/{model}", overrides)
+    net = build_model(cfg).to(dev)
+    left = torch.rand(batch, 3, height, width, device=dev)
+    right = torch.rand(batch, 3, height, width, device=dev)
+    amp = autocast(dev, precision)
+    if train:
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+        gt = torch.rand(batch, height, width, device=dev) * cfg.max_disp * 0.8
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with amp:
+                outs = net(left, right)
+            loss = sum(torch.nn.functional.smooth_l1_loss(o.float(), gt) for o in outs)
+            loss.backward()
+            opt.step()
+    else:
+        net.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), amp:
+                net(left, right)
+
+    times, peak, method = measure(step, dev, warmup, runs)
+    process_peak = (_status_kib("VmHWM") or 0) * 1024 if dev.type == "cpu" else None
+    return {
+        "model": model,
+        "overrides": overrides or [],
+        "height": height,
+        "width": width,
+        "train": train,
+        "batch": batch,
+        "precision": precision,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "peak_bytes": peak,
+        "process_peak_bytes": process_peak,
+        "memory_method": method,
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+    }

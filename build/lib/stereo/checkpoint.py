@@ -1,0 +1,87 @@
+"""Checkpoints: atomic writes, loading with clear errors, and models rebuilt from their own config."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stereo.config import to_plain
+from stereo.errors import CheckpointError, MissingFileError
+from stereo.io import write_bytes
+from stereo.models import build_model, model_config
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Serialise in memory, then write atomically and fsync: a crash at any moment (``kill -9``, a full
+    disk) leaves the previous file intact, and errors name the file instead of PyTorch's internals."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue(), fsync=True)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a training checkpoint; a missing, unreadable or foreign file raises an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated or foreign files: say which file
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        raise CheckpointError(f"{path}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
+    return ckpt
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_differences(saved: Any, wanted: Any) -> list[str]:
+    """Architecture fields that differ between two model configs, as ``key: saved -> wanted``."""
+    a = _flatten(to_plain(model_config(saved)))
+    b = _flatten(to_plain(model_config(wanted)))
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k != "name"
+    ]
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """``load_state_dict`` whose failure is one message naming the file and the first mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if items:
+                parts.append(f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
+        raise CheckpointError(f"{path}: weights do not fit the model built from its config: {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def load_model(
+    checkpoint: str | os.PathLike, device: torch.device, runtime: Any = None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Model rebuilt from the checkpoint's own config, weights loaded, runtime settings applied, eval mode."""
+    ckpt = load_checkpoint(checkpoint, "cpu")
+    try:
+        model = build_model(ckpt["model_config"], runtime)
+    except ValueError as e:
+        raise CheckpointError(f"{checkpoint}: its model config cannot be built: {e}") from e
+    load_weights(model, ckpt["model"], checkpoint)
+    return model.to(device).eval(), ckpt

@@ -1,0 +1,62 @@
+"""Image reading: any PNG/WebP/JPEG (8- or 16-bit, gray, RGB or RGBA) to float RGB in [0, 1]."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from stereo.errors import DataError, MissingFileError
+
+IMAGE_EXTENSIONS = (".png", ".webp", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 RGB in [0, 1], shape (H, W, 3).
+
+    Grayscale is replicated to three channels, alpha is dropped, 16-bit images are scaled by 1/65535.
+
+    Raises:
+        MissingFileError: the file does not exist (a ``FileNotFoundError``).
+        DataError: the file exists but cannot be decoded as an image; names the file (a ``ValueError``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(f"{path}: cannot decode as an image (corrupt file or unsupported format)")
+    if img.dtype == np.uint8:
+        scale = 1.0 / 255.0
+    elif img.dtype == np.uint16:
+        scale = 1.0 / 65535.0
+    elif img.dtype in (np.float32, np.float64):
+        scale = 1.0
+    else:
+        raise DataError(f"{path}: unsupported image sample type {img.dtype}")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        raise DataError(f"{path}: expected 1, 3 or 4 channels, found {img.shape[2]}")
+    return img.astype(np.float32) * np.float32(scale)
+
+
+def check_same_size(left: np.ndarray, right: np.ndarray, left_path: os.PathLike, right_path: os.PathLike) -> None:
+    """Raise :class:`DataError` naming both files when two (H, W, ...) images differ in size."""
+    if left.shape[:2] != right.shape[:2]:
+        raise DataError(
+            f"left and right images differ in size: {left_path} is {left.shape[1]}x{left.shape[0]}, "
+            f"{right_path} is {right.shape[1]}x{right.shape[0]}"
+        )
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) array -> contiguous float (3, H, W) tensor (add ``[None]`` for a batch of one)."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))

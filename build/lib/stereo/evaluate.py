@@ -1,0 +1,94 @@
+"""``stereo-eval``: a checkpoint on a dataset's test split; EPE, bad-N and D1 with a documented mask and averaging."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+from omegaconf import DictConfig
+
+from stereo.checkpoint import load_model
+from stereo.config import EvalAppConfig, check_config
+from stereo.data.dataset import StereoDataset
+from stereo.data.registry import dataset_samples
+from stereo.device import autocast, resolve_device
+from stereo.engine import evaluate_model
+from stereo.io import atomic_write, encode_image, write_json, write_text
+from stereo.metrics import METRIC_KEYS, describe_mask
+from stereo.visualize import result_panels, stack_panels
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    cfg: DictConfig, out_dir: str | os.PathLike, show_progress: bool = True, tensorboard: bool = True
+) -> dict[str, Any]:
+    """Evaluate ``cfg.checkpoint`` as configured (``conf/eval.yaml``); writes ``<out_dir>/metrics.json``
+    and returns it.
+
+    Full frames are padded to the model's multiple and cropped back (:func:`stereo.models.predict`).
+    ``cfg.mask`` picks the valid pixels (:data:`stereo.metrics.MASKS`; ``cfg.max_disp`` defaults to the
+    model's), ``cfg.averaging`` is ``image`` (per image, then the mean) or ``pixel`` (pooled).
+    """
+    check_config(cfg, EvalAppConfig)
+    samples = dataset_samples(cfg.data, "test")
+    device = resolve_device(cfg.device)
+    autocast(device, cfg.precision)  # validates the precision for this device
+    model, ckpt = load_model(cfg.checkpoint, device, cfg)
+    max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask)
+    r = evaluate_model(
+        model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
+    )
+    result = {
+        **{k: r.summary[k] for k in METRIC_KEYS},
+        "pairs": r.summary["pairs"],
+        "pairs_with_valid_pixels": r.summary["images"],
+        "checkpoint": str(cfg.checkpoint),
+        "checkpoint_step": ckpt.get("step"),
+        "root": str(cfg.data.root),
+        "dataset": str(cfg.data.name),
+        "render_pass": str(cfg.data.render_pass),
+        "mask": describe_mask(cfg.mask, max_disp),
+        "averaging": "per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
+        "d1_definition": "error > 3 px and > 5% of gt (KITTI)",
+        "seconds": r.seconds,
+        "pairs_per_s": len(r.rows) / max(r.seconds, 1e-9),
+    }
+    write_json(out_dir / "metrics.json", result)
+    if cfg.per_image_csv:
+        _write_csv(out_dir / "per_image.csv", r.rows)
+    if cfg.worst_k:
+        _save_worst(out_dir / "worst", r.worst, ds, max_disp)
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(out_dir / "tensorboard")) as writer:
+            for k in METRIC_KEYS:
+                writer.add_scalar(f"eval/{k}", result[k], result["checkpoint_step"] or 0)
+    return result
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["index", "left", *METRIC_KEYS, "pixels"], extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def _save_worst(folder: Path, worst: list, ds: StereoDataset, max_disp: float) -> None:
+    for rank, (row, pred) in enumerate(worst, 1):
+        item = ds[row["index"]]
+        left = item["left"].permute(1, 2, 0).numpy()
+        panel = stack_panels(result_panels(left, pred, item["disparity"].numpy(), item["valid"].numpy(), max_disp))
+        path = folder / f"{rank:02d}_epe{row['epe']:.2f}_{Path(row['left']).stem}.png"
+        with atomic_write(path) as tmp:
+            encode_image(tmp, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), path)

@@ -1,0 +1,130 @@
+"""Atomic file writes: every output of the project appears whole or not at all.
+
+A writer gets a temporary path in the destination's folder that keeps the destination's suffix (so
+OpenCV picks the right encoder), named ``.<stem>.tmp-<pid>-<random><suffix>``; on success the file is
+renamed over the destination (atomic on POSIX), on failure it is removed. A process killed with
+``kill -9`` mid-write leaves only such a temporary file next to an intact old destination;
+:func:`remove_stale_temps` clears them at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereo.errors import OutputError
+
+TMP_MARK = ".tmp-"
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A fresh temporary sibling of ``path`` with the same suffix."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}-{secrets.token_hex(3)}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike], fsync: bool = False) -> Iterator[list[Path]]:
+    """Yield temporary paths for ``paths``; when the block succeeds, rename them all into place.
+
+    Either every destination is replaced, or (on any exception in the block or while renaming) every
+    temporary file is removed and the destinations keep their old content. ``OSError`` is re-raised
+    as :class:`~stereo.errors.OutputError` naming the destination.
+    """
+    dests = [Path(p) for p in paths]
+    temps = [temp_path(p) for p in dests]
+    current = dests[0] if dests else None
+    try:
+        for d in dests:
+            d.parent.mkdir(parents=True, exist_ok=True)
+        yield temps
+        for t, d in zip(temps, dests, strict=True):
+            current = d
+            if not t.is_file():
+                raise OutputError(f"{d}: the writer produced no file")
+            if fsync:
+                with open(t, "rb") as f:
+                    os.fsync(f.fileno())
+        for t, d in zip(temps, dests, strict=True):
+            current = d
+            os.replace(t, d)
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"cannot write {current}: {e.strerror or e}") from e
+    finally:
+        for t in temps:
+            with contextlib.suppress(OSError):
+                t.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield one temporary path for ``path``; renamed into place when the block succeeds."""
+    with atomic_paths([path], fsync=fsync) as (tmp,):
+        yield tmp
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> None:
+    with atomic_write(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become ``null``: JSON has no such numbers (``json.dumps`` would write invalid JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Valid JSON (non-finite numbers as ``null``), indented, written atomically."""
+    write_text(path, json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+
+
+def encode_image(tmp: Path, img: np.ndarray, dest: Path | None = None) -> None:
+    """``cv2.imwrite`` with its result checked (it returns False or raises ``cv2.error``)."""
+    import cv2
+
+    try:
+        ok = cv2.imwrite(str(tmp), img)
+    except cv2.error as e:
+        raise OutputError(f"cannot encode {dest or tmp} ({img.dtype} {img.shape}): {str(e).strip()}") from e
+    if not ok:
+        raise OutputError(f"cannot encode {dest or tmp} ({img.dtype} {img.shape})")
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write an image (BGR or gray, uint8 or uint16) atomically; the suffix selects the format."""
+    with atomic_write(path) as tmp:
+        encode_image(tmp, img, Path(path))
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary files that an interrupted writer left in ``folder``; returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.glob(f".*{TMP_MARK}*"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed

@@ -1,0 +1,54 @@
+"""The valid-pixel masks and disparity metrics shared by the dataset, training, evaluation and tests."""
+
+from __future__ import annotations
+
+import torch
+
+METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "d1")
+
+# Valid-pixel masks in use by published evaluations (reference section 4).
+MASKS = {
+    "positive": "0 < gt < max_disp",  # GwcNet, OpenStereo
+    "absolute": "|gt| < max_disp",  # RAFT-Stereo, IGEV
+    "below": "gt < max_disp",  # PSMNet
+}
+
+
+def valid_mask(gt: torch.Tensor, mask: str = "positive", max_disp: float = 192) -> torch.Tensor:
+    """Boolean mask (same shape as ``gt``, pixels) of evaluated pixels; non-finite ground truth is never valid."""
+    finite = torch.isfinite(gt)
+    g = torch.where(finite, gt, torch.zeros_like(gt))
+    if mask == "positive":
+        return finite & (g > 0) & (g < max_disp)
+    if mask == "absolute":
+        return finite & (g.abs() < max_disp)
+    if mask == "below":
+        return finite & (g < max_disp)
+    raise ValueError(f"mask must be one of {list(MASKS)}, got {mask!r}")
+
+
+def describe_mask(mask: str, max_disp: float) -> str:
+    return f"{mask}: {MASKS[str(mask)].replace('max_disp', f'{max_disp:g}')}"
+
+
+def disparity_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    """Metrics over the valid pixels of (..., H, W) predictions and ground truth, in pixels.
+
+    Returns ``epe`` (mean absolute error, px), ``bad1``/``bad2``/``bad3`` (% of pixels with error > 1, 2,
+    3 px), ``d1`` (KITTI: % with error > 3 px and > 5% of the ground truth) and ``pixels`` (valid count).
+    With no valid pixel the metrics are NaN (and ``pixels`` 0), never a misleading zero.
+    """
+    valid = valid.bool() & torch.isfinite(gt)
+    err = (pred.float() - gt.float()).abs()[valid]
+    n = int(err.numel())
+    if n == 0:
+        return {**{k: float("nan") for k in METRIC_KEYS}, "pixels": 0}
+    g = gt.float()[valid]
+    return {
+        "epe": err.mean().item(),
+        "bad1": (err > 1).float().mean().item() * 100,
+        "bad2": (err > 2).float().mean().item() * 100,
+        "bad3": (err > 3).float().mean().item() * 100,
+        "d1": ((err > 3) & (err > 0.05 * g.abs())).float().mean().item() * 100,
+        "pixels": n,
+    }

@@ -1,0 +1,91 @@
+"""Stereo networks: :func:`build_model` from a config, :func:`predict` for images of any size."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from stereo.config import ModelConfig, RuntimeConfig, to_plain
+from stereo.errors import ConfigError
+from stereo.models.psmnet import PSMNet, count_parameters
+
+__all__ = ["ARCHITECTURES", "PSMNet", "build_model", "count_parameters", "model_config", "predict"]
+
+# The registry behind ``model.arch``: a class built from a ModelConfig.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"psmnet": PSMNet}
+
+# Keys that older checkpoints stored in their model config; they are runtime or training settings now.
+_LEGACY_KEYS = ("eval_chunk_rows", "channels_last_3d", "loss_weights")
+
+
+def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
+    """A typed :class:`~stereo.config.ModelConfig` from a config node, a dict (e.g. a checkpoint's
+    ``model_config``) or a ModelConfig. Unknown keys and wrong types raise :class:`ConfigError`."""
+    if isinstance(cfg, ModelConfig):
+        return cfg
+    plain = dict(to_plain(cfg))
+    for k in _LEGACY_KEYS:
+        plain.pop(k, None)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), plain)
+    except OmegaConfBaseException as e:
+        known = [f.name for f in ModelConfig.__dataclass_fields__.values()]
+        raise ConfigError(
+            f"unknown model config keys or bad value: {str(e).splitlines()[0]} (known: {known})"
+        ) from None
+    return OmegaConf.to_object(merged)
+
+
+def build_model(cfg: Mapping[str, Any] | ModelConfig, runtime: RuntimeConfig | Mapping | None = None) -> nn.Module:
+    """Build a network from a model config (``conf/model/<name>.yaml``, a checkpoint's ``model_config``
+    or a :class:`ModelConfig`), with runtime settings (``channels_last_3d``, ``eval_chunk_rows``) from
+    ``runtime`` (any object or mapping with those keys; defaults otherwise)."""
+    mc = model_config(cfg)
+    if mc.arch not in ARCHITECTURES:
+        raise ConfigError(f"model.arch={mc.arch}: unknown; expected one of {', '.join(sorted(ARCHITECTURES))}")
+    model = ARCHITECTURES[mc.arch](mc)
+    if runtime is not None:
+        configure_runtime(model, runtime)
+    return model
+
+
+def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping) -> nn.Module:
+    """Apply runtime settings that do not change the weights: 3-D memory layout, eval chunking."""
+    get = runtime.get if isinstance(runtime, Mapping) else lambda k, d=None: getattr(runtime, k, d)
+    if hasattr(model, "set_runtime"):
+        model.set_runtime(
+            channels_last_3d=bool(get("channels_last_3d", True)), eval_chunk_rows=int(get("eval_chunk_rows", 64))
+        )
+    return model
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Disparity (B, H, W) in pixels for RGB images (B, 3, H, W) in [0, 1] of any size.
+
+    Pads bottom and right by edge replication to the model's ``size_divisor``, runs the model in eval
+    mode (restoring its previous mode afterwards) and crops the padding off.
+    """
+    if left.dim() == 3:
+        return predict(model, left[None], right[None])[0]
+    if left.shape != right.shape:
+        raise ValueError(f"left and right differ in shape: {tuple(left.shape)} vs {tuple(right.shape)}")
+    h, w = left.shape[-2:]
+    k = getattr(model, "size_divisor", 16)
+    ph, pw = -h % k, -w % k
+    if ph or pw:
+        left = F.pad(left, (0, pw, 0, ph), mode="replicate")
+        right = F.pad(right, (0, pw, 0, ph), mode="replicate")
+    was_training = model.training
+    model.eval()
+    try:
+        disp = model(left, right)
+    finally:
+        model.train(was_training)
+    return disp[:, :h, :w]

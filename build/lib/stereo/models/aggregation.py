@@ -1,0 +1,86 @@
+"""3-D cost aggregation: two 3-D conv stages and stacked hourglasses with one output head each (PSMNet)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stereo.models.layers import convbn_3d
+
+
+class Hourglass(nn.Module):
+    """3-D encoder-decoder: 1/4 -> 1/8 -> 1/16 -> 1/8 -> 1/4 of the image, with PSMNet's skips."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(convbn_3d(c, 2 * c, 3, 2, 1), nn.ReLU(inplace=True))
+        self.conv2 = convbn_3d(2 * c, 2 * c, 3, 1, 1)
+        self.conv3 = nn.Sequential(convbn_3d(2 * c, 2 * c, 3, 2, 1), nn.ReLU(inplace=True))
+        self.conv4 = nn.Sequential(convbn_3d(2 * c, 2 * c, 3, 1, 1), nn.ReLU(inplace=True))
+        self.conv5 = nn.Sequential(
+            nn.ConvTranspose3d(2 * c, 2 * c, 3, padding=1, output_padding=1, stride=2, bias=False),
+            nn.BatchNorm3d(2 * c),
+        )
+        self.conv6 = nn.Sequential(
+            nn.ConvTranspose3d(2 * c, c, 3, padding=1, output_padding=1, stride=2, bias=False),
+            nn.BatchNorm3d(c),
+        )
+
+    def forward(self, x, presqu, postsqu):
+        pre = self.conv2(self.conv1(x))
+        pre = F.relu(pre + postsqu if postsqu is not None else pre)
+        out = self.conv4(self.conv3(pre))
+        post = F.relu(self.conv5(out) + (presqu if presqu is not None else pre))
+        return self.conv6(post), pre, post
+
+
+def _classifier(c: int) -> nn.Sequential:
+    return nn.Sequential(convbn_3d(c, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv3d(c, 1, 3, padding=1, bias=False))
+
+
+class StackedHourglass(nn.Module):
+    """PSMNet's 3-D network: ``dres0``, ``dres1``, hourglasses ``dres2..`` and heads ``classif1..``.
+
+    Input (B, C_in, D/4, H/4, W/4); output a list of (B, 1, D/4, H/4, W/4) costs, one per hourglass,
+    where head k adds the previous head's cost. ``last_only`` returns just the final cost (still
+    computing every head, which the final one depends on).
+    """
+
+    def __init__(self, in_channels: int, channels: int = 32, hourglasses: int = 3) -> None:
+        super().__init__()
+        if hourglasses < 1:
+            raise ValueError(f"need at least one hourglass, got {hourglasses}")
+        c = channels
+        self.hourglasses = hourglasses
+        self.dres0 = nn.Sequential(
+            convbn_3d(in_channels, c, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            convbn_3d(c, c, 3, 1, 1),
+            nn.ReLU(inplace=True),
+        )
+        self.dres1 = nn.Sequential(convbn_3d(c, c, 3, 1, 1), nn.ReLU(inplace=True), convbn_3d(c, c, 3, 1, 1))
+        for i in range(hourglasses):
+            self.add_module(f"dres{i + 2}", Hourglass(c))
+            self.add_module(f"classif{i + 1}", _classifier(c))
+
+    def forward(self, volume: torch.Tensor, last_only: bool = False) -> list[torch.Tensor]:
+        cost0 = self.dres0(volume)
+        del volume
+        cost0 = self.dres1(cost0) + cost0
+        costs: list[torch.Tensor] = []
+        x, pre1, post = cost0, None, None
+        prev_cost = None
+        for i in range(self.hourglasses):
+            # PSMNet: hourglass k>1 takes (previous output, pre of the first hourglass, previous post).
+            out, pre, post = getattr(self, f"dres{i + 2}")(x, pre1 if i else None, post)
+            if i == 0:
+                pre1 = pre
+            x = out + cost0
+            cost = getattr(self, f"classif{i + 1}")(x)
+            if prev_cost is not None:
+                cost = cost + prev_cost
+            prev_cost = cost
+            if not last_only:
+                costs.append(cost)
+        return costs if not last_only else [prev_cost]

@@ -1,0 +1,490 @@
+"""Training, driven by the composed ``conf/train.yaml``: :func:`train` runs a :class:`Trainer`.
+
+Single process or DDP under ``torchrun`` (NCCL on CUDA, Gloo on CPU); fp32, bf16 or fp16 (with a grad
+scaler); TensorBoard logs, atomic checkpoints, exact resume, clean stops on SIGINT/SIGTERM, and a
+checkpoint before any other exception once a step was taken. Only rank 0 writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from stereo.checkpoint import config_differences, load_checkpoint, load_weights, save_checkpoint
+from stereo.config import TrainAppConfig, check_config, to_plain
+from stereo.data.dataset import StereoDataset
+from stereo.data.registry import apply_limit, dataset_samples
+from stereo.device import autocast, resolve_device
+from stereo.engine import all_reduce_sum, evaluate_model
+from stereo.errors import CheckpointError, ConfigError, DataError, TrainingStopped
+from stereo.io import remove_stale_temps, write_text
+from stereo.metrics import METRIC_KEYS, disparity_metrics
+from stereo.models import build_model, model_config
+from stereo.progress import progress
+from stereo.visualize import result_panels
+
+__all__ = ["Trainer", "TrainingStopped", "epoch_batches", "sequence_loss", "train"]
+log = logging.getLogger(__name__)
+
+PSMNET_LOSS_WEIGHTS = (0.5, 0.7, 1.0)
+
+
+# ---- pieces without state ----------------------------------------------------------------------------
+
+
+def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world == 1:
+        return 0, 1, device
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """This rank's index batches for an epoch: a seeded permutation cut into global batches of
+    ``batch_size * world``, each rank taking its slice; the incomplete last batch is dropped."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    per_step = batch_size * world
+    return [
+        perm[s * per_step + rank * batch_size : s * per_step + (rank + 1) * batch_size] for s in range(n // per_step)
+    ]
+
+
+def sequence_loss(outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights) -> torch.Tensor:
+    """Weighted smooth L1 over valid pixels, one weight per head (PSMNet: 0.5, 0.7, 1.0)."""
+    if len(weights) != len(outs):
+        raise ConfigError(f"{len(weights)} loss weights for {len(outs)} heads; set train.loss_weights")
+    return sum(w * F.smooth_l1_loss(o.float()[valid], gt[valid]) for w, o in zip(weights, outs, strict=True))
+
+
+def loss_weights(configured: Any, heads: int) -> list[float]:
+    """``train.loss_weights``, or the last ``heads`` of PSMNet's (0.5, 0.7, 1.0)."""
+    if configured is not None:
+        if len(configured) != heads:
+            raise ConfigError(f"train.loss_weights has {len(configured)} values for a model with {heads} heads")
+        return [float(w) for w in configured]
+    if heads > len(PSMNET_LOSS_WEIGHTS):
+        raise ConfigError(f"the model has {heads} heads: set train.loss_weights (one weight per head)")
+    return list(PSMNET_LOSS_WEIGHTS[-heads:])
+
+
+def lr_factor(schedule: str, total: int, warmup: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            t = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        return 1.0
+
+    return f
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[dict[str, Any]]:
+    """While active, SIGINT/SIGTERM only set ``flag["signal"]``: the loop finishes its step, writes
+    ``last.pt`` and returns. Outside the main thread no handler can be installed; nothing changes."""
+    flag: dict[str, Any] = {"signal": None}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):
+            previous[sig] = signal.signal(sig, lambda s, _f: flag.update(signal=s))
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class TrainState:
+    """Counters that a checkpoint carries, so a resumed run continues them."""
+
+    step: int = 0
+    best_epe: float = float("inf")
+    nonfinite_total: int = 0
+    nonfinite_run: int = 0
+    no_valid_total: int = 0
+    no_valid_run: int = 0
+
+
+class _Window:
+    """Running means of the logged training scalars between two logs."""
+
+    def __init__(self) -> None:
+        self.loss = self.epe = 0.0
+        self.n = self.samples = 0
+        self.t = time.perf_counter()
+
+    def add(self, loss: float, epe: float, samples: int) -> None:
+        self.loss, self.epe, self.n, self.samples = self.loss + loss, self.epe + epe, self.n + 1, self.samples + samples
+
+
+# ---- the trainer ---------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Everything a run needs, built in order: data (checked before any model exists), process group,
+    model, optimizer; then :meth:`fit`. Each step is :meth:`train_step`; logs, validation and checkpoints
+    hang off the step count."""
+
+    def __init__(self, cfg: DictConfig, run_dir: str | os.PathLike) -> None:
+        check_config(cfg, TrainAppConfig)
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        t = cfg.train
+        samples = dataset_samples(cfg.data, "train")
+        val_samples = []
+        if cfg.val.limit != 0:
+            val_samples = apply_limit(
+                dataset_samples(cfg.data, "test", cfg.val.render_pass), cfg.val.limit, "val.limit"
+            )
+        self.rank, self.world, self.device = init_distributed(cfg.device)
+        autocast(self.device, cfg.precision)  # validates the precision for this device before any work
+        seed_everything(cfg.seed, cfg.deterministic, self.device)
+        crop = [int(c) for c in cfg.data.crop_size]
+        _check_crop_fits(samples[0], crop)
+        self.dataset = StereoDataset(
+            samples, cfg.model.max_disp, crop, OmegaConf.to_object(cfg.data.augment), seed=cfg.seed
+        )
+        self.val_dataset = StereoDataset(val_samples, cfg.model.max_disp, mask=cfg.val.mask) if val_samples else None
+        self.steps_per_epoch = len(self.dataset) // (t.batch_size * self.world)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"{len(self.dataset)} training pairs cannot fill one batch of train.batch_size={t.batch_size} "
+                f"x {self.world} process(es)"
+            )
+        self.total = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
+
+        self.model = build_model(cfg.model, cfg).to(self.device)
+        self.model.check_train_shape(t.batch_size, *crop)
+        self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
+        if cfg.channels_last:
+            self.model.feature_extraction.to(memory_format=torch.channels_last)
+        self.net = self._wrap_ddp()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+        factor = lr_factor(str(t.lr_schedule), self.total, t.warmup_steps)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.state = TrainState()
+        self.writer = None
+        self.stop: dict[str, Any] = {"signal": None}
+        self.val_metrics: dict[str, float] = {}
+
+    def _wrap_ddp(self) -> torch.nn.Module:
+        if self.world == 1:
+            return self.model
+        if self.cfg.train.sync_bn:
+            if self.device.type == "cuda":
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            elif self.rank == 0:
+                log.warning("train.sync_bn=true ignored: SyncBatchNorm needs CUDA; each process keeps its BatchNorm")
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    # ---- checkpoints ----
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "model_config": to_plain(model_config(self.cfg.model)),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.state.step,
+            "epoch": self.state.step // self.steps_per_epoch,
+            "rng": rng_state(),
+            "best_epe": self.state.best_epe,
+            "train_state": asdict(self.state),
+            "config": to_plain(self.cfg),
+        }
+
+    def save(self, name: str = "last.pt") -> None:
+        if self.rank == 0:
+            save_checkpoint(self.ckpt_dir / name, self.checkpoint())
+
+    def resume(self) -> None:
+        """Continue from ``last.pt`` when ``train.resume`` is set and the file exists."""
+        path = self.ckpt_dir / "last.pt"
+        if not self.cfg.train.resume:
+            return
+        if not path.is_file():
+            if self.rank == 0:
+                log.warning("train.resume=true but %s does not exist: starting from scratch", path)
+            return
+        ckpt = load_checkpoint(path, self.device)
+        diff = config_differences(ckpt["model_config"], self.cfg.model)
+        if diff:
+            raise CheckpointError(
+                f"{path}: the run's model config differs from the checkpoint's ({'; '.join(diff)}); "
+                "resume with the same model= and model.* settings, or train in a new run directory"
+            )
+        load_weights(self.model, ckpt["model"], path)
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        legacy = {"step": ckpt["step"], "best_epe": ckpt.get("best_epe", float("inf"))}  # before train_state existed
+        self.state = TrainState(**ckpt.get("train_state", legacy))
+        set_rng_state(ckpt["rng"])
+        if self.rank == 0:
+            log.info("resumed from %s at step %d", path, self.state.step)
+
+    # ---- the loop ----
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``total`` steps (or a signal); returns a summary (status, step, metrics, paths)."""
+        if self.rank == 0:
+            for p in remove_stale_temps(self.ckpt_dir):
+                log.info("removed %s, left by an interrupted checkpoint write", p)
+        self.resume()
+        start = self.state.step
+        self._open_logs()
+        status = "finished"
+        try:
+            with stop_on_signals() as self.stop:
+                self._run(start)
+            if self.stop["signal"] is not None:
+                status = f"interrupted by signal {self.stop['signal']}"
+            elif self.val_dataset is not None:
+                self.validate_and_checkpoint()
+            self.save()
+        except BaseException:
+            if self.state.step > start:  # keep the progress of this run, then report the error
+                self.save()
+                if self.rank == 0:
+                    log.error("stopped by an error at step %d; wrote %s", self.state.step, self.ckpt_dir / "last.pt")
+            raise
+        finally:
+            if self.writer:
+                self.writer.close()
+            if self.world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
+        if self.rank == 0:
+            log.info("%s at step %d; checkpoints in %s", status, self.state.step, self.ckpt_dir)
+        return {
+            "status": status,
+            "step": self.state.step,
+            "nonfinite_skipped": self.state.nonfinite_total,
+            "no_valid_skipped": self.state.no_valid_total,
+            "val": self.val_metrics,
+            "best_epe": self.state.best_epe,
+            "checkpoint": str(self.ckpt_dir / "last.pt"),
+            "run_dir": str(self.run_dir),
+            "rank": self.rank,
+            "signal": int(sig) if isinstance(sig := self.stop["signal"], int) else (15 if sig else None),
+        }
+
+    def _open_logs(self) -> None:
+        if self.rank != 0:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(to_plain(self.cfg))))
+        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches from the current step on, epoch after epoch, resuming mid-epoch exactly."""
+        t = self.cfg.train
+        while True:
+            epoch, offset = divmod(self.state.step, self.steps_per_epoch)
+            self.dataset.set_epoch(epoch)
+            order = epoch_batches(len(self.dataset), t.batch_size, epoch, self.cfg.seed, self.rank, self.world)
+            loader = DataLoader(
+                self.dataset, batch_sampler=order[offset:], num_workers=t.num_workers,
+                pin_memory=self.device.type == "cuda",
+            )  # fmt: skip
+            yield from loader
+
+    def _run(self, start: int) -> None:
+        t = self.cfg.train
+        bar = progress(total=self.total, initial=start, desc="train", unit="step", enabled=self.rank == 0)
+        window = _Window()
+        try:
+            for batch in self._batches() if self.state.step < self.total else ():
+                result = self.train_step(batch)
+                if result is None:
+                    if self.stop["signal"] is not None:
+                        break
+                    continue
+                loss, epe, outs = result
+                window.add(loss, epe, batch["left"].shape[0] * self.world)
+                bar.set_postfix_str(f"loss {loss:.3f} epe {epe:.3f}", refresh=False)
+                bar.update()
+                step = self.state.step
+                if step % t.log_every == 0 or step == self.total:
+                    self._log_scalars(window)
+                    window = _Window()
+                if self.writer and t.image_every and step % t.image_every == 0:
+                    self._log_images(batch, outs[-1].detach())
+                if self.val_dataset is not None and t.val_every and step % t.val_every == 0 and step < self.total:
+                    self.validate_and_checkpoint()
+                if t.ckpt_every and step % t.ckpt_every == 0:
+                    self.save()
+                if step >= self.total or self.stop["signal"] is not None:
+                    break
+        finally:
+            bar.close()
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, list[torch.Tensor]] | None:
+        """One optimizer step; returns (loss, EPE of the last head, head outputs), both averaged over ranks,
+        or None when the step was skipped (non-finite loss, no valid pixel on any rank, or a stop)."""
+        dev = self.device
+        left, right = batch["left"].to(dev, non_blocking=True), batch["right"].to(dev, non_blocking=True)
+        gt, valid = batch["disparity"].to(dev), batch["valid"].to(dev)
+        self.net.train()
+        with autocast(dev, self.cfg.precision):
+            outs = self.net(left, right)
+        has_valid = bool(valid.any())
+        loss = sequence_loss(outs, gt, valid, self.weights) if has_valid else outs[-1].sum() * 0.0
+        # All ranks must skip or stop together, or DDP would hang: [non-finite, stop requested, valid].
+        flags = all_reduce_sum(
+            [float(not torch.isfinite(loss)), float(self.stop["signal"] is not None), float(has_valid)],
+            dev,
+            self.world,
+        )
+        if flags[1] and self.stop["signal"] is None:
+            self.stop["signal"] = "from another rank"  # reported as SIGTERM
+        self.opt.zero_grad(set_to_none=True)
+        if flags[2] == 0:
+            return self._skip(
+                "no_valid", "batches without a valid ground-truth pixel", "check the dataset's disparities"
+            )
+        if flags[0]:
+            return self._skip("nonfinite", "non-finite losses", "lower train.lr or use fp32")
+        self.state.nonfinite_run = self.state.no_valid_run = 0
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.state.step += 1
+        with torch.no_grad():
+            m = disparity_metrics(outs[-1].detach(), gt, valid)
+        loss_sum, epe_sum, n = all_reduce_sum(
+            [loss.item(), 0.0 if math.isnan(m["epe"]) else m["epe"], float(m["pixels"] > 0)], dev, self.world
+        )
+        return loss_sum / self.world, epe_sum / max(n, 1), outs
+
+    def _skip(self, kind: str, what: str, advice: str) -> None:
+        total, run = getattr(self.state, f"{kind}_total") + 1, getattr(self.state, f"{kind}_run") + 1
+        setattr(self.state, f"{kind}_total", total)
+        setattr(self.state, f"{kind}_run", run)
+        if self.writer:
+            self.writer.add_scalar(f"train/{kind}_skipped", total, self.state.step)
+        limit = getattr(self.cfg.train, f"max_{kind}")
+        if run >= limit:
+            self.save()
+            raise TrainingStopped(
+                f"{run} {what} in a row at step {self.state.step} (lr {self.sched.get_last_lr()[0]:g}, precision "
+                f"{self.cfg.precision}); wrote {self.ckpt_dir / 'last.pt'}. {advice[0].upper()}{advice[1:]}."
+            )
+        return None
+
+    # ---- logs and validation ----
+
+    def _log_scalars(self, window: _Window) -> None:
+        if not self.writer or not window.n:
+            return
+        step, dt = self.state.step, time.perf_counter() - window.t
+        self.writer.add_scalar("train/loss", window.loss / window.n, step)
+        self.writer.add_scalar("train/epe", window.epe / window.n, step)
+        self.writer.add_scalar("lr", self.sched.get_last_lr()[0], step)
+        self.writer.add_scalar("train/samples_per_s", window.samples / max(dt, 1e-9), step)
+
+    def _log_images(self, batch: dict[str, torch.Tensor], pred: torch.Tensor) -> None:
+        panels = result_panels(
+            batch["left"][0].permute(1, 2, 0).numpy(),
+            pred[0].float().cpu().numpy(),
+            batch["disparity"][0].numpy(),
+            batch["valid"][0].numpy(),
+            self.model.max_disp,
+        )
+        for name, img in panels.items():
+            self.writer.add_image(f"images/{name}", img, self.state.step, dataformats="HWC")
+
+    def validate_and_checkpoint(self) -> dict[str, float]:
+        """Validate on every rank's share, log, and write ``best.pt`` when the EPE improved."""
+        v = self.cfg.val
+        r = evaluate_model(self.model, self.val_dataset, self.device, self.cfg.precision, v.averaging,
+                           self.rank, self.world, desc="validate")  # fmt: skip
+        self.val_metrics = r.summary
+        if self.writer:
+            for k in METRIC_KEYS:
+                self.writer.add_scalar(f"val/{k}", r.summary[k], self.state.step)
+        if r.summary["epe"] < self.state.best_epe:
+            self.state.best_epe = r.summary["epe"]
+            self.save("best.pt")
+        return r.summary
+
+
+def _check_crop_fits(sample: Any, crop: list[int]) -> None:
+    """The training crop must fit inside the frames (checked on the first pair, before any model)."""
+    img = cv2.imread(str(sample.left), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DataError(f"{sample.left}: cannot decode as an image")
+    h, w = img.shape[:2]
+    if crop[0] > h or crop[1] > w:
+        raise ConfigError(f"data.crop_size=[{crop[0]},{crop[1]}] is larger than the {h}x{w} frames of {sample.left}")
+
+
+def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Train as configured; returns a summary (steps done, final validation metrics, paths).
+
+    Config and dataset problems (bad values, missing or empty root, incomplete pairs, a crop that
+    cannot train) raise before any model is built or any step is taken.
+    """
+    return Trainer(cfg, run_dir).fit()

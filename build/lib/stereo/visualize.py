@@ -1,0 +1,45 @@
+"""Colour maps and the one panel renderer for disparity results (TensorBoard, worst-K files, inference)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def colorize_disparity(disp: np.ndarray, vmin: float = 0.0, vmax: float | None = None) -> np.ndarray:
+    """(H, W) disparity in pixels -> (H, W, 3) uint8 RGB (magma: near = bright). Non-finite -> black."""
+    d = np.nan_to_num(np.asarray(disp, np.float32), nan=vmin, posinf=vmin, neginf=vmin)
+    vmax = float(d.max()) if vmax is None else float(vmax)
+    t = np.clip((d - vmin) / max(vmax - vmin, 1e-6), 0, 1)
+    rgb = cv2.cvtColor(cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB)
+    rgb[~np.isfinite(np.asarray(disp))] = 0
+    return rgb
+
+
+def colorize_error(err: np.ndarray, valid: np.ndarray, max_err: float = 4.0) -> np.ndarray:
+    """(H, W) absolute error in pixels -> (H, W, 3) uint8 RGB (0 px blue ... >= max_err red), invalid black."""
+    t = np.clip(np.asarray(err, np.float32) / max_err, 0, 1)
+    rgb = cv2.cvtColor(cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    rgb[~np.asarray(valid, bool)] = 0
+    return rgb
+
+
+def result_panels(
+    left: np.ndarray, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, max_disp: float
+) -> dict[str, np.ndarray]:
+    """The four views of one result as (H, W, 3) uint8 RGB: ``left`` (input, (H, W, 3) floats in [0, 1]),
+    ``pred`` and ``gt`` on one colour scale (0 .. the largest valid ground truth, else ``max_disp``),
+    and ``error`` (|pred - gt| in pixels, invalid pixels black)."""
+    valid = np.asarray(valid, bool)
+    vmax = float(gt[valid].max()) if valid.any() else float(max_disp)
+    return {
+        "left": (np.clip(left, 0, 1) * 255).astype(np.uint8),
+        "pred": colorize_disparity(pred, 0, vmax),
+        "gt": colorize_disparity(np.where(valid, gt, np.nan), 0, vmax),
+        "error": colorize_error(np.abs(pred - gt), valid),
+    }
+
+
+def stack_panels(panels: dict[str, np.ndarray]) -> np.ndarray:
+    """The panels of :func:`result_panels` stacked top to bottom (left, pred, gt, error)."""
+    return np.vstack([panels[k] for k in ("left", "pred", "gt", "error")])
