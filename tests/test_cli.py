@@ -113,9 +113,12 @@ def test_kill9_at_any_moment_leaves_a_loadable_checkpoint_and_exact_resume(sampl
 
 def test_wheel_install_runs_from_any_directory(checkpoint, sample_root, tmp_path):
     """A non-editable install (the wheel) carries the configs: the console scripts work outside the checkout."""
-    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    wheels, target, src = tmp_path / "wheels", tmp_path / "site", tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "stereo", "conf"):  # setuptools writes build/ beside the source
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, src / name)
     build = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                  str(REPO)])  # fmt: skip
+                  str(src)])  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheels.glob("stereo-*.whl"))
     inst = _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)])
