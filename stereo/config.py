@@ -50,7 +50,7 @@ class Choice(str, Enum):
 
 
 Precision = Choice("Precision", {k: k for k in ("fp32", "bf16", "fp16")})
-RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final")})
+RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final", "both")})
 Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
@@ -197,9 +197,30 @@ class TrainAppConfig(RuntimeConfig):
     deterministic: bool = False
 
 
+Method = Choice("Method", {k: k for k in ("checkpoint", "sgbm")})
+
+
+@dataclass
+class SgbmConfig:
+    """OpenCV StereoSGBM settings (``stereo-eval method=sgbm``); see :class:`stereo.sgbm.SGBMStereo`."""
+
+    num_disparities: int | None = rng(None, ge=16)  # search range; null = max_disp or 192; rounded up to x16
+    block_size: int = rng(5, ge=1)
+    p1: int | None = rng(None, ge=0)  # null = 8 x 3 x block_size^2
+    p2: int | None = rng(None, ge=0)  # null = 32 x 3 x block_size^2
+    uniqueness: int = rng(10, ge=0)
+    speckle_window: int = rng(100, ge=0)
+    speckle_range: int = rng(2, ge=0)
+    disp12_max_diff: int = rng(1, ge=-1)
+    prefilter_cap: int = rng(63, ge=1)
+    mode: str = rng("sgbm_3way", pattern="sgbm|hh|sgbm_3way|hh4", expect="sgbm, hh, sgbm_3way or hh4")
+
+
 @dataclass
 class EvalAppConfig(RuntimeConfig):
-    checkpoint: str = MISSING
+    method: Method = Method.checkpoint  # checkpoint: a trained network | sgbm: OpenCV's SGBM baseline
+    sgbm: SgbmConfig = field(default_factory=SgbmConfig)
+    checkpoint: str | None = None  # required for method=checkpoint
     data: DataConfig = field(default_factory=lambda: DataConfig(render_pass=EVAL_PASS))
     mask: Mask = EVAL_MASK
     max_disp: float | None = rng(None, gt=0)  # mask bound; null = the model's max_disp

@@ -13,13 +13,15 @@ import cv2
 from omegaconf import DictConfig
 
 from stereo.checkpoint import load_model
-from stereo.config import EvalAppConfig, check_config
+from stereo.config import EvalAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.registry import dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import evaluate_model
+from stereo.errors import ConfigError
 from stereo.io import atomic_write, encode_image, write_json, write_text
 from stereo.metrics import METRIC_KEYS, describe_mask
+from stereo.sgbm import SGBMStereo
 from stereo.visualize import result_panels, stack_panels
 
 log = logging.getLogger(__name__)
@@ -28,18 +30,26 @@ log = logging.getLogger(__name__)
 def evaluate(
     cfg: DictConfig, out_dir: str | os.PathLike, show_progress: bool = True, tensorboard: bool = True
 ) -> dict[str, Any]:
-    """Evaluate ``cfg.checkpoint`` as configured (``conf/eval.yaml``); writes ``<out_dir>/metrics.json``
-    and returns it.
+    """Evaluate ``cfg.checkpoint`` (or, with ``method=sgbm``, OpenCV's SGBM) as configured
+    (``conf/eval.yaml``); writes ``<out_dir>/metrics.json`` and returns it.
 
     Full frames are padded to the model's multiple and cropped back (:func:`stereo.models.predict`).
     ``cfg.mask`` picks the valid pixels (:data:`stereo.metrics.MASKS`; ``cfg.max_disp`` defaults to the
     model's), ``cfg.averaging`` is ``image`` (per image, then the mean) or ``pixel`` (pooled).
     """
     check_config(cfg, EvalAppConfig)
+    if cfg.method == "checkpoint" and not cfg.checkpoint:
+        raise ConfigError("invalid config: checkpoint is required (add checkpoint=...), or use method=sgbm")
     samples = dataset_samples(cfg.data, "test")
     device = resolve_device(cfg.device)
     autocast(device, cfg.precision)  # validates the precision for this device
-    model, ckpt = load_model(cfg.checkpoint, device, cfg)
+    if cfg.method == "sgbm":
+        s = cfg.sgbm
+        search = s.num_disparities or cfg.max_disp or 192
+        model, ckpt = SGBMStereo(search, s.block_size, s.p1, s.p2, s.uniqueness, s.speckle_window, s.speckle_range,
+                                 s.disp12_max_diff, s.prefilter_cap, s.mode), {}  # fmt: skip
+    else:
+        model, ckpt = load_model(cfg.checkpoint, device, cfg)
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +61,8 @@ def evaluate(
         **{k: r.summary[k] for k in METRIC_KEYS},
         "pairs": r.summary["pairs"],
         "pairs_with_valid_pixels": r.summary["images"],
-        "checkpoint": str(cfg.checkpoint),
+        "method": str(cfg.method),
+        "checkpoint": str(cfg.checkpoint) if cfg.method == "checkpoint" else None,
         "checkpoint_step": ckpt.get("step"),
         "root": str(cfg.data.root),
         "dataset": str(cfg.data.name),
@@ -62,6 +73,9 @@ def evaluate(
         "seconds": r.seconds,
         "pairs_per_s": len(r.rows) / max(r.seconds, 1e-9),
     }
+    if cfg.method == "sgbm":
+        result["sgbm"] = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
+        result["sgbm_density_before_fill"] = model.density
     write_json(out_dir / "metrics.json", result)
     if cfg.per_image_csv:
         _write_csv(out_dir / "per_image.csv", r.rows)

@@ -40,7 +40,9 @@ TINY_TRAIN = [
 def sample_root(tmp_path_factory):
     """A tiny generated Scene Flow sample in the official layout: 12 train pairs, 4 test pairs."""
     root = tmp_path_factory.mktemp("sceneflow") / "SceneFlow"
-    generate_sceneflow_sample(root, height=64, width=128, train_pairs=12, test_pairs=4, seed=7, progress=False)
+    generate_sceneflow_sample(
+        root, height=64, width=128, train_pairs=12, test_pairs=4, seed=7, objects=(3, 12), progress=False
+    )
     return root
 
 

@@ -7,7 +7,7 @@ import pytest
 from stereo.data.images import read_rgb
 from stereo.data.pfm import read_pfm
 from stereo.data.sceneflow import discover
-from stereo.data.synthetic import generate_sceneflow_sample, render_pair
+from stereo.data.synthetic import SHAPES, generate_sceneflow_sample, render_pair
 
 
 def _views(sample):
@@ -16,7 +16,7 @@ def _views(sample):
 
 
 def test_layout_is_official(sample_root):
-    manifest = json.loads((sample_root / "sample.json").read_text())
+    manifest = json.loads((sample_root / "sample.json").read_text())["parameters"]
     assert manifest["height"] == 64 and manifest["width"] == 128
     for sub in ("FlyingThings3D", "Driving", "Monkaa"):
         for folder in ("frames_cleanpass", "frames_finalpass", "disparity"):
@@ -48,9 +48,9 @@ def test_photometric_and_left_right_consistency(sample_root, split):
         # Tolerance 0.3 px: on a slanted plane the neighbouring right pixels are other surface points.
         farther = inside & (seen < d_left - 0.3)
         # Exceptions only where the surface is under a pixel wide (tips of shapes): at a depth edge.
-        edge = cv2.dilate(d_left, np.ones((3, 3))) - cv2.erode(d_left, np.ones((3, 3))) > 1.0
+        edge = cv2.dilate(d_left, np.ones((3, 3))) - cv2.erode(d_left, np.ones((3, 3))) > 0.3
         assert not (farther & ~edge).any()
-        assert farther.sum() <= 0.005 * inside.sum()
+        assert farther.sum() <= 0.02 * inside.sum()  # sub-pixel rods and slats slip between right pixel centres
         # Non-occluded: both neighbours see the same surface; compare colours there.
         same = inside & (np.abs(d_right[rows, x0] - d_left) < 0.3) & (np.abs(d_right[rows, x1] - d_left) < 0.3)
         same = cv2.erode(same.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -58,9 +58,71 @@ def test_photometric_and_left_right_consistency(sample_root, split):
         warped = cv2.remap(right, xs.astype(np.float32), np.repeat(rows, w, 1).astype(np.float32), cv2.INTER_LINEAR)
         err = np.abs(warped - left).max(axis=2)[same]
         assert np.median(err) < 0.01, np.median(err)
-        assert np.percentile(err, 99) < 0.06, np.percentile(err, 99)
+        # High-frequency textures (stripes, grids, text) at about one texel per pixel make linear
+        # interpolation err at their sharpest edges; the geometry itself is checked exactly below.
+        assert np.percentile(err, 99) < 0.2, np.percentile(err, 99)
+        _assert_disparities_agree(d_left, d_right)
         checked += 1
     assert checked == len(samples) > 0
+
+
+def _assert_disparities_agree(d_left, d_right):
+    """Where both right neighbours of x - d see the same surface, the right disparity interpolated there
+    is the left one: exact on planes, second-order small on curved surfaces."""
+    h, w = d_left.shape
+    xs = np.arange(w)[None, :] - d_left
+    x0 = np.clip(np.floor(xs).astype(int), 0, w - 1)
+    x1 = np.clip(x0 + 1, 0, w - 1)
+    rows = np.arange(h)[:, None]
+    same = (xs >= 1) & (np.abs(d_right[rows, x0] - d_left) < 0.3) & (np.abs(d_right[rows, x1] - d_left) < 0.3)
+    a = xs - np.floor(xs)
+    err = np.abs(d_right[rows, x0] * (1 - a) + d_right[rows, x1] * a - d_left)[same]
+    assert same.sum() > 0.2 * h * w
+    assert np.median(err) < 1e-3 and np.percentile(err, 99) < 0.1, (np.median(err), np.percentile(err, 99))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_is_consistent_between_views(shape):
+    pair = render_pair(np.random.default_rng(5), 96, 160, 32.0, 4, shape=shape)
+    d_left, d_right = pair["disp_left"], pair["disp_right"]
+    assert np.isfinite(d_left).all() and d_left.max() <= 32.0 + 1e-3
+    near = d_left > np.percentile(d_left, 5) + 1.0
+    assert near.mean() > (0.003 if shape == "rod" else 0.02)  # the shapes are in view, in front of the background
+    _assert_disparities_agree(d_left, d_right)
+
+
+def test_closed_form_depths():
+    """Rays through the principal point hit each shape where its geometry says."""
+    from stereo.data import scene3d as s3
+
+    z, r = 10.0, 2.0
+    centre = np.array([0.0, 0.0, z])
+    zero = np.zeros(1)
+    cases = [
+        (s3.Ellipsoid(centre, np.eye(3), np.array([r, r, r])), z - r),
+        (s3.Ellipsoid(centre, np.eye(3), np.array([3.0, 1.0, 0.5])), z - 0.5),
+        (s3.Cylinder(centre, s3.rotation(np.random.default_rng(0), 0) @ np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]]),
+                     r, 5.0), z - r),
+        (s3.Box(centre, np.eye(3), np.array([1.0, 1.0, 0.75])), z - 0.75),
+        (s3.Patch(centre, np.eye(3), 1.0, 1.0, 2.0), z),
+        (s3.HeightField(centre, np.eye(3), 3.0, 3.0, np.array([[0.3, 1.0, 0.0, np.pi / 2]])), z + 0.3),
+    ]  # fmt: skip
+    for shape, expected in cases:
+        t, _, _, _ = shape.intersect(0.0, zero, zero)
+        assert t[0] == pytest.approx(expected, abs=1e-6), type(shape).__name__
+    # Off-centre: a sphere seen from the right camera, hit where |O + t D - C| = r.
+    sphere = s3.Ellipsoid(centre, np.eye(3), np.array([r, r, r]))
+    dx, dy = np.array([0.05]), np.array([-0.03])
+    t, n, _, _ = sphere.intersect(1.0, dx, dy)
+    p = np.array([1.0 + t[0] * dx[0], t[0] * dy[0], t[0]])
+    assert np.linalg.norm(p - centre) == pytest.approx(r, abs=1e-9)
+    # The background plane has the affine disparity it was built from.
+    cam = s3.Camera(100.0, 50.0, 40.0)
+    normal, c = s3.plane_from_disparity(cam, 5.0, 0.01, 0.02)
+    plane = s3.Plane(np.zeros(3), normal=normal, c=c)
+    xs, ys = np.array([10.0, 90.0]), np.array([5.0, 70.0])
+    t, _, _, _ = plane.intersect(0.0, *cam.rays(xs, ys))
+    np.testing.assert_allclose(cam.f / t, 5.0 + 0.01 * (xs - 50) + 0.02 * (ys - 40), rtol=1e-12)
 
 
 def test_occlusions_exist_and_disparity_ranges_vary():
@@ -81,7 +143,7 @@ def test_deterministic_from_seed(tmp_path):
     generate_sceneflow_sample(tmp_path / "b", seed=3, **kw)
     generate_sceneflow_sample(tmp_path / "c", seed=4, **kw)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 5 * 6 + 1  # per pair: 2 views x (clean, final, pfm); plus sample.json
+    assert len(files) == 5 * 6 + 2  # per pair: 2 views x (clean, final, pfm); plus sample.json, stats.json
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     rel = next(f for f in files if f.suffix == ".pfm")

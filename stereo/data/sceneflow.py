@@ -56,8 +56,10 @@ class SceneFlowError(DatasetError):
 
 @register_dataset("sceneflow")
 def sceneflow_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
-    """``data=sceneflow``: Scene Flow's ``train`` or ``test`` split under ``cfg.root``."""
-    return discover(cfg.root, split, render_pass, skip_missing=bool(cfg.skip_missing))
+    """``data=sceneflow``: Scene Flow's ``train`` or ``test`` split under ``cfg.root``; ``render_pass=both``
+    lists every pair twice, clean then final (same disparities)."""
+    passes = RENDER_PASSES if render_pass == "both" else (render_pass,)
+    return [s for p in passes for s in discover(cfg.root, split, p, skip_missing=bool(cfg.skip_missing))]
 
 
 def discover(

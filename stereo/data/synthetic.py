@@ -1,12 +1,17 @@
-"""A generated Scene Flow sample in the official layout, with exact stereo geometry.
+"""Generated stereo data in the official Scene Flow layout, with exact ground truth (generator v2).
 
-Each scene is a textured background plane plus several textured planar objects (some slanted) at
-different depths. A plane's left-view disparity is affine in the image coordinates,
-``d(x, y) = d0 + gx (x - cx) + gy (y - cy)``, so the left-view x of a surface point seen at ``x_r`` in
-the right view has a closed form. Both views are rendered by inverse mapping with a depth buffer
-(larger disparity = nearer), which makes occlusions correct and gives
-``left(x, y) = right(x - d(x, y), y)`` on every non-occluded pixel, up to texture interpolation.
-Textures are band-limited so that this holds to within a few grey levels.
+A scene is a far background plane (often tilted like a floor or a receding wall) and 5-40 objects in
+front of it: ellipsoids and spheres, cylinders, boxes at any angle, flat patches, smooth height fields,
+and thin structures (rods, wires, fences), overlapping so that occlusion boundaries are everywhere.
+Both views are ray cast exactly (:mod:`stereo.data.scene3d`), so the disparity of every pixel is the
+true ``f * B / Z`` and ``left(x, y) = right(x - d, y)`` on every non-occluded pixel up to texture
+interpolation and the (mild, view-dependent) specular term.
+
+Appearance: procedural textures (clouds, wood/marble, bricks, spots, fine grain, stripes and grids,
+text-like strokes, textureless and weakly textured surfaces), Lambert shading from one light with a
+mild Blinn-Phong highlight, and a global gain/gamma/colour change. The clean pass is that render; the
+final pass adds defocus, motion blur, per-view gain/gamma/colour differences and sensor noise, so clean
+and final differ as in Scene Flow.
 
 Written as layout (a) of :mod:`stereo.data.sceneflow` (one folder per subset)::
 
@@ -17,6 +22,7 @@ Written as layout (a) of :mod:`stereo.data.sceneflow` (one folder per subset)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,8 +32,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stereo.data import scene3d as s3
 from stereo.data.pfm import write_pfm
 from stereo.progress import progress as progress_bar
+
+GENERATOR_VERSION = 2
+TEXTURE_KINDS = ("clouds", "wood", "bricks", "spots", "grain", "stripes", "grid", "text", "flat", "weak")
+_TEXTURE_WEIGHTS = np.array([12, 10, 9, 9, 10, 8, 7, 8, 6, 6], float)
+SHAPES = ("ellipsoid", "cylinder", "box", "patch", "heightfield", "rod", "fence")
+_SHAPE_WEIGHTS = np.array([16, 12, 18, 16, 8, 8, 5], float)
+
 
 # ---- textures ----------------------------------------------------------------------------------------
 
@@ -55,153 +69,292 @@ def _palette(rng: np.random.Generator, t: np.ndarray, k: int = 3) -> np.ndarray:
     return np.stack([np.interp(t, stops, colours[:, c]) for c in range(3)], axis=-1).astype(np.float32)
 
 
-def make_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A natural-looking RGB texture in [0, 1], shape (h, w, 3): clouds, wood/marble, bricks or spots."""
-    kind = rng.integers(4)
+def make_texture(rng: np.random.Generator, h: int, w: int, kind: str | None = None) -> np.ndarray:
+    """An RGB texture in [0, 1], shape (h, w, 3), of one of :data:`TEXTURE_KINDS` (random if None).
+
+    Every texture is band-limited (Gaussian, sigma 0.8 texel) so that sampling it twice (render,
+    then warp) does not alias.
+    """
+    kind = kind or str(rng.choice(TEXTURE_KINDS, p=_TEXTURE_WEIGHTS / _TEXTURE_WEIGHTS.sum()))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    if kind == 0:  # clouds / rock
+    if kind == "clouds":
         tex = _palette(rng, _noise(rng, h, w, octaves=6), k=4)
-    elif kind == 1:  # wood grain / marble: sinusoid bent by noise
-        theta = rng.uniform(0, np.pi)
-        freq = rng.uniform(0.03, 0.12)
-        turb = rng.uniform(2, 10)
+    elif kind == "wood":  # wood grain / marble: a sinusoid bent by noise
+        theta, freq, turb = rng.uniform(0, np.pi), rng.uniform(0.03, 0.12), rng.uniform(2, 10)
         t = np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)) + turb * _noise(rng, h, w))
         tex = _palette(rng, 0.5 + 0.5 * t, k=3)
-    elif kind == 2:  # bricks / tiles with mortar
-        bh, bw = int(rng.integers(10, 40)), int(rng.integers(20, 80))
+    elif kind == "bricks":
+        bh, bw = int(rng.integers(8, 40)), int(rng.integers(16, 80))
         row = (yy // bh).astype(np.int64)
         shift = (row % 2) * (bw // 2)
         col = ((xx + shift) // bw).astype(np.int64)
         tile_val = rng.random((int(row.max()) + 2, int(col.max()) + 2)).astype(np.float32)
-        t = 0.6 * tile_val[row, col] + 0.4 * _noise(rng, h, w, octaves=4, base=8)
-        tex = _palette(rng, t, k=3)
-        mortar = ((yy % bh) < 2) | (((xx + shift) % bw) < 2)
-        tex[mortar] = rng.random(3).astype(np.float32) * 0.5
-    else:  # spots on a noisy ground
+        tex = _palette(rng, 0.6 * tile_val[row, col] + 0.4 * _noise(rng, h, w, octaves=4, base=8), k=3)
+        tex[((yy % bh) < 2) | (((xx + shift) % bw) < 2)] = rng.random(3).astype(np.float32) * 0.5
+    elif kind == "spots":
         tex = _palette(rng, _noise(rng, h, w, octaves=5), k=2)
         for _ in range(int(h * w / 1500) + 3):
             centre = (int(rng.integers(w)), int(rng.integers(h)))
-            cv2.circle(tex, centre, int(rng.integers(3, 25)), rng.random(3).tolist(), -1, cv2.LINE_AA)
-    detail = _noise(rng, h, w, octaves=2, base=max(8, w // 6)) - 0.5  # fine grain for matching
-    tex = np.clip(tex + 0.12 * detail[..., None], 0, 1)
-    # Band-limit: interpolating twice (render, then warp) must not alias.
-    return cv2.GaussianBlur(tex, (0, 0), 0.8)
+            cv2.circle(tex, centre, int(rng.integers(2, 25)), rng.random(3).tolist(), -1, cv2.LINE_AA)
+    elif kind == "grain":  # high-frequency detail everywhere
+        tex = _palette(rng, _noise(rng, h, w, octaves=3, base=max(8, w // 4)), k=3)
+    elif kind == "stripes":  # repetitive: the ambiguous case for matching
+        theta, period = rng.uniform(0, np.pi), rng.uniform(4, 24)
+        t = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)
+        t = np.clip(t * rng.uniform(1, 6), -1, 1)  # from sine to nearly square waves
+        tex = _palette(rng, 0.5 + 0.5 * t, k=2)
+    elif kind == "grid":  # grids and checkerboards
+        p = rng.uniform(6, 30)
+        if rng.random() < 0.5:
+            t = ((xx // p + yy // p) % 2).astype(np.float32)
+        else:
+            t = (((xx % p) < 2) | ((yy % p) < 2)).astype(np.float32)
+        tex = _palette(rng, t, k=2)
+    elif kind == "text":  # text-like strokes on a plain ground
+        tex8 = np.ones((h, w, 3), np.uint8) * rng.integers(0, 256, 3).astype(np.uint8)  # putText needs 8-bit
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+        scale = rng.uniform(0.3, 1.2)
+        step = max(8, int(30 * scale))
+        for y in range(step, h + step, step):
+            line = "".join(rng.choice(list(letters + "   "), size=max(1, w // max(6, int(16 * scale)))))
+            cv2.putText(tex8, line, (int(rng.integers(-10, 5)), y), int(rng.integers(0, 8)), scale,
+                        rng.integers(0, 256, 3).tolist(), int(rng.integers(1, 3)), cv2.LINE_AA)  # fmt: skip
+        tex = tex8.astype(np.float32) / 255
+    elif kind == "flat":  # textureless: only shading will vary
+        tex = np.ones((h, w, 3), np.float32) * rng.random(3).astype(np.float32)
+        tex += 0.004 * (_noise(rng, h, w, octaves=2)[..., None] - 0.5)
+    elif kind == "weak":  # weakly textured: low-contrast noise
+        tex = rng.random(3).astype(np.float32) + 0.04 * (_noise(rng, h, w, octaves=4)[..., None] - 0.5)
+    else:
+        raise ValueError(f"unknown texture kind {kind!r}; expected one of {TEXTURE_KINDS}")
+    if kind not in ("flat", "weak", "grain"):
+        detail = _noise(rng, h, w, octaves=2, base=max(8, w // 6)) - 0.5  # fine grain for matching
+        tex = tex + 0.1 * detail[..., None]
+    return cv2.GaussianBlur(np.clip(tex, 0, 1).astype(np.float32), (0, 0), 0.8)
 
 
 # ---- scenes ------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Plane:
-    """A textured planar patch; shape and disparity are defined in left-view pixel coordinates."""
-
-    cx: float
-    cy: float
-    d0: float
-    gx: float
-    gy: float
-    a: float  # half-extents of the superellipse |u/a|^p + |v/b|^p <= 1
-    b: float
-    angle: float
-    power: float
-    texture: np.ndarray  # (th, tw, 3), texel (0, 0) at left-view (x0, y0)
-    x0: float
-    y0: float
-    background: bool = False
-
-    def disparity_left(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return self.d0 + self.gx * (x - self.cx) + self.gy * (y - self.cy)
-
-    def left_x(self, x_view: np.ndarray, y: np.ndarray, right: bool) -> np.ndarray:
-        """Left-view x of the surface point seen at x_view in the given view."""
-        if not right:
-            return x_view
-        # x_r = x_l - d(x_l, y) solved for x_l (the plane is affine, so this is exact)
-        return (x_view + self.d0 - self.gx * self.cx + self.gy * (y - self.cy)) / (1.0 - self.gx)
-
-    def inside(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        if self.background:
-            return np.ones(x.shape, bool)
-        c, s = np.cos(self.angle), np.sin(self.angle)
-        u = ((x - self.cx) * c + (y - self.cy) * s) / self.a
-        v = (-(x - self.cx) * s + (y - self.cy) * c) / self.b
-        return np.abs(u) ** self.power + np.abs(v) ** self.power <= 1.0
+class _Object:
+    shape: s3.Shape
+    texture: np.ndarray  # (th, tw, 3)
+    texel: float  # world units per texel
+    uv0: tuple[float, float]  # texture coordinate of texel (0, 0)
+    specular: float
+    shininess: float
+    textureless: bool
 
 
-def _random_scene(rng: np.random.Generator, h: int, w: int, max_disp: float, n_objects: int) -> list[_Plane]:
-    scene_max = rng.uniform(0.3, 1.0) * max_disp  # varied disparity ranges across scenes
-    far = rng.uniform(0.5, 0.15 * scene_max)
-    # Background: a plane, often tilted like a ground or a wall receding to one side.
-    gy = rng.uniform(0, 0.12 * scene_max / h) if rng.random() < 0.6 else 0.0
-    gx = rng.uniform(-0.05, 0.05) * scene_max / w
-    d_corners = [far + gx * (x - w / 2) + gy * (y - h / 2) for x in (0, w) for y in (0, h)]
-    d0 = far + max(0.0, 0.5 - min(d_corners))
-    margin = int(np.ceil(max(d_corners) - min(d_corners) + d0 + 4))
-    planes = [_Plane(w / 2, h / 2, d0, gx, gy, 1, 1, 0, 2, make_texture(rng, h + 8, w + margin + 8), -4, -4, True)]
-    for _ in range(n_objects):
-        size = rng.uniform(0.08, 0.35) * min(h, w) * np.array([1.0, rng.uniform(0.4, 1.6)])
-        a, b = float(size[0]), float(size[1])
-        cx, cy = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(0, h)
-        d0 = rng.uniform(far + 0.1 * scene_max, scene_max)
-        gx = gy = 0.0
-        if rng.random() < 0.4:  # slanted: disparity changes by up to ~15% of d0 across the object
-            gx = rng.uniform(-0.15, 0.15) * d0 / max(a, b)
-            gy = rng.uniform(-0.15, 0.15) * d0 / max(a, b)
-            gx = float(np.clip(gx, -0.2, 0.2))  # keeps x_l -> x_r monotonic
-        r = max(a, b)
-        planes.append(
-            _Plane(
-                cx,
-                cy,
-                d0,
-                gx,
-                gy,
-                a,
-                b,
-                rng.uniform(0, np.pi),
-                float(rng.choice([1.0, 1.5, 2.0, 4.0, 8.0])),
-                make_texture(rng, int(2 * r) + 8, int(2 * r) + 8),
-                cx - r - 4,
-                cy - r - 4,
-            )
-        )
-    return planes
+def _sample_disparity(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """Object disparities: a share of near objects with large disparity, most in between."""
+    if rng.random() < 0.2:
+        return float(rng.uniform(0.6, 1.0) * hi)
+    return float(lo + (hi - lo) * rng.random() ** 1.3)
 
 
-def _render(planes: list[_Plane], h: int, w: int, right: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Render one view: (RGB float32 (h, w, 3), disparity of that view (h, w), positive)."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+def _make_object(
+    rng: np.random.Generator, cam: s3.Camera, h: int, w: int, d_bg: float, max_disp: float, kind: str | None = None
+) -> _Object:
+    kind = kind or str(rng.choice(SHAPES, p=_SHAPE_WEIGHTS / _SHAPE_WEIGHTS.sum()))
+    size_px = float(rng.uniform(0.06, 0.4) * min(h, w) * (1.6 if kind in ("rod", "fence") else 1.0))
+    d = _sample_disparity(rng, d_bg + 0.05 * max_disp, max_disp)
+    z = cam.f * cam.baseline / d
+    extent = size_px * z / cam.f  # world half-size of the object at its depth
+    # Keep every surface point within max_disp: the nearest point (z - radius) must satisfy f B / z <= max_disp.
+    z = max(z, cam.f * cam.baseline / max_disp + 1.8 * extent)
+    px, py = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h)
+    centre = np.array([(px - cam.cx) * z / cam.f, (py - cam.cy) * z / cam.f, z])
+    R = s3.rotation(rng)
+    e = extent * rng.uniform(0.5, 1.0, size=3)
+    if kind == "ellipsoid":
+        radii = e if rng.random() < 0.6 else np.full(3, e[0])
+        shape: s3.Shape = s3.Ellipsoid(centre, R, radii)
+    elif kind == "cylinder":
+        shape = s3.Cylinder(centre, R, float(e[0] * 0.6), float(e[1]))
+    elif kind == "box":
+        shape = s3.Box(centre, R, e * np.array([1.0, 1.0, rng.uniform(0.2, 1.0)]))
+    elif kind == "patch":  # flat superellipses, mostly facing the camera, some slanted
+        R = s3.rotation(rng, max_angle=1.0)
+        shape = s3.Patch(centre, R, float(e[0]), float(e[1]), float(rng.choice([1.0, 1.5, 2.0, 4.0, 8.0])))
+    elif kind == "heightfield":
+        R = s3.rotation(rng, max_angle=0.5)
+        waves = []
+        for _ in range(int(rng.integers(2, 5))):
+            k = rng.uniform(1.0, 4.0) / extent
+            ang = rng.uniform(0, np.pi)
+            amp = rng.uniform(0.02, 0.12) / k  # slope amp * k <= 0.12 per wave: well below 0.5 in total
+            waves.append([amp, k * np.cos(ang), k * np.sin(ang), rng.uniform(0, 2 * np.pi)])
+        shape = s3.HeightField(centre, R, float(e[0]), float(e[1]), np.array(waves))
+    elif kind == "rod":  # thin structures: wires and poles, 1-4 px thick
+        thick = rng.uniform(0.5, 2.0) * z / cam.f
+        shape = s3.Cylinder(centre, R, float(thick), float(extent))
+    else:  # fence: parallel thin slats, a box each, sharing one orientation
+        R = s3.rotation(rng, max_angle=0.6)
+        slats, gap = int(rng.integers(4, 10)), rng.uniform(2.0, 5.0)
+        width = extent / (slats * gap)
+        return _fence(rng, centre, R, slats, width, gap, extent, z)
+    return _texture_object(rng, shape, z, cam)
+
+
+class _Union(s3.Shape):
+    """Several shapes rendered as one object (a fence)."""
+
+    def __init__(self, parts: list[s3.Shape]) -> None:
+        super().__init__(np.mean([p.center for p in parts], 0))
+        self.parts = parts
+
+    def radius(self) -> float:
+        return max(float(np.linalg.norm(p.center - self.center)) + p.radius() for p in self.parts)
+
+    def intersect(self, ox, dx, dy):
+        best = None
+        for p in self.parts:
+            t, n, u, v = p.intersect(ox, dx, dy)
+            if best is None:
+                best = [t, n, u, v]
+                continue
+            near = t < best[0]
+            best = [np.where(near, t, best[0]), np.where(near[..., None], n, best[1]),
+                    np.where(near, u, best[2]), np.where(near, v, best[3])]  # fmt: skip
+        return tuple(best)
+
+
+def _fence(rng, centre, R, slats, width, gap, extent, z) -> _Object:
+    parts = []
+    for i in range(slats):
+        offset = R @ np.array([(i - (slats - 1) / 2) * width * gap, 0.0, 0.0])
+        parts.append(s3.Box(centre + offset, R, np.array([width / 2, extent, width / 2])))
+    if rng.random() < 0.7:  # a cross bar
+        parts.append(s3.Box(centre, R, np.array([slats * width * gap / 2, width / 2, width / 2])))
+    cam_f = extent  # texel scale below only needs a length
+    return _texture_object(rng, _Union(parts), z, s3.Camera(cam_f, 0, 0), texel=width / 2)
+
+
+def _texture_object(rng, shape: s3.Shape, z: float, cam: s3.Camera, texel: float | None = None) -> _Object:
+    texel = texel or z / cam.f  # about one texel per pixel at the object's depth
+    span = 2 * np.pi * shape.radius() if np.isfinite(shape.radius()) else 4.0 * z
+    n = int(np.clip(span / texel, 16, 384))
+    kind = str(rng.choice(TEXTURE_KINDS, p=_TEXTURE_WEIGHTS / _TEXTURE_WEIGHTS.sum()))
+    tex = make_texture(rng, n, n, kind)
+    texel = max(texel, span / n)
+    specular = float(rng.uniform(0, 0.15)) if rng.random() < 0.5 else 0.0
+    return _Object(shape, tex, texel, (-span / 2, -span / 2), specular, float(rng.uniform(8, 40)),
+                   kind in ("flat", "weak"))  # fmt: skip
+
+
+def _background(rng, cam: s3.Camera, h: int, w: int, d_bg: float) -> _Object:
+    gy = rng.uniform(0, 0.5 * d_bg / h) if rng.random() < 0.6 else 0.0  # a floor: nearer at the bottom
+    gx = rng.uniform(-0.3, 0.3) * d_bg / w
+    d0 = d_bg + abs(gx) * w / 2 + 1e-3
+    normal, c = s3.plane_from_disparity(cam, d0, gx, gy)
+    z = cam.f * cam.baseline / d0
+    texel = z / cam.f
+    n = int(max(h, w) * 1.5)
+    kind = str(rng.choice(TEXTURE_KINDS[:8]))  # the background is textured
+    return _Object(s3.Plane(np.zeros(3), normal=normal, c=c), make_texture(rng, n, n, kind), texel,
+                   (-n * texel / 2, -n * texel / 2), 0.0, 10.0, False)  # fmt: skip
+
+
+def _bounds(obj: _Object, cam: s3.Camera, ox: float, h: int, w: int) -> tuple[int, int, int, int]:
+    """Conservative pixel bounds (y0, y1, x0, x1) of an object in a view, from its bounding sphere."""
+    r = obj.shape.radius()
+    c = obj.shape.center
+    if not np.isfinite(r) or c[2] - r <= 1e-3:
+        return 0, h, 0, w
+    zs = (c[2] - r, c[2] + r)
+    xs = [cam.f * (c[0] - ox + sx * r) / z + cam.cx for sx in (-1, 1) for z in zs]
+    ys = [cam.f * (c[1] + sy * r) / z + cam.cy for sy in (-1, 1) for z in zs]
+    x0, x1 = max(0, int(np.floor(min(xs)))), min(w, int(np.ceil(max(xs))) + 1)
+    y0, y1 = max(0, int(np.floor(min(ys)))), min(h, int(np.ceil(max(ys))) + 1)
+    return y0, y1, x0, x1
+
+
+def _sample(texture: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear texture lookup at k texel coordinates -> (k, 3); remap wants a 2-D map under 32767 wide."""
+    k, cols = x.size, 1024
+    rows = -(-k // cols)
+    mx, my = np.zeros(rows * cols, np.float32), np.zeros(rows * cols, np.float32)
+    mx[:k], my[:k] = x, y
+    out = cv2.remap(texture, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REFLECT_101)  # fmt: skip
+    return out.reshape(-1, 3)[:k]
+
+
+def _render(objects: list[_Object], cam: s3.Camera, h: int, w: int, right: bool, light: np.ndarray):
+    """One view: (RGB float32 (h, w, 3), disparity (h, w), textureless mask (h, w))."""
+    ox = cam.origin_x(right)
     image = np.zeros((h, w, 3), np.float32)
-    depth = np.full((h, w), -np.inf, np.float32)  # disparity of the nearest surface so far
-    disp = np.zeros((h, w), np.float32)
-    for p in planes:
-        xl = p.left_x(xx, yy, right).astype(np.float32)
-        d = p.disparity_left(xl, yy).astype(np.float32)
-        hit = p.inside(xl, yy) & (d > depth)
+    depth = np.full((h, w), np.inf)
+    flat = np.zeros((h, w), bool)
+    for obj in objects:
+        y0, y1, x0, x1 = _bounds(obj, cam, ox, h, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        dx, dy = cam.rays(xx, yy)
+        t, n, u, v = obj.shape.intersect(ox, dx, dy)
+        hit = np.isfinite(t) & (t < depth[y0:y1, x0:x1])
         if not hit.any():
             continue
-        colour = cv2.remap(p.texture, xl - p.x0, yy - p.y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        image[hit] = colour[hit]
-        depth[hit] = d[hit]
-        # Left view stores d(x_l); right view stores x_l - x_r, the same surface point's disparity.
-        disp[hit] = d[hit]
-    return image, disp
+        # Shade only the pixels this object wins: (k, 3) arrays.
+        n, t = n[hit], t[hit]
+        n = n / np.maximum(np.sqrt(np.einsum("ki,ki->k", n, n)), 1e-12)[:, None]
+        view = -np.stack([dx[hit], dy[hit], np.ones_like(t)], -1)
+        view /= np.sqrt(np.einsum("ki,ki->k", view, view))[:, None]
+        n = np.where((np.einsum("ki,ki->k", n, view) < 0)[:, None], -n, n)  # face the camera
+        albedo = _sample(obj.texture, (u[hit] - obj.uv0[0]) / obj.texel, (v[hit] - obj.uv0[1]) / obj.texel)
+        diffuse = np.clip(n @ light, 0, 1)
+        colour = albedo * (0.45 + 0.55 * diffuse)[:, None]
+        if obj.specular:
+            half = light + view
+            half /= np.sqrt(np.einsum("ki,ki->k", half, half))[:, None]
+            colour = colour + (obj.specular * np.clip(np.einsum("ki,ki->k", n, half), 0, 1) ** obj.shininess)[:, None]
+        region = (slice(y0, y1), slice(x0, x1))
+        image[region][hit] = colour
+        depth[region][hit] = t
+        flat[region][hit] = obj.textureless
+    disp = (cam.f * cam.baseline / depth).astype(np.float32)
+    return np.clip(image, 0, 1), disp, flat
+
+
+def _appearance(rng: np.random.Generator, img: np.ndarray, gain: float, gamma: float, tint: np.ndarray) -> np.ndarray:
+    return np.clip((np.clip(img * gain * tint, 0, 1)) ** gamma, 0, 1).astype(np.float32)
 
 
 def render_pair(
-    rng: np.random.Generator, height: int, width: int, max_disp: float, n_objects: int
+    rng: np.random.Generator, height: int, width: int, max_disp: float, n_objects: int, shape: str | None = None
 ) -> dict[str, np.ndarray]:
-    """One stereo pair: ``left``, ``right`` (float RGB (H, W, 3) in [0, 1]), ``disp_left``,
-    ``disp_right`` (float32 (H, W), pixels, positive) and ``final_left``/``final_right`` (blurred)."""
-    planes = _random_scene(rng, height, width, max_disp, n_objects)
-    left, disp_left = _render(planes, height, width, right=False)
-    right, disp_right = _render(planes, height, width, right=True)
-    # Final pass: the clean frame with defocus and a little horizontal motion blur.
-    sigma = rng.uniform(0.6, 1.4)
+    """One stereo pair: ``left``, ``right`` (clean, float RGB (H, W, 3) in [0, 1]), ``final_left``,
+    ``final_right``, ``disp_left``, ``disp_right`` (float32 (H, W), pixels, positive) and
+    ``textureless`` (bool (H, W), left view). ``shape`` forces every object to one of :data:`SHAPES`."""
+    h, w = height, width
+    cam = s3.Camera(f=1.1 * w, cx=(w - 1) / 2, cy=(h - 1) / 2)
+    d_bg = float(rng.uniform(0.3, 0.12 * max_disp))  # far background near 0
+    objects = [_background(rng, cam, h, w, d_bg)]
+    objects += [_make_object(rng, cam, h, w, d_bg, max_disp, shape) for _ in range(n_objects)]
+    light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.8, 0.3), -1.0])  # from the camera's side
+    light /= np.linalg.norm(light)
+    left, disp_left, flat = _render(objects, cam, h, w, False, light)
+    right, disp_right, _ = _render(objects, cam, h, w, True, light)
+    # Global appearance (both views, both passes): keeps the clean pass photo-consistent.
+    gain, gamma, tint = rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.25), rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    left, right = (_appearance(rng, v, gain, gamma, tint) for v in (left, right))
+    # Final pass: defocus, motion blur, per-view photometric differences and sensor noise.
+    sigma = rng.uniform(0.3, 1.2)
     k = int(rng.integers(1, 4)) * 2 + 1
     motion = np.zeros((k, k), np.float32)
-    motion[k // 2, :] = 1.0 / k
-    final = [cv2.filter2D(cv2.GaussianBlur(v, (0, 0), sigma), -1, motion) for v in (left, right)]
+    angle = rng.uniform(0, np.pi)
+    ex, ey = int(round(k / 2 * np.cos(angle))), int(round(k / 2 * np.sin(angle)))
+    cv2.line(motion, (k // 2 - ex, k // 2 - ey), (k // 2 + ex, k // 2 + ey), 1.0, 1)
+    motion /= motion.sum()
+    final = []
+    for v in (left, right):
+        blurred = cv2.filter2D(cv2.GaussianBlur(v, (0, 0), sigma), -1, motion)
+        g, gm, tn = rng.uniform(0.92, 1.08), rng.uniform(0.92, 1.08), rng.uniform(0.96, 1.04, 3).astype(np.float32)
+        noisy = _appearance(rng, blurred, g, gm, tn) + rng.normal(0, rng.uniform(0.5, 2.5) / 255, v.shape)
+        final.append(np.clip(noisy, 0, 1).astype(np.float32))
     return {
         "left": left,
         "right": right,
@@ -209,6 +362,7 @@ def render_pair(
         "disp_right": disp_right,
         "final_left": final[0],
         "final_right": final[1],
+        "textureless": flat,
     }
 
 
@@ -242,11 +396,63 @@ def _layout(train_pairs: int, test_pairs: int) -> list[tuple[str, str, str]]:
     return out
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _encode_png(rgb: np.ndarray) -> bytes:
     bgr = cv2.cvtColor(np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), bgr):
-        raise OSError(f"could not write {path}")
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise OSError("could not encode a PNG")
+    return buf.tobytes()
+
+
+def thumbnail(img: np.ndarray, size: int = 8) -> list[float]:
+    """A coarse (size x size) area-mean of an image, rounded: a fingerprint that survives bit-level
+    differences of encoders and SIMD paths but not a change of the generated content."""
+    small = cv2.resize(np.asarray(img, np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return [round(float(v), 2) for v in np.asarray(small).ravel()]
+
+
+def occluded_left(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
+    """Left pixels whose surface point is hidden in the right view (or falls outside it)."""
+    h, w = disp_left.shape
+    xr = np.round(np.arange(w)[None, :] - disp_left).astype(int)
+    inside = xr >= 0
+    seen = disp_right[np.arange(h)[:, None], np.clip(xr, 0, w - 1)]
+    return ~inside | (seen > disp_left + 0.5)
+
+
+def _make_pair(job: tuple) -> dict:
+    """Render pair ``index`` and write its files under ``tmp``; returns its statistics and file hashes."""
+    tmp, index, (subset, seq, frame), seed, h, w, max_disp, objects, bins, fingerprint = job
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng([seed, index])
+    pair = render_pair(rng, h, w, max_disp, int(rng.integers(objects[0], objects[1] + 1)))
+    base = Path(tmp) / subset
+    files: dict[str, str] = {}
+    thumbs: dict[str, list[float]] = {}
+    for view in ("left", "right"):
+        for folder, key in (("frames_cleanpass", view), ("frames_finalpass", f"final_{view}")):
+            path = base / folder / seq / view / f"{frame}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = _encode_png(pair[key])
+            path.write_bytes(data)
+            files[path.relative_to(tmp).as_posix()] = hashlib.sha256(data).hexdigest()
+            if fingerprint:
+                thumbs[path.relative_to(tmp).as_posix()] = thumbnail(pair[key])
+        pfm = base / "disparity" / seq / view / f"{frame}.pfm"
+        pfm.parent.mkdir(parents=True, exist_ok=True)
+        write_pfm(pfm, pair[f"disp_{view}"])
+        files[pfm.relative_to(tmp).as_posix()] = hashlib.sha256(pfm.read_bytes()).hexdigest()
+        if fingerprint:
+            thumbs[pfm.relative_to(tmp).as_posix()] = thumbnail(pair[f"disp_{view}"])
+    d = pair["disp_left"]
+    return {
+        "hist": np.histogram(d, bins=bins)[0].tolist(),
+        "occluded": int(occluded_left(d, pair["disp_right"]).sum()),
+        "textureless": int(pair["textureless"].sum()),
+        "pixels": int(d.size),
+        "files": files,
+        "thumbnails": thumbs,
+    }
 
 
 def generate_sceneflow_sample(
@@ -257,28 +463,35 @@ def generate_sceneflow_sample(
     test_pairs: int = 10,
     seed: int = 0,
     max_disp: float | None = None,
-    objects: tuple[int, int] = (4, 9),
+    objects: tuple[int, int] = (5, 40),
     progress: bool = True,
+    workers: int = 1,
+    fingerprint_pairs: int = 0,
 ) -> dict:
-    """Write a Scene Flow sample under ``out`` in the official layout (a); returns its manifest.
+    """Write generated pairs under ``out`` in the official Scene Flow layout (a); returns its manifest.
 
     ``train_pairs`` is spread over the three subsets (half FlyingThings3D TRAIN, a quarter each Driving
     and Monkaa); ``test_pairs`` go to FlyingThings3D TEST. Disparities reach about ``max_disp`` pixels
-    (default 160 * width / 960). Deterministic from ``seed``: each pair has its own generator.
+    (default 0.2 x width). Deterministic from ``seed``: pair i has its own generator seeded by
+    (seed, i), so the output does not depend on ``workers`` (processes; 0 = all cores).
 
-    The tree is built in a temporary sibling folder and renamed into place, so an interrupted run
-    leaves nothing half-written. An existing ``out`` with the same manifest is reused as it is;
-    an existing non-empty ``out`` with anything else is an error.
+    The manifest (``sample.json``) holds the parameters, the SHA-256 of every file, and for the first
+    ``fingerprint_pairs`` pairs coarse thumbnails (see :func:`thumbnail`); ``stats.json`` holds the
+    disparity histogram and the shares of occluded and textureless pixels. The tree is built in a
+    temporary sibling folder and renamed into place, so an interrupted run leaves nothing half-written.
+    An existing ``out`` with the same parameters is reused as it is; anything else there is an error.
     """
     out = Path(out)
     if height < 32 or width < 64:
         raise ValueError(f"sample frames must be at least 32x64, got {height}x{width}")
     if train_pairs < 0 or test_pairs < 0 or train_pairs + test_pairs == 0:
         raise ValueError(f"need a positive number of pairs, got train={train_pairs} test={test_pairs}")
-    max_disp = float(max_disp if max_disp is not None else 160.0 * width / 960.0)
-    manifest = {
+    if not 1 <= objects[0] <= objects[1]:
+        raise ValueError(f"objects must be (min, max) with 1 <= min <= max, got {objects}")
+    max_disp = float(max_disp if max_disp is not None else 0.2 * width)
+    params = {
         "generator": "stereo.data.synthetic",
-        "version": 1,
+        "version": GENERATOR_VERSION,
         "height": height,
         "width": width,
         "train_pairs": train_pairs,
@@ -289,8 +502,8 @@ def generate_sceneflow_sample(
     }
     marker = out / "sample.json"
     if out.exists() and any(out.iterdir()):
-        if marker.is_file() and json.loads(marker.read_text()) == manifest:
-            return manifest
+        if marker.is_file() and json.loads(marker.read_text()).get("parameters") == params:
+            return json.loads(marker.read_text())
         raise FileExistsError(
             f"{out} exists and is not an identical generated sample (see {marker}); choose another folder or remove it"
         )
@@ -298,20 +511,34 @@ def generate_sceneflow_sample(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    bins = np.linspace(0, max_disp, 17)
     try:
         items = _layout(train_pairs, test_pairs)
-        pairs = progress_bar(items, desc="generating Scene Flow sample", unit="pair", enabled=progress)
-        for index, (subset, seq, frame) in enumerate(pairs):
-            rng = np.random.default_rng([seed, index])
-            pair = render_pair(rng, height, width, max_disp, int(rng.integers(objects[0], objects[1] + 1)))
-            base = tmp / subset
-            for view in ("left", "right"):
-                _write_png(base / "frames_cleanpass" / seq / view / f"{frame}.png", pair[view])
-                _write_png(base / "frames_finalpass" / seq / view / f"{frame}.png", pair[f"final_{view}"])
-                pfm = base / "disparity" / seq / view / f"{frame}.pfm"
-                pfm.parent.mkdir(parents=True, exist_ok=True)
-                write_pfm(pfm, pair[f"disp_{view}"])
-        (tmp / "sample.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        jobs = [(str(tmp), i, it, seed, height, width, max_disp, objects, bins, i < fingerprint_pairs)
+                for i, it in enumerate(items)]  # fmt: skip
+        workers = workers or os.cpu_count() or 1
+        bar = progress_bar(total=len(jobs), desc=f"generating {out.name}", unit="pair", enabled=progress)
+        results = []
+        if workers == 1:
+            for job in jobs:
+                results.append(_make_pair(job))
+                bar.update()
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("fork").Pool(workers) as pool:
+                for r in pool.imap(_make_pair, jobs, chunksize=4):
+                    results.append(r)
+                    bar.update()
+        bar.close()
+        stats = _statistics(results, bins)
+        manifest = {
+            "parameters": params,
+            "files": {k: v for r in results for k, v in sorted(r["files"].items())},
+            "thumbnails": {k: v for r in results for k, v in sorted(r["thumbnails"].items())},
+        }
+        (tmp / "sample.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,3 +547,28 @@ def generate_sceneflow_sample(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _statistics(results: list[dict], bins: np.ndarray) -> dict:
+    pixels = sum(r["pixels"] for r in results)
+    hist = np.sum([r["hist"] for r in results], axis=0)
+    return {
+        "pairs": len(results),
+        "occluded_share": sum(r["occluded"] for r in results) / pixels,
+        "textureless_share": sum(r["textureless"] for r in results) / pixels,
+        "disparity_histogram": {
+            "bin_edges_px": [round(float(b), 2) for b in bins],
+            "share": [round(float(c) / pixels, 5) for c in hist],
+        },
+    }
+
+
+def format_statistics(stats: dict) -> str:
+    """The statistics of :func:`generate_sceneflow_sample` as a few readable lines."""
+    edges, share = stats["disparity_histogram"]["bin_edges_px"], stats["disparity_histogram"]["share"]
+    rows = "\n".join(f"  {edges[i]:6.1f} .. {edges[i + 1]:6.1f} px  {100 * s:5.1f}%  {'#' * round(60 * s)}"
+                     for i, s in enumerate(share))  # fmt: skip
+    return (
+        f"{stats['pairs']} pairs; occluded (left view) {100 * stats['occluded_share']:.1f}%, "
+        f"textureless {100 * stats['textureless_share']:.1f}% of pixels\nleft disparity histogram:\n{rows}"
+    )

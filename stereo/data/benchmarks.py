@@ -1,0 +1,78 @@
+"""Fixed generated benchmarks: versioned test sets that one command rebuilds identically.
+
+``generated-v1``: generator v2 (:mod:`stereo.data.synthetic`), seed 20261125, FlyingThings3D TEST layout
+in two parts, ``272x480`` (200 pairs, disparities up to 96 px) and ``540x960`` (20 pairs, up to 192 px),
+clean and final passes. The committed manifest (``generated-v1.json`` beside this file) holds the
+SHA-256 of every file and coarse thumbnails of the first pairs, so a change to the generator cannot
+change the benchmark silently: :func:`verify` compares a built copy, and the tests regenerate a slice.
+A generator change that alters the pairs needs a new name (``generated-v2``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereo.data.synthetic import GENERATOR_VERSION, generate_sceneflow_sample
+from stereo.errors import DataError, MissingFileError
+
+MANIFEST_DIR = Path(__file__).resolve().parent
+BENCHMARKS: dict[str, dict[str, Any]] = {
+    "generated-v1": {
+        "generator_version": 2,
+        "seed": 20261125,
+        "objects": (5, 40),
+        "fingerprint_pairs": 2,
+        "parts": {"272x480": (272, 480, 200), "540x960": (540, 960, 20)},
+    }
+}
+
+
+def manifest_path(name: str) -> Path:
+    return MANIFEST_DIR / f"{name}.json"
+
+
+def build(name: str, out: str | os.PathLike, workers: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Generate every part of benchmark ``name`` under ``<out>/<part>``; returns the built manifest."""
+    spec = BENCHMARKS[name]
+    if spec["generator_version"] != GENERATOR_VERSION:
+        raise DataError(
+            f"{name} was made with generator v{spec['generator_version']}, this is v{GENERATOR_VERSION}: "
+            "it cannot be rebuilt identically; define a new benchmark version"
+        )
+    parts = {}
+    for part, (h, w, n) in spec["parts"].items():
+        m = generate_sceneflow_sample(Path(out) / part, height=h, width=w, train_pairs=0, test_pairs=n,
+                                      seed=spec["seed"], objects=spec["objects"], progress=progress,
+                                      workers=workers, fingerprint_pairs=spec["fingerprint_pairs"])  # fmt: skip
+        parts[part] = m
+    return {"name": name, "generator_version": GENERATOR_VERSION, "parts": parts}
+
+
+def verify(name: str, built: dict[str, Any]) -> list[str]:
+    """Differences between a built manifest and the committed one (empty when identical)."""
+    path = manifest_path(name)
+    if not path.is_file():
+        raise MissingFileError(f"no committed manifest for {name} at {path}")
+    ref = json.loads(path.read_text())
+    problems = []
+    for part, m in ref["parts"].items():
+        got = built["parts"].get(part)
+        if got is None:
+            problems.append(f"{part}: missing")
+            continue
+        if got["parameters"] != m["parameters"]:
+            problems.append(f"{part}: parameters differ")
+        changed = [f for f, h in m["files"].items() if got["files"].get(f) != h]
+        if changed:
+            problems.append(f"{part}: {len(changed)} of {len(m['files'])} files differ (first: {changed[0]})")
+    return problems
+
+
+def thumbnails_match(expected: dict[str, list[float]], got: dict[str, list[float]], tol: float = 0.02) -> list[str]:
+    """Files whose thumbnails differ by more than ``tol`` (robust to encoder and SIMD rounding)."""
+    return [f for f, t in expected.items() if f not in got or np.abs(np.subtract(t, got[f])).max() > tol]
