@@ -1,6 +1,7 @@
-"""Benchmark efficient vs dot-product attention: forward and forward+backward time and peak memory.
+"""Benchmark every attention kind: forward and forward+backward time and peak memory, against efficient.
 
     python scripts/bench_attention.py [runs=3] [threads=2] [budget_gb=12] [out=bench_results/attention.json]
+    python scripts/bench_attention.py kinds=[efficient,linear] sizes=[[68,120]]      # a subset
 
 Every case runs in a fresh subprocess (see ``stereo.benchmark``). Dot-product cases whose estimated
 memory exceeds ``budget_gb``, or whose work exceeds ``max_dot_tflop``, are skipped with the estimate.
@@ -44,6 +45,11 @@ class BenchAttentionConfig:
     max_dot_tflop: float = 1.5  # ... or more floating-point work than this (per measured call)
     dot_max_positions: int = 136 * 240  # the spec's "efficient only" above 1/2 resolution
     sdpa: bool = True  # also measure torch's fused scaled_dot_product_attention
+    # The linear kinds measured beside efficient and dot-product (stereo.attention.ATTENTION_KINDS).
+    kinds: list = field(default_factory=lambda: ["linear", "latent", "multires"])
+    latents: int = 64  # kind=latent
+    latent_layers: int = 1
+    scales: list = field(default_factory=lambda: [1, 2, 4, 8])  # kind=multires (heads = len(scales))
     out: str = "bench_results/attention.json"
 
 
@@ -54,7 +60,9 @@ def _dot_tflop(cfg: BenchAttentionConfig, n: int, backward: bool) -> float:
 
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(BenchAttentionConfig, argv)
-    kinds = ["efficient", "dot_product"] + (["dot_product_sdpa"] if cfg.sdpa else [])
+    kinds = ["efficient", *cfg.kinds, "dot_product"] + (["dot_product_sdpa"] if cfg.sdpa else [])
+    extras = {"latent": {"latents": cfg.latents, "latent_layers": cfg.latent_layers},
+              "multires": {"scales": list(cfg.scales)}}  # fmt: skip
     common = {
         k: cfg[k]
         for k in (
@@ -78,7 +86,7 @@ def main(argv: list[str]) -> dict:
                 case = {"kind": kind, "height": h, "width": w, "backward": backward}
                 label = f"{kind:17s} {h}x{w} {'fwd+bwd' if backward else 'fwd'}"
                 skip = None
-                if kind != "efficient":
+                if kind.startswith("dot_product"):
                     est = dot_product_attention_bytes(
                         cfg.batch,
                         cfg.heads,
@@ -101,9 +109,10 @@ def main(argv: list[str]) -> dict:
                     results.append({**case, "estimated_bytes": est, "skipped": skip})
                     continue
                 print(f"{label}: running ...", end="", flush=True)
-                r = run_isolated("stereo.benchmark:attention_case", {**common, **case})
+                args = {**common, **case, "extra": extras.get(kind)}
+                r = run_isolated("stereo.benchmark:attention_case", args)
                 print(f" {r['median_s'] * 1e3:.1f} ms, peak {r['peak_bytes'] / MiB:.0f} MiB", flush=True)
-                if kind != "efficient":
+                if kind.startswith("dot_product"):
                     r["estimated_bytes"] = est
                 results.append({**case, **r})
 
@@ -112,24 +121,16 @@ def main(argv: list[str]) -> dict:
     for h, w in cfg.sizes:
         for backward in (False, True):
             eff = by_key[("efficient", h, w, backward)]
-            row = [f"{h}x{w}", "fwd+bwd" if backward else "fwd", _ms(eff), _mib(eff)]
-            for kind in kinds[1:]:
-                dot = by_key[(kind, h, w, backward)]
-                if "skipped" in dot:
-                    row += [f"skip ({dot['estimated_bytes'] / GiB:.0f} GB)", "-", "-", "-"]
+            for kind in kinds:
+                r = by_key[(kind, h, w, backward)]
+                row = [f"{h}x{w}", "fwd+bwd" if backward else "fwd", kind]
+                if "skipped" in r:
+                    rows.append(row + [f"skip ({r['estimated_bytes'] / GiB:.0f} GB)", "-", "-", "-"])
                     continue
-                speedup = dot["median_s"] / eff["median_s"]
-                mem_ratio = dot["peak_bytes"] / max(eff["peak_bytes"], 1)
-                ratios[f"{kind}/{h}x{w}/{'fwd+bwd' if backward else 'fwd'}"] = {
-                    "time_ratio": speedup,
-                    "memory_ratio": mem_ratio,
-                }
-                row += [_ms(dot), _mib(dot), f"{speedup:.1f}x", f"{mem_ratio:.1f}x"]
-            rows.append(row)
-    header = ["size", "pass", "eff ms", "eff MiB"]
-    for kind in kinds[1:]:
-        short = "dot" if kind == "dot_product" else "sdpa"
-        header += [f"{short} ms", f"{short} MiB", f"{short}/eff t", f"{short}/eff mem"]
+                t, m = r["median_s"] / eff["median_s"], r["peak_bytes"] / max(eff["peak_bytes"], 1)
+                ratios[f"{kind}/{h}x{w}/{'fwd+bwd' if backward else 'fwd'}"] = {"time_ratio": t, "memory_ratio": m}
+                rows.append(row + [_ms(r), _mib(r), f"{t:.2f}x", f"{m:.2f}x"])
+    header = ["size", "pass", "kind", "ms", "MiB", "t / efficient", "mem / efficient"]
 
     print()
     print(

@@ -196,27 +196,32 @@ def attention_case(
     warmup: int = 1,
     runs: int = 3,
     seed: int = 0,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Time and peak memory of one attention module on a (batch, channels, height, width) input.
 
-    ``kind``: ``efficient``, ``dot_product`` (explicit n x n map) or ``dot_product_sdpa`` (PyTorch's
-    fused ``scaled_dot_product_attention``). Peak memory is above the process's footprint once the
-    module and the input exist, i.e. the attention's own working memory (activations, gradients).
+    ``kind``: a kind of :data:`stereo.attention.ATTENTION_KINDS` (``efficient``, ``linear``, ``latent``,
+    ``multires``; ``extra`` holds its own keys), ``dot_product`` (explicit n x n map) or
+    ``dot_product_sdpa`` (PyTorch's fused ``scaled_dot_product_attention``). Peak memory is above the
+    process's footprint once the module and the input exist, i.e. the attention's own working memory
+    (activations, gradients).
     Run it in a fresh process (:func:`run_isolated`) so the figure is not polluted by other cases.
     """
-    from stereo.attention import DotProductAttention, EfficientAttention
+    from stereo.attention import DotProductAttention, build_attention
 
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    if kind == "efficient":
-        module = EfficientAttention(channels, key_channels, value_channels, heads, normalization)
-    elif kind in ("dot_product", "dot_product_sdpa"):
+    if kind in ("dot_product", "dot_product_sdpa"):
         fused = kind == "dot_product_sdpa"
         module = DotProductAttention(channels, key_channels, value_channels, heads, normalization, fused)
-    else:
-        raise ValueError(f"unknown attention kind {kind!r}")
+    else:  # efficient and the linear kinds of stereo.attention.ATTENTION_KINDS
+        extra = dict(extra or {})
+        if kind == "multires":
+            heads = len(extra.setdefault("scales", [1, 2, 4, 8]))
+        norm = normalization if kind == "efficient" else "softmax"
+        module = build_attention(kind, channels, key_channels, value_channels, heads, norm, **extra)
     module = module.to(dev)
     x = torch.randn(batch, channels, height, width, device=dev, requires_grad=backward)
 
@@ -232,6 +237,7 @@ def attention_case(
     times, peak, method = measure(step, dev, warmup, runs)
     return {
         "kind": kind,
+        "parameters": sum(p.numel() for p in module.parameters()),
         "height": height,
         "width": width,
         "positions": height * width,

@@ -86,6 +86,9 @@ class AttentionConfig:
     key_channels: int = rng(64, ge=1)
     value_channels: int = rng(128, ge=1)
     heads: int = rng(1, ge=1)
+    latents: int = rng(64, ge=1)  # kind=latent: M learned latents
+    latent_layers: int = rng(1, ge=0)  # kind=latent: self-attention rounds among the latents
+    scales: list[int] = rng([1, 2, 4, 8], ge=1)  # kind=multires: pooling per head (len = heads)
 
 
 @dataclass
@@ -121,6 +124,9 @@ class RuntimeConfig:
     channels_last: bool = False  # 2-D feature extractor in channels_last
     channels_last_3d: bool = True  # cost volume and 3-D network channels-last (faster on CPU)
     eval_chunk_rows: int = rng(64, ge=0)  # eval: rows per chunk of the final upsampling; 0 = all at once
+    early_exit: str = rng("off", pattern="off|confidence|head", expect="off, confidence or head")
+    exit_threshold: float = rng(0.9, gt=0, le=1)  # early_exit=confidence: mean peak probability to stop at
+    exit_head: int = rng(1, ge=1)  # early_exit=head: the head that always answers
 
 
 # ---- data -------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def summarize(rows: list[dict[str, Any]], averaging: str, device: torch.device, 
     scored = [r for r in rows if r["pixels"]]
     sums = [sum(r[k] for r in scored) for k in METRIC_KEYS] + [float(len(scored))]
     sums += [sum(r[k] * r["pixels"] for r in scored) for k in METRIC_KEYS] + [float(sum(r["pixels"] for r in scored))]
-    sums.append(float(len(rows)))
+    sums += [float(len(rows)), float(sum(r.get("head", 0) for r in rows)), float(sum(r["seconds"] for r in rows))]
     sums = all_reduce_sum(sums, device, world)
     k = len(METRIC_KEYS)
     images, pixels = sums[k], sums[2 * k + 1]
@@ -61,7 +61,15 @@ def summarize(rows: list[dict[str, Any]], averaging: str, device: torch.device, 
         metrics = {m: sums[k + 1 + i] / pixels if pixels else float("nan") for i, m in enumerate(METRIC_KEYS)}
     else:
         raise ValueError(f"averaging must be 'image' or 'pixel', got {averaging!r}")
-    return {**metrics, "images": int(images), "pixels": int(pixels), "pairs": int(sums[-1])}
+    pairs = int(sums[-3])
+    return {
+        **metrics,
+        "images": int(images),
+        "pixels": int(pixels),
+        "pairs": pairs,
+        "mean_head": sums[-2] / pairs if pairs and sums[-2] else float("nan"),  # networks with heads only
+        "seconds_per_pair": sums[-1] / pairs if pairs else float("nan"),
+    }
 
 
 def evaluate_model(
@@ -85,11 +93,15 @@ def evaluate_model(
     t0 = time.perf_counter()
     epe_sum, epe_n = 0.0, 0
     for i in indices:
+        t_pair = time.perf_counter()
         item = dataset[i]
         with autocast(device, precision):
             pred = predict(model, item["left"][None].to(device), item["right"][None].to(device))[0].float().cpu()
         m = disparity_metrics(pred, item["disparity"], item["valid"])
-        row = {"index": i, "left": str(dataset.samples[i].left), **m}
+        row = {"index": i, "left": str(dataset.samples[i].left), **m, "seconds": time.perf_counter() - t_pair}
+        heads = getattr(model, "heads_used", None)
+        if heads:
+            row["head"] = heads[0]
         rows.append(row)
         if keep_worst and m["pixels"]:
             entry = (m["epe"], i, pred.numpy())

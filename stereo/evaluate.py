@@ -72,6 +72,9 @@ def evaluate(
         "d1_definition": "error > 3 px and > 5% of gt (KITTI)",
         "seconds": r.seconds,
         "pairs_per_s": len(r.rows) / max(r.seconds, 1e-9),
+        "seconds_per_pair": r.summary["seconds_per_pair"],
+        "early_exit": str(cfg.early_exit) if cfg.method == "checkpoint" else None,
+        "mean_head": r.summary["mean_head"],
     }
     if cfg.method == "sgbm":
         result["sgbm"] = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
@@ -92,7 +95,8 @@ def evaluate(
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["index", "left", *METRIC_KEYS, "pixels"], extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=["index", "left", *METRIC_KEYS, "pixels", "head", "seconds"],
+                       extrasaction="ignore")  # fmt: skip
     w.writeheader()
     w.writerows(rows)
     write_text(path, buf.getvalue())

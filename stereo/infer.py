@@ -190,9 +190,12 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
             "disparity_min": float(disp.min()),
             "disparity_max": float(disp.max()),
             "saturated": saturated,
+            "head": model.heads_used[0] if getattr(model, "heads_used", None) else None,
             "outputs": [str(p) for p in paths],
         }
         msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"
+        if cfg.early_exit != "off":
+            msg += f", answered by head {s['head']} of {model.hourglasses}"
         if saturated:
             msg += (
                 f"  WARNING: reaches {SATURATION:.0%} of the model's range ({model.max_disp / scale:g} px); "

@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from stereo.attention import DotProductAttention, EfficientAttention, build_attention
+from stereo.attention import (
+    DotProductAttention,
+    EfficientAttention,
+    LatentAttention,
+    LinearAttention,
+    MultiResolutionAttention,
+    build_attention,
+)
 
 
 def _pair(normalization, c, dk, dv, heads, dtype=torch.float64, seed=0):
@@ -184,7 +191,7 @@ def test_build_attention_kinds():
     x = torch.randn(1, 8, 2, 2)
     assert build_attention("none", 8, 4, 4)(x) is x
     with pytest.raises(ValueError, match="attention kind"):
-        build_attention("linear", 8, 4, 4)
+        build_attention("bogus", 8, 4, 4)
 
 
 def test_efficient_memory_does_not_grow_quadratically():
@@ -201,3 +208,145 @@ def test_efficient_memory_does_not_grow_quadratically():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         m(x).sum().backward()
     assert largest <= 8 * 4096
+
+
+# ---- the seed's other kinds: linear, latent, multires ------------------------------------------------
+
+
+def _heads(t, heads):  # (B, C, n) -> list of (B, C/heads, n)
+    return list(t.chunk(heads, dim=1))
+
+
+def _reference_linear(m: LinearAttention, x):
+    """Li et al.'s formula through the explicit (n, n) similarity 1 + q_i . k_j, per head."""
+    b, _, h, w = x.shape
+    flat = lambda conv: conv(x).reshape(b, -1, h * w)  # noqa: E731
+    outs = []
+    for q, k, v in zip(*(_heads(flat(c), m.heads) for c in (m.queries, m.keys, m.values)), strict=True):
+        q, k = q / q.norm(dim=1, keepdim=True), k / k.norm(dim=1, keepdim=True)
+        sim = 1 + q.transpose(1, 2) @ k  # (B, n, n), row i: query i against every key
+        outs.append(v @ (sim / sim.sum(-1, keepdim=True)).transpose(1, 2))
+    return x + m.reprojection(torch.cat(outs, 1).reshape(b, -1, h, w))
+
+
+def _reference_latent(m: LatentAttention, x):
+    """Perceiver encode / latent self-attention / Perceiver IO decode with explicit softmax maps."""
+    b, _, h, w = x.shape
+    flat = lambda conv: conv(x).reshape(b, -1, h * w)  # noqa: E731
+    outs = []
+    qs, ks, vs = (_heads(flat(c), m.heads) for c in (m.queries, m.keys, m.values))
+    for i in range(m.heads):
+        q, k, v = qs[i], ks[i], vs[i]
+        dk = q.shape[1]
+        lq = m.latent_queries[i]  # (dk, M)
+        enc = torch.softmax(torch.einsum("dm,bdn->bmn", lq, k) / dk**0.5, dim=-1)
+        z = torch.einsum("bvn,bmn->bvm", v, enc)
+        for wgt in m.latent_qkv:
+            wq, wk, wv = wgt[i][:dk], wgt[i][dk : 2 * dk], wgt[i][2 * dk :]
+            zq, zk, zv = wq @ z, wk @ z, wv @ z
+            att = torch.softmax(torch.einsum("bdm,bdl->bml", zq, zk) / dk**0.5, dim=-1)
+            z = z + torch.einsum("bvl,bml->bvm", zv, att)
+        zk = m.latent_keys[i] @ z
+        dec = torch.softmax(torch.einsum("bdn,bdm->bnm", q, zk) / dk**0.5, dim=-1)
+        outs.append(torch.einsum("bvm,bnm->bvn", z, dec))
+    return x + m.reprojection(torch.cat(outs, 1).reshape(b, -1, h, w))
+
+
+def _reference_multires(m: MultiResolutionAttention, x):
+    """Per head: keys/values pooled by its scale, the explicit (n, n_s) kernel map, times the gate."""
+    b, _, h, w = x.shape
+    gate = torch.softmax(m.gate(x), dim=1).reshape(b, m.heads, 1, h * w)
+    qs, ks, vs = (_heads(c(x), m.heads) for c in (m.queries, m.keys, m.values))
+    outs = []
+    for i, s in enumerate(m.scales):
+        q = torch.softmax(qs[i].reshape(b, -1, h * w), dim=1)
+        k = torch.nn.functional.avg_pool2d(ks[i], s, ceil_mode=True).flatten(2) if s > 1 else ks[i].flatten(2)
+        v = torch.nn.functional.avg_pool2d(vs[i], s, ceil_mode=True).flatten(2) if s > 1 else vs[i].flatten(2)
+        amap = q.transpose(1, 2) @ torch.softmax(k, dim=2)  # (B, n, n_s), rows sum to 1
+        torch.testing.assert_close(amap.sum(-1), torch.ones_like(amap[..., 0]))
+        outs.append((v @ amap.transpose(1, 2)) * gate[:, i])
+    return x + m.reprojection(torch.cat(outs, 1).reshape(b, -1, h, w))
+
+
+NEW_KINDS = {
+    "linear": (LinearAttention, {}, _reference_linear),
+    "latent": (LatentAttention, {"latents": 5, "latent_layers": 2}, _reference_latent),
+    "multires": (MultiResolutionAttention, {"scales": [1, 2, 3]}, _reference_multires),
+}
+
+
+def _new(kind, c=6, dk=6, dv=9, heads=3, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    cls, extra, _ = NEW_KINDS[kind]
+    return cls(c, dk, dv, heads, **extra).to(dtype)
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_new_kinds_match_independent_reference(kind):
+    m = _new(kind)
+    x = torch.randn(2, 6, 7, 5, dtype=torch.float64)  # odd sizes: pooling with ceil_mode
+    ref = NEW_KINDS[kind][2](m, x)
+    assert _rel_err(m(x) - x, ref - x) < 1e-10
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_new_kinds_gradcheck(kind):
+    m = _new(kind, c=3, dk=3, dv=3, heads=3 if kind == "multires" else 1, seed=2)
+    if kind == "multires":
+        m.scales = [1, 2, 1]
+    x = torch.randn(1, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-5)
+    params = {k: p.detach().clone().requires_grad_() for k, p in m.named_parameters()}
+
+    def f(*ps):
+        return torch.func.functional_call(m, dict(zip(params, ps, strict=True)), (x.detach(),))
+
+    assert torch.autograd.gradcheck(f, tuple(params.values()), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_new_kinds_bf16_autocast_finite(kind):
+    m = _new(kind, c=32, dk=18, dv=33, heads=3, dtype=torch.float32)
+    big = torch.randn(2, 32, 12, 20) * 30
+    x = torch.randn(2, 32, 12, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_big, y = m(big), m(x)
+    assert torch.isfinite(y_big).all()
+    assert _rel_err(y.float() - x, m(x) - x) < 0.05
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_new_kinds_save_only_linear_memory(kind):
+    m = _new(kind, c=8, dk=3, dv=6, heads=3, dtype=torch.float32)
+    x = torch.randn(1, 8, 64, 64, requires_grad=True)  # n = 4096
+    largest = 0
+
+    def pack(t):
+        nonlocal largest
+        largest = max(largest, t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m(x).sum().backward()
+    # O(n d); latent: O(n M heads) for its (n, M) maps, M = 5. An n x n map would be 16.7 M elements.
+    assert largest <= (3 * 5 if kind == "latent" else 8) * 4096
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_new_kinds_compile_without_graph_breaks(kind):
+    m = _new(kind, dtype=torch.float32)
+    x = torch.randn(1, 6, 5, 6)
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), m(x))
+
+
+def test_bad_keys_list_the_valid_ones():
+    with pytest.raises(ValueError, match=r"'latent' takes \[.*'latents'.*\]; unknown or unused keys \['scales'\]"):
+        build_attention("latent", 8, 4, 4, scales=[1, 2])
+    with pytest.raises(ValueError, match=r"unknown or unused keys \['blocks'\]"):
+        build_attention("efficient", 8, 4, 4, blocks=3)
+    with pytest.raises(ValueError, match="one scale >= 1 per head"):
+        build_attention("multires", 8, 4, 4, heads=2, scales=[1, 2, 4])
+    with pytest.raises(ValueError, match="leave normalization=softmax"):
+        build_attention("linear", 8, 4, 4, normalization="scaling")
+    assert isinstance(build_attention("latent", 8, 4, 4, scales=[1], ignore_unused=True), LatentAttention)

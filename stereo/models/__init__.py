@@ -60,7 +60,11 @@ def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping) -> nn.
     get = runtime.get if isinstance(runtime, Mapping) else lambda k, d=None: getattr(runtime, k, d)
     if hasattr(model, "set_runtime"):
         model.set_runtime(
-            channels_last_3d=bool(get("channels_last_3d", True)), eval_chunk_rows=int(get("eval_chunk_rows", 64))
+            channels_last_3d=bool(get("channels_last_3d", True)),
+            eval_chunk_rows=int(get("eval_chunk_rows", 64)),
+            early_exit=str(get("early_exit", "off")),
+            exit_threshold=float(get("exit_threshold", 0.9)),
+            exit_head=int(get("exit_head", 1)),
         )
     return model
 

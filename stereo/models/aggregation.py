@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,6 +65,44 @@ class StackedHourglass(nn.Module):
         for i in range(hourglasses):
             self.add_module(f"dres{i + 2}", Hourglass(c))
             self.add_module(f"classif{i + 1}", _classifier(c))
+
+    def forward_early_exit(
+        self, volume: torch.Tensor, stop: Callable[[int, torch.Tensor], torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        """Per image, stop after the first head k < K for which ``stop(k, cost)`` says so.
+
+        ``stop(k, cost)`` gets head k's (b, 1, D', H', W') cost of the images still running and returns
+        a (b,) bool. Images that stop leave the batch; the rest run the next hourglass. Returns each
+        image's (1, D', H', W') cost of the head that answered, and that head's number (1-based).
+        """
+        cost0 = self.dres0(volume)
+        del volume
+        cost0 = self.dres1(cost0) + cost0
+        b = cost0.shape[0]
+        answers: list[torch.Tensor | None] = [None] * b
+        heads = [self.hourglasses] * b
+        active = torch.arange(b)
+        x, pre1, post, prev = cost0, None, None, None
+        for i in range(self.hourglasses):
+            out, pre, post = getattr(self, f"dres{i + 2}")(x, pre1 if i else None, post)
+            if i == 0:
+                pre1 = pre
+            x = out + cost0
+            cost = getattr(self, f"classif{i + 1}")(x)
+            if prev is not None:
+                cost = cost + prev
+            prev = cost
+            last = i == self.hourglasses - 1
+            done = torch.ones(len(active), dtype=torch.bool) if last else stop(i + 1, cost).cpu()
+            for j in done.nonzero().flatten().tolist():
+                answers[int(active[j])] = cost[j : j + 1]
+                heads[int(active[j])] = i + 1
+            if done.all():
+                break
+            keep = (~done).nonzero().flatten().to(cost.device)
+            x, cost0, pre1, post, prev = (t.index_select(0, keep) for t in (x, cost0, pre1, post, prev))
+            active = active[~done]
+        return answers, heads
 
     def forward(self, volume: torch.Tensor, last_only: bool = False) -> list[torch.Tensor]:
         cost0 = self.dres0(volume)

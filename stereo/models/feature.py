@@ -107,7 +107,7 @@ class FeatureExtractor(nn.Module):
             kind = spec.pop("kind", "efficient")
             if kind == "none":
                 continue
-            module = build_attention(kind, widths[pos], **spec)
+            module = build_attention(kind, widths[pos], ignore_unused=True, **spec)
             self.add_module(f"attention_{pos}", module)
             self.attention_positions.append(pos)
 

@@ -64,8 +64,25 @@ class PSMNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()
 
-    def set_runtime(self, channels_last_3d: bool = True, eval_chunk_rows: int = 64) -> None:
-        """Memory layout of the 3-D part and eval chunking; changes speed and memory, not results."""
+    def set_runtime(
+        self,
+        channels_last_3d: bool = True,
+        eval_chunk_rows: int = 64,
+        early_exit: str = "off",
+        exit_threshold: float = 0.9,
+        exit_head: int = 1,
+    ) -> None:
+        """Runtime settings (not part of the weights): memory layout of the 3-D part and eval chunking
+        (speed and memory only), and early exit over the hourglass heads in eval mode:
+        ``off`` (every head, today's output), ``confidence`` (an image stops after head k < K once the
+        mean over its 1/4-resolution pixels of the largest disparity probability reaches
+        ``exit_threshold``) or ``head`` (always answer with head ``exit_head``)."""
+        if early_exit not in ("off", "confidence", "head"):
+            raise ConfigError(f"early_exit must be off, confidence or head, got {early_exit!r}")
+        if early_exit == "head" and not 1 <= exit_head <= self.hourglasses:
+            raise ConfigError(f"exit_head={exit_head}: the model has heads 1..{self.hourglasses}")
+        self.early_exit, self.exit_threshold, self.exit_head = early_exit, float(exit_threshold), int(exit_head)
+        self.heads_used: list[int] = []  # eval with early exit: the head that answered, per image of the last call
         self.eval_chunk_rows = eval_chunk_rows
         self.memory_format = torch.channels_last_3d if channels_last_3d else torch.contiguous_format
         self.aggregation.to(memory_format=self.memory_format)
@@ -100,22 +117,37 @@ class PSMNet(nn.Module):
                 f"H and W must be multiples of {self.size_divisor}, got {h}x{w}; "
                 "use stereo.models.predict() to pad any size"
             )
+        vol = self.cost_volume(left, right)
+        size = (self.max_disp, h, w)
+        if self.training:
+            costs = self.aggregation(vol)
+            return [upsample_regress(c, size) for c in costs]
+        chunk = self.eval_chunk_rows or None
+        if self.early_exit == "off":
+            (cost,) = self.aggregation(vol, last_only=True)
+            del vol
+            self.heads_used = [self.hourglasses] * left.shape[0]
+            return upsample_regress(cost, size, chunk_rows=chunk)
+        costs, self.heads_used = self.aggregation.forward_early_exit(vol, self._should_stop)
+        del vol
+        return torch.cat([upsample_regress(c, size, chunk_rows=chunk) for c in costs])
+
+    def cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Features of both views -> the (B, C, D/4, H/4, W/4) cost volume the 3-D network aggregates."""
         # Two calls, as PSMNet: in training each view's batch gets its own BatchNorm statistics.
         fl = self.feature_extraction((left - self.mean) / self.std)
         fr = self.feature_extraction((right - self.mean) / self.std)
         d4 = self.max_disp // 4
         if self.volume == "concat":
-            vol = concat_volume(fl, fr, d4, self.memory_format)
-        else:
-            vol = gwc_volume(fl, fr, d4, self.gwc_groups, self.memory_format)
-        del fl, fr
-        size = (self.max_disp, h, w)
-        if self.training:
-            costs = self.aggregation(vol)
-            return [upsample_regress(c, size) for c in costs]
-        (cost,) = self.aggregation(vol, last_only=True)
-        del vol
-        return upsample_regress(cost, size, chunk_rows=self.eval_chunk_rows or None)
+            return concat_volume(fl, fr, d4, self.memory_format)
+        return gwc_volume(fl, fr, d4, self.gwc_groups, self.memory_format)
+
+    def _should_stop(self, head: int, cost: torch.Tensor) -> torch.Tensor:
+        """(b,) bool: may the images of this (b, 1, D', H', W') head cost stop here?"""
+        if self.early_exit == "head":
+            return torch.full((cost.shape[0],), head >= self.exit_head, dtype=torch.bool)
+        confidence = torch.softmax(cost.squeeze(1).float(), dim=1).amax(1).mean((1, 2))  # (b,)
+        return confidence >= self.exit_threshold
 
 
 def count_parameters(model: nn.Module) -> int:

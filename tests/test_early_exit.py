@@ -1,0 +1,78 @@
+"""Early exit over the hourglass heads: off is today's output, per-image exits pick the right head."""
+
+import pytest
+import torch
+
+from stereo.config import load_config
+from stereo.models import build_model, configure_runtime
+from stereo.models.regression import upsample_regress
+
+
+def _model(**runtime):
+    torch.manual_seed(0)
+    cfg = load_config(
+        "model/psmnet",
+        [
+            "max_disp=32",
+            "feature.base_channels=4",
+            "feature.blocks=[1,1,1,1]",
+            "feature.pool_sizes=[8,4]",
+            "feature.out_channels=8",
+            "volume_channels=8",
+        ],
+    )
+    model = build_model(cfg).eval()  # 3 hourglasses
+    for m in model.modules():  # non-trivial BatchNorm statistics, so heads differ
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return configure_runtime(model, runtime)
+
+
+def test_off_is_unchanged_and_a_never_met_threshold_equals_off():
+    x, y = torch.rand(2, 3, 32, 64), torch.rand(2, 3, 32, 64)
+    model = _model()
+    with torch.no_grad():
+        off = model(x, y)
+        assert model.heads_used == [3, 3]
+        configure_runtime(model, {"early_exit": "confidence", "exit_threshold": 1.0})
+        never = model(x, y)
+        configure_runtime(model, {"early_exit": "head", "exit_head": 3})
+        last = model(x, y)
+    torch.testing.assert_close(never, off, rtol=0, atol=0)
+    torch.testing.assert_close(last, off, rtol=0, atol=0)
+    assert model.heads_used == [3, 3]
+
+
+def test_per_image_exits_answer_with_their_head():
+    model = _model()
+    x, y = torch.rand(3, 3, 32, 64), torch.rand(3, 3, 32, 64)
+    with torch.no_grad():
+        vol = model.cost_volume(x, y)
+        every = model.aggregation(vol)  # all heads, whole batch
+        plan = {1: torch.tensor([False, True, False]), 2: torch.tensor([True, False])}  # images 1, then 0, then 2
+        answers, heads = model.aggregation.forward_early_exit(vol, lambda k, c: plan[k])
+    assert heads == [2, 1, 3]
+    for img, head in enumerate(heads):
+        torch.testing.assert_close(answers[img], every[head - 1][img : img + 1], rtol=1e-5, atol=1e-5)
+
+
+def test_fixed_head_and_confidence():
+    x, y = torch.rand(2, 3, 32, 64), torch.rand(2, 3, 32, 64)
+    model = _model(early_exit="head", exit_head=1)
+    with torch.no_grad():
+        first = model(x, y)
+        every = model.aggregation(model.cost_volume(x, y))
+    assert model.heads_used == [1, 1]
+    torch.testing.assert_close(first, upsample_regress(every[0], (32, 32, 64), chunk_rows=64), rtol=1e-5, atol=1e-4)
+    configure_runtime(model, {"early_exit": "confidence", "exit_threshold": 1e-6})  # always confident
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, y), first, rtol=1e-5, atol=1e-4)
+    assert model.heads_used == [1, 1]
+
+
+def test_bad_settings():
+    from stereo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exit_head=4: the model has heads 1..3"):
+        _model(early_exit="head", exit_head=4)
