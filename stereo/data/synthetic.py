@@ -148,22 +148,23 @@ class _Object:
 
 
 def _sample_disparity(rng: np.random.Generator, lo: float, hi: float) -> float:
-    """Object disparities: a share of near objects with large disparity, most in between."""
-    if rng.random() < 0.2:
-        return float(rng.uniform(0.6, 1.0) * hi)
-    return float(lo + (hi - lo) * rng.random() ** 1.3)
+    """Object disparities: uniform over the range, plus a 10% share of near objects with large disparity."""
+    if rng.random() < 0.1:
+        return float(rng.uniform(0.7, 1.0) * hi)
+    return float(rng.uniform(lo, hi))
 
 
 def _make_object(
     rng: np.random.Generator, cam: s3.Camera, h: int, w: int, d_bg: float, max_disp: float, kind: str | None = None
 ) -> _Object:
     kind = kind or str(rng.choice(SHAPES, p=_SHAPE_WEIGHTS / _SHAPE_WEIGHTS.sum()))
-    size_px = float(rng.uniform(0.06, 0.4) * min(h, w) * (1.6 if kind in ("rod", "fence") else 1.0))
-    d = _sample_disparity(rng, d_bg + 0.05 * max_disp, max_disp)
-    z = cam.f * cam.baseline / d
+    d = _sample_disparity(rng, d_bg + 0.05 * max_disp, max_disp)  # of the object's nearest point
+    size_px = float(rng.uniform(0.08, 0.45) * min(h, w) * (1.6 if kind in ("rod", "fence") else 1.0))
+    size_px *= 1.0 - 0.3 * d / max_disp  # near objects hide what is behind them: keep them a bit smaller
+    # Centre depth z such that the bounding sphere (radius <= 1.8 x the half-size extent = size_px z / f)
+    # starts at depth f B / d: no surface point exceeds disparity d <= max_disp.
+    z = cam.f * cam.baseline / d / (1.0 - 1.8 * size_px / cam.f)
     extent = size_px * z / cam.f  # world half-size of the object at its depth
-    # Keep every surface point within max_disp: the nearest point (z - radius) must satisfy f B / z <= max_disp.
-    z = max(z, cam.f * cam.baseline / max_disp + 1.8 * extent)
     px, py = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h)
     centre = np.array([(px - cam.cx) * z / cam.f, (py - cam.cy) * z / cam.f, z])
     R = s3.rotation(rng)
