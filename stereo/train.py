@@ -298,6 +298,7 @@ class Trainer:
                 status = f"interrupted by signal {self.stop['signal']}"
             elif self.val_dataset is not None:
                 self.validate_and_checkpoint()
+                self._log_hparams()
             self.save()
         except BaseException:
             if self.state.step > start:  # keep the progress of this run, then report the error
@@ -455,6 +456,33 @@ class Trainer:
         )
         for name, img in panels.items():
             self.writer.add_image(f"images/{name}", img, self.state.step, dataformats="HWC")
+
+    def hparams(self) -> dict[str, Any]:
+        """The run's comparable settings, flat, for TensorBoard's HParams view."""
+        c, attn = self.cfg, self.cfg.model.feature.attention
+        return {
+            "model": str(c.model.name),
+            "attention": ",".join(f"{a.kind}@{a.position}" for a in attn) or "none",
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "seed": int(c.seed),
+            "lr": float(c.train.lr),
+            "batch": int(c.train.batch_size) * self.world,
+            "crop": "x".join(str(v) for v in c.data.crop_size),
+            "steps": int(self.state.step),
+            "render_pass": str(c.data.render_pass),
+            "data": str(c.data.root),
+        }
+
+    def _log_hparams(self) -> None:
+        if self.writer and self.val_metrics:
+            from torch.utils.tensorboard.summary import hparams
+
+            metrics = {f"hparam/val_{k}": self.val_metrics[k] for k in METRIC_KEYS}
+            # Into this run's own event file (add_hparams would open a second run folder).
+            for summary in hparams(self.hparams(), metrics):
+                self.writer.file_writer.add_summary(summary)
+            for k, v in metrics.items():
+                self.writer.add_scalar(k, v, self.state.step)
 
     def validate_and_checkpoint(self) -> dict[str, float]:
         """Validate on every rank's share, log, and write ``best.pt`` when the EPE improved."""

@@ -105,3 +105,17 @@ def test_loss_weights_follow_the_heads():
         loss_weights([1, 1], 3)
     with pytest.raises(ConfigError, match="set train.loss_weights"):
         loss_weights(None, 4)
+
+
+def test_experiment_overlay_and_both_passes(sample_root):
+    cfg = load_config("train", ["experiment=shipped_light"])
+    assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 8000
+    check_config(cfg, TrainAppConfig)
+    from stereo.data.registry import dataset_samples
+
+    cfg.data.root = str(sample_root)
+    both = dataset_samples(cfg.data, "train")
+    clean = dataset_samples(cfg.data, "train", "clean")
+    final = dataset_samples(cfg.data, "train", "final")
+    assert both == clean + final and all("cleanpass" in str(s.left) for s in clean)
+    assert [s.disparity for s in clean] == [s.disparity for s in final]
