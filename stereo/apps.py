@@ -96,7 +96,8 @@ def eval_main(cfg: DictConfig) -> None:
         *(f"{r[k]:.3f}" if k == "epe" else f"{r[k]:.2f}" for k in ("epe", "bad1", "bad2", "bad3", "d1")),
     ]
     print(format_table([values], ["pairs", "EPE px", "bad1 %", "bad2 %", "bad3 %", "D1 %"]))
-    print(f"mask {r['mask']}; averaging {r['averaging']}; {r['render_pass']}pass")
+    print(f"mask {r['mask']}; averaging {r['averaging']}; {r['render_pass']}pass; {r['dataset']} reports "
+          f"{r['primary_metric']} = {r[r['primary_metric']]:.3f}")  # fmt: skip
     print(f"metrics: {out_dir}/metrics.json")
 
 

@@ -157,6 +157,7 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     skip_missing: bool = False  # skip incomplete pairs with a warning instead of failing
     limit: int = rng(-1, ge=-1)  # use the first N pairs; -1 = all
+    region: str = rng("all", pattern="all|nonocc", expect="all or nonocc")  # real benchmarks: evaluated pixels
 
 
 # ---- applications -----------------------------------------------------------------------------------------
@@ -246,6 +247,12 @@ class InferAppConfig(RuntimeConfig):
     color_max: float | None = rng(None, gt=0)
     focal_px: float | None = rng(None, gt=0)
     baseline: float | None = rng(None, gt=0)
+    calib: str | None = None  # Middlebury/ETH3D calib.txt or a KITTI calibration file (P2/P3)
+    cx: float | None = None  # principal point, pixels; null = from calib, else the image centre
+    cy: float | None = None
+    doffs: float | None = None  # x-difference of the principal points (Middlebury), pixels; null = calib or 0
+    point_cloud: bool = False  # also write <name>.ply (needs a calibration)
+    max_depth: float | None = rng(None, gt=0)  # point cloud: drop points farther than this
 
 
 SCHEMAS = {"train": TrainAppConfig, "eval": EvalAppConfig, "infer": InferAppConfig}

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from stereo.checkpoint import load_model
 from stereo.config import EvalAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
+from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import evaluate_model
@@ -70,6 +71,8 @@ def evaluate(
         "mask": describe_mask(cfg.mask, max_disp),
         "averaging": "per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
         "d1_definition": "error > 3 px and > 5% of gt (KITTI)",
+        "primary_metric": PRIMARY.get(str(cfg.data.name), "epe"),  # what the benchmark itself reports
+        "region": str(cfg.data.region),
         "seconds": r.seconds,
         "pairs_per_s": len(r.rows) / max(r.seconds, 1e-9),
         "seconds_per_pair": r.summary["seconds_per_pair"],

@@ -15,6 +15,7 @@ import numpy as np
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
 from stereo.checkpoint import load_model
 from stereo.config import InferAppConfig, check_config
 from stereo.data.images import IMAGE_EXTENSIONS, check_same_size, read_rgb, to_tensor
@@ -92,14 +93,15 @@ def find_pairs(left: str, right: str) -> list[Pair]:
 
 OUTPUT_SUFFIXES = (".pfm", ".png", "_color.png")
 DEPTH_SUFFIX = "_depth.pfm"
+CLOUD_SUFFIX = ".ply"
 
 
-def plan_outputs(pairs: list[Pair], out_dir: Path, depth: bool) -> dict[str, list[Path]]:
+def plan_outputs(pairs: list[Pair], out_dir: Path, depth: bool, cloud: bool = False) -> dict[str, list[Path]]:
     """Every output path of every pair, checked before any model runs: the output folder must be a
     writable folder, no output may be an input image, and no two outputs may share a path."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output_dir={out_dir} exists and is not a folder")
-    suffixes = OUTPUT_SUFFIXES + ((DEPTH_SUFFIX,) if depth else ())
+    suffixes = OUTPUT_SUFFIXES + ((DEPTH_SUFFIX,) if depth else ()) + ((CLOUD_SUFFIX,) if cloud else ())
     plan = {p.name: [out_dir / f"{p.name}{s}" for s in suffixes] for p in pairs}
     inputs = {f.resolve(): f for p in pairs for f in (p.left, p.right)}
     clashes = [f"{out} would overwrite the input {inputs[out.resolve()]}" for outs in plan.values() for out in outs
@@ -122,22 +124,24 @@ def write_outputs(
     paths: list[Path],
     disp: np.ndarray,
     color_max: float | None,
-    focal_px: float | None = None,
-    baseline: float | None = None,
+    calib: Calibration | None = None,
+    rgb: np.ndarray | None = None,
+    max_depth: float | None = None,
 ) -> None:
     """Write one pair's outputs all or nothing: ``<name>.pfm`` (float32 pixels), ``<name>.png`` (uint16 =
-    disparity x 256), ``<name>_color.png`` and, with focal length (pixels) and baseline,
-    ``<name>_depth.pfm`` (depth = focal * baseline / disparity, in the baseline's units; inf where
-    disparity <= 0)."""
+    disparity x 256), ``<name>_color.png`` and, with a calibration, ``<name>_depth.pfm`` (depth =
+    baseline * f / (disparity + doffs), in the baseline's unit; inf where that is not positive) and, when
+    planned, ``<name>.ply`` (the left image's colours at their 3-D points)."""
     png16 = np.clip(np.round(np.maximum(disp, 0) * 256.0), 0, 65535).astype(np.uint16)
     with atomic_paths(paths) as tmp:
         write_pfm(tmp[0], disp)
         encode_image(tmp[1], png16, paths[1])
         encode_image(tmp[2], cv2.cvtColor(colorize_disparity(disp, 0, color_max), cv2.COLOR_RGB2BGR), paths[2])
-        if len(paths) > 3:
-            with np.errstate(divide="ignore"):
-                depth = np.where(disp > 0, focal_px * baseline / np.maximum(disp, 1e-12), np.inf).astype(np.float32)
-            write_pfm(tmp[3], depth)
+        for t, p in zip(tmp[3:], paths[3:], strict=True):
+            if p.name.endswith(DEPTH_SUFFIX):
+                write_pfm(t, calib.depth(disp))
+            else:
+                write_ply(t, *point_cloud(disp, rgb, calib, max_depth))
 
 
 def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -150,11 +154,12 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     Nothing is written over an input; a failure part-way leaves only complete pairs.
     """
     check_config(cfg, InferAppConfig)
-    if (cfg.focal_px is None) != (cfg.baseline is None):
-        raise ConfigError("depth needs both focal_px and baseline (both > 0), or neither")
+    calib = calibration_from(cfg.calib, cfg.focal_px, cfg.baseline, cfg.cx, cfg.cy, cfg.doffs)
+    if cfg.point_cloud and calib is None:
+        raise ConfigError("point_cloud=true needs a calibration: calib=<calib file> or focal_px and baseline")
     out_dir = Path(output_dir if output_dir is not None else cfg.output_dir or ".")
     pairs = find_pairs(str(cfg.left), str(cfg.right))
-    plan = plan_outputs(pairs, out_dir, depth=cfg.focal_px is not None)
+    plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
     dev = resolve_device(cfg.device)
     autocast(dev, cfg.precision)  # validates the precision for this device
     model, _ = load_model(cfg.checkpoint, dev, cfg)
@@ -179,7 +184,7 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
         seconds = time.perf_counter() - t0
         cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
         paths = plan[pair.name]
-        write_outputs(paths, disp, cmax, cfg.focal_px, cfg.baseline)
+        write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth)
         saturated = float(disp.max()) >= SATURATION * model.max_disp * (1 / scale)
         s = {
             "name": pair.name,

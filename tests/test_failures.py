@@ -9,7 +9,8 @@ import torch
 
 from stereo.apps import run, user_message
 from stereo.checkpoint import load_checkpoint, load_weights
-from stereo.data.pfm import read_disparity, read_pfm, write_pfm
+from stereo.data.disparity import read_disparity
+from stereo.data.pfm import read_pfm, write_pfm
 from stereo.data.registry import apply_limit
 from stereo.errors import CheckpointError, ConfigError, DataError, DatasetError
 from stereo.train import epoch_batches, train

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from stereo.config import AugmentConfig
+from stereo.data.disparity import read_disparity
 from stereo.data.images import check_same_size, read_rgb, to_tensor
-from stereo.data.pfm import read_disparity
 from stereo.data.registry import Sample
 from stereo.errors import ConfigError, DataError
 from stereo.metrics import valid_mask
@@ -95,13 +96,18 @@ class StereoDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         left, right, disp = self.load(index)
+        region = self._region(index, disp.shape)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.crop_size is not None:
-            left, right, disp = self._crop(rng, index, left, right, disp)
+            win = self._crop_window(rng, index, disp.shape)
+            left, right, disp = left[win], right[win], disp[win]
+            region = region[win] if region is not None else None
         if self.augment is not None:
             left, right = self._augment(rng, left, right)
         disp_t = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))
         valid = valid_mask(disp_t, self.mask, self.max_disp)
+        if region is not None:
+            valid &= torch.from_numpy(np.ascontiguousarray(region))
         return {
             "left": to_tensor(left),
             "right": to_tensor(right),
@@ -110,17 +116,28 @@ class StereoDataset(Dataset):
             "index": index,
         }
 
-    def _crop(self, rng, index, left, right, disp):
+    def _region(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """The sample's evaluation region (its mask image == 255), or None."""
+        path = getattr(self.samples[index], "mask", None)
+        if path is None:
+            return None
+        m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            raise DataError(f"{path}: cannot decode the mask image")
+        if m.shape != shape:
+            raise DataError(f"mask {path} is {m.shape[1]}x{m.shape[0]}, its disparity is {shape[1]}x{shape[0]}")
+        return m == 255
+
+    def _crop_window(self, rng, index: int, shape: tuple[int, int]) -> tuple[slice, slice]:
         ch, cw = self.crop_size
-        h, w = disp.shape
+        h, w = shape
         if ch > h or cw > w:
             raise DataError(
                 f"crop {ch}x{cw} is larger than the frame {h}x{w} of {self.samples[index].left} (data.crop_size)"
             )
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         # The same window in both views: no vertical shift, horizontal disparities unchanged.
-        win = (slice(y, y + ch), slice(x, x + cw))
-        return left[win], right[win], disp[win]
+        return slice(y, y + ch), slice(x, x + cw)
 
     def _augment(self, rng, left, right):
         a = self.augment

@@ -72,35 +72,3 @@ def write_pfm(path: str | os.PathLike, array: np.ndarray, little_endian: bool = 
     header = f"{kind}\n{arr.shape[1]} {arr.shape[0]}\n{-1.0 if little_endian else 1.0}\n".encode()
     with atomic_write(path) as tmp:
         tmp.write_bytes(header + body)
-
-
-# Unknown disparities are stored as inf (Middlebury, ETH3D) or NaN; finite values that are tiny but non-zero
-# or astronomically large come from reading bytes in the wrong order or from a corrupt file.
-_TINY, _HUGE, _MAX_IMPLAUSIBLE = 1e-6, 1e5, 0.5
-
-
-def _implausible_share(d: np.ndarray) -> float:
-    a = np.abs(d)
-    bad = ((a > 0) & (a < _TINY)) | (np.isfinite(a) & (a > _HUGE))
-    return float(bad.mean())
-
-
-def read_disparity(path: str | os.PathLike) -> np.ndarray:
-    """Read a disparity map (PFM, pixels) as (H, W) float32, rejecting values that cannot be disparities.
-
-    More than half tiny (0 < |d| < 1e-6) or huge (finite, > 1e5) values raise :class:`DataError` naming the
-    file; when the other byte order reads sensibly the message says the header's scale sign is wrong.
-    """
-    disp = read_pfm(path)
-    if disp.ndim == 3:
-        disp = disp[..., 0]
-    share = _implausible_share(disp)
-    if share > _MAX_IMPLAUSIBLE:
-        swapped = disp.byteswap()
-        hint = ""
-        if _implausible_share(swapped) < share / 2:
-            hint = " ; the other byte order reads sensibly: the header's scale sign does not match the data"
-        raise DataError(
-            f"{path}: {share:.0%} of the values cannot be disparities (0 < |d| < {_TINY:g} or > {_HUGE:g}){hint}"
-        )
-    return disp

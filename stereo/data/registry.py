@@ -24,6 +24,7 @@ class Sample:
     right: Path
     disparity: Path
     subset: str
+    mask: Path | None = None  # evaluate only where this image is 255 (e.g. Middlebury's mask0nocc.png)
 
 
 # name -> function(data config, split ("train" | "test"), render pass) -> samples

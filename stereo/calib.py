@@ -1,0 +1,155 @@
+"""Stereo calibrations (Middlebury/ETH3D ``calib.txt``, KITTI ``P2``/``P3``), depth and PLY point clouds.
+
+For a rectified pair with focal length ``f`` (pixels), principal point (cx, cy) of the left camera,
+``baseline`` (any length unit) and ``doffs`` (x-difference of the two principal points, pixels, as
+Middlebury defines it), a left pixel (x, y) with disparity d lies at depth
+``Z = baseline * f / (d + doffs)``, ``X = (x - cx) Z / f``, ``Y = (y - cy) Z / f`` in the left camera's
+frame, in the baseline's unit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stereo.errors import ConfigError, DataError, MissingFileError
+from stereo.io import atomic_write
+
+
+@dataclass(frozen=True)
+class Calibration:
+    f: float  # pixels
+    cx: float
+    cy: float
+    baseline: float  # the length unit of the depth
+    doffs: float = 0.0  # pixels
+    ndisp: int | None = None  # Middlebury: a bound on the disparities
+
+    def depth(self, disp: np.ndarray) -> np.ndarray:
+        """(H, W) disparity in pixels -> depth in the baseline's unit; inf where d + doffs <= 0."""
+        denom = disp.astype(np.float64) + self.doffs
+        with np.errstate(divide="ignore"):
+            return np.where(denom > 0, self.baseline * self.f / np.maximum(denom, 1e-12), np.inf).astype(np.float32)
+
+
+def _matrix(text: str, path: Path, key: str) -> np.ndarray:
+    nums = [float(v) for v in re.split(r"[\s;\[\]]+", text.strip()) if v]
+    if len(nums) != 9:
+        raise DataError(f"{path}: {key} must be a 3x3 matrix like [f 0 cx; 0 f cy; 0 0 1], got {text!r}")
+    return np.array(nums).reshape(3, 3)
+
+
+def read_middlebury_calib(path: str | os.PathLike) -> Calibration:
+    """Middlebury 2014/2021 and ETH3D ``calib.txt`` (``cam0=[...]``, ``baseline=``, ``doffs=``, ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"calibration file not found: {path}")
+    entries = {}
+    for line in path.read_text().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            entries[k.strip()] = v.strip()
+    missing = [k for k in ("cam0", "baseline") if k not in entries]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)} (expected Middlebury keys cam0, cam1, doffs, baseline)")
+    cam0 = _matrix(entries["cam0"], path, "cam0")
+    doffs = float(entries.get("doffs", 0.0))
+    if "doffs" not in entries and "cam1" in entries:
+        doffs = float(_matrix(entries["cam1"], path, "cam1")[0, 2] - cam0[0, 2])
+    ndisp = int(float(entries["ndisp"])) if "ndisp" in entries else None
+    return Calibration(float(cam0[0, 0]), float(cam0[0, 2]), float(cam0[1, 2]), float(entries["baseline"]), doffs,
+                       ndisp)  # fmt: skip
+
+
+def read_kitti_calib(path: str | os.PathLike) -> Calibration:
+    """KITTI 2012 ``calib/NNNNNN.txt`` (``P2:``, ``P3:``) or 2015 ``calib_cam_to_cam`` (``P_rect_02``,
+    ``P_rect_03``): the left camera is P2, the right P3; baseline in metres."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"calibration file not found: {path}")
+    rows = {}
+    for line in path.read_text().splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            try:
+                rows[k.strip()] = np.array([float(x) for x in v.split()])
+            except ValueError:
+                continue
+    pick = [("P2", "P3"), ("P_rect_02", "P_rect_03")]
+    for left, right in pick:
+        if left in rows and right in rows and rows[left].size == 12 and rows[right].size == 12:
+            p2, p3 = rows[left].reshape(3, 4), rows[right].reshape(3, 4)
+            f = p2[0, 0]
+            baseline = (p2[0, 3] - p3[0, 3]) / f  # P[0, 3] = -f * t_x
+            return Calibration(float(f), float(p2[0, 2]), float(p2[1, 2]), float(baseline), float(p3[0, 2] - p2[0, 2]))
+    raise DataError(
+        f"{path}: expected KITTI projection matrices P2 and P3 (or P_rect_02 and P_rect_03), 12 values each"
+    )
+
+
+def read_calib(path: str | os.PathLike) -> Calibration:
+    """A Middlebury/ETH3D ``calib.txt`` or a KITTI calibration file, told apart by their keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"calibration file not found: {path}")
+    text = path.read_text()
+    if re.search(r"^\s*(P2|P_rect_02)\s*:", text, re.M):
+        return read_kitti_calib(path)
+    return read_middlebury_calib(path)
+
+
+def calibration_from(calib: str | None, focal_px, baseline, cx, cy, doffs) -> Calibration | None:
+    """The calibration of ``stereo-infer``: a file (``calib=``), or explicit values; None for neither."""
+    if calib:
+        c = read_calib(calib)
+        return Calibration(focal_px or c.f, c.cx if cx is None else cx, c.cy if cy is None else cy,
+                           baseline or c.baseline, c.doffs if doffs is None else doffs, c.ndisp)  # fmt: skip
+    if focal_px is None and baseline is None:
+        return None
+    if focal_px is None or baseline is None:
+        raise ConfigError("depth needs both focal_px and baseline (both > 0), or calib=<calibration file>")
+    return Calibration(float(focal_px), cx, cy, float(baseline), float(doffs or 0.0))  # cx/cy None: image centre
+
+
+def point_cloud(disp: np.ndarray, rgb: np.ndarray, calib: Calibration, max_depth: float | None = None):
+    """(N, 3) float32 points (X, Y, Z in the baseline's unit, left camera frame) and (N, 3) uint8 colours
+    of the pixels with disparity > 0 and a finite depth within ``max_depth``."""
+    h, w = disp.shape
+    cx = (w - 1) / 2 if calib.cx is None else calib.cx
+    cy = (h - 1) / 2 if calib.cy is None else calib.cy
+    z = calib.depth(disp)
+    keep = (disp > 0) & np.isfinite(z) & (z > 0)
+    if max_depth is not None:
+        keep &= z <= max_depth
+    ys, xs = np.nonzero(keep)
+    zk = z[keep].astype(np.float64)
+    pts = np.stack([(xs - cx) * zk / calib.f, (ys - cy) * zk / calib.f, zk], 1).astype(np.float32)
+    colours = (np.clip(rgb[keep], 0, 1) * 255 + 0.5).astype(np.uint8)
+    return pts, colours
+
+
+def write_ply(path: str | os.PathLike, points: np.ndarray, colours: np.ndarray) -> None:
+    """Binary little-endian PLY with float x, y, z and uchar red, green, blue per vertex (atomic)."""
+    n = len(points)
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment written by stereo\n"
+        f"element vertex {n}\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    ).encode()
+    rec = np.empty(n, dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    rec["xyz"], rec["rgb"] = points, colours
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(header + rec.tobytes())
+
+
+def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read back what :func:`write_ply` writes: (N, 3) float32 points, (N, 3) uint8 colours."""
+    raw = Path(path).read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    n = int(re.search(rb"element vertex (\d+)", raw[:end]).group(1))
+    rec = np.frombuffer(raw[end:], dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)], count=n)
+    return rec["xyz"].copy(), rec["rgb"].copy()

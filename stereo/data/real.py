@@ -1,0 +1,95 @@
+"""Real benchmarks in their official layouts: Middlebury 2014/2021 (and MiddEval3), ETH3D two-view, KITTI
+2012/2015. Registered as ``data.name`` values ``middlebury``, ``eth3d``, ``kitti``.
+
+- Middlebury / ETH3D: one folder per scene anywhere below the root holding ``im0.png``, ``im1.png`` and
+  the left ground truth ``disp0.pfm`` (Middlebury 2014/2021) or ``disp0GT.pfm`` (MiddEval3, ETH3D), with
+  ``calib.txt``; unknown = inf. ``data.region=nonocc`` evaluates only where ``mask0nocc.png`` is 255.
+- KITTI: ``<root>/training/{colored_0,colored_1,disp_occ,disp_noc}`` (2012) or
+  ``<root>/training/{image_2,image_3,disp_occ_0,disp_noc_0}`` (2015), frames ``NNNNNN_10.png``; ground
+  truth 16-bit PNG / 256, 0 = none. ``data.region=all`` reads ``disp_occ``, ``nonocc`` reads ``disp_noc``.
+
+Both splits list the pairs that have ground truth (these benchmarks have no separate test ground truth);
+``testing/`` folders are for ``stereo-infer``. The metric each benchmark reports is in :data:`PRIMARY`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stereo.data.registry import Sample, register_dataset
+from stereo.errors import DatasetError
+
+PRIMARY = {"middlebury": "bad2", "eth3d": "bad1", "kitti": "d1", "sceneflow": "epe"}
+
+
+def _root(cfg: Any) -> Path:
+    root = Path(str(cfg.root)).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{cfg.name} root {root} does not exist or is not a directory")
+    return root
+
+
+def _two_view_scenes(cfg: Any, name: str, gt_names: tuple[str, ...]) -> list[Sample]:
+    root = _root(cfg)
+    region = str(getattr(cfg, "region", "all"))
+    samples, no_gt = [], []
+    for left in sorted(root.rglob("im0.png")):
+        scene = left.parent
+        right = scene / "im1.png"
+        if not right.is_file():
+            raise DatasetError(f"{scene}: has im0.png but no im1.png")
+        gt = next((scene / g for g in gt_names if (scene / g).is_file()), None)
+        if gt is None:
+            no_gt.append(scene.name)
+            continue
+        mask = None
+        if region == "nonocc":
+            mask = scene / "mask0nocc.png"
+            if not mask.is_file():
+                raise DatasetError(f"{scene}: data.region=nonocc needs {mask.name}, which does not exist")
+        samples.append(Sample(left, right, gt, name, mask))
+    if not samples:
+        extra = f" ({len(no_gt)} scene(s) without ground truth: {', '.join(no_gt[:5])})" if no_gt else ""
+        raise DatasetError(
+            f"no {name} scenes with ground truth under {root}: expected <scene>/im0.png, im1.png and "
+            f"{' or '.join(gt_names)}{extra}"
+        )
+    return samples
+
+
+@register_dataset("middlebury")
+def middlebury_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+    return _two_view_scenes(cfg, "middlebury", ("disp0.pfm", "disp0GT.pfm"))
+
+
+@register_dataset("eth3d")
+def eth3d_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+    return _two_view_scenes(cfg, "eth3d", ("disp0GT.pfm",))
+
+
+@register_dataset("kitti")
+def kitti_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+    root = _root(cfg)
+    base = root / "training" if (root / "training").is_dir() else root
+    region = str(getattr(cfg, "region", "all"))
+    layouts = [("image_2", "image_3", "disp_occ_0", "disp_noc_0"), ("colored_0", "colored_1", "disp_occ", "disp_noc")]
+    for left_dir, right_dir, occ, noc in layouts:
+        if (base / left_dir).is_dir():
+            gt_dir = base / (noc if region == "nonocc" else occ)
+            if not gt_dir.is_dir():
+                raise DatasetError(f"KITTI ground truth folder {gt_dir} does not exist (data.region={region})")
+            samples = []
+            for gt in sorted(gt_dir.glob("*_10.png")):
+                left, right = base / left_dir / gt.name, base / right_dir / gt.name
+                missing = [str(p) for p in (left, right) if not p.is_file()]
+                if missing:
+                    raise DatasetError(f"{gt}: missing {' and '.join(missing)}")
+                samples.append(Sample(left, right, gt, "kitti"))
+            if not samples:
+                raise DatasetError(f"no NNNNNN_10.png ground truth in {gt_dir}")
+            return samples
+    raise DatasetError(
+        f"{root} is not a KITTI root: expected training/image_2 (2015) or training/colored_0 (2012) "
+        f"with disp_occ(_0)/disp_noc(_0)"
+    )
