@@ -10,6 +10,7 @@ A generator change that alters the pairs needs a new name (``generated-v2``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -49,8 +50,16 @@ def build(name: str, out: str | os.PathLike, workers: int = 0, progress: bool = 
         m = generate_sceneflow_sample(Path(out) / part, height=h, width=w, train_pairs=0, test_pairs=n,
                                       seed=spec["seed"], objects=spec["objects"], progress=progress,
                                       workers=workers, fingerprint_pairs=spec["fingerprint_pairs"])  # fmt: skip
+        # Hash what is on disk now: a reused folder may have been modified since it was generated.
+        m = {**m, "files": {f: _sha256(Path(out) / part / f) for f in m["files"]}}
         parts[part] = m
     return {"name": name, "generator_version": GENERATOR_VERSION, "parts": parts}
+
+
+def _sha256(path: Path) -> str:
+    if not path.is_file():
+        return "missing"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def verify(name: str, built: dict[str, Any]) -> list[str]:
