@@ -34,6 +34,7 @@ class SampleConfig:
     objects_min: int = 5
     objects_max: int = 40
     workers: int = 0  # processes; 0 = all cores
+    replace: bool = False  # replace an older generated sample in `out` (never other folders)
 
 
 def main(argv: list[str]) -> None:
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> None:
         max_disp=cfg.max_disp,
         objects=(cfg.objects_min, cfg.objects_max),
         workers=cfg.workers,
+        replace=cfg.replace,
     )
     p = manifest["parameters"]
     seconds = time.perf_counter() - t0

@@ -158,3 +158,10 @@ def test_existing_folder_reused_or_refused(tmp_path):
     assert (tmp_path / "s" / "sample.json").stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError, match="not an identical generated sample"):
         generate_sceneflow_sample(tmp_path / "s", seed=2, **kw)
+    generate_sceneflow_sample(tmp_path / "s", seed=2, replace=True, **kw)  # a generated sample: replaced
+    assert json.loads((tmp_path / "s" / "sample.json").read_text())["parameters"]["seed"] == 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("user data")
+    with pytest.raises(FileExistsError):  # never someone else's folder
+        generate_sceneflow_sample(tmp_path / "mine", seed=2, replace=True, **kw)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "user data"

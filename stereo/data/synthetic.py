@@ -468,6 +468,7 @@ def generate_sceneflow_sample(
     progress: bool = True,
     workers: int = 1,
     fingerprint_pairs: int = 0,
+    replace: bool = False,
 ) -> dict:
     """Write generated pairs under ``out`` in the official Scene Flow layout (a); returns its manifest.
 
@@ -480,7 +481,9 @@ def generate_sceneflow_sample(
     ``fingerprint_pairs`` pairs coarse thumbnails (see :func:`thumbnail`); ``stats.json`` holds the
     disparity histogram and the shares of occluded and textureless pixels. The tree is built in a
     temporary sibling folder and renamed into place, so an interrupted run leaves nothing half-written.
-    An existing ``out`` with the same parameters is reused as it is; anything else there is an error.
+    An existing ``out`` with the same parameters is reused as it is; a different generated sample there
+    is replaced when ``replace`` is set (only folders holding this generator's ``sample.json``); anything
+    else there is an error.
     """
     out = Path(out)
     if height < 32 or width < 64:
@@ -503,11 +506,17 @@ def generate_sceneflow_sample(
     }
     marker = out / "sample.json"
     if out.exists() and any(out.iterdir()):
-        if marker.is_file() and json.loads(marker.read_text()).get("parameters") == params:
-            return json.loads(marker.read_text())
-        raise FileExistsError(
-            f"{out} exists and is not an identical generated sample (see {marker}); choose another folder or remove it"
-        )
+        old = json.loads(marker.read_text()) if marker.is_file() else {}
+        if old.get("parameters") == params:
+            return old
+        ours = old.get("generator", old.get("parameters", {}).get("generator")) == "stereo.data.synthetic"
+        if replace and ours:
+            shutil.rmtree(out)
+        else:
+            raise FileExistsError(
+                f"{out} exists and is not an identical generated sample (see {marker}); choose another folder, "
+                "remove it, or pass replace=true (generated samples only)"
+            )
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
