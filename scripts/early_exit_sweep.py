@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from stereo.benchmark import environment, format_table
 from stereo.checkpoint import load_checkpoint
@@ -56,7 +57,7 @@ def main(argv: list[str]) -> None:
         rows.append([r["setting"], f"{r['epe']:.3f}", f"{r['bad3']:.2f}", f"{r['seconds_per_pair']:.3f}",
                      f"{r['mean_head']:.2f}", f"{r['seconds_per_pair'] / off:.2f}x"])  # fmt: skip
     print(format_table(rows, ["setting", "EPE px", "bad3 %", "s/pair", "mean head", "time vs off"]))
-    write_json(cfg.out, {"environment": environment(), "config": vars(cfg), "results": results})
+    write_json(cfg.out, {"environment": environment(), "config": OmegaConf.to_container(cfg), "results": results})
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(f"{cfg.out}.tensorboard") as w:

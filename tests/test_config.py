@@ -119,3 +119,20 @@ def test_experiment_overlay_and_both_passes(sample_root):
     final = dataset_samples(cfg.data, "train", "final")
     assert both == clean + final and all("cleanpass" in str(s.left) for s in clean)
     assert [s.disparity for s in clean] == [s.disparity for s in final]
+
+
+def test_help_names_the_keys_that_matter():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    for script, keys in (("train.py", ["data.root=", "train.batch_size=", "train.resume=", "experiment="]),
+                         ("evaluate.py", ["checkpoint=", "method=", "mask=", "early_exit="]),
+                         ("infer.py", ["left=", "output_dir=", "calib=", "point_cloud="])):  # fmt: skip
+        out = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True,
+                             text=True, timeout=120).stdout  # fmt: skip
+        assert "Examples:" in out and "powered by Hydra" not in out, out
+        for k in keys:
+            assert k in out, (script, k)
+    assert "model:" not in out  # infer lists no config group it cannot use
