@@ -63,12 +63,12 @@ def main(argv: list[str]) -> None:
                     ],
                 )
                 r = evaluate(ecfg, Path(tmp) / f"{len(results)}", tensorboard=False)  # fmt: skip
-                results.append({"method": label, **r})
+                results.append({**r, "label": label})
     print(f"\n{cfg.root}: {results[0]['pairs']} pairs, mask {results[0]['mask']}, per-image averaging\n")
     print("| method | pass | EPE px | bad-1 % | bad-2 % | bad-3 % | D1 % | s/pair |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['method']} | {r['render_pass']} | {r['epe']:.2f} | {r['bad1']:.1f} | {r['bad2']:.1f} | "
+        print(f"| {r['label']} | {r['render_pass']} | {r['epe']:.2f} | {r['bad1']:.1f} | {r['bad2']:.1f} | "
               f"{r['bad3']:.1f} | {r['d1']:.1f} | {r['seconds_per_pair']:.2f} |")  # fmt: skip
     write_json(cfg.out, {"environment": environment(), "config": OmegaConf.to_container(cfg), "results": results})
     print(f"\nwrote {cfg.out}")
