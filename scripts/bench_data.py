@@ -8,6 +8,8 @@
   for images), walked without cache, then served from the cache.
 - Loader: training samples/s at 256x512 crops with augmentation, 0 and 2 workers, on a generated
   540x960 sample.
+- Generator: pairs per second (and per core) at 272x480 with 1 and 2 worker processes, written in
+  the official layout (``gen_pairs`` pairs per run, median of ``gen_repeats``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class BenchDataConfig:
     loader_samples: int = 48  # samples drawn per loader measurement
     batch_size: int = 1
     crop: list = field(default_factory=lambda: [256, 512])
+    gen_pairs: int = 24
+    gen_repeats: int = 3
     out: str = "bench_results/data.json"
 
 
@@ -149,6 +153,24 @@ def bench_loader(root: Path, cfg) -> dict:
     return out
 
 
+def bench_generator(work: Path, cfg: BenchDataConfig) -> dict:
+    """Generated pairs per second at 272x480 (files written) with 1 and 2 processes."""
+    out = {}
+    for workers in (1, 2):
+        times = []
+        for r in range(cfg.gen_repeats):
+            folder = work / f"gen_{workers}_{r}"
+            shutil.rmtree(folder, ignore_errors=True)
+            t0 = time.perf_counter()
+            generate_sceneflow_sample(folder, height=272, width=480, train_pairs=cfg.gen_pairs, test_pairs=0,
+                                      seed=r, workers=workers, progress=False)  # fmt: skip
+            times.append(time.perf_counter() - t0)
+            shutil.rmtree(folder)
+        rate = cfg.gen_pairs / statistics.median(times)
+        out[f"{workers} process(es)"] = {"pairs_per_s": rate, "pairs_per_s_per_core": rate / workers}
+    return out
+
+
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(BenchDataConfig, argv)
     torch.set_num_threads(cfg.threads)
@@ -162,8 +184,10 @@ def main(argv: list[str]) -> dict:
     disc = bench_discovery(work / "full_tree", cfg.repeats)
     print("loader throughput ...", flush=True)
     sample = work / "sample_540x960"
-    generate_sceneflow_sample(sample, train_pairs=cfg.loader_pairs, test_pairs=1, seed=0)
+    generate_sceneflow_sample(sample, train_pairs=cfg.loader_pairs, test_pairs=1, seed=0, replace=True)
     loader = bench_loader(sample, cfg)
+    print("generator throughput ...", flush=True)
+    gen = bench_generator(work, cfg)
 
     rows = [
         [
@@ -188,6 +212,9 @@ def main(argv: list[str]) -> dict:
                 "",
             ]
         )
+    for k, v in gen.items():
+        rows.append([f"generator 272x480, {k}", f"{v['pairs_per_s']:.2f} pairs/s",
+                     f"{v['pairs_per_s_per_core']:.2f} pairs/s per core"])  # fmt: skip
     print()
     print(f"Data benchmark ({pairs} placeholder pairs; medians of {cfg.repeats}; {cfg.threads} threads)")
     print(format_table(rows, ["what", "median", "note"]))
@@ -197,6 +224,7 @@ def main(argv: list[str]) -> dict:
         "pfm_read_s": pfm,
         "discovery": disc,
         "loader_samples_per_s": loader,
+        "generator": gen,
     }
     write_json(cfg.out, payload)
     print(f"\nwrote {cfg.out}")
