@@ -43,13 +43,17 @@ def _matrix(text: str, path: Path, key: str) -> np.ndarray:
     return np.array(nums).reshape(3, 3)
 
 
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise MissingFileError(f"calibration file not found: {path}")
+    return path.read_text()
+
+
 def read_middlebury_calib(path: str | os.PathLike) -> Calibration:
     """Middlebury 2014/2021 and ETH3D ``calib.txt`` (``cam0=[...]``, ``baseline=``, ``doffs=``, ...)."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"calibration file not found: {path}")
     entries = {}
-    for line in path.read_text().splitlines():
+    for line in _read_text(path).splitlines():
         if "=" in line:
             k, v = line.split("=", 1)
             entries[k.strip()] = v.strip()
@@ -69,10 +73,8 @@ def read_kitti_calib(path: str | os.PathLike) -> Calibration:
     """KITTI 2012 ``calib/NNNNNN.txt`` (``P2:``, ``P3:``) or 2015 ``calib_cam_to_cam`` (``P_rect_02``,
     ``P_rect_03``): the left camera is P2, the right P3; baseline in metres."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"calibration file not found: {path}")
     rows = {}
-    for line in path.read_text().splitlines():
+    for line in _read_text(path).splitlines():
         if ":" in line:
             k, v = line.split(":", 1)
             try:
@@ -94,10 +96,7 @@ def read_kitti_calib(path: str | os.PathLike) -> Calibration:
 def read_calib(path: str | os.PathLike) -> Calibration:
     """A Middlebury/ETH3D ``calib.txt`` or a KITTI calibration file, told apart by their keys."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"calibration file not found: {path}")
-    text = path.read_text()
-    if re.search(r"^\s*(P2|P_rect_02)\s*:", text, re.M):
+    if re.search(r"^\s*(P2|P_rect_02)\s*:", _read_text(path), re.M):
         return read_kitti_calib(path)
     return read_middlebury_calib(path)
 

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -30,10 +29,11 @@ from torch.utils.data import DataLoader
 from stereo.checkpoint import config_differences, load_checkpoint, load_weights, save_checkpoint
 from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
+from stereo.data.images import imread_checked
 from stereo.data.registry import apply_limit, dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
-from stereo.errors import CheckpointError, ConfigError, DataError, TrainingStopped
+from stereo.errors import CheckpointError, ConfigError, TrainingStopped
 from stereo.io import remove_stale_temps, write_text
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
@@ -501,10 +501,7 @@ class Trainer:
 
 def _check_crop_fits(sample: Any, crop: list[int]) -> None:
     """The training crop must fit inside the frames (checked on the first pair, before any model)."""
-    img = cv2.imread(str(sample.left), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{sample.left}: cannot decode as an image")
-    h, w = img.shape[:2]
+    h, w = imread_checked(sample.left).shape[:2]
     if crop[0] > h or crop[1] > w:
         raise ConfigError(f"data.crop_size=[{crop[0]},{crop[1]}] is larger than the {h}x{w} frames of {sample.left}")
 

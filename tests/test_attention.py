@@ -155,16 +155,19 @@ def test_preserves_shape_dtype_device_and_memory_format(cls, dtype):
     torch.testing.assert_close(yc, y)
 
 
-@pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
-def test_bf16_autocast_is_finite_and_close(cls):
-    torch.manual_seed(6)
-    m = cls(32, 16, 32, 2)
+def _check_bf16(m) -> None:
     big = torch.randn(2, 32, 12, 20) * 30  # large logits: a naive half softmax would overflow
     x = torch.randn(2, 32, 12, 20)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y_big, y = m(big), m(x)
     assert torch.isfinite(y_big).all()
     assert _rel_err(y.float() - x, m(x) - x) < 0.05  # bf16 keeps ~3 significant digits
+
+
+@pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
+def test_bf16_autocast_is_finite_and_close(cls):
+    torch.manual_seed(6)
+    _check_bf16(cls(32, 16, 32, 2))
 
 
 def test_compiles_without_graph_breaks():
@@ -194,10 +197,8 @@ def test_build_attention_kinds():
         build_attention("bogus", 8, 4, 4)
 
 
-def test_efficient_memory_does_not_grow_quadratically():
-    """The efficient path's largest intermediate is O(n d): check by counting saved-tensor sizes."""
-    m = EfficientAttention(8, 4, 8)
-    x = torch.randn(1, 8, 64, 64, requires_grad=True)  # n = 4096; n^2 = 16.7 M elements
+def _largest_saved(m, x) -> int:
+    """Elements of the largest tensor autograd saves for the backward pass of ``m(x)``."""
     largest = 0
 
     def pack(t):
@@ -207,7 +208,13 @@ def test_efficient_memory_does_not_grow_quadratically():
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         m(x).sum().backward()
-    assert largest <= 8 * 4096
+    return largest
+
+
+def test_efficient_memory_does_not_grow_quadratically():
+    """The efficient path's largest intermediate is O(n d): check by counting saved-tensor sizes."""
+    x = torch.randn(1, 8, 64, 64, requires_grad=True)  # n = 4096; n^2 = 16.7 M elements
+    assert _largest_saved(EfficientAttention(8, 4, 8), x) <= 8 * 4096
 
 
 # ---- the seed's other kinds: linear, latent, multires ------------------------------------------------
@@ -306,30 +313,15 @@ def test_new_kinds_gradcheck(kind):
 
 @pytest.mark.parametrize("kind", NEW_KINDS)
 def test_new_kinds_bf16_autocast_finite(kind):
-    m = _new(kind, c=32, dk=18, dv=33, heads=3, dtype=torch.float32)
-    big = torch.randn(2, 32, 12, 20) * 30
-    x = torch.randn(2, 32, 12, 20)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y_big, y = m(big), m(x)
-    assert torch.isfinite(y_big).all()
-    assert _rel_err(y.float() - x, m(x) - x) < 0.05
+    _check_bf16(_new(kind, c=32, dk=18, dv=33, heads=3, dtype=torch.float32))
 
 
 @pytest.mark.parametrize("kind", NEW_KINDS)
 def test_new_kinds_save_only_linear_memory(kind):
     m = _new(kind, c=8, dk=3, dv=6, heads=3, dtype=torch.float32)
     x = torch.randn(1, 8, 64, 64, requires_grad=True)  # n = 4096
-    largest = 0
-
-    def pack(t):
-        nonlocal largest
-        largest = max(largest, t.numel())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        m(x).sum().backward()
     # O(n d); latent: O(n M heads) for its (n, M) maps, M = 5. An n x n map would be 16.7 M elements.
-    assert largest <= (3 * 5 if kind == "latent" else 8) * 4096
+    assert _largest_saved(m, x) <= (3 * 5 if kind == "latent" else 8) * 4096
 
 
 @pytest.mark.parametrize("kind", NEW_KINDS)

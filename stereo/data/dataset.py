@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from stereo.config import AugmentConfig
 from stereo.data.disparity import read_disparity
-from stereo.data.images import check_same_size, read_rgb, to_tensor
+from stereo.data.images import check_same_size, imread_checked, read_rgb, to_tensor
 from stereo.data.registry import Sample
 from stereo.errors import ConfigError, DataError
 from stereo.metrics import valid_mask
@@ -121,9 +121,7 @@ class StereoDataset(Dataset):
         path = getattr(self.samples[index], "mask", None)
         if path is None:
             return None
-        m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if m is None:
-            raise DataError(f"{path}: cannot decode the mask image")
+        m = imread_checked(path, cv2.IMREAD_GRAYSCALE, "mask image")
         if m.shape != shape:
             raise DataError(f"mask {path} is {m.shape[1]}x{m.shape[0]}, its disparity is {shape[1]}x{shape[0]}")
         return m == 255

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from stereo.data.images import imread_checked
 from stereo.data.pfm import read_pfm
-from stereo.errors import DataError, MissingFileError
+from stereo.errors import DataError
 
 # Unknown disparities are stored as inf (Middlebury, ETH3D) or NaN; finite values that are tiny but non-zero
 # or astronomically large come from reading bytes in the wrong order or from a corrupt file.
@@ -28,11 +28,7 @@ def _implausible_share(d: np.ndarray) -> float:
 def read_png_disparity(path: str | os.PathLike) -> np.ndarray:
     """KITTI's ground truth: a 16-bit PNG holding disparity x 256, 0 = no ground truth (-> NaN)."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"disparity file not found: {path}")
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise DataError(f"{path}: cannot decode as a PNG")
+    raw = imread_checked(path, what="disparity file")
     if raw.dtype != np.uint16 or raw.ndim != 2:
         raise DataError(
             f"{path}: expected a single-channel 16-bit PNG (disparity x 256, KITTI's format), "

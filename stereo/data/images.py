@@ -14,6 +14,17 @@ from stereo.errors import DataError, MissingFileError
 IMAGE_EXTENSIONS = (".png", ".webp", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
 
 
+def imread_checked(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED, what: str = "image") -> np.ndarray:
+    """``cv2.imread`` that names the file: MissingFileError when absent, DataError when undecodable."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path}")
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise DataError(f"{path}: cannot decode as an image (corrupt file or unsupported format)")
+    return img
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image as float32 RGB in [0, 1], shape (H, W, 3).
 
@@ -24,11 +35,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         DataError: the file exists but cannot be decoded as an image; names the file (a ``ValueError``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"image not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{path}: cannot decode as an image (corrupt file or unsupported format)")
+    img = imread_checked(path)
     if img.dtype == np.uint8:
         scale = 1.0 / 255.0
     elif img.dtype == np.uint16:

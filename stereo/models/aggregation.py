@@ -66,6 +66,33 @@ class StackedHourglass(nn.Module):
             self.add_module(f"dres{i + 2}", Hourglass(c))
             self.add_module(f"classif{i + 1}", _classifier(c))
 
+    def _stem(self, volume: torch.Tensor) -> tuple:
+        """The two 3-D stages before the hourglasses; returns the loop state (x, cost0, pre1, post, prev)."""
+        cost0 = self.dres0(volume)
+        cost0 = self.dres1(cost0) + cost0
+        return cost0, cost0, None, None, None
+
+    def _step(self, i: int, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """Hourglass i and its head: (head i's cost (b, 1, D', H', W'), the next state)."""
+        x, cost0, pre1, post, prev = state
+        # PSMNet: hourglass k>1 takes (previous output, pre of the first hourglass, previous post).
+        out, pre, post = getattr(self, f"dres{i + 2}")(x, pre1 if i else None, post)
+        x = out + cost0
+        cost = getattr(self, f"classif{i + 1}")(x)
+        if prev is not None:
+            cost = cost + prev
+        return cost, (x, cost0, pre if i == 0 else pre1, post, cost)
+
+    def forward(self, volume: torch.Tensor, last_only: bool = False) -> list[torch.Tensor]:
+        state = self._stem(volume)
+        del volume
+        costs: list[torch.Tensor] = []
+        for i in range(self.hourglasses):
+            cost, state = self._step(i, state)
+            if not last_only:
+                costs.append(cost)
+        return costs if not last_only else [cost]
+
     def forward_early_exit(
         self, volume: torch.Tensor, stop: Callable[[int, torch.Tensor], torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[int]]:
@@ -75,23 +102,14 @@ class StackedHourglass(nn.Module):
         a (b,) bool. Images that stop leave the batch; the rest run the next hourglass. Returns each
         image's (1, D', H', W') cost of the head that answered, and that head's number (1-based).
         """
-        cost0 = self.dres0(volume)
+        state = self._stem(volume)
         del volume
-        cost0 = self.dres1(cost0) + cost0
-        b = cost0.shape[0]
+        b = state[0].shape[0]
         answers: list[torch.Tensor | None] = [None] * b
         heads = [self.hourglasses] * b
         active = torch.arange(b)
-        x, pre1, post, prev = cost0, None, None, None
         for i in range(self.hourglasses):
-            out, pre, post = getattr(self, f"dres{i + 2}")(x, pre1 if i else None, post)
-            if i == 0:
-                pre1 = pre
-            x = out + cost0
-            cost = getattr(self, f"classif{i + 1}")(x)
-            if prev is not None:
-                cost = cost + prev
-            prev = cost
+            cost, state = self._step(i, state)
             last = i == self.hourglasses - 1
             done = torch.ones(len(active), dtype=torch.bool) if last else stop(i + 1, cost).cpu()
             for j in done.nonzero().flatten().tolist():
@@ -100,27 +118,6 @@ class StackedHourglass(nn.Module):
             if done.all():
                 break
             keep = (~done).nonzero().flatten().to(cost.device)
-            x, cost0, pre1, post, prev = (t.index_select(0, keep) for t in (x, cost0, pre1, post, prev))
+            state = tuple(t.index_select(0, keep) for t in state)
             active = active[~done]
         return answers, heads
-
-    def forward(self, volume: torch.Tensor, last_only: bool = False) -> list[torch.Tensor]:
-        cost0 = self.dres0(volume)
-        del volume
-        cost0 = self.dres1(cost0) + cost0
-        costs: list[torch.Tensor] = []
-        x, pre1, post = cost0, None, None
-        prev_cost = None
-        for i in range(self.hourglasses):
-            # PSMNet: hourglass k>1 takes (previous output, pre of the first hourglass, previous post).
-            out, pre, post = getattr(self, f"dres{i + 2}")(x, pre1 if i else None, post)
-            if i == 0:
-                pre1 = pre
-            x = out + cost0
-            cost = getattr(self, f"classif{i + 1}")(x)
-            if prev_cost is not None:
-                cost = cost + prev_cost
-            prev_cost = cost
-            if not last_only:
-                costs.append(cost)
-        return costs if not last_only else [prev_cost]
