@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -45,6 +47,17 @@ def _terminate(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _discard_empty_run_dir() -> None:
+    """Remove the run folder Hydra made for a run that failed before writing anything of its own."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # not under Hydra (a library call)
+        return
+    out = Path(hc.runtime.output_dir)
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", f"{hc.job.name}.log"}:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def run(fn: Callable[[], Any]) -> Any:
     """Call ``fn`` with the project's error policy (see the module docstring)."""
     signal.signal(signal.SIGTERM, _terminate)
@@ -54,11 +67,13 @@ def run(fn: Callable[[], Any]) -> Any:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         sys.exit(130)
     except (StereoError, OmegaConfBaseException) as e:
+        _discard_empty_run_dir()
         print(f"error: {user_message(e)}", file=sys.stderr)
         sys.exit(1)
     except OSError as e:
         if e.errno not in _USER_ERRNOS:
             raise
+        _discard_empty_run_dir()
         print(f"error: {user_message(e)}", file=sys.stderr)
         sys.exit(1)
 
@@ -90,6 +105,7 @@ def eval_main(cfg: DictConfig) -> None:
     from stereo.evaluate import evaluate
 
     out_dir = HydraConfig.get().runtime.output_dir
+    logging.getLogger("stereo").setLevel(logging.INFO)
     r = run(lambda: evaluate(cfg, out_dir))
     values = [
         r["pairs"],

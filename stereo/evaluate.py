@@ -83,6 +83,11 @@ def evaluate(
         result["sgbm"] = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
         result["sgbm_density_before_fill"] = model.density
     write_json(out_dir / "metrics.json", result)
+    log.info(
+        "%s on %d %s pairs (%s; %s): EPE %.3f px, bad-1 %.2f%%, bad-2 %.2f%%, bad-3 %.2f%%, D1 %.2f%% -> %s",
+        cfg.checkpoint if cfg.method == "checkpoint" else "sgbm", result["pairs"], cfg.data.name,
+        result["mask"], result["averaging"], *(result[k] for k in METRIC_KEYS), out_dir / "metrics.json",
+    )  # fmt: skip
     if cfg.per_image_csv:
         _write_csv(out_dir / "per_image.csv", r.rows)
     if cfg.worst_k:

@@ -24,7 +24,7 @@ from stereo.device import autocast, resolve_device
 from stereo.errors import ConfigError, MissingFileError, OutputError
 from stereo.io import atomic_paths, encode_image
 from stereo.models import predict
-from stereo.visualize import colorize_disparity
+from stereo.visualize import colorize_disparity, colour_legend
 
 log = logging.getLogger(__name__)
 SATURATION = 0.95  # predicted disparity above this fraction of max_disp suggests the range is exceeded
@@ -91,7 +91,7 @@ def find_pairs(left: str, right: str) -> list[Pair]:
     return pairs
 
 
-OUTPUT_SUFFIXES = (".pfm", ".png", "_color.png")
+OUTPUT_SUFFIXES = (".pfm", ".png", "_color.png", "_legend.png")
 DEPTH_SUFFIX = "_depth.pfm"
 CLOUD_SUFFIX = ".ply"
 
@@ -129,15 +129,18 @@ def write_outputs(
     max_depth: float | None = None,
 ) -> None:
     """Write one pair's outputs all or nothing: ``<name>.pfm`` (float32 pixels), ``<name>.png`` (uint16 =
-    disparity x 256), ``<name>_color.png`` and, with a calibration, ``<name>_depth.pfm`` (depth =
-    baseline * f / (disparity + doffs), in the baseline's unit; inf where that is not positive) and, when
-    planned, ``<name>.ply`` (the left image's colours at their 3-D points)."""
+    disparity x 256), ``<name>_color.png`` with its scale in ``<name>_legend.png`` and, with a
+    calibration, ``<name>_depth.pfm`` (depth = baseline * f / (disparity + doffs), in the baseline's unit;
+    inf where that is not positive) and, when planned, ``<name>.ply`` (the left image's colours at their
+    3-D points)."""
     png16 = np.clip(np.round(np.maximum(disp, 0) * 256.0), 0, 65535).astype(np.uint16)
     with atomic_paths(paths) as tmp:
         write_pfm(tmp[0], disp)
         encode_image(tmp[1], png16, paths[1])
-        encode_image(tmp[2], cv2.cvtColor(colorize_disparity(disp, 0, color_max), cv2.COLOR_RGB2BGR), paths[2])
-        for t, p in zip(tmp[3:], paths[3:], strict=True):
+        vmax = float(color_max if color_max is not None else max(float(disp.max()), 1e-6))
+        encode_image(tmp[2], cv2.cvtColor(colorize_disparity(disp, 0, vmax), cv2.COLOR_RGB2BGR), paths[2])
+        encode_image(tmp[3], cv2.cvtColor(colour_legend(0.0, vmax, disp.shape[1]), cv2.COLOR_RGB2BGR), paths[3])
+        for t, p in zip(tmp[4:], paths[4:], strict=True):
             if p.name.endswith(DEPTH_SUFFIX):
                 write_pfm(t, calib.depth(disp))
             else:
@@ -195,6 +198,7 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
             "disparity_min": float(disp.min()),
             "disparity_max": float(disp.max()),
             "saturated": saturated,
+            "color_range_px": [0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
             "head": model.heads_used[0] if getattr(model, "heads_used", None) else None,
             "outputs": [str(p) for p in paths],
         }

@@ -43,3 +43,21 @@ def result_panels(
 def stack_panels(panels: dict[str, np.ndarray]) -> np.ndarray:
     """The panels of :func:`result_panels` stacked top to bottom (left, pred, gt, error)."""
     return np.vstack([panels[k] for k in ("left", "pred", "gt", "error")])
+
+
+def colour_legend(vmin: float, vmax: float, width: int, height: int = 44) -> np.ndarray:
+    """(height, width, 3) uint8 RGB legend of :func:`colorize_disparity`'s scale: a magma bar from
+    ``vmin`` (left) to ``vmax`` (right) pixels with labelled ends and middle, and "bright = near"."""
+    width = max(int(width), 160)
+    bar_h = height // 2
+    t = np.linspace(0, 1, width, dtype=np.float32)[None, :].repeat(bar_h, 0)
+    bar = colorize_disparity(vmin + t * (vmax - vmin), vmin, vmax)
+    panel = np.full((height, width, 3), 255, np.uint8)
+    panel[:bar_h] = bar
+    font, scale, y = cv2.FONT_HERSHEY_SIMPLEX, 0.4, height - 6
+    labels = [(f"{vmin:.1f} px", 2), (f"{(vmin + vmax) / 2:.1f}", None), (f"{vmax:.1f} px (near)", -2)]
+    for text, x in labels:
+        (tw, _), _ = cv2.getTextSize(text, font, scale, 1)
+        x = (width - tw) // 2 if x is None else (x if x >= 0 else width - tw + x)
+        cv2.putText(panel, text, (x, y), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return panel

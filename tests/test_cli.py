@@ -76,7 +76,12 @@ def test_eval_and_infer_mistakes(checkpoint, sample_root, tmp_path):
     _one_line_error(_run([*inf, f"output_dir={tmp_path / 'afile'}"]), "exists and is not a folder")
     ok = _run([*inf, f"output_dir={tmp_path / 'o'}"])
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["0001.pfm", "0001.png", "0001_color.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "0001.pfm",
+        "0001.png",
+        "0001_color.png",
+        "0001_legend.png",
+    ]
 
 
 def test_kill9_at_any_moment_leaves_a_loadable_checkpoint_and_exact_resume(sample_root, tmp_path):

@@ -11,6 +11,7 @@ from stereo.evaluate import evaluate
 from stereo.infer import find_pairs
 from stereo.infer import infer as infer_cfg
 from stereo.metrics import valid_mask
+from stereo.visualize import colorize_disparity
 
 
 def eval_cfg(checkpoint, root, *overrides):
@@ -72,6 +73,12 @@ def test_infer_outputs(checkpoint, sample_root, tmp_path):
         assert np.abs(png / 256.0 - disp).max() <= 1 / 256
         colour = cv2.imread(f"{stem}_color.png")
         assert colour.shape == (64, 128, 3)
+        # The legend spans the colour image's scale: 0 .. the disparity's maximum (color_range=image).
+        assert r["color_range_px"] == [0.0, pytest.approx(float(disp.max()), rel=1e-6)]
+        legend = cv2.imread(f"{stem}_legend.png")
+        assert legend.shape[1] >= 128 and legend.shape[0] == 44
+        ends = colorize_disparity(np.array([[0.0, 1.0]]), 0, 1)[0, :, ::-1]  # magma's ends, BGR
+        np.testing.assert_allclose(legend[2, [0, -1]].astype(int), ends.astype(int), atol=12)
         depth = read_pfm(f"{stem}_depth.pfm")
         pos = disp > 0
         np.testing.assert_allclose(depth[pos], 100.0 * 0.5 / disp[pos], rtol=1e-5)
