@@ -38,7 +38,7 @@ from stereo.io import remove_stale_temps, write_text
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
-from stereo.visualize import result_panels
+from stereo.visualize import ERROR_MAX_PX, result_panels
 
 __all__ = ["Trainer", "TrainingStopped", "epoch_batches", "sequence_loss", "train"]
 log = logging.getLogger(__name__)
@@ -447,15 +447,20 @@ class Trainer:
         self.writer.add_scalar("train/samples_per_s", window.samples / max(dt, 1e-9), step)
 
     def _log_images(self, batch: dict[str, torch.Tensor], pred: torch.Tensor) -> None:
-        panels = result_panels(
-            batch["left"][0].permute(1, 2, 0).numpy(),
-            pred[0].float().cpu().numpy(),
-            batch["disparity"][0].numpy(),
-            batch["valid"][0].numpy(),
-            self.model.max_disp,
+        """One panel per logged step: left view (before photometric augmentation) | ground truth |
+        prediction | error, with its scales as the panel's text."""
+        left = batch.get("left_raw", batch["left"])[0].permute(1, 2, 0).numpy()
+        gt, valid = batch["disparity"][0].numpy(), batch["valid"][0].numpy()
+        panels = result_panels(left, pred[0].float().cpu().numpy(), gt, valid, self.model.max_disp)
+        row = np.hstack([panels[k] for k in ("left", "gt", "pred", "error")])
+        self.writer.add_image("images/panel", row, self.state.step, dataformats="HWC")
+        vmax = float(gt[valid].max()) if valid.any() else float(self.model.max_disp)
+        self.writer.add_text(
+            "images/panel",
+            f"left | ground truth | prediction | error. Disparity 0..{vmax:.1f} px (magma, bright = near; "
+            f"black = no ground truth); error 0..{ERROR_MAX_PX:g} px (viridis, bright = worse).",
+            self.state.step,
         )
-        for name, img in panels.items():
-            self.writer.add_image(f"images/{name}", img, self.state.step, dataformats="HWC")
 
     def hparams(self) -> dict[str, Any]:
         """The run's comparable settings, flat, for TensorBoard's HParams view."""

@@ -16,10 +16,14 @@ def colorize_disparity(disp: np.ndarray, vmin: float = 0.0, vmax: float | None =
     return rgb
 
 
-def colorize_error(err: np.ndarray, valid: np.ndarray, max_err: float = 4.0) -> np.ndarray:
-    """(H, W) absolute error in pixels -> (H, W, 3) uint8 RGB (0 px blue ... >= max_err red), invalid black."""
+ERROR_MAX_PX = 4.0
+
+
+def colorize_error(err: np.ndarray, valid: np.ndarray, max_err: float = ERROR_MAX_PX) -> np.ndarray:
+    """(H, W) absolute error in pixels -> (H, W, 3) uint8 RGB on the perceptually uniform viridis map
+    (0 px dark blue ... >= max_err yellow); pixels without ground truth black."""
     t = np.clip(np.asarray(err, np.float32) / max_err, 0, 1)
-    rgb = cv2.cvtColor(cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
     rgb[~np.asarray(valid, bool)] = 0
     return rgb
 

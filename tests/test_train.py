@@ -34,7 +34,7 @@ def test_few_steps_leave_checkpoint_and_events(sample_root, tmp_path):
     assert {"train/epe", "lr", "val/epe", "val/bad1", "val/bad3", "val/d1"} <= set(values)
     assert values["hparam/val_epe"] == pytest.approx(values["val/epe"][-1:])  # the HParams view's metric
     assert len(values["val/epe"]) == 2  # at step 2 and at the end
-    assert {"images/left", "images/pred", "images/gt", "images/error"} <= set(images)
+    assert images == ["images/panel"]  # one combined panel: left | ground truth | prediction | error
     assert summary["val"]["images"] == 2 and summary["val"]["epe"] == pytest.approx(values["val/epe"][-1], rel=1e-5)
     assert not list((tmp_path / "run/checkpoints").glob(".*tmp*"))
 

@@ -102,19 +102,23 @@ class StereoDataset(Dataset):
             win = self._crop_window(rng, index, disp.shape)
             left, right, disp = left[win], right[win], disp[win]
             region = region[win] if region is not None else None
+        raw_left = left
         if self.augment is not None:
             left, right = self._augment(rng, left, right)
         disp_t = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))
         valid = valid_mask(disp_t, self.mask, self.max_disp)
         if region is not None:
             valid &= torch.from_numpy(np.ascontiguousarray(region))
-        return {
+        item = {
             "left": to_tensor(left),
             "right": to_tensor(right),
             "disparity": torch.nan_to_num(disp_t, nan=0.0, posinf=0.0, neginf=0.0),
             "valid": valid,
             "index": index,
         }
+        if self.augment is not None:  # the left view before photometric augmentation, for display
+            item["left_raw"] = to_tensor(raw_left)
+        return item
 
     def _region(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
         """The sample's evaluation region (its mask image == 255), or None."""
