@@ -53,9 +53,17 @@ def _discard_empty_run_dir() -> None:
         hc = HydraConfig.get()
     except ValueError:  # not under Hydra (a library call)
         return
-    out = Path(hc.runtime.output_dir)
+    out = Path(hc.runtime.output_dir).resolve()
     if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", f"{hc.job.name}.log"}:
         shutil.rmtree(out, ignore_errors=True)
+        cwd = Path.cwd().resolve()
+        for parent in out.parents:  # and the folders made for it (runs/infer), while empty, below here
+            if parent == cwd or cwd not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
 
 def run(fn: Callable[[], Any]) -> Any:
@@ -124,4 +132,6 @@ def infer_main(cfg: DictConfig) -> None:
 
     out_dir = cfg.output_dir or HydraConfig.get().runtime.output_dir
     results = run(lambda: infer(cfg, out_dir))
+    if cfg.output_dir:
+        _discard_empty_run_dir()  # Hydra's runs/infer/<time>: nothing went there
     print(f"{len(results)} pair(s) written to {out_dir}")

@@ -270,10 +270,6 @@ def register_schemas() -> None:
 
 register_schemas()
 
-# ``${stereo_or:a,b}``: a unless it is null or empty, else b (infer's run dir is its output_dir when given).
-if not OmegaConf.has_resolver("stereo_or"):
-    OmegaConf.register_new_resolver("stereo_or", lambda a, b: a if a not in (None, "", "None", "null") else b)
-
 
 # ---- checks -----------------------------------------------------------------------------------------------
 

@@ -139,3 +139,19 @@ def test_wheel_install_runs_from_any_directory(checkpoint, sample_root, tmp_path
                  "hydra.run.dir=out"], cwd=away, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (away / "out/metrics.json").is_file() and "EPE px" in proc.stdout
+
+
+def test_no_run_folder_when_output_dir_is_given_or_the_run_fails(checkpoint, sample_root, tmp_path):
+    s = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
+    work = tmp_path / "cwd"
+    work.mkdir()
+    base = [sys.executable, str(REPO / "scripts/infer.py"), f"checkpoint={checkpoint}", f"left={s}",
+            f"right={s.parent.parent / 'right' / s.name}", "device=cpu"]  # fmt: skip
+    ok = _run([*base, f"output_dir={tmp_path / 'out'}"], cwd=work)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{s.stem}{x}" for x in (".pfm", ".png", "_color.png", "_legend.png")
+    ]
+    ev = _run([sys.executable, str(REPO / "scripts/evaluate.py"), f"data.root={sample_root}"], cwd=work)
+    _one_line_error(ev, "checkpoint is required")
+    assert list(work.iterdir()) == []  # neither runs/infer/<time> nor runs/eval/<time> was left behind
