@@ -27,17 +27,17 @@ $PY scripts/train.py "${COMMON[@]}" train.max_steps=0 hydra.run.dir=$OUT/untrain
 $PY scripts/train.py "${COMMON[@]}" train.max_steps=$STEPS hydra.run.dir=$OUT/train
 
 echo "== 3/4 evaluation on the sample's FlyingThings3D TEST pairs (finalpass)"
-for which in untrained train; do
-    $PY scripts/evaluate.py checkpoint=$OUT/$which/checkpoints/last.pt data.root=$DATA device=cpu \
-        hydra.run.dir=$OUT/eval_$which > /dev/null
+for which in untrained:0 train:$STEPS; do
+    $PY scripts/evaluate.py checkpoint=$OUT/${which%%:*}/checkpoints/last.pt data.root=$DATA device=cpu \
+        hydra.run.dir=$OUT/eval_step${which##*:} > /dev/null
 done
-$PY - "$OUT" <<'PY'
+$PY - "$OUT" "$STEPS" <<'PY'
 import json, sys
-out = sys.argv[1]
-u, t = (json.load(open(f"{out}/eval_{w}/metrics.json")) for w in ("untrained", "train"))
-print(f"{'':10s} {'EPE px':>8s} {'bad1 %':>8s} {'bad3 %':>8s} {'D1 %':>8s}")
-for name, m in (("untrained", u), (f"trained", t)):
-    print(f"{name:10s} {m['epe']:8.3f} {m['bad1']:8.2f} {m['bad3']:8.2f} {m['d1']:8.2f}")
+out, steps = sys.argv[1], sys.argv[2]
+u, t = (json.load(open(f"{out}/eval_step{s}/metrics.json")) for s in ("0", steps))
+print(f"{'':12s} {'EPE px':>8s} {'bad1 %':>8s} {'bad3 %':>8s} {'D1 %':>8s}")
+for name, m in (("step 0", u), (f"step {steps}", t)):
+    print(f"{name:12s} {m['epe']:8.3f} {m['bad1']:8.2f} {m['bad3']:8.2f} {m['d1']:8.2f}")
 print(f"({t['pairs']} pairs, mask {t['mask']}, averaging {t['averaging']})")
 PY
 
@@ -49,6 +49,7 @@ $PY scripts/infer.py checkpoint=$OUT/train/checkpoints/last.pt left=$DATA/$PAIR/
 echo
 echo "Outputs:"
 echo "  checkpoint    $OUT/train/checkpoints/last.pt"
-echo "  metrics       $OUT/eval_untrained/metrics.json  $OUT/eval_train/metrics.json"
-echo "  disparity     $OUT/infer/0006.pfm  0006.png (16-bit, x256)  0006_color.png"
-echo "  TensorBoard   tensorboard --logdir $OUT"
+echo "  metrics       $OUT/eval_step0/metrics.json  $OUT/eval_step$STEPS/metrics.json"
+echo "  disparity     $OUT/infer/0006.pfm  0006.png (16-bit, x256)  0006_color.png  0006_legend.png"
+echo "  TensorBoard   .venv/bin/tensorboard --logdir $OUT   (runs: train, eval_step0, eval_step$STEPS)"
+echo "  commands      source .venv/bin/activate   (then stereo-train, stereo-eval, stereo-infer --help)"

@@ -96,9 +96,30 @@ def evaluate(
         from torch.utils.tensorboard import SummaryWriter
 
         with SummaryWriter(str(out_dir / "tensorboard")) as writer:
-            for k in METRIC_KEYS:
-                writer.add_scalar(f"eval/{k}", result[k], result["checkpoint_step"] or 0)
+            _log_tensorboard(writer, result, r.worst, ds, max_disp)
     return result
+
+
+def _log_tensorboard(writer, result: dict[str, Any], worst: list, ds: StereoDataset, max_disp: float) -> None:
+    """Scalars, a readable markdown summary, the HParams view and the worst panels of one evaluation."""
+    from torch.utils.tensorboard.summary import hparams
+
+    step = result["checkpoint_step"] or 0
+    for k in METRIC_KEYS:
+        writer.add_scalar(f"eval/{k}", result[k], step)
+    rows = "\n".join(f"| {k} | {result[k]:.3f} |" for k in METRIC_KEYS)
+    writer.add_text(
+        "eval/summary",
+        f"**{result['method']}** {result['checkpoint'] or ''} (step {step}) on {result['pairs']} {result['dataset']} "
+        f"pairs ({result['render_pass']} pass), mask {result['mask']}, {result['averaging']}\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\nEPE in px, bad-N and D1 in % of valid pixels.",
+        step,
+    )
+    hp = {"method": result["method"], "checkpoint": str(result["checkpoint"]), "step": int(step),
+          "dataset": result["dataset"], "render_pass": result["render_pass"], "mask": result["mask"],
+          "averaging": result["averaging"]}  # fmt: skip
+    for summary in hparams(hp, {f"eval/{k}": result[k] for k in METRIC_KEYS}):
+        writer.file_writer.add_summary(summary)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

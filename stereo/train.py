@@ -333,7 +333,8 @@ class Trainer:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(to_plain(self.cfg))))
-        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        if self.state.step < self.total or self.val_dataset is not None:  # else there is nothing to log
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         """Batches from the current step on, epoch after epoch, resuming mid-epoch exactly."""
