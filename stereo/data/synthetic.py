@@ -504,19 +504,9 @@ def generate_sceneflow_sample(
         "max_disp": max_disp,
         "objects": list(objects),
     }
-    marker = out / "sample.json"
-    if out.exists() and any(out.iterdir()):
-        old = json.loads(marker.read_text()) if marker.is_file() else {}
-        if old.get("parameters") == params:
-            return old
-        ours = old.get("generator", old.get("parameters", {}).get("generator")) == "stereo.data.synthetic"
-        if replace and ours:
-            shutil.rmtree(out)
-        else:
-            raise FileExistsError(
-                f"{out} exists and is not an identical generated sample (see {marker}); choose another folder, "
-                "remove it, or pass replace=true (generated samples only)"
-            )
+    existing = _existing_sample(out, params, replace)
+    if existing is not None:
+        return existing
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -526,21 +516,7 @@ def generate_sceneflow_sample(
         items = _layout(train_pairs, test_pairs)
         jobs = [(str(tmp), i, it, seed, height, width, max_disp, objects, bins, i < fingerprint_pairs)
                 for i, it in enumerate(items)]  # fmt: skip
-        workers = workers or os.cpu_count() or 1
-        bar = progress_bar(total=len(jobs), desc=f"generating {out.name}", unit="pair", enabled=progress)
-        results = []
-        if workers == 1:
-            for job in jobs:
-                results.append(_make_pair(job))
-                bar.update()
-        else:
-            import multiprocessing as mp
-
-            with mp.get_context("fork").Pool(workers) as pool:
-                for r in pool.imap(_make_pair, jobs, chunksize=4):
-                    results.append(r)
-                    bar.update()
-        bar.close()
+        results = _run_jobs(jobs, workers or os.cpu_count() or 1, f"generating {out.name}", progress)
         stats = _statistics(results, bins)
         manifest = {
             "parameters": params,
@@ -557,6 +533,43 @@ def generate_sceneflow_sample(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _existing_sample(out: Path, params: dict, replace: bool) -> dict | None:
+    """The manifest of an identical sample already in ``out`` (reuse it), or None once ``out`` is free."""
+    marker = out / "sample.json"
+    if not (out.exists() and any(out.iterdir())):
+        return None
+    old = json.loads(marker.read_text()) if marker.is_file() else {}
+    if old.get("parameters") == params:
+        return old
+    ours = old.get("generator", old.get("parameters", {}).get("generator")) == "stereo.data.synthetic"
+    if not (replace and ours):
+        raise FileExistsError(
+            f"{out} exists and is not an identical generated sample (see {marker}); choose another folder, "
+            "remove it, or pass replace=true (generated samples only)"
+        )
+    shutil.rmtree(out)
+    return None
+
+
+def _run_jobs(jobs: list[tuple], workers: int, desc: str, progress: bool) -> list[dict]:
+    """:func:`_make_pair` over every job, in order, in ``workers`` processes, with a progress bar."""
+    bar = progress_bar(total=len(jobs), desc=desc, unit="pair", enabled=progress)
+    results = []
+    if workers == 1:
+        for job in jobs:
+            results.append(_make_pair(job))
+            bar.update()
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            for r in pool.imap(_make_pair, jobs, chunksize=4):
+                results.append(r)
+                bar.update()
+    bar.close()
+    return results
 
 
 def _statistics(results: list[dict], bins: np.ndarray) -> dict:
