@@ -325,11 +325,6 @@ def check_config(cfg: DictConfig, schema: type) -> None:
         raise ConfigError("invalid config: " + "; ".join(errors))
 
 
-def check_registered(key: str, value: str, registry: dict) -> None:
-    if value not in registry:
-        raise ConfigError(f"{key}={value}: unknown; expected one of {', '.join(sorted(registry))}")
-
-
 def to_plain(cfg: Any) -> Any:
     """A DictConfig/ListConfig (or dataclass) as plain dicts and lists, enums as their string values."""
     if isinstance(cfg, (DictConfig, ListConfig)):

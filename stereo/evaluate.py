@@ -20,7 +20,7 @@ from stereo.data.registry import dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import evaluate_model
 from stereo.errors import ConfigError
-from stereo.io import atomic_write, encode_image, write_json, write_text
+from stereo.io import write_image, write_json, write_text
 from stereo.metrics import METRIC_KEYS, describe_mask
 from stereo.sgbm import SGBMStereo
 from stereo.visualize import result_panels, stack_panels
@@ -137,5 +137,4 @@ def _save_worst(folder: Path, worst: list, ds: StereoDataset, max_disp: float) -
         left = item["left"].permute(1, 2, 0).numpy()
         panel = stack_panels(result_panels(left, pred, item["disparity"].numpy(), item["valid"].numpy(), max_disp))
         path = folder / f"{rank:02d}_epe{row['epe']:.2f}_{Path(row['left']).stem}.png"
-        with atomic_write(path) as tmp:
-            encode_image(tmp, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), path)
+        write_image(path, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
