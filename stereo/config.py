@@ -227,7 +227,7 @@ class SgbmConfig:
 class EvalAppConfig(RuntimeConfig):
     method: Method = Method.checkpoint  # checkpoint: a trained network | sgbm: OpenCV's SGBM baseline
     sgbm: SgbmConfig = field(default_factory=SgbmConfig)
-    checkpoint: str | None = None  # required for method=checkpoint
+    checkpoint: str | None = None  # method=checkpoint; null = the weights shipped with the package
     data: DataConfig = field(default_factory=lambda: DataConfig(render_pass=EVAL_PASS))
     mask: Mask = EVAL_MASK
     max_disp: float | None = rng(None, gt=0)  # mask bound; null = the model's max_disp
@@ -238,7 +238,7 @@ class EvalAppConfig(RuntimeConfig):
 
 @dataclass
 class InferAppConfig(RuntimeConfig):
-    checkpoint: str = MISSING
+    checkpoint: str | None = None  # null = the weights shipped with the package
     left: str = MISSING
     right: str = MISSING
     output_dir: str | None = None

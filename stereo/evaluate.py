@@ -19,11 +19,11 @@ from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import evaluate_model
-from stereo.errors import ConfigError
 from stereo.io import write_image, write_json, write_text
 from stereo.metrics import METRIC_KEYS, describe_mask
 from stereo.sgbm import SGBMStereo
 from stereo.visualize import result_panels, stack_panels
+from stereo.weights import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def evaluate(
     model's), ``cfg.averaging`` is ``image`` (per image, then the mean) or ``pixel`` (pooled).
     """
     check_config(cfg, EvalAppConfig)
-    if cfg.method == "checkpoint" and not cfg.checkpoint:
-        raise ConfigError("invalid config: checkpoint is required (add checkpoint=...), or use method=sgbm")
+    checkpoint = resolve_checkpoint(cfg.checkpoint) if cfg.method == "checkpoint" else None
     samples = dataset_samples(cfg.data, "test")
     device = resolve_device(cfg.device)
     autocast(device, cfg.precision)  # validates the precision for this device
@@ -50,7 +49,7 @@ def evaluate(
         model, ckpt = SGBMStereo(search, s.block_size, s.p1, s.p2, s.uniqueness, s.speckle_window, s.speckle_range,
                                  s.disp12_max_diff, s.prefilter_cap, s.mode), {}  # fmt: skip
     else:
-        model, ckpt = load_model(cfg.checkpoint, device, cfg)
+        model, ckpt = load_model(checkpoint, device, cfg)
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +62,7 @@ def evaluate(
         "pairs": r.summary["pairs"],
         "pairs_with_valid_pixels": r.summary["images"],
         "method": str(cfg.method),
-        "checkpoint": str(cfg.checkpoint) if cfg.method == "checkpoint" else None,
+        "checkpoint": checkpoint,
         "checkpoint_step": ckpt.get("step"),
         "root": str(cfg.data.root),
         "dataset": str(cfg.data.name),
@@ -85,7 +84,7 @@ def evaluate(
     write_json(out_dir / "metrics.json", result)
     log.info(
         "%s on %d %s pairs (%s; %s): EPE %.3f px, bad-1 %.2f%%, bad-2 %.2f%%, bad-3 %.2f%%, D1 %.2f%% -> %s",
-        cfg.checkpoint if cfg.method == "checkpoint" else "sgbm", result["pairs"], cfg.data.name,
+        checkpoint or "sgbm", result["pairs"], cfg.data.name,
         result["mask"], result["averaging"], *(result[k] for k in METRIC_KEYS), out_dir / "metrics.json",
     )  # fmt: skip
     if cfg.per_image_csv:

@@ -25,6 +25,7 @@ from stereo.errors import ConfigError, MissingFileError, OutputError
 from stereo.io import atomic_paths, encode_image
 from stereo.models import predict
 from stereo.visualize import colorize_disparity, colour_legend
+from stereo.weights import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 SATURATION = 0.95  # predicted disparity above this fraction of max_disp suggests the range is exceeded
@@ -165,7 +166,7 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
     dev = resolve_device(cfg.device)
     autocast(dev, cfg.precision)  # validates the precision for this device
-    model, _ = load_model(cfg.checkpoint, dev, cfg)
+    model, _ = load_model(resolve_checkpoint(cfg.checkpoint), dev, cfg)
     scale = float(cfg.scale)
     summaries = []
     for pair in pairs:

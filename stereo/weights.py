@@ -1,0 +1,56 @@
+"""Weights that ship with the package, and the export that makes them from a training checkpoint.
+
+``stereo-infer`` and ``stereo-eval`` use :func:`shipped_checkpoint` when no ``checkpoint=`` is given.
+A shipped file is a checkpoint without the training state: ``model`` (float32 weights),
+``model_config``, ``step`` and ``card`` (training data, recipe, steps, wall time, hardware, metrics).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stereo.checkpoint import load_checkpoint
+from stereo.errors import ConfigError
+from stereo.io import write_bytes
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = "ea_psmnet_light_gen2.pt"
+
+
+def shipped_checkpoint(name: str = DEFAULT_WEIGHTS) -> Path | None:
+    """The shipped weights file, or None when this installation has none."""
+    path = WEIGHTS_DIR / name
+    return path if path.is_file() else None
+
+
+def resolve_checkpoint(checkpoint: str | None) -> str:
+    """``checkpoint`` when given, else the shipped weights; a clear error when there are neither."""
+    if checkpoint:
+        return str(checkpoint)
+    shipped = shipped_checkpoint()
+    if shipped is None:
+        raise ConfigError(
+            f"invalid config: checkpoint is required (add checkpoint=...): this installation ships no weights "
+            f"({WEIGHTS_DIR / DEFAULT_WEIGHTS} does not exist)"
+        )
+    return str(shipped)
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]) -> int:
+    """Write the inference part of a training checkpoint (plus a model card) to ``out``; returns bytes."""
+    ckpt = load_checkpoint(checkpoint)
+    slim = {
+        "model": {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
+        "model_config": ckpt["model_config"],
+        "step": ckpt.get("step"),
+        "card": card,
+    }
+    buf = io.BytesIO()
+    torch.save(slim, buf)
+    write_bytes(out, buf.getvalue(), fsync=True)
+    return buf.getbuffer().nbytes

@@ -1,0 +1,34 @@
+"""Shipped-weights mechanism: export a checkpoint without its training state; infer/eval fall back to it."""
+
+import pytest
+import torch
+
+import stereo.weights as w
+from stereo.checkpoint import load_checkpoint, load_model
+from stereo.config import load_config
+from stereo.errors import ConfigError
+from stereo.infer import infer
+
+
+def test_export_keeps_what_inference_needs(checkpoint, tmp_path):
+    card = {"data": "generated v2", "steps": 2}
+    size = w.export_weights(checkpoint, tmp_path / "w.pt", card)
+    slim = load_checkpoint(tmp_path / "w.pt")
+    assert set(slim) == {"model", "model_config", "step", "card"} and slim["card"] == card
+    assert size == (tmp_path / "w.pt").stat().st_size < checkpoint.stat().st_size  # no optimizer state
+    full, _ = load_model(checkpoint, torch.device("cpu"))
+    slim_model, _ = load_model(tmp_path / "w.pt", torch.device("cpu"))
+    for (k, a), b in zip(full.state_dict().items(), slim_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_no_checkpoint_means_the_shipped_weights(checkpoint, sample_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(w, "WEIGHTS_DIR", tmp_path / "weights")
+    with pytest.raises(ConfigError, match="checkpoint is required .* ships no weights"):
+        w.resolve_checkpoint(None)
+    w.export_weights(checkpoint, tmp_path / "weights" / w.DEFAULT_WEIGHTS, {"note": "test"})
+    assert w.resolve_checkpoint(None) == str(tmp_path / "weights" / w.DEFAULT_WEIGHTS)
+    s = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
+    cfg = load_config("infer", [f"left={s}", f"right={s.parent.parent / 'right' / s.name}", "device=cpu"])
+    (r,) = infer(cfg, tmp_path / "out")
+    assert r["disparity_max"] > r["disparity_min"] >= 0
