@@ -125,6 +125,24 @@ def eval_main(cfg: DictConfig) -> None:
     print(f"metrics: {out_dir}/metrics.json")
 
 
+@hydra.main(config_path=str(CONF_DIR), config_name="export", version_base=None)
+def export_main(cfg: DictConfig) -> None:
+    """``stereo-export``: a checkpoint as ONNX with dynamic batch, height and width (conf/export.yaml)."""
+    from stereo.config import ExportAppConfig, check_config
+    from stereo.export import export_onnx
+    from stereo.weights import resolve_checkpoint
+
+    def go() -> dict:
+        check_config(cfg, ExportAppConfig)
+        return export_onnx(resolve_checkpoint(cfg.checkpoint), cfg.output, cfg.opset)
+
+    meta = run(go)
+    print(
+        f"wrote {cfg.output}: opset {cfg.opset}, max_disp {meta['max_disp']} px, inputs of at least "
+        f"{meta['min_height']}x{meta['min_width']} (smaller ones are padded by stereo-infer backend=onnxruntime)"
+    )
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="infer", version_base=None)
 def infer_main(cfg: DictConfig) -> None:
     """``stereo-infer``: disparity (and depth) for your own image pairs (conf/infer.yaml)."""

@@ -322,3 +322,50 @@ def model_case(
         "threads": torch.get_num_threads(),
         "device": str(dev),
     }
+
+
+def backend_case(
+    model: str,
+    height: int,
+    width: int,
+    backend: str,
+    onnx_path: str | None = None,
+    threads: int = 0,
+    warmup: int = 1,
+    runs: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Eval time and peak memory of one model through ``torch`` (eager ``predict``) or ``onnxruntime``
+    (an exported file, :class:`stereo.export.OnnxStereo`), on random images; run it isolated."""
+    from stereo.config import load_config
+    from stereo.models import build_model, predict
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    left, right = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    if backend == "torch":
+        net = build_model(load_config(f"model/{model}")).eval()
+
+        def step() -> None:
+            predict(net, left, right)
+    else:
+        from stereo.export import OnnxStereo
+
+        ort_model = OnnxStereo(onnx_path, threads=threads)
+
+        def step() -> None:
+            ort_model.predict(left, right)
+
+    times, peak, method = measure(step, torch.device("cpu"), warmup, runs)
+    return {
+        "model": model,
+        "backend": backend,
+        "height": height,
+        "width": width,
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "peak_bytes": peak,
+        "process_peak_bytes": (_status_kib("VmHWM") or 0) * 1024,
+        "memory_method": method,
+    }

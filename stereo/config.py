@@ -238,6 +238,8 @@ class EvalAppConfig(RuntimeConfig):
 
 @dataclass
 class InferAppConfig(RuntimeConfig):
+    backend: str = rng("torch", pattern="torch|onnxruntime", expect="torch or onnxruntime")
+    onnx: str | None = None  # backend=onnxruntime: an .onnx file from stereo-export
     checkpoint: str | None = None  # null = the weights shipped with the package
     left: str = MISSING
     right: str = MISSING
@@ -255,7 +257,14 @@ class InferAppConfig(RuntimeConfig):
     max_depth: float | None = rng(None, gt=0)  # point cloud: drop points farther than this
 
 
-SCHEMAS = {"train": TrainAppConfig, "eval": EvalAppConfig, "infer": InferAppConfig}
+@dataclass
+class ExportAppConfig:
+    checkpoint: str | None = None  # null = the weights shipped with the package
+    output: str = MISSING  # the .onnx file to write
+    opset: int = rng(17, ge=13)
+
+
+SCHEMAS = {"train": TrainAppConfig, "eval": EvalAppConfig, "infer": InferAppConfig, "export": ExportAppConfig}
 _GROUP_SCHEMAS = {"model": ModelConfig, "data": DataConfig}
 
 

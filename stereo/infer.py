@@ -166,7 +166,16 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
     dev = resolve_device(cfg.device)
     autocast(dev, cfg.precision)  # validates the precision for this device
-    model, _ = load_model(resolve_checkpoint(cfg.checkpoint), dev, cfg)
+    if cfg.backend == "onnxruntime":
+        from stereo.export import OnnxStereo
+
+        if not cfg.onnx:
+            raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
+        model = OnnxStereo(cfg.onnx)
+        run = model.predict
+    else:
+        model, _ = load_model(resolve_checkpoint(cfg.checkpoint), dev, cfg)
+        run = lambda lt, rt: predict(model, lt, rt)  # noqa: E731
     scale = float(cfg.scale)
     summaries = []
     for pair in pairs:
@@ -180,7 +189,7 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
             lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
             rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
         with autocast(dev, cfg.precision):
-            disp = predict(model, lt, rt).float()
+            disp = run(lt, rt).float()
         if scale != 1:
             factor = w / disp.shape[-1]  # disparities grow with the image width
             disp = F.interpolate(disp[None], (h, w), mode="bilinear", align_corners=False)[0] * factor
@@ -204,7 +213,7 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
             "outputs": [str(p) for p in paths],
         }
         msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"
-        if cfg.early_exit != "off":
+        if cfg.early_exit != "off" and cfg.backend == "torch":
             msg += f", answered by head {s['head']} of {model.hourglasses}"
         if saturated:
             msg += (

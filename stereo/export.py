@@ -1,0 +1,103 @@
+"""ONNX export of a checkpoint, and an ONNX Runtime backend with ``predict``'s interface.
+
+The exported graph takes ``left`` and ``right`` (B, 3, H, W) RGB in [0, 1] and returns ``disparity``
+(B, H, W) in pixels, with batch, height and width dynamic. Two things are fixed at export time, so
+the graph is exact only above a minimum size (stored in the file's metadata with the model config):
+the spatial-pyramid pools (a pool wider than the 1/4-resolution map would change its kernel) and the
+cost volume's shifts (the width at 1/4 must cover max_disp/4). :class:`OnnxStereo` pads smaller inputs
+(edge replication, bottom/right, as :func:`stereo.models.predict` does to multiples of 16) and crops back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stereo.checkpoint import load_model
+from stereo.config import to_plain
+from stereo.errors import ConfigError, MissingFileError
+from stereo.io import atomic_write
+from stereo.models import configure_runtime
+
+
+def minimum_size(model: torch.nn.Module) -> tuple[int, int]:
+    """The smallest (H, W), multiples of 16, at which the exported graph equals the PyTorch model."""
+    k = model.size_divisor
+    pool = 4 * max(model.feature_extraction.pool_sizes)
+    h = -(-max(pool, k) // k) * k
+    w = -(-max(pool, model.max_disp, k) // k) * k
+    return h, w
+
+
+def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset: int = 17) -> dict[str, Any]:
+    """Export ``checkpoint`` to ``output`` (atomically); returns the metadata stored in the file."""
+    import onnx
+
+    model, ckpt = load_model(checkpoint, torch.device("cpu"))
+    # ONNX-friendly runtime: no row chunking (a Python loop over the height), contiguous 3-D layout.
+    configure_runtime(model, {"eval_chunk_rows": 0, "channels_last_3d": False})
+    h, w = minimum_size(model)
+    x = torch.rand(1, 3, h, w)
+    meta = {
+        "model_config": json.dumps(to_plain(model.config)),
+        "max_disp": str(model.max_disp),
+        "size_divisor": str(model.size_divisor),
+        "min_height": str(h),
+        "min_width": str(w),
+        "hourglasses": str(model.hourglasses),
+        "checkpoint_step": str(ckpt.get("step")),
+        "inputs": "left, right: (B, 3, H, W) float32 RGB in [0, 1]; output disparity (B, H, W) in pixels",
+    }
+    dims = {0: "batch", 2: "height", 3: "width"}
+    axes = {"left": dims, "right": dims, "disparity": {0: "batch", 1: "height", 2: "width"}}
+    with atomic_write(output) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about every shape-dependent Python branch; minimum_size() is what makes them safe.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(model, (x, x), str(tmp), input_names=["left", "right"], output_names=["disparity"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)  # fmt: skip
+        proto = onnx.load(str(tmp))
+        for k, v in meta.items():
+            proto.metadata_props.add(key=k, value=v)
+        onnx.save(proto, str(tmp))
+    return meta
+
+
+class OnnxStereo:
+    """ONNX Runtime inference with the interface infer uses: ``max_disp``, ``hourglasses`` and
+    :meth:`predict` ((B, 3, H, W) tensors of any size -> (B, H, W) disparity)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"ONNX model not found: {path}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "max_disp" not in meta:
+            raise ConfigError(f"{path}: not exported by stereo-export (no max_disp in its metadata)")
+        self.max_disp = int(meta["max_disp"])
+        self.hourglasses = int(meta["hourglasses"])
+        self.size_divisor = int(meta["size_divisor"])
+        self.min_size = (int(meta["min_height"]), int(meta["min_width"]))
+        self.heads_used: list[int] = []
+
+    def predict(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        h, w = left.shape[-2:]
+        k = self.size_divisor
+        th, tw = max(-(-h // k) * k, self.min_size[0]), max(-(-w // k) * k, self.min_size[1])
+        pad = (0, tw - w, 0, th - h)
+        lp = torch.nn.functional.pad(left.float().cpu(), pad, mode="replicate")
+        rp = torch.nn.functional.pad(right.float().cpu(), pad, mode="replicate")
+        (disp,) = self.session.run(None, {"left": lp.numpy(), "right": rp.numpy()})
+        self.heads_used = [self.hourglasses] * left.shape[0]
+        return torch.from_numpy(np.ascontiguousarray(disp[:, :h, :w]))

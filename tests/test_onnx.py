@@ -1,0 +1,75 @@
+"""ONNX export: parity with PyTorch at sizes other than the export size, and the ONNX Runtime backend of
+stereo-infer giving the same outputs as the PyTorch one."""
+
+import numpy as np
+import pytest
+import torch
+
+from stereo.config import load_config, to_plain
+from stereo.data.pfm import read_pfm
+from stereo.models import build_model, configure_runtime, predict
+
+onnxruntime = pytest.importorskip("onnxruntime")  # the [onnx] extra; CI installs it
+pytestmark = pytest.mark.slow
+
+
+def _checkpoint(name, path):
+    torch.manual_seed(0)
+    cfg = load_config(f"model/{name}")
+    model = build_model(cfg)
+    torch.save({"model": model.state_dict(), "model_config": to_plain(cfg), "step": 0}, path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["ea_psmnet_light", "ea_psmnet", "psmnet"])
+def test_onnx_runtime_matches_pytorch(name, tmp_path):
+    from stereo.checkpoint import load_model
+    from stereo.export import OnnxStereo, export_onnx
+
+    ckpt = _checkpoint(name, tmp_path / "c.pt")
+    meta = export_onnx(ckpt, tmp_path / "m.onnx")
+    h0, w0 = int(meta["min_height"]), int(meta["min_width"])
+    ort_model = OnnxStereo(tmp_path / "m.onnx")
+    model, _ = load_model(ckpt, torch.device("cpu"))
+    for h, w in ((h0 + 16, w0 + 32), (h0 + 48, w0 - 8 + 16)):  # neither is the export size
+        left, right = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
+        ref = predict(model, left, right)
+        got = ort_model.predict(left, right)
+        assert got.shape == ref.shape == (1, h, w)
+        assert (got - ref).abs().max().item() <= 1e-3, (name, h, w)
+    # Below the minimum the backend pads further than predict() does: same shape, finite, not bit-equal.
+    small = torch.rand(1, 3, h0 - 40, 50)
+    assert ort_model.predict(small, small).shape == (1, h0 - 40, 50)
+    assert ort_model.max_disp == model.max_disp
+
+
+def test_infer_backends_agree(checkpoint, sample_root, tmp_path):
+    import cv2
+
+    from stereo.export import export_onnx
+    from stereo.infer import infer
+
+    meta = export_onnx(checkpoint, tmp_path / "m.onnx")
+    s = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
+    h, w = int(meta["min_height"]) + 16, int(meta["min_width"]) + 48  # a size the graph serves exactly
+    for view, src in (("l.png", s), ("r.png", s.parent.parent / "right" / s.name)):
+        cv2.imwrite(str(tmp_path / view), cv2.resize(cv2.imread(str(src)), (w, h)))
+    pair = [f"left={tmp_path / 'l.png'}", f"right={tmp_path / 'r.png'}", "device=cpu"]
+    infer(load_config("infer", [f"checkpoint={checkpoint}", *pair]), tmp_path / "torch")
+    infer(load_config("infer", ["backend=onnxruntime", f"onnx={tmp_path / 'm.onnx'}", *pair]), tmp_path / "ort")
+    a, b = read_pfm(tmp_path / "torch" / "l.pfm"), read_pfm(tmp_path / "ort" / "l.pfm")
+    assert a.shape == b.shape == (h, w) and np.abs(a - b).max() <= 1e-3
+
+
+def test_export_metadata_and_runtime_left_alone(checkpoint, tmp_path):
+    import onnx
+
+    from stereo.checkpoint import load_model
+    from stereo.export import export_onnx
+
+    meta = export_onnx(checkpoint, tmp_path / "m.onnx")
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert props["max_disp"] == "32" and props == meta and "feature" in props["model_config"]
+    model, _ = load_model(checkpoint, torch.device("cpu"))
+    configure_runtime(model, {"eval_chunk_rows": 64})  # export changed nothing in the checkpoint
+    assert model.eval_chunk_rows == 64
