@@ -168,3 +168,23 @@ def test_point_cloud_reprojects_to_the_disparity(checkpoint, sample_root, tmp_pa
     np.testing.assert_allclose(depth[keep], 50 / (disp[keep] + 3), rtol=1e-5)
     header = (tmp_path / "out" / f"{s.left.stem}.ply").read_bytes()[:200]
     assert b"format binary_little_endian 1.0" in header and b"property uchar red" in header
+
+
+def test_fine_tuning_on_a_real_layout(sample_root, tmp_path):
+    """The same data groups feed stereo-train: sparse KITTI-style ground truth goes through the valid mask."""
+    from stereo.train import train
+    from tests.conftest import make_tiny_cfg
+
+    base = tmp_path / "kitti" / "training"
+    for d in ("image_2", "image_3", "disp_occ_0"):
+        (base / d).mkdir(parents=True)
+    for i, s in enumerate(discover(sample_root, "train", "clean")[:4]):
+        name = f"{i:06d}_10.png"
+        shutil.copy(s.left, base / "image_2" / name)
+        shutil.copy(s.right, base / "image_3" / name)
+        png = np.round(read_pfm(s.disparity) * 256).astype(np.uint16)
+        png[::2] = 0  # half the rows without ground truth
+        cv2.imwrite(str(base / "disp_occ_0" / name), png)
+    cfg = make_tiny_cfg(tmp_path / "kitti", "data=kitti", "data.crop_size=[32,64]", "val.limit=2", max_steps=2)
+    summary = train(cfg, tmp_path / "run")
+    assert summary["step"] == 2 and summary["val"]["images"] == 2 and np.isfinite(summary["val"]["epe"])
