@@ -34,7 +34,7 @@ from stereo.data.registry import apply_limit, dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, TrainingStopped
-from stereo.io import remove_stale_temps, write_text
+from stereo.io import remove_stale_temps, write_json, write_text
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
@@ -288,7 +288,7 @@ class Trainer:
             for p in remove_stale_temps(self.ckpt_dir):
                 log.info("removed %s, left by an interrupted checkpoint write", p)
         self.resume()
-        start = self.state.step
+        start, t0 = self.state.step, time.perf_counter()
         self._open_logs()
         status = "finished"
         try:
@@ -311,7 +311,19 @@ class Trainer:
                 self.writer.close()
             if self.world > 1 and dist.is_initialized():
                 dist.destroy_process_group()
+        summary = {
+            "status": status,
+            "step": self.state.step,
+            "steps_this_process": self.state.step - start,
+            "seconds_this_process": time.perf_counter() - t0,
+            "nonfinite_skipped": self.state.nonfinite_total,
+            "no_valid_skipped": self.state.no_valid_total,
+            "val": self.val_metrics,
+            "best_epe": self.state.best_epe,
+            "hparams": self.hparams(),
+        }
         if self.rank == 0:
+            write_json(self.run_dir / "summary.json", summary)  # what a study collects from each run
             log.info("%s at step %d; checkpoints in %s", status, self.state.step, self.ckpt_dir)
         return {
             "status": status,

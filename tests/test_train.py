@@ -37,6 +37,11 @@ def test_few_steps_leave_checkpoint_and_events(sample_root, tmp_path):
     assert images == ["images/panel"]  # one combined panel: left | ground truth | prediction | error
     assert summary["val"]["images"] == 2 and summary["val"]["epe"] == pytest.approx(values["val/epe"][-1], rel=1e-5)
     assert not list((tmp_path / "run/checkpoints").glob(".*tmp*"))
+    import json
+
+    saved = json.loads((tmp_path / "run/summary.json").read_text())  # one file per run for studies
+    assert saved["step"] == 4 and saved["val"]["epe"] == pytest.approx(summary["val"]["epe"])
+    assert saved["hparams"]["attention"] == "efficient@layer4" and saved["seconds_this_process"] > 0
 
 
 def test_resume_gives_the_same_weights(sample_root, tmp_path):
