@@ -163,7 +163,6 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
         raise ConfigError("point_cloud=true needs a calibration: calib=<calib file> or focal_px and baseline")
     out_dir = Path(output_dir if output_dir is not None else cfg.output_dir or ".")
     pairs = find_pairs(str(cfg.left), str(cfg.right))
-    plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
     dev = resolve_device(cfg.device)
     autocast(dev, cfg.precision)  # validates the precision for this device
     if cfg.backend == "onnxruntime":
@@ -176,6 +175,8 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     else:
         model, _ = load_model(resolve_checkpoint(cfg.checkpoint), dev, cfg)
         run = lambda lt, rt: predict(model, lt, rt)  # noqa: E731
+    # Every input and the model are known to be usable before the output folder is touched.
+    plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
     scale = float(cfg.scale)
     summaries = []
     for pair in pairs:
