@@ -127,12 +127,7 @@ def test_softmax_attention_map_rows_sum_to_one():
     torch.testing.assert_close(amap.sum(-1), torch.ones(3, 2, 45, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
-@pytest.mark.parametrize("normalization", ["softmax", "scaling"])
-def test_gradcheck(cls, normalization):
-    torch.manual_seed(5)
-    m = cls(3, 4, 4, 2, normalization).double()
-    x = torch.randn(1, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+def _gradcheck_inputs_and_weights(m, x) -> None:
     assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-5)
     # Parameters too: gradcheck over a functional call with the weights as inputs.
     params = {k: p.detach().clone().requires_grad_() for k, p in m.named_parameters()}
@@ -141,6 +136,15 @@ def test_gradcheck(cls, normalization):
         return torch.func.functional_call(m, dict(zip(params, ps, strict=True)), (x.detach(),))
 
     assert torch.autograd.gradcheck(f, tuple(params.values()), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
+@pytest.mark.parametrize("normalization", ["softmax", "scaling"])
+def test_gradcheck(cls, normalization):
+    torch.manual_seed(5)
+    m = cls(3, 4, 4, 2, normalization).double()
+    x = torch.randn(1, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+    _gradcheck_inputs_and_weights(m, x)
 
 
 @pytest.mark.parametrize("cls", [EfficientAttention, DotProductAttention])
@@ -302,13 +306,7 @@ def test_new_kinds_gradcheck(kind):
     if kind == "multires":
         m.scales = [1, 2, 1]
     x = torch.randn(1, 3, 3, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-5)
-    params = {k: p.detach().clone().requires_grad_() for k, p in m.named_parameters()}
-
-    def f(*ps):
-        return torch.func.functional_call(m, dict(zip(params, ps, strict=True)), (x.detach(),))
-
-    assert torch.autograd.gradcheck(f, tuple(params.values()), eps=1e-6, atol=1e-5)
+    _gradcheck_inputs_and_weights(m, x)
 
 
 @pytest.mark.parametrize("kind", NEW_KINDS)
