@@ -189,6 +189,8 @@ class OptimConfig:
 @dataclass
 class ValConfig:
     limit: int = rng(200, ge=-1)  # test pairs used for validation; -1 = all, 0 = none
+    root: str | None = None  # another dataset root (same data.name) to validate on; null = data.root
+    max_disp: float | None = rng(None, gt=0)  # mask bound; null = the model's max_disp
     render_pass: RenderPass = EVAL_PASS
     mask: Mask = EVAL_MASK
     averaging: Averaging = EVAL_AVERAGING

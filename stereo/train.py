@@ -187,8 +187,12 @@ class Trainer:
         samples = dataset_samples(cfg.data, "train")
         val_samples = []
         if cfg.val.limit != 0:
+            # The test split of data.root, or of val.root (e.g. a fixed benchmark) whole before val.limit.
+            val_data = (
+                cfg.data if cfg.val.root is None else OmegaConf.merge(cfg.data, {"root": cfg.val.root, "limit": -1})
+            )
             val_samples = apply_limit(
-                dataset_samples(cfg.data, "test", cfg.val.render_pass), cfg.val.limit, "val.limit"
+                dataset_samples(val_data, "test", cfg.val.render_pass), cfg.val.limit, "val.limit"
             )
         self.rank, self.world, self.device = init_distributed(cfg.device)
         autocast(self.device, cfg.precision)  # validates the precision for this device before any work
@@ -198,7 +202,8 @@ class Trainer:
         self.dataset = StereoDataset(
             samples, cfg.model.max_disp, crop, OmegaConf.to_object(cfg.data.augment), seed=cfg.seed
         )
-        self.val_dataset = StereoDataset(val_samples, cfg.model.max_disp, mask=cfg.val.mask) if val_samples else None
+        val_max = cfg.val.max_disp if cfg.val.max_disp is not None else cfg.model.max_disp
+        self.val_dataset = StereoDataset(val_samples, float(val_max), mask=cfg.val.mask) if val_samples else None
         self.steps_per_epoch = len(self.dataset) // (t.batch_size * self.world)
         if self.steps_per_epoch == 0:
             raise ConfigError(

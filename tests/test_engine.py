@@ -90,3 +90,24 @@ def test_final_validation_equals_stereo_eval(sample_root, tmp_path, tiny_cfg):
     for k in ("epe", "bad1", "bad3", "d1"):
         assert r[k] == pytest.approx(summary["val"][k], rel=1e-6, abs=1e-6), k
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["render_pass"] == "final"
+
+
+def test_validation_on_another_root_equals_stereo_eval_there(sample_root, tmp_path, tiny_cfg):
+    """val.root/val.max_disp: validation on a fixed benchmark's pairs with its mask, as stereo-eval sees them."""
+    from stereo.data.synthetic import generate_sceneflow_sample
+
+    other = tmp_path / "bench"
+    generate_sceneflow_sample(other, height=64, width=128, train_pairs=0, test_pairs=3, seed=99, objects=(3, 12),
+                              progress=False)  # fmt: skip
+    cfg = tiny_cfg(sample_root, f"val.root={other}", "val.max_disp=20", "val.limit=-1", "data.limit=4",
+                   max_steps=2, val_every=0)  # fmt: skip
+    summary = train(cfg, tmp_path / "run")
+    ecfg = load_config("eval", [f"checkpoint={summary['checkpoint']}", f"data.root={other}", "device=cpu",
+                                "max_disp=20"])  # fmt: skip
+    r = evaluate(ecfg, tmp_path / "eval", show_progress=False, tensorboard=False)
+    assert r["pairs"] == summary["val"]["pairs"] == 3  # data.limit=4 does not cut the other root
+    for k in ("epe", "bad1", "bad3", "d1"):
+        assert r[k] == pytest.approx(summary["val"][k], rel=1e-6, abs=1e-6), k
+    e32 = load_config("eval", [f"checkpoint={summary['checkpoint']}", f"data.root={other}", "device=cpu"])
+    mask32 = evaluate(e32, tmp_path / "e32", show_progress=False, tensorboard=False)
+    assert mask32["epe"] != pytest.approx(summary["val"]["epe"])  # the bound changed the pixels counted
