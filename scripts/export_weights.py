@@ -1,29 +1,37 @@
 """Export a training checkpoint as shipped weights (the model and its config, no training state).
 
     python scripts/export_weights.py checkpoint=runs/experiment/shipped_light/checkpoints/last.pt \\
-        'card={wall_hours: 3.4, hardware: "2 CPU cores", generated_v1: {sgbm_epe: 7.55}}'
+        table=bench_results/compare_shipped.json 'card={wall_hours: 3.4, hardware: "2 CPU cores"}'
 
 Writes ``stereo/weights/ea_psmnet_light_gen2.pt`` by default (``out=``), which ``stereo-infer`` and
 ``stereo-eval`` use when no ``checkpoint=`` is given. The card records the training config and step from
-the checkpoint plus whatever ``card`` adds (data, wall time, hardware, metrics).
+the checkpoint, the metrics on a 4-pair slice of generated-v1 (measured here, after the export, on the
+exported file: ``tests/test_weights.py`` checks them again), the results table of
+``scripts/compare_methods.py`` when ``table=`` names its JSON, plus whatever ``card`` adds.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from stereo.checkpoint import load_checkpoint
 from stereo.cli import parse_overrides
-from stereo.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR, export_weights
+from stereo.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR, export_weights, slice_metrics
+
+TABLE_KEYS = ("label", "render_pass", "pairs", "mask", "epe", "bad1", "bad2", "bad3", "d1", "seconds_per_pair")
 
 
 @dataclass
 class ExportConfig:
     checkpoint: str = "???"
     out: str = str(WEIGHTS_DIR / DEFAULT_WEIGHTS)
+    table: str | None = None  # JSON written by scripts/compare_methods.py
     card: dict = field(default_factory=dict)
 
 
@@ -31,7 +39,14 @@ def main(argv: list[str]) -> None:
     cfg = parse_overrides(ExportConfig, argv)
     ckpt = load_checkpoint(cfg.checkpoint)
     card = {"training_config": ckpt.get("config"), "step": ckpt.get("step"), **OmegaConf.to_container(cfg.card)}
+    if cfg.table:
+        results = json.loads(Path(cfg.table).read_text())["results"]
+        card["generated_v1"] = [{k: r[k] for k in TABLE_KEYS} for r in results]
+    export_weights(cfg.checkpoint, cfg.out, card)
+    with tempfile.TemporaryDirectory() as tmp:
+        card["generated_v1_slice"] = slice_metrics(cfg.out, tmp)
     size = export_weights(cfg.checkpoint, cfg.out, card)
+    print(json.dumps(card["generated_v1_slice"], indent=1))
     print(f"wrote {cfg.out}: {size / 2**20:.2f} MiB, step {ckpt.get('step')}")
 
 

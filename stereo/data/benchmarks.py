@@ -85,3 +85,15 @@ def verify(name: str, built: dict[str, Any]) -> list[str]:
 def thumbnails_match(expected: dict[str, list[float]], got: dict[str, list[float]], tol: float = 0.02) -> list[str]:
     """Files whose thumbnails differ by more than ``tol`` (robust to encoder and SIMD rounding)."""
     return [f for f, t in expected.items() if f not in got or np.abs(np.subtract(t, got[f])).max() > tol]
+
+
+def build_slice(name: str, part: str, pairs: int, out: str | os.PathLike) -> Path:
+    """The first ``pairs`` test pairs of ``name``/``part`` under ``out`` (identical to the full set's first
+    pairs: pair i is seeded by (seed, i)); returns the dataset root. Reused when already there."""
+    spec = BENCHMARKS[name]
+    h, w, n = spec["parts"][part]
+    if not 1 <= pairs <= n:
+        raise DataError(f"{name}/{part} has {n} pairs; asked for a slice of {pairs}")
+    generate_sceneflow_sample(out, height=h, width=w, train_pairs=0, test_pairs=pairs, seed=spec["seed"],
+                              objects=spec["objects"], progress=False)  # fmt: skip
+    return Path(out)
