@@ -157,6 +157,7 @@ class TrainState:
     nonfinite_run: int = 0
     no_valid_total: int = 0
     no_valid_run: int = 0
+    train_seconds: float = 0.0  # wall time of the steps (data + forward/backward), without validation
 
 
 class _Window:
@@ -321,6 +322,8 @@ class Trainer:
             "step": self.state.step,
             "steps_this_process": self.state.step - start,
             "seconds_this_process": time.perf_counter() - t0,
+            "train_seconds": self.state.train_seconds,  # all processes of the run, steps only
+            "seconds_per_step": self.state.train_seconds / max(self.state.step, 1),
             "nonfinite_skipped": self.state.nonfinite_total,
             "no_valid_skipped": self.state.no_valid_total,
             "val": self.val_metrics,
@@ -371,8 +374,12 @@ class Trainer:
         bar = progress(total=self.total, initial=start, desc="train", unit="step", enabled=self.rank == 0)
         window = _Window()
         try:
+            last = time.perf_counter()
             for batch in self._batches() if self.state.step < self.total else ():
                 result = self.train_step(batch)
+                now = time.perf_counter()
+                self.state.train_seconds += now - last
+                last = now
                 if result is None:
                     if self.stop["signal"] is not None:
                         break
@@ -393,6 +400,7 @@ class Trainer:
                     self.save()
                 if step >= self.total or self.stop["signal"] is not None:
                     break
+                last = time.perf_counter()  # logging, validation and checkpoints do not count as step time
         finally:
             bar.close()
 
