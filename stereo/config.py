@@ -124,6 +124,8 @@ class RuntimeConfig:
     channels_last: bool = False  # 2-D feature extractor in channels_last
     channels_last_3d: bool = True  # cost volume and 3-D network channels-last (faster on CPU)
     eval_chunk_rows: int = rng(64, ge=0)  # eval: rows per chunk of the final upsampling; 0 = all at once
+    # eval: a frame whose 3-D part would need more runs in bands of rows (same result); null = no limit
+    memory_budget_gb: float | None = rng(8.0, gt=0)
     early_exit: str = rng("off", pattern="off|confidence|head", expect="off, confidence or head")
     exit_threshold: float = rng(0.9, gt=0, le=1)  # early_exit=confidence: mean peak probability to stop at
     exit_head: int = rng(1, ge=1)  # early_exit=head: the head that always answers

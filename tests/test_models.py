@@ -158,3 +158,47 @@ def test_half_resolution_attention_placement():
     assert model.feature_extraction.attention_layer1.in_channels == 16
     with torch.no_grad():
         assert model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
+
+
+def _randomise_batchnorm(model):
+    """Eval-mode BatchNorm with non-trivial statistics, so that a wrong band border shows."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    with torch.no_grad():  # sharper costs: random weights alone give a near-uniform soft-argmin
+        for name, m in model.named_modules():
+            if name.startswith("aggregation.classif") and isinstance(m, torch.nn.Conv3d) and m.out_channels == 1:
+                m.weight.mul_(300)
+    return model
+
+
+@pytest.mark.parametrize("hourglasses,volume", [(2, "concat"), (3, "gwc")])
+def test_eval_in_bands_equals_the_whole_frame(hourglasses, volume, monkeypatch):
+    """A memory budget that forces bands of rows gives the whole-frame disparity (halo >= receptive field)."""
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model(tiny(hourglasses=hourglasses, volume=volume, gwc_groups=4))).eval()
+    left, right = torch.rand(1, 3, 480, 64), torch.rand(1, 3, 480, 64)
+    model.set_runtime(memory_budget_gb=None)
+    whole = predict(model, left, right)
+    assert model.eval_tiles == 1 and whole.std() > 2  # disparities that vary
+    per_row = 16 * (model.max_disp // 4) * model.bytes_per_cell()  # one 1/4-resolution row, 16 columns
+    model.set_runtime(memory_budget_gb=(2 * model.band_halo + 8) * per_row / 2**30)
+    assert model.eval_tile_rows(1, 120, 16) == 8
+    banded = predict(model, left, right)
+    assert model.eval_tiles == 15  # 120 rows at 1/4 in bands of 8
+    torch.testing.assert_close(banded, whole, rtol=0, atol=1e-3)
+    # The check has teeth: a halo smaller than the receptive field changes the result.
+    monkeypatch.setattr(type(model), "band_halo", property(lambda self: 4))
+    model.set_runtime(memory_budget_gb=(2 * 4 + 8) * per_row / 2**30)
+    assert (predict(model, left, right) - whole).abs().max() > 1e-2
+
+
+def test_memory_budget_leaves_normal_frames_whole_and_is_checked():
+    model = build_model(load_config("model/ea_psmnet"))
+    assert model.eval_tile_rows(1, 544 // 4, 960 // 4) is None  # default 8 GB: Scene Flow frames stay whole
+    rows = model.eval_tile_rows(1, 1984 // 4, 2880 // 4)  # full-size Middlebury does not
+    assert rows is not None and rows % 4 == 0 and rows + 2 * model.band_halo < 1984 // 4
+    with pytest.raises(Exception, match="memory_budget_gb must be > 0"):
+        model.set_runtime(memory_budget_gb=0)

@@ -65,6 +65,7 @@ def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping) -> nn.
             early_exit=str(get("early_exit", "off")),
             exit_threshold=float(get("exit_threshold", 0.9)),
             exit_head=int(get("exit_head", 1)),
+            memory_budget_gb=None if (m := get("memory_budget_gb", 8.0)) is None else float(m),
         )
     return model
 

@@ -31,7 +31,9 @@ class PSMNet(nn.Module):
             ``feature`` (:class:`~stereo.models.feature.FeatureExtractor` settings).
 
     Runtime settings (:meth:`set_runtime`, not part of the weights): ``eval_chunk_rows`` (rows per chunk
-    of the final upsampling in eval mode, bounding peak memory; 0 = all at once) and
+    of the final upsampling in eval mode, bounding peak memory; 0 = all at once),
+    ``memory_budget_gb`` (eval: when the 3-D part of a frame would need more, it runs in bands of rows
+    with a halo wider than its receptive field, so the result is the same; :meth:`eval_tile_rows`) and
     ``channels_last_3d`` (cost volume and 3-D weights channels-last: measured ~30% faster eval and ~14%
     faster training on CPU with oneDNN; same numbers up to rounding).
     """
@@ -71,6 +73,7 @@ class PSMNet(nn.Module):
         early_exit: str = "off",
         exit_threshold: float = 0.9,
         exit_head: int = 1,
+        memory_budget_gb: float | None = 8.0,
     ) -> None:
         """Runtime settings (not part of the weights): memory layout of the 3-D part and eval chunking
         (speed and memory only), and early exit over the hourglass heads in eval mode:
@@ -84,6 +87,10 @@ class PSMNet(nn.Module):
         self.early_exit, self.exit_threshold, self.exit_head = early_exit, float(exit_threshold), int(exit_head)
         self.heads_used: list[int] = []  # eval with early exit: the head that answered, per image of the last call
         self.eval_chunk_rows = eval_chunk_rows
+        if memory_budget_gb is not None and memory_budget_gb <= 0:
+            raise ConfigError(f"memory_budget_gb must be > 0 (or null for no limit), got {memory_budget_gb}")
+        self.memory_budget_gb = memory_budget_gb
+        self.eval_tiles = 1  # bands of rows the last eval call used for its 3-D part
         self.memory_format = torch.channels_last_3d if channels_last_3d else torch.contiguous_format
         self.aggregation.to(memory_format=self.memory_format)
 
@@ -117,30 +124,91 @@ class PSMNet(nn.Module):
                 f"H and W must be multiples of {self.size_divisor}, got {h}x{w}; "
                 "use stereo.models.predict() to pad any size"
             )
-        vol = self.cost_volume(left, right)
         size = (self.max_disp, h, w)
+        fl, fr = self.features(left, right)
+        self.eval_tiles = 1
         if self.training:
-            costs = self.aggregation(vol)
+            costs = self.aggregation(self.volume_of(fl, fr))
             return [upsample_regress(c, size) for c in costs]
         chunk = self.eval_chunk_rows or None
         if self.early_exit == "off":
+            self.heads_used = [self.hourglasses] * left.shape[0]
+            b, _, h4, w4 = fl.shape
+            tile = self.eval_tile_rows(b, h4, w4)
+            if tile is not None:
+                return upsample_regress(self._aggregate_in_bands(fl, fr, tile), size, chunk_rows=chunk)
+            vol = self.volume_of(fl, fr)
+            del fl, fr
             (cost,) = self.aggregation(vol, last_only=True)
             del vol
-            self.heads_used = [self.hourglasses] * left.shape[0]
             return upsample_regress(cost, size, chunk_rows=chunk)
+        # Early exit decides per image from the whole head cost: it runs on whole frames (no bands).
+        vol = self.volume_of(fl, fr)
+        del fl, fr
         costs, self.heads_used = self.aggregation.forward_early_exit(vol, self._should_stop)
         del vol
         return torch.cat([upsample_regress(c, size, chunk_rows=chunk) for c in costs])
 
-    def cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        """Features of both views -> the (B, C, D/4, H/4, W/4) cost volume the 3-D network aggregates."""
+    def features(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) RGB in [0, 1] x2 -> (B, C, H/4, W/4) features of each view."""
         # Two calls, as PSMNet: in training each view's batch gets its own BatchNorm statistics.
         fl = self.feature_extraction((left - self.mean) / self.std)
         fr = self.feature_extraction((right - self.mean) / self.std)
+        return fl, fr
+
+    def volume_of(self, fl: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
+        """Features (B, C, H/4, W/4) x2 -> the (B, C', D/4, H/4, W/4) cost volume (row by row: each row of
+        the volume depends only on the same row of the features)."""
         d4 = self.max_disp // 4
         if self.volume == "concat":
             return concat_volume(fl, fr, d4, self.memory_format)
         return gwc_volume(fl, fr, d4, self.gwc_groups, self.memory_format)
+
+    def cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Features of both views -> the (B, C, D/4, H/4, W/4) cost volume the 3-D network aggregates."""
+        return self.volume_of(*self.features(left, right))
+
+    # ---- memory-bounded evaluation ----
+
+    @property
+    def band_halo(self) -> int:
+        """Rows (at 1/4 resolution) of context each band of the 3-D part needs on either side: its
+        receptive field (measured: 30 rows with 2 hourglasses, 40 with 3) with margin, a multiple of 4
+        so bands stay on the grid of the two stride-2 levels."""
+        return 4 * -(-(12 + 12 * self.hourglasses) // 4)
+
+    def bytes_per_cell(self) -> int:
+        """Estimated peak bytes of the 3-D part per cell of the (D/4, H/4, W/4) grid and image: the
+        input volume plus the live 3-D activations (about six volumes of ``volume_channels``), fp32."""
+        vol_channels = 2 * self.feature_extraction.out_channels if self.volume == "concat" else self.gwc_groups
+        return 4 * (vol_channels + 6 * self.config.volume_channels)
+
+    def eval_tile_rows(self, batch: int, h4: int, w4: int) -> int | None:
+        """Rows (at 1/4 resolution, a multiple of 4) per band of the 3-D part so that a band with its halo
+        fits ``memory_budget_gb``; None when the whole frame fits (or there is no budget)."""
+        if self.memory_budget_gb is None:
+            return None
+        per_row = batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
+        budget_rows = int(self.memory_budget_gb * 2**30 // per_row)
+        if budget_rows >= h4:
+            return None
+        return max(4, (budget_rows - 2 * self.band_halo) // 4 * 4)
+
+    def _aggregate_in_bands(self, fl: torch.Tensor, fr: torch.Tensor, tile: int) -> torch.Tensor:
+        """The final (B, 1, D/4, H/4, W/4) cost, computed band by band of ``tile`` rows (each with
+        :attr:`band_halo` rows of context): the same numbers as the whole frame at a fraction of the memory."""
+        h4, halo = fl.shape[2], self.band_halo
+        out = None
+        self.eval_tiles = 0
+        for r0 in range(0, h4, tile):
+            r1 = min(r0 + tile, h4)
+            a, b = max(0, r0 - halo), min(h4, r1 + halo)
+            (cost,) = self.aggregation(self.volume_of(fl[:, :, a:b], fr[:, :, a:b]), last_only=True)
+            if out is None:
+                out = cost.new_empty((*cost.shape[:3], h4, cost.shape[4]))
+            out[:, :, :, r0:r1] = cost[:, :, :, r0 - a : r1 - a]
+            self.eval_tiles += 1
+        return out
 
     def _should_stop(self, head: int, cost: torch.Tensor) -> torch.Tensor:
         """(b,) bool: may the images of this (b, 1, D', H', W') head cost stop here?"""
