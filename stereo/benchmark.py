@@ -369,3 +369,133 @@ def backend_case(
         "process_peak_bytes": (_status_kib("VmHWM") or 0) * 1024,
         "memory_method": method,
     }
+
+
+def _original_psmnet(path: str, max_disp: int) -> torch.nn.Module:
+    """The original PSMNet (``models/stackhourglass.py`` of a JiaRenChang/PSMNet checkout at ``path``), on
+    CPU: its hard-coded ``.cuda()`` calls are made no-ops in this (isolated) process."""
+    if not torch.cuda.is_available():
+        torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    sys.path.insert(0, str(path))
+    from models.stackhourglass import PSMNet as Original  # the user's checkout
+
+    return Original(max_disp)
+
+
+def inference_case(
+    model: str,
+    height: int,
+    width: int,
+    runtime: dict[str, Any] | None = None,
+    fold_bn: bool = False,
+    original: str | None = None,
+    train: bool = False,
+    batch: int = 1,
+    threads: int = 0,
+    warmup: int = 1,
+    runs: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time and peak memory of one network on random images, eval (``predict``) or a training step
+    (forward, PSMNet's 0.5/0.7/1.0 loss over the heads, backward, Adam).
+
+    ``model`` names ``conf/model/<model>.yaml`` with ``runtime`` settings (``memory_budget_gb``,
+    ``channels_last_3d``, ...) and ``fold_bn`` (:func:`stereo.models.fuse.fold_batchnorm`); with
+    ``original`` = a PSMNet checkout, its ``stackhourglass`` model (max disparity 192) runs instead.
+    """
+    from stereo.config import load_config
+    from stereo.models import build_model, predict
+    from stereo.models.fuse import fold_batchnorm
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    if original:
+        net, max_disp = _original_psmnet(original, 192), 192
+    else:
+        cfg = load_config(f"model/{model}")
+        net, max_disp = build_model(cfg, runtime or {}), cfg.max_disp
+    left, right = torch.rand(batch, 3, height, width), torch.rand(batch, 3, height, width)
+    if train:
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+        gt = torch.rand(batch, height, width) * max_disp * 0.8
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            outs = net(left, right)
+            heads = zip((0.5, 0.7, 1.0)[-len(outs) :], outs, strict=True)  # PSMNet weights, last heads
+            loss = sum(wt * torch.nn.functional.smooth_l1_loss(o, gt) for wt, o in heads)
+            loss.backward()
+            opt.step()
+    else:
+        net.eval()
+        if fold_bn:
+            net = fold_batchnorm(net)
+
+        def step() -> None:
+            if original:
+                with torch.inference_mode():
+                    net(left, right)
+            else:
+                predict(net, left, right)
+
+    times, peak, method = measure(step, torch.device("cpu"), warmup, runs)
+    return {
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "peak_bytes": peak,
+        "process_peak_bytes": (_status_kib("VmHWM") or 0) * 1024,
+        "memory_method": method,
+        "bands": getattr(net, "eval_tiles", None),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def flops_case(model: str, height: int, width: int, original: str | None = None) -> dict[str, Any]:
+    """Floating-point operations of one eval forward (PyTorch's FLOP counter: convolutions, matmuls;
+    element-wise work is not counted), whole frame, no bands."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from stereo.config import load_config
+    from stereo.models import build_model
+
+    net = _original_psmnet(original, 192) if original else build_model(load_config(f"model/{model}"))
+    net.eval()
+    if not original:
+        net.set_runtime(memory_budget_gb=None)
+    left, right = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        net(left, right)
+    return {"flops": counter.get_total_flops()}
+
+
+def matmul_case(n: int = 4096, runs: int = 5, threads: int = 0) -> dict[str, Any]:
+    """The machine's fp32 matrix-multiply rate (GFLOP/s, median of ``runs``): the roofline for dense work."""
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    times = time_runs(lambda: a @ b, torch.device("cpu"), warmup=1, runs=runs)
+    return {"n": n, "times_s": times, "gflops": 2 * n**3 / statistics.median(times) / 1e9}
+
+
+def profile_case(model: str, height: int, width: int, fold_bn: bool = False, threads: int = 0) -> dict[str, Any]:
+    """Where one eval forward spends its time: torch.profiler's self CPU time per operator (after a
+    warm-up run), largest first, in seconds."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from stereo.config import load_config
+    from stereo.models import build_model, predict
+    from stereo.models.fuse import fold_batchnorm
+
+    if threads:
+        torch.set_num_threads(threads)
+    net = build_model(load_config(f"model/{model}")).eval()
+    net = fold_batchnorm(net) if fold_bn else net
+    left, right = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    predict(net, left, right)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        predict(net, left, right)
+    ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda kv: -kv[1])
+    return {"ops": ops, "total_s": sum(v for _, v in ops)}

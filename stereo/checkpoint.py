@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from stereo.config import to_plain
 from stereo.errors import CheckpointError, MissingFileError
 from stereo.io import write_bytes
 from stereo.models import build_model, model_config
+from stereo.models.fuse import fold_batchnorm
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -77,11 +79,16 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
 def load_model(
     checkpoint: str | os.PathLike, device: torch.device, runtime: Any = None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Model rebuilt from the checkpoint's own config, weights loaded, runtime settings applied, eval mode."""
+    """Model rebuilt from the checkpoint's own config, weights loaded, runtime settings applied, eval mode
+    (with the runtime's ``fold_batchnorm``, BatchNorm folded into the convolutions: inference only)."""
     ckpt = load_checkpoint(checkpoint, "cpu")
     try:
         model = build_model(ckpt["model_config"], runtime)
     except ValueError as e:
         raise CheckpointError(f"{checkpoint}: its model config cannot be built: {e}") from e
     load_weights(model, ckpt["model"], checkpoint)
-    return model.to(device).eval(), ckpt
+    model = model.to(device).eval()
+    get = runtime.get if isinstance(runtime, Mapping) else lambda k, d=None: getattr(runtime, k, d)
+    if runtime is not None and get("fold_batchnorm", False):
+        model = fold_batchnorm(model)
+    return model, ckpt

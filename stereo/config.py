@@ -126,6 +126,7 @@ class RuntimeConfig:
     eval_chunk_rows: int = rng(64, ge=0)  # eval: rows per chunk of the final upsampling; 0 = all at once
     # eval: a frame whose 3-D part would need more runs in bands of rows (same result); null = no limit
     memory_budget_gb: float | None = rng(8.0, gt=0)
+    fold_batchnorm: bool = True  # eval/infer: BatchNorm folded into the convolutions (same result, faster)
     early_exit: str = rng("off", pattern="off|confidence|head", expect="off, confidence or head")
     exit_threshold: float = rng(0.9, gt=0, le=1)  # early_exit=confidence: mean peak probability to stop at
     exit_head: int = rng(1, ge=1)  # early_exit=head: the head that always answers

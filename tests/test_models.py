@@ -202,3 +202,21 @@ def test_memory_budget_leaves_normal_frames_whole_and_is_checked():
     assert rows is not None and rows % 4 == 0 and rows + 2 * model.band_halo < 1984 // 4
     with pytest.raises(Exception, match="memory_budget_gb must be > 0"):
         model.set_runtime(memory_budget_gb=0)
+
+
+def test_folded_batchnorm_gives_the_same_disparities():
+    from stereo.models.fuse import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model(tiny(hourglasses=3))).eval()
+    left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    ref = predict(model, left, right)
+    folded = fold_batchnorm(model)
+    bns = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d))]
+    assert folded.folded_batchnorms == len(bns) > 40  # every one of them, the original untouched
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in folded.modules())
+    assert ref.std() > 2
+    torch.testing.assert_close(predict(folded, left, right), ref, rtol=0, atol=1e-3)
+    torch.testing.assert_close(predict(model, left, right), ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(model.train())
