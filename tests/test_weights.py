@@ -32,3 +32,17 @@ def test_no_checkpoint_means_the_shipped_weights(checkpoint, sample_root, tmp_pa
     cfg = load_config("infer", [f"left={s}", f"right={s.parent.parent / 'right' / s.name}", "device=cpu"])
     (r,) = infer(cfg, tmp_path / "out")
     assert r["disparity_max"] > r["disparity_min"] >= 0
+
+
+def test_shipped_weights_reproduce_their_card(tmp_path):
+    """The committed weights give the metrics their card records, on a slice of generated-v1 rebuilt here."""
+    shipped = w.shipped_checkpoint()
+    assert shipped is not None, f"the package ships no weights at {w.WEIGHTS_DIR / w.DEFAULT_WEIGHTS}"
+    card = load_checkpoint(shipped)["card"]["generated_v1_slice"]
+    got = w.slice_metrics(shipped, tmp_path)
+    assert {k: got[k] for k in w.SLICE} == {k: card[k] for k in w.SLICE}
+    for p in ("clean", "final"):
+        # Tolerances cover float differences between machines (BLAS, PNG decoders), not another model.
+        assert abs(got[p]["epe"] - card[p]["epe"]) <= 0.02 + 0.005 * card[p]["epe"], (p, got[p], card[p])
+        for k in ("bad1", "bad2", "bad3"):
+            assert abs(got[p][k] - card[p][k]) <= 0.3, (p, k, got[p], card[p])
