@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from stereo.checkpoint import load_checkpoint
+from stereo.data.pfm import read_pfm
 from stereo.io import TMP_MARK
 from stereo.train import train
 from tests.conftest import REPO, make_tiny_cfg, train_cli
@@ -139,6 +140,15 @@ def test_wheel_install_runs_from_any_directory(checkpoint, sample_root, tmp_path
                  "hydra.run.dir=out"], cwd=away, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (away / "out/metrics.json").is_file() and "EPE px" in proc.stdout
+    # No checkpoint=: the weights inside the wheel.
+    s = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
+    script = shutil.which("stereo-infer", path=str(target / "bin"))
+    proc = _run([script, f"left={s}", f"right={s.parent.parent / 'right' / s.name}", "device=cpu",
+                 "output_dir=inferred"], cwd=away, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert str(target / "stereo/weights") in proc.stdout + proc.stderr
+    disp = read_pfm(away / "inferred" / f"{s.stem}.pfm")
+    assert disp.shape == (64, 128) and np.isfinite(disp).all() and disp.max() > disp.min() >= 0
 
 
 def test_no_run_folder_when_output_dir_is_given_or_the_run_fails(checkpoint, sample_root, tmp_path):
@@ -152,6 +162,9 @@ def test_no_run_folder_when_output_dir_is_given_or_the_run_fails(checkpoint, sam
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"{s.stem}{x}" for x in (".pfm", ".png", "_color.png", "_legend.png")
     ]
-    ev = _run([sys.executable, str(REPO / "scripts/evaluate.py"), f"data.root={sample_root}"], cwd=work)
-    _one_line_error(ev, "checkpoint is required")
+    # Missing required key (checkpoint= falls back to the shipped weights, so use right=); missing file.
+    _one_line_error(_run([sys.executable, str(REPO / "scripts/infer.py"), f"left={s}"], cwd=work), "right is required")
+    ev = _run([sys.executable, str(REPO / "scripts/evaluate.py"), f"data.root={sample_root}",
+               f"checkpoint={tmp_path / 'nope.pt'}"], cwd=work)  # fmt: skip
+    _one_line_error(ev, "nope.pt")
     assert list(work.iterdir()) == []  # neither runs/infer/<time> nor runs/eval/<time> was left behind
