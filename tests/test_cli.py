@@ -52,7 +52,8 @@ def test_train_config_mistakes(sample_root, tmp_path):
 def test_eval_and_infer_mistakes(checkpoint, sample_root, tmp_path):
     ev = [sys.executable, str(REPO / "scripts/evaluate.py"), f"data.root={sample_root}", "device=cpu",
           f"hydra.run.dir={tmp_path / 'e'}"]  # fmt: skip
-    _one_line_error(_run(ev), "error: invalid config: checkpoint is required (add checkpoint=...)")
+    shipped = _run([*ev, f"hydra.run.dir={tmp_path / 'shipped'}"])  # no checkpoint=: the packaged weights
+    assert shipped.returncode == 0 and "weights shipped with the package" in shipped.stdout + shipped.stderr
     _one_line_error(_run([*ev, f"checkpoint={checkpoint}", "max_disp=0"]), "max_disp=0.0: must be > 0")
     _one_line_error(_run([*ev, f"checkpoint={tmp_path / 'nope.pt'}"]), f"checkpoint not found: {tmp_path / 'nope.pt'}")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

@@ -49,8 +49,11 @@ def test_sgbm_through_stereo_eval(sample_root, tmp_path):
     assert r["method"] == "sgbm" and r["checkpoint"] is None and r["sgbm"]["num_disparities"] == 32
 
 
-def test_method_checkpoint_needs_a_checkpoint(sample_root, tmp_path):
+def test_method_checkpoint_needs_a_checkpoint(sample_root, tmp_path, monkeypatch):
+    """Without checkpoint= and without shipped weights (an installation that has none): one clear error."""
+    import stereo.weights
     from stereo.errors import ConfigError
 
+    monkeypatch.setattr(stereo.weights, "WEIGHTS_DIR", tmp_path / "no_weights")
     with pytest.raises(ConfigError, match="checkpoint is required"):
         evaluate(load_config("eval", [f"data.root={sample_root}"]), tmp_path)
