@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import torch
 from stereo.config import to_plain
 from stereo.errors import CheckpointError, MissingFileError
 from stereo.io import write_bytes
-from stereo.models import build_model, model_config
+from stereo.models import build_model, model_config, runtime_value
 from stereo.models.fuse import fold_batchnorm
 
 
@@ -88,7 +87,6 @@ def load_model(
         raise CheckpointError(f"{checkpoint}: its model config cannot be built: {e}") from e
     load_weights(model, ckpt["model"], checkpoint)
     model = model.to(device).eval()
-    get = runtime.get if isinstance(runtime, Mapping) else lambda k, d=None: getattr(runtime, k, d)
-    if runtime is not None and get("fold_batchnorm", False):
+    if runtime_value(runtime, "fold_batchnorm", False):
         model = fold_batchnorm(model)
     return model, ckpt

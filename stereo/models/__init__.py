@@ -55,9 +55,19 @@ def build_model(cfg: Mapping[str, Any] | ModelConfig, runtime: RuntimeConfig | M
     return model
 
 
+def runtime_value(runtime: RuntimeConfig | Mapping | None, key: str, default: Any = None) -> Any:
+    """``key`` of a runtime config given as a mapping (DictConfig, dict) or an object; ``default`` if absent."""
+    if runtime is None:
+        return default
+    return runtime.get(key, default) if isinstance(runtime, Mapping) else getattr(runtime, key, default)
+
+
 def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping) -> nn.Module:
     """Apply runtime settings that do not change the weights: 3-D memory layout, eval chunking."""
-    get = runtime.get if isinstance(runtime, Mapping) else lambda k, d=None: getattr(runtime, k, d)
+
+    def get(key: str, default: Any = None) -> Any:
+        return runtime_value(runtime, key, default)
+
     if hasattr(model, "set_runtime"):
         model.set_runtime(
             channels_last_3d=bool(get("channels_last_3d", True)),
