@@ -51,7 +51,7 @@ class BenchInferenceConfig:
 
 
 def _case(kwargs: dict) -> dict:
-    return run_isolated("stereo.benchmark:inference_case", kwargs)
+    return run_isolated("stereo.benchmark:model_case", kwargs)
 
 
 def _estimated_3d_gb(model: str, h: int, w: int) -> float:

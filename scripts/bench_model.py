@@ -5,9 +5,9 @@
 Cases (each in a fresh subprocess): eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with
 dot-product attention, ``ea_psmnet_light`` and ``ea_psmnet`` with attention at 1/2 resolution
 (efficient and dot-product), and ``ea_psmnet`` with each linear attention kind (linear, latent,
-multires) at 1/4 resolution, at each size in ``eval_sizes``; a training step (forward, loss over all
-heads, backward, Adam) at ``train_size``, batch ``train_batch``, in each of ``train_precisions``
-(fp32 by default; ``train_precisions=[fp32,bf16]`` on hardware with native bf16).
+multires) at 1/4 resolution, at each size in ``eval_sizes``; a training step (forward, PSMNet's
+0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``, in each of
+``train_precisions`` (fp32 by default; ``train_precisions=[fp32,bf16]`` on hardware with native bf16).
 Dot-product cases whose attention map alone is estimated above ``budget_gb`` are skipped with the
 estimate.
 """

@@ -251,6 +251,44 @@ def attention_case(
     }
 
 
+def _original_psmnet(path: str, max_disp: int) -> torch.nn.Module:
+    """The original PSMNet (``models/stackhourglass.py`` of a JiaRenChang/PSMNet checkout at ``path``), on
+    CPU: its hard-coded ``.cuda()`` calls are made no-ops in this (isolated) process."""
+    if not torch.cuda.is_available():
+        torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    sys.path.insert(0, str(path))
+    from models.stackhourglass import PSMNet as Original  # the user's checkout
+
+    return Original(max_disp)
+
+
+def _bench_network(
+    model: str,
+    overrides: list[str] | None = None,
+    runtime: dict[str, Any] | None = None,
+    fold_bn: bool = False,
+    original: str | None = None,
+) -> tuple[torch.nn.Module, int]:
+    """The network a benchmark case runs and its max disparity (pixels): ``conf/model/<model>.yaml`` with
+    ``overrides`` and ``runtime`` settings (``memory_budget_gb``, ``channels_last_3d``, ...), BatchNorm
+    folded if ``fold_bn`` (eval only); or, with ``original`` = a PSMNet checkout, its ``stackhourglass``
+    model at max disparity 192."""
+    from stereo.config import load_config
+    from stereo.models import build_model
+    from stereo.models.fuse import fold_batchnorm
+
+    if original:
+        return _original_psmnet(original, 192), 192
+    cfg = load_config(f"model/{model}", overrides)
+    net = build_model(cfg, runtime or {})
+    return (fold_batchnorm(net.eval()) if fold_bn else net), cfg.max_disp
+
+
+def _random_pair(batch: int, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random left/right images (B, 3, H, W) in [0, 1]."""
+    return (torch.rand(batch, 3, height, width, device=device), torch.rand(batch, 3, height, width, device=device))
+
+
 def model_case(
     model: str,
     height: int,
@@ -258,6 +296,9 @@ def model_case(
     train: bool = False,
     batch: int = 1,
     overrides: list[str] | None = None,
+    runtime: dict[str, Any] | None = None,
+    fold_bn: bool = False,
+    original: str | None = None,
     device: str = "cpu",
     threads: int = 0,
     precision: str = "fp32",
@@ -265,35 +306,37 @@ def model_case(
     runs: int = 3,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Time and peak memory of a network: eval forward (``predict``-style, inference mode) or a
-    training step (forward, loss over all heads, backward, Adam step) on random images.
+    """Time and peak memory of a network on random images: eval (``predict``, inference mode) or a
+    training step (forward, PSMNet's 0.5/0.7/1.0 smooth-L1 loss over the last heads, backward, Adam).
 
+    The network is :func:`_bench_network`'s (``overrides``, ``runtime``, ``fold_bn``, ``original``).
     ``peak_bytes`` is the working memory above the process once model and inputs exist;
     ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
-    figures measured as peak RSS of a script.
+    figures measured as peak RSS of a script; ``bands`` how many row bands the last eval ran in.
     """
-    from stereo.config import load_config
-    from stereo.models import build_model
+    from stereo.models import predict
 
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    cfg = load_config(f"model/{model}", overrides)
-    net = build_model(cfg).to(dev)
-    left = torch.rand(batch, 3, height, width, device=dev)
-    right = torch.rand(batch, 3, height, width, device=dev)
+    net, max_disp = _bench_network(model, overrides, runtime, fold_bn and not train, original)
+    net = net.to(dev)
+    left, right = _random_pair(batch, height, width, dev)
     amp = autocast(dev, precision)
     if train:
+        if not original:
+            net.check_train_shape(batch, height, width)  # a clear error instead of BatchNorm's
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        gt = torch.rand(batch, height, width, device=dev) * cfg.max_disp * 0.8
+        gt = torch.rand(batch, height, width, device=dev) * max_disp * 0.8
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
             with amp:
                 outs = net(left, right)
-            loss = sum(torch.nn.functional.smooth_l1_loss(o.float(), gt) for o in outs)
+            heads = zip((0.5, 0.7, 1.0)[-len(outs) :], outs, strict=True)
+            loss = sum(wt * torch.nn.functional.smooth_l1_loss(o.float(), gt) for wt, o in heads)
             loss.backward()
             opt.step()
     else:
@@ -301,7 +344,7 @@ def model_case(
 
         def step() -> None:
             with torch.inference_mode(), amp:
-                net(left, right)
+                net(left, right) if original else predict(net, left, right)
 
     times, peak, method = measure(step, dev, warmup, runs)
     process_peak = (_status_kib("VmHWM") or 0) * 1024 if dev.type == "cpu" else None
@@ -319,6 +362,7 @@ def model_case(
         "peak_bytes": peak,
         "process_peak_bytes": process_peak,
         "memory_method": method,
+        "bands": getattr(net, "eval_tiles", None),
         "threads": torch.get_num_threads(),
         "device": str(dev),
     }
@@ -337,15 +381,14 @@ def backend_case(
 ) -> dict[str, Any]:
     """Eval time and peak memory of one model through ``torch`` (eager ``predict``) or ``onnxruntime``
     (an exported file, :class:`stereo.export.OnnxStereo`), on random images; run it isolated."""
-    from stereo.config import load_config
-    from stereo.models import build_model, predict
+    from stereo.models import predict
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    left, right = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    left, right = _random_pair(1, height, width, torch.device("cpu"))
     if backend == "torch":
-        net = build_model(load_config(f"model/{model}")).eval()
+        net = _bench_network(model)[0].eval()
 
         def step() -> None:
             predict(net, left, right)
@@ -371,100 +414,14 @@ def backend_case(
     }
 
 
-def _original_psmnet(path: str, max_disp: int) -> torch.nn.Module:
-    """The original PSMNet (``models/stackhourglass.py`` of a JiaRenChang/PSMNet checkout at ``path``), on
-    CPU: its hard-coded ``.cuda()`` calls are made no-ops in this (isolated) process."""
-    if not torch.cuda.is_available():
-        torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    sys.path.insert(0, str(path))
-    from models.stackhourglass import PSMNet as Original  # the user's checkout
-
-    return Original(max_disp)
-
-
-def inference_case(
-    model: str,
-    height: int,
-    width: int,
-    runtime: dict[str, Any] | None = None,
-    fold_bn: bool = False,
-    original: str | None = None,
-    train: bool = False,
-    batch: int = 1,
-    threads: int = 0,
-    warmup: int = 1,
-    runs: int = 3,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Time and peak memory of one network on random images, eval (``predict``) or a training step
-    (forward, PSMNet's 0.5/0.7/1.0 loss over the heads, backward, Adam).
-
-    ``model`` names ``conf/model/<model>.yaml`` with ``runtime`` settings (``memory_budget_gb``,
-    ``channels_last_3d``, ...) and ``fold_bn`` (:func:`stereo.models.fuse.fold_batchnorm`); with
-    ``original`` = a PSMNet checkout, its ``stackhourglass`` model (max disparity 192) runs instead.
-    """
-    from stereo.config import load_config
-    from stereo.models import build_model, predict
-    from stereo.models.fuse import fold_batchnorm
-
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    if original:
-        net, max_disp = _original_psmnet(original, 192), 192
-    else:
-        cfg = load_config(f"model/{model}")
-        net, max_disp = build_model(cfg, runtime or {}), cfg.max_disp
-    left, right = torch.rand(batch, 3, height, width), torch.rand(batch, 3, height, width)
-    if train:
-        net.train()
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        gt = torch.rand(batch, height, width) * max_disp * 0.8
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            outs = net(left, right)
-            heads = zip((0.5, 0.7, 1.0)[-len(outs) :], outs, strict=True)  # PSMNet weights, last heads
-            loss = sum(wt * torch.nn.functional.smooth_l1_loss(o, gt) for wt, o in heads)
-            loss.backward()
-            opt.step()
-    else:
-        net.eval()
-        if fold_bn:
-            net = fold_batchnorm(net)
-
-        def step() -> None:
-            if original:
-                with torch.inference_mode():
-                    net(left, right)
-            else:
-                predict(net, left, right)
-
-    times, peak, method = measure(step, torch.device("cpu"), warmup, runs)
-    return {
-        "times_s": times,
-        "median_s": statistics.median(times),
-        "peak_bytes": peak,
-        "process_peak_bytes": (_status_kib("VmHWM") or 0) * 1024,
-        "memory_method": method,
-        "bands": getattr(net, "eval_tiles", None),
-        "threads": torch.get_num_threads(),
-    }
-
-
 def flops_case(model: str, height: int, width: int, original: str | None = None) -> dict[str, Any]:
     """Floating-point operations of one eval forward (PyTorch's FLOP counter: convolutions, matmuls;
     element-wise work is not counted), whole frame, no bands."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from stereo.config import load_config
-    from stereo.models import build_model
-
-    net = _original_psmnet(original, 192) if original else build_model(load_config(f"model/{model}"))
-    net.eval()
-    if not original:
-        net.set_runtime(memory_budget_gb=None)
-    left, right = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    runtime = None if original else {"memory_budget_gb": None}
+    net = _bench_network(model, runtime=runtime, original=original)[0].eval()
+    left, right = _random_pair(1, height, width, torch.device("cpu"))
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         net(left, right)
@@ -485,15 +442,12 @@ def profile_case(model: str, height: int, width: int, fold_bn: bool = False, thr
     warm-up run), largest first, in seconds."""
     from torch.profiler import ProfilerActivity, profile
 
-    from stereo.config import load_config
-    from stereo.models import build_model, predict
-    from stereo.models.fuse import fold_batchnorm
+    from stereo.models import predict
 
     if threads:
         torch.set_num_threads(threads)
-    net = build_model(load_config(f"model/{model}")).eval()
-    net = fold_batchnorm(net) if fold_bn else net
-    left, right = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+    net = _bench_network(model, fold_bn=fold_bn)[0].eval()
+    left, right = _random_pair(1, height, width, torch.device("cpu"))
     predict(net, left, right)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         predict(net, left, right)
