@@ -5,8 +5,10 @@
 Reads every run's ``summary.json`` under ``sweep_dir`` (made by the sweeps in
 ``conf/experiment/attention_study.yaml``), groups runs by attention variant, averages seeds (mean ± sample
 std), compares each variant with ``none@layer4`` (difference of means, standard error, Welch's t when both
-have >= 2 seeds), and measures each variant's eval time and peak memory at ``bench_size`` with random
-weights (median of ``bench_runs``, each variant in a fresh process, ``bench_threads`` threads). Writes the
+have >= 2 seeds), and measures each variant's eval time and peak memory at ``bench_size`` and its training
+step at the runs' crop and batch, with random weights (median of ``bench_runs``, each variant in a fresh
+process, ``bench_threads`` threads; the runs' own seconds per step also count data loading and whatever
+else shared the machine). Writes the
 markdown table to ``out_md`` and everything to ``out_json``. The HParams view of
 ``tensorboard --logdir <sweep_dir>`` shows the same runs.
 """
@@ -64,6 +66,12 @@ def main(argv: list[str]) -> None:
                          "overrides": over, "runs": cfg.bench_runs, "threads": cfg.bench_threads})  # fmt: skip
         r["eval_seconds"], r["eval_peak_mib"] = b["median_s"], b["peak_bytes"] / MiB
         r["eval_times"] = b["times_s"]
+        th, tw = (int(v) for v in seeds_of[r["variant"]][0]["hparams"]["crop"].split("x"))
+        batch = int(seeds_of[r["variant"]][0]["hparams"]["batch"])
+        t = run_isolated("stereo.benchmark:model_case", {"model": cfg.base_model, "height": th, "width": tw,
+                         "overrides": over, "train": True, "batch": batch, "runs": cfg.bench_runs,
+                         "threads": cfg.bench_threads})  # fmt: skip
+        r["train_step_seconds"], r["train_step_times"] = t["median_s"], t["times_s"]
         if r["variant"] != BASELINE and BASELINE in by_variant:
             r["vs_none"] = {
                 k: welch([m["val"][k] for m in seeds_of[BASELINE]], [m["val"][k] for m in seeds_of[r["variant"]]])
@@ -96,9 +104,9 @@ def render(cfg: StudyConfig, rows: list[dict], runs: list[dict], skipped: list[s
         f"averaging). The training steps of all runs took {cpu_hours:.2f} h on "
         f"{environment()['cpu_count']} CPU cores.",
         "",
-        f"| attention | seeds | parameters | EPE px | bad-2 % | EPE vs none | train s/step | eval s at {h}x{w} "
-        f"| eval peak MiB at {h}x{w} |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| attention | seeds | parameters | EPE px | bad-2 % | EPE vs none | train s/step (runs) "
+        f"| train s/step (isolated) | eval s at {h}x{w} | eval peak MiB at {h}x{w} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         vs = r.get("vs_none", {}).get("epe")
@@ -110,15 +118,19 @@ def render(cfg: StudyConfig, rows: list[dict], runs: list[dict], skipped: list[s
             cmp = f"{vs['diff']:+.2f} ± {vs['se']:.2f} (t = {vs['t']:.1f})"
         lines.append(
             f"| {r['variant']} | {len(r['seeds'])} | {r['parameters']:,} | {format_pm(r['epe'])} | "
-            f"{format_pm(r['bad2'], 1)} | {cmp} | {format_pm(r['seconds_per_step'])} | {r['eval_seconds']:.2f} | "
+            f"{format_pm(r['bad2'], 1)} | {cmp} | {format_pm(r['seconds_per_step'])} | {r['train_step_seconds']:.2f} | "
+            f"{r['eval_seconds']:.2f} | "
             f"{r['eval_peak_mib']:.0f} |"
         )
     lines += [
         "",
         'Mean ± sample standard deviation over seeds. "EPE vs none": difference of means (variant - none) ± '
-        "its standard error and Welch's t; |t| < 2 means no difference this budget can resolve. Eval time and "
-        f"memory: random weights, one {h}x{w} pair, median of {cfg.bench_runs} runs after a warm-up, "
-        f"{cfg.bench_threads} threads, peak working memory above the loaded model.",
+        "its standard error and Welch's t; |t| < 2 means no difference this budget can resolve. Train s/step "
+        "(runs): the runs' own training time per step (data loading included; other work may have shared "
+        "the machine); (isolated): one training step (forward, loss, backward, Adam) at the runs' crop and "
+        f"batch in a fresh process. Eval time and memory: one {h}x{w} pair. Both with random weights, median "
+        f"of {cfg.bench_runs} runs after a warm-up, {cfg.bench_threads} threads; memory is the peak working "
+        "memory above the loaded model.",
     ]
     if skipped:
         lines += ["", "Runs without final metrics (unfinished or failed), not in the table: "

@@ -98,3 +98,4 @@ def test_sweep_to_markdown(sample_root, tmp_path):
     for r in saved:
         runs = [json.loads((Path(p) / "summary.json").read_text()) for p in r["run_dirs"]]
         assert r["epe"][0] == pytest.approx(np.mean([x["val"]["epe"] for x in runs]))
+        assert r["train_step_seconds"] > 0 and len(r["train_step_times"]) == 1
