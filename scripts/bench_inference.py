@@ -11,7 +11,11 @@ loaded model and inputs; ``process`` = the whole process). Variants of ``model``
 - ``fast``: BatchNorm folded into the convolutions (:mod:`stereo.models.fuse`) and the memory budget
   (``memory_budget_gb``): large frames run their 3-D part in bands of rows with the same result;
 - ``original``: the original PSMNet code (``models/stackhourglass.py`` of a JiaRenChang/PSMNet checkout
-  given as ``original=``; its ``.cuda()`` calls are no-ops on CPU), at the sizes where it fits.
+  given as ``original=``; its ``.cuda()`` calls are no-ops on CPU), at the sizes where it fits;
+- ``fast, budget X GB``: the fast path under each smaller memory budget in ``budgets`` at ``budget_size``
+  (the memory/time trade-off of banding);
+- ``fast + compile``: the fast path through ``torch.compile`` (inductor) at ``compile_sizes``
+  (``compile=true``; compilation time reported apart).
 
 Also: a training step at ``train_size`` (batch ``train_batch``) of ``model`` and the original; the fp32
 matmul rate (4096^3) as the roofline; FLOPs of one forward counted at the smallest size and scaled by
@@ -43,6 +47,10 @@ class BenchInferenceConfig:
     runs: int = 3
     large_runs: int = 2  # sizes above 544x960: runs each (no warm-up run: it would double the time)
     threads: int = 2
+    budgets: list = field(default_factory=lambda: [2.0, 1.0, 0.5])  # GB, at budget_size
+    budget_size: list = field(default_factory=lambda: [544, 960])
+    compile: bool = False
+    compile_sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
     train_size: list = field(default_factory=lambda: [256, 512])
     train_batch: int = 1
     profile: bool = False
@@ -83,9 +91,18 @@ def main(argv: list[str]) -> None:
             print(f"{h}x{w}: eager skipped (3-D part estimated at {est:.1f} GB > eager_limit_gb)", flush=True)
         if cfg.original and h * w <= cfg.original_max_size[0] * cfg.original_max_size[1]:
             variants.insert(0, ("original PSMNet", {"model": "psmnet", "original": cfg.original}))
+        if [h, w] == list(cfg.budget_size):
+            for b in cfg.budgets:
+                kw = {"model": cfg.model, "fold_bn": True, "runtime": {"memory_budget_gb": b}}
+                variants.append((f"fast, budget {b:g} GB", kw))
+        if cfg.compile and [h, w] in [list(s) for s in cfg.compile_sizes]:
+            variants.append(("fast + compile", {"model": cfg.model, "fold_bn": True, "compile": True,
+                                                "runtime": {"memory_budget_gb": cfg.memory_budget_gb}}))  # fmt: skip
         for label, kw in variants:
             print(f"{h}x{w} {label} ...", flush=True)
             r = _case({**kw, "height": h, "width": w, **timing})
+            if r.get("compile_s") is not None:
+                print(f"  compiled in {r['compile_s']:.0f} s (first call)", flush=True)
             r.update(label=label, height=h, width=w, gflop=flops / 1e9, gflops=flops / 1e9 / r["median_s"])
             results.append(r)
     base = {(r["height"], r["width"]): r for r in results if r["label"] == "original PSMNet"}

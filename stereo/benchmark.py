@@ -299,6 +299,7 @@ def model_case(
     runtime: dict[str, Any] | None = None,
     fold_bn: bool = False,
     original: str | None = None,
+    compile: bool = False,
     device: str = "cpu",
     threads: int = 0,
     precision: str = "fp32",
@@ -309,7 +310,9 @@ def model_case(
     """Time and peak memory of a network on random images: eval (``predict``, inference mode) or a
     training step (forward, PSMNet's 0.5/0.7/1.0 smooth-L1 loss over the last heads, backward, Adam).
 
-    The network is :func:`_bench_network`'s (``overrides``, ``runtime``, ``fold_bn``, ``original``).
+    The network is :func:`_bench_network`'s (``overrides``, ``runtime``, ``fold_bn``, ``original``);
+    ``compile`` wraps it in ``torch.compile`` (inductor); the first call, which compiles, is timed apart
+    (``compile_s``) before the warm-up and the runs.
     ``peak_bytes`` is the working memory above the process once model and inputs exist;
     ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
     figures measured as peak RSS of a script; ``bands`` how many row bands the last eval ran in.
@@ -322,6 +325,8 @@ def model_case(
     torch.manual_seed(seed)
     net, max_disp = _bench_network(model, overrides, runtime, fold_bn and not train, original)
     net = net.to(dev)
+    if compile:
+        net = torch.compile(net)
     left, right = _random_pair(batch, height, width, dev)
     amp = autocast(dev, precision)
     if train:
@@ -346,6 +351,12 @@ def model_case(
             with torch.inference_mode(), amp:
                 net(left, right) if original else predict(net, left, right)
 
+    compile_s = None
+    if compile:  # the first call compiles; time it apart from the runs
+        t0 = time.perf_counter()
+        step()
+        synchronize(dev)
+        compile_s = time.perf_counter() - t0
     times, peak, method = measure(step, dev, warmup, runs)
     process_peak = (_status_kib("VmHWM") or 0) * 1024 if dev.type == "cpu" else None
     return {
@@ -363,6 +374,7 @@ def model_case(
         "process_peak_bytes": process_peak,
         "memory_method": method,
         "bands": getattr(net, "eval_tiles", None),
+        "compile_s": compile_s,
         "threads": torch.get_num_threads(),
         "device": str(dev),
     }
