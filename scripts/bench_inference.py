@@ -17,11 +17,11 @@ loaded model and inputs; ``process`` = the whole process). Variants of ``model``
 - ``fast + compile``: the fast path through ``torch.compile`` (inductor) at ``compile_sizes``
   (``compile=true``; compilation time reported apart).
 
-Also: a training step at ``train_size`` (batch ``train_batch``) of ``model`` and the original; the fp32
-matmul rate (4096^3) as the roofline; FLOPs of one forward counted at the smallest size and scaled by
-pixels (exact for this network: every layer is convolutional or linear in the pixels), so each row
-reports achieved GFLOP/s. Prints a table and writes JSON; ``profile=true`` adds a torch.profiler table of
-the eager and fast paths at ``profile_size``.
+Also: a training step at ``train_size`` (batch ``train_batch``) of ``model`` and the original (unless
+``train=false``); the fp32 matmul rate (4096^3) as the roofline; FLOPs of one forward counted at the
+smallest size and scaled by pixels (exact for this network: every layer is convolutional or linear in the
+pixels), so each row reports achieved GFLOP/s. Prints a table and writes JSON; ``profile=true`` adds a
+torch.profiler table of the eager and fast paths at ``profile_size``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class BenchInferenceConfig:
     budget_size: list = field(default_factory=lambda: [544, 960])
     compile: bool = False
     compile_sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
+    train: bool = True  # the training-step comparison at train_size
     train_size: list = field(default_factory=lambda: [256, 512])
     train_batch: int = 1
     profile: bool = False
@@ -127,18 +128,17 @@ def main(argv: list[str]) -> None:
 
     train = []
     th, tw = cfg.train_size
-    for label, kw in [("original PSMNet", {"model": "psmnet", "original": cfg.original})] * bool(cfg.original) + [
-        (cfg.model, {"model": cfg.model})
-    ]:
+    cases = [("original PSMNet", {"model": "psmnet", "original": cfg.original})] * bool(cfg.original)
+    for label, kw in (cases + [(cfg.model, {"model": cfg.model})]) * cfg.train:
         print(f"training step {th}x{tw} batch {cfg.train_batch}: {label} ...", flush=True)
         r = _case({**kw, "height": th, "width": tw, "train": True, "batch": cfg.train_batch,
                    "threads": cfg.threads, "runs": cfg.runs})  # fmt: skip
         train.append({**r, "label": label})
-    if cfg.original:
+    if cfg.train and cfg.original:
         ratio = train[1]["median_s"] / train[0]["median_s"]
         print(f"training step: original {train[0]['median_s']:.2f} s, {cfg.model} {train[1]['median_s']:.2f} s "
               f"({ratio:.2f}x)")  # fmt: skip
-    else:
+    elif cfg.train:
         print(f"training step: {cfg.model} {train[0]['median_s']:.2f} s (no original= given)")
 
     profile = None
