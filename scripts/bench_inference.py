@@ -12,8 +12,8 @@ loaded model and inputs; ``process`` = the whole process). Variants of ``model``
   (``memory_budget_gb``): large frames run their 3-D part in bands of rows with the same result;
 - ``original``: the original PSMNet code (``models/stackhourglass.py`` of a JiaRenChang/PSMNet checkout
   given as ``original=``; its ``.cuda()`` calls are no-ops on CPU), at the sizes where it fits;
-- ``fast, budget X GB``: the fast path under each smaller memory budget in ``budgets`` at ``budget_size``
-  (the memory/time trade-off of banding);
+- ``fast, budget X GB``: the fast path under each smaller memory budget in ``budgets`` at each of
+  ``budget_sizes`` (the memory/time trade-off of banding);
 - ``fast + compile``: the fast path through ``torch.compile`` (inductor) at ``compile_sizes``
   (``compile=true``; compilation time reported apart).
 
@@ -47,8 +47,8 @@ class BenchInferenceConfig:
     runs: int = 3
     large_runs: int = 2  # sizes above 544x960: runs each (no warm-up run: it would double the time)
     threads: int = 2
-    budgets: list = field(default_factory=lambda: [2.0, 1.0, 0.5])  # GB, at budget_size
-    budget_size: list = field(default_factory=lambda: [544, 960])
+    budgets: list = field(default_factory=lambda: [2.0, 1.0, 0.5])  # GB, at each of budget_sizes
+    budget_sizes: list = field(default_factory=lambda: [[544, 960]])
     compile: bool = False
     compile_sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
     train: bool = True  # the training-step comparison at train_size
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
             print(f"{h}x{w}: eager skipped (3-D part estimated at {est:.1f} GB > eager_limit_gb)", flush=True)
         if cfg.original and h * w <= cfg.original_max_size[0] * cfg.original_max_size[1]:
             variants.insert(0, ("original PSMNet", {"model": "psmnet", "original": cfg.original}))
-        if [h, w] == list(cfg.budget_size):
+        if [h, w] in [list(s) for s in cfg.budget_sizes]:
             for b in cfg.budgets:
                 kw = {"model": cfg.model, "fold_bn": True, "runtime": {"memory_budget_gb": b}}
                 variants.append((f"fast, budget {b:g} GB", kw))
