@@ -195,6 +195,23 @@ def test_eval_in_bands_equals_the_whole_frame(hourglasses, volume, monkeypatch):
     assert (predict(model, left, right) - whole).abs().max() > 1e-2
 
 
+def test_memory_budget_below_the_smallest_band_warns_or_runs_whole(caplog):
+    model = build_model(tiny(hourglasses=2))
+    halo, per_row = model.band_halo, 16 * (model.max_disp // 4) * model.bytes_per_cell()  # 16 columns at 1/4
+    model.set_runtime(memory_budget_gb=(2 * halo + 40) * per_row / 2**30)
+    assert model.eval_tile_rows(1, 200, 16) == 40  # 5 bands of 40 rows
+    model.set_runtime(memory_budget_gb=(2 * halo + 44) * per_row / 2**30)
+    assert model.eval_tile_rows(1, 200, 16) == 40  # 44 would need 5 bands too: evened out to 40
+    model.set_runtime(memory_budget_gb=halo * per_row / 2**30)  # below one band of 4 rows + two halos
+    with caplog.at_level("WARNING"):
+        assert model.eval_tile_rows(1, 200, 16) == 4
+        assert model.eval_tile_rows(1, 200, 16) == 4
+    warned = [r.getMessage() for r in caplog.records if "below the smallest band" in r.getMessage()]
+    assert len(warned) == 1 and "x the 3-D work" in warned[0]  # once, with what it costs
+    # A frame no taller than one band of 4 rows with its halos runs whole: bands would not save memory.
+    assert model.eval_tile_rows(1, 4 + 2 * halo, 16) is None
+
+
 def test_memory_budget_leaves_normal_frames_whole_and_is_checked():
     model = build_model(load_config("model/ea_psmnet"))
     assert model.eval_tile_rows(1, 544 // 4, 960 // 4) is None  # default 8 GB: Scene Flow frames stay whole

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -11,6 +13,9 @@ from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
 from stereo.models.regression import upsample_regress
+
+log = logging.getLogger(__name__)
+_WARNED_BUDGETS: set[tuple] = set()  # (batch, h4, w4, budget) already warned about, once per process
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -183,29 +188,55 @@ class PSMNet(nn.Module):
         vol_channels = 2 * self.feature_extraction.out_channels if self.volume == "concat" else self.gwc_groups
         return 4 * (vol_channels + 6 * self.config.volume_channels)
 
+    def band_spans(self, h4: int, tile: int) -> list[tuple[int, int, int, int]]:
+        """The bands of ``tile`` rows over ``h4`` rows at 1/4 resolution: (first, end) of the rows each
+        band computes, halo included, and (first, end) of the rows it keeps."""
+        halo = self.band_halo
+        return [(max(0, r0 - halo), min(h4, r0 + tile + halo), r0, min(r0 + tile, h4)) for r0 in range(0, h4, tile)]
+
     def eval_tile_rows(self, batch: int, h4: int, w4: int) -> int | None:
         """Rows (at 1/4 resolution, a multiple of 4) per band of the 3-D part so that a band with its halo
-        fits ``memory_budget_gb``; None when the whole frame fits (or there is no budget)."""
+        fits ``memory_budget_gb``; None when the whole frame fits, when no band would be smaller than the
+        frame, or there is no budget. Bands are evened out (same count, fewer rows each). A budget below
+        the smallest band (4 rows + two halos) runs that band, with a warning that says what it costs."""
         if self.memory_budget_gb is None:
             return None
         per_row = batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
         budget_rows = int(self.memory_budget_gb * 2**30 // per_row)
         if budget_rows >= h4:
             return None
-        return max(4, (budget_rows - 2 * self.band_halo) // 4 * 4)
+        tile = (budget_rows - 2 * self.band_halo) // 4 * 4
+        short = tile < 4
+        tile = max(4, tile)
+        spans = self.band_spans(h4, tile)
+        if max(b - a for a, b, _, _ in spans) >= h4:
+            return None  # a band would hold as many rows as the whole frame: no memory to save
+        n = len(spans)
+        per_band = -(-h4 // n)  # ceil(h4 / n)
+        tile = -(-per_band // 4) * 4
+        if short:
+            key = (batch, h4, w4, self.memory_budget_gb)
+            if key not in _WARNED_BUDGETS:
+                _WARNED_BUDGETS.add(key)
+                work = sum(b - a for a, b, _, _ in self.band_spans(h4, tile)) / h4
+                log.warning(
+                    "memory_budget_gb=%g is below the smallest band of rows for a %dx%d frame (%.2f GB: 4 rows "
+                    "at 1/4 resolution + two %d-row halos); running bands of 4 rows: about %.0fx the 3-D work "
+                    "of the whole frame (%.2f GB). Raise memory_budget_gb, or null for whole frames",
+                    self.memory_budget_gb, 4 * h4, 4 * w4, (4 + 2 * self.band_halo) * per_row / 2**30,
+                    self.band_halo, work, h4 * per_row / 2**30,
+                )  # fmt: skip
+        return tile
 
     def _aggregate_in_bands(self, fl: torch.Tensor, fr: torch.Tensor, tile: int) -> torch.Tensor:
         """The final (B, 1, D/4, H/4, W/4) cost, computed band by band of ``tile`` rows (each with
         :attr:`band_halo` rows of context): the same numbers as the whole frame at a fraction of the memory."""
-        h4, halo = fl.shape[2], self.band_halo
         out = None
         self.eval_tiles = 0
-        for r0 in range(0, h4, tile):
-            r1 = min(r0 + tile, h4)
-            a, b = max(0, r0 - halo), min(h4, r1 + halo)
+        for a, b, r0, r1 in self.band_spans(fl.shape[2], tile):
             (cost,) = self.aggregation(self.volume_of(fl[:, :, a:b], fr[:, :, a:b]), last_only=True)
             if out is None:
-                out = cost.new_empty((*cost.shape[:3], h4, cost.shape[4]))
+                out = cost.new_empty((*cost.shape[:3], fl.shape[2], cost.shape[4]))
             out[:, :, :, r0:r1] = cost[:, :, :, r0 - a : r1 - a]
             self.eval_tiles += 1
         return out
