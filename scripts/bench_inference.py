@@ -15,7 +15,9 @@ loaded model and inputs; ``process`` = the whole process). Variants of ``model``
 - ``fast, budget X GB``: the fast path under each smaller memory budget in ``budgets`` at each of
   ``budget_sizes`` (the memory/time trade-off of banding);
 - ``fast + compile``: the fast path through ``torch.compile`` (inductor) at ``compile_sizes``
-  (``compile=true``; compilation time reported apart).
+  (``compile=true``; compilation time reported apart);
+- ``fast, oneDNN off``: the fast path with PyTorch's oneDNN CPU kernels disabled, at ``onednn_sizes``
+  (``onednn_off=true``).
 
 Also: a training step at ``train_size`` (batch ``train_batch``) of ``model`` and the original (unless
 ``train=false``); the fp32 matmul rate (4096^3) as the roofline; FLOPs of one forward counted at the
@@ -51,6 +53,8 @@ class BenchInferenceConfig:
     budget_sizes: list = field(default_factory=lambda: [[544, 960]])
     compile: bool = False
     compile_sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
+    onednn_off: bool = False
+    onednn_sizes: list = field(default_factory=lambda: [[272, 480]])
     train: bool = True  # the training-step comparison at train_size
     train_size: list = field(default_factory=lambda: [256, 512])
     train_batch: int = 1
@@ -96,6 +100,9 @@ def main(argv: list[str]) -> None:
             for b in cfg.budgets:
                 kw = {"model": cfg.model, "fold_bn": True, "runtime": {"memory_budget_gb": b}}
                 variants.append((f"fast, budget {b:g} GB", kw))
+        if cfg.onednn_off and [h, w] in [list(s) for s in cfg.onednn_sizes]:
+            variants.append(("fast, oneDNN off", {"model": cfg.model, "fold_bn": True, "onednn": False,
+                                                  "runtime": {"memory_budget_gb": cfg.memory_budget_gb}}))  # fmt: skip
         if cfg.compile and [h, w] in [list(s) for s in cfg.compile_sizes]:
             variants.append(("fast + compile", {"model": cfg.model, "fold_bn": True, "compile": True,
                                                 "runtime": {"memory_budget_gb": cfg.memory_budget_gb}}))  # fmt: skip

@@ -300,6 +300,7 @@ def model_case(
     fold_bn: bool = False,
     original: str | None = None,
     compile: bool = False,
+    onednn: bool = True,
     device: str = "cpu",
     threads: int = 0,
     precision: str = "fp32",
@@ -312,7 +313,8 @@ def model_case(
 
     The network is :func:`_bench_network`'s (``overrides``, ``runtime``, ``fold_bn``, ``original``);
     ``compile`` wraps it in ``torch.compile`` (inductor); the first call, which compiles, is timed apart
-    (``compile_s``) before the warm-up and the runs.
+    (``compile_s``) before the warm-up and the runs. ``onednn=False`` turns PyTorch's oneDNN (mkldnn) CPU
+    kernels off (``torch.backends.mkldnn.enabled``), so convolutions take PyTorch's own kernels.
     ``peak_bytes`` is the working memory above the process once model and inputs exist;
     ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
     figures measured as peak RSS of a script; ``bands`` how many row bands the last eval ran in.
@@ -321,6 +323,7 @@ def model_case(
 
     if threads:
         torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = onednn
     dev = resolve_device(device)
     torch.manual_seed(seed)
     net, max_disp = _bench_network(model, overrides, runtime, fold_bn and not train, original)
