@@ -333,6 +333,8 @@ def model_case(
     left, right = _random_pair(batch, height, width, dev)
     amp = autocast(dev, precision)
     if train:
+        from stereo.train import loss_weights
+
         if not original:
             net.check_train_shape(batch, height, width)  # a clear error instead of BatchNorm's
         net.train()
@@ -343,7 +345,7 @@ def model_case(
             opt.zero_grad(set_to_none=True)
             with amp:
                 outs = net(left, right)
-            heads = zip((0.5, 0.7, 1.0)[-len(outs) :], outs, strict=True)
+            heads = zip(loss_weights(None, len(outs)), outs, strict=True)
             loss = sum(wt * torch.nn.functional.smooth_l1_loss(o.float(), gt) for wt, o in heads)
             loss.backward()
             opt.step()
