@@ -67,6 +67,11 @@ def _case(kwargs: dict) -> dict:
     return run_isolated("stereo.benchmark:model_case", kwargs)
 
 
+def _sizes(sizes: list) -> list[list[int]]:
+    """``[[H, W], ...]`` from the config (lists or tuples) as plain lists, for membership tests."""
+    return [list(hw) for hw in sizes]
+
+
 def _estimated_3d_gb(model: str, h: int, w: int) -> float:
     from stereo.config import load_config
     from stereo.models import build_model
@@ -87,8 +92,8 @@ def main(argv: list[str]) -> None:
         large = h * w > 544 * 960
         timing = {"threads": cfg.threads, "runs": cfg.large_runs if large else cfg.runs, "warmup": 0 if large else 1}
         flops = flops0 * (h * w) / (h0 * w0)
-        variants = [("fast", {"model": cfg.model, "fold_bn": True,
-                              "runtime": {"memory_budget_gb": cfg.memory_budget_gb}})]  # fmt: skip
+        fast = {"model": cfg.model, "fold_bn": True, "runtime": {"memory_budget_gb": cfg.memory_budget_gb}}
+        variants = [("fast", fast)]
         est = _estimated_3d_gb(cfg.model, h, w)
         if est <= cfg.eager_limit_gb:
             variants.insert(0, ("eager", {"model": cfg.model, "runtime": {"memory_budget_gb": None}}))
@@ -96,16 +101,12 @@ def main(argv: list[str]) -> None:
             print(f"{h}x{w}: eager skipped (3-D part estimated at {est:.1f} GB > eager_limit_gb)", flush=True)
         if cfg.original and h * w <= cfg.original_max_size[0] * cfg.original_max_size[1]:
             variants.insert(0, ("original PSMNet", {"model": "psmnet", "original": cfg.original}))
-        if [h, w] in [list(s) for s in cfg.budget_sizes]:
-            for b in cfg.budgets:
-                kw = {"model": cfg.model, "fold_bn": True, "runtime": {"memory_budget_gb": b}}
-                variants.append((f"fast, budget {b:g} GB", kw))
-        if cfg.onednn_off and [h, w] in [list(s) for s in cfg.onednn_sizes]:
-            variants.append(("fast, oneDNN off", {"model": cfg.model, "fold_bn": True, "onednn": False,
-                                                  "runtime": {"memory_budget_gb": cfg.memory_budget_gb}}))  # fmt: skip
-        if cfg.compile and [h, w] in [list(s) for s in cfg.compile_sizes]:
-            variants.append(("fast + compile", {"model": cfg.model, "fold_bn": True, "compile": True,
-                                                "runtime": {"memory_budget_gb": cfg.memory_budget_gb}}))  # fmt: skip
+        if [h, w] in _sizes(cfg.budget_sizes):
+            variants += [(f"fast, budget {b:g} GB", {**fast, "runtime": {"memory_budget_gb": b}}) for b in cfg.budgets]
+        if cfg.onednn_off and [h, w] in _sizes(cfg.onednn_sizes):
+            variants.append(("fast, oneDNN off", {**fast, "onednn": False}))
+        if cfg.compile and [h, w] in _sizes(cfg.compile_sizes):
+            variants.append(("fast + compile", {**fast, "compile": True}))
         for label, kw in variants:
             print(f"{h}x{w} {label} ...", flush=True)
             r = _case({**kw, "height": h, "width": w, **timing})
