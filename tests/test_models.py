@@ -1,3 +1,5 @@
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -199,6 +201,23 @@ def _randomise_batchnorm(model):
             if name.startswith("aggregation.classif") and isinstance(m, torch.nn.Conv3d) and m.out_channels == 1:
                 m.weight.mul_(300)
     return model
+
+
+def test_final_cost_is_the_last_head_bit_for_bit_and_frees_the_volume_early():
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model(tiny(hourglasses=3))).eval()
+    agg = model.aggregation
+    left, right = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
+    with torch.no_grad():
+        ref = agg(model.cost_volume(left, right))[-1]
+        holder = [model.cost_volume(left, right)]
+        alive = weakref.ref(holder[0])
+        freed = []
+        hook = agg.dres1.register_forward_pre_hook(lambda module, args: freed.append(alive() is None))
+        out = agg.final_cost(holder)
+    hook.remove()
+    assert holder == [] and freed == [True]  # the volume was gone before the second 3-D stage ran
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("hourglasses,volume", [(2, "concat"), (3, "gwc")])

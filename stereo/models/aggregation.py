@@ -45,8 +45,8 @@ class StackedHourglass(nn.Module):
     """PSMNet's 3-D network: ``dres0``, ``dres1``, hourglasses ``dres2..`` and heads ``classif1..``.
 
     Input (B, C_in, D/4, H/4, W/4); output a list of (B, 1, D/4, H/4, W/4) costs, one per hourglass,
-    where head k adds the previous head's cost. ``last_only`` returns just the final cost (still
-    computing every head, which the final one depends on).
+    where head k adds the previous head's cost. :meth:`final_cost` is the memory-frugal inference path to
+    the final cost alone (it still computes every head: the final one adds them up).
     """
 
     def __init__(self, in_channels: int, channels: int = 32, hourglasses: int = 3) -> None:
@@ -83,15 +83,38 @@ class StackedHourglass(nn.Module):
             cost = cost + prev
         return cost, (x, cost0, pre if i == 0 else pre1, post, cost)
 
-    def forward(self, volume: torch.Tensor, last_only: bool = False) -> list[torch.Tensor]:
+    def forward(self, volume: torch.Tensor) -> list[torch.Tensor]:
         state = self._stem(volume)
         del volume
         costs: list[torch.Tensor] = []
         for i in range(self.hourglasses):
             cost, state = self._step(i, state)
-            if not last_only:
-                costs.append(cost)
-        return costs if not last_only else [cost]
+            costs.append(cost)
+        return costs
+
+    def final_cost(self, volume: list[torch.Tensor]) -> torch.Tensor:
+        """Inference: the final head's (B, 1, D', H', W') cost, equal to ``forward(v)[-1]`` to the last bit,
+        at about half its peak memory.
+
+        Takes the volume out of the one-element list ``volume`` (ownership: a tensor passed as an
+        argument stays alive until the call returns), so it is freed once the first convolution has
+        read it; residual sums are written in place, and each hourglass's input is freed as soon as the
+        next one exists. Live at most: the volume and one ``channels`` volume, or about 3.5 of them.
+        """
+        x = volume.pop()
+        for layer in self.dres0:
+            x = layer(x)
+        cost0 = self.dres1(x).add_(x)
+        del x
+        x, pre1, post, cost = cost0, None, None, None
+        for i in range(self.hourglasses):
+            out, pre, post = getattr(self, f"dres{i + 2}")(x, pre1, post)
+            pre1 = pre if i == 0 else pre1
+            x = out.add_(cost0)
+            del out
+            head = getattr(self, f"classif{i + 1}")(x)
+            cost = head if cost is None else head.add_(cost)
+        return cost
 
     def forward_early_exit(
         self, volume: torch.Tensor, stop: Callable[[int, torch.Tensor], torch.Tensor]

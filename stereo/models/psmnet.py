@@ -142,10 +142,9 @@ class PSMNet(nn.Module):
             tile = self.eval_tile_rows(b, h4, w4)
             if tile is not None:
                 return upsample_regress(self._aggregate_in_bands(fl, fr, tile), size, chunk_rows=chunk)
-            vol = self.volume_of(fl, fr)
+            vol = [self.volume_of(fl, fr)]
             del fl, fr
-            (cost,) = self.aggregation(vol, last_only=True)
-            del vol
+            cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
             return upsample_regress(cost, size, chunk_rows=chunk)
         # Early exit decides per image from the whole head cost: it runs on whole frames (no bands).
         vol = self.volume_of(fl, fr)
@@ -183,10 +182,14 @@ class PSMNet(nn.Module):
         return 4 * -(-(12 + 12 * self.hourglasses) // 4)
 
     def bytes_per_cell(self) -> int:
-        """Estimated peak bytes of the 3-D part per cell of the (D/4, H/4, W/4) grid and image: the
-        input volume plus the live 3-D activations (about six volumes of ``volume_channels``), fp32."""
+        """Estimated peak bytes of the 3-D part per cell of the (D/4, H/4, W/4) grid and image, fp32, on
+        the inference path (:meth:`~stereo.models.aggregation.StackedHourglass.final_cost`): the larger of
+        the input volume with two activations of ``volume_channels`` (the first convolution) and about six
+        such activations (an hourglass: the stem output, its input, convolution and BatchNorm outputs,
+        skips). Measured at 544x960 for ``ea_psmnet``: 1.08 GiB in all, unfolded (this says 1.20 GB)."""
         vol_channels = 2 * self.feature_extraction.out_channels if self.volume == "concat" else self.gwc_groups
-        return 4 * (vol_channels + 6 * self.config.volume_channels)
+        c = self.config.volume_channels
+        return 4 * max(vol_channels + 2 * c, 6 * c)
 
     def band_spans(self, h4: int, tile: int) -> list[tuple[int, int, int, int]]:
         """The bands of ``tile`` rows over ``h4`` rows at 1/4 resolution: (first, end) of the rows each
@@ -234,7 +237,7 @@ class PSMNet(nn.Module):
         out = None
         self.eval_tiles = 0
         for a, b, r0, r1 in self.band_spans(fl.shape[2], tile):
-            (cost,) = self.aggregation(self.volume_of(fl[:, :, a:b], fr[:, :, a:b]), last_only=True)
+            cost = self.aggregation.final_cost([self.volume_of(fl[:, :, a:b], fr[:, :, a:b])])
             if out is None:
                 out = cost.new_empty((*cost.shape[:3], fl.shape[2], cost.shape[4]))
             out[:, :, :, r0:r1] = cost[:, :, :, r0 - a : r1 - a]
