@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -21,15 +23,21 @@ def _linear_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.
     return i0, i1, (src - i0).float()
 
 
-def resize_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """(n_out, n_in) matrix of linear resizing along one axis with ``align_corners=False``: ``M @ x``
-    resizes ``x`` (n_in, ...) as ``F.interpolate`` does (two non-zeros per row, summing to 1)."""
-    i0, i1, w = _linear_weights(n_in, n_out, device)
-    m = torch.zeros(n_out, n_in, device=device, dtype=torch.float64)
-    rows = torch.arange(n_out, device=device)
+@functools.lru_cache(maxsize=64)
+def _resize_matrix64(n_in: int, n_out: int) -> torch.Tensor:
+    i0, i1, w = _linear_weights(n_in, n_out, "cpu")
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
     m.index_put_((rows, i0), 1 - w.double(), accumulate=True)  # accumulate: i0 == i1 at the borders
     m.index_put_((rows, i1), w.double(), accumulate=True)
-    return m.to(dtype)
+    return m
+
+
+def resize_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(n_out, n_in) matrix of linear resizing along one axis with ``align_corners=False``: ``M @ x``
+    resizes ``x`` (n_in, ...) as ``F.interpolate`` does (two non-zeros per row, summing to 1). Built
+    once per size on the CPU (cached), then copied to ``device``."""
+    return _resize_matrix64(n_in, n_out).to(device=device, dtype=dtype)
 
 
 def upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None = None) -> torch.Tensor:
