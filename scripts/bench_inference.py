@@ -49,7 +49,7 @@ class BenchInferenceConfig:
     runs: int = 3
     large_runs: int = 2  # sizes above 544x960: runs each (no warm-up run: it would double the time)
     threads: int = 2
-    budgets: list = field(default_factory=lambda: [2.0, 1.0, 0.5])  # GB, at each of budget_sizes
+    budgets: list = field(default_factory=lambda: [2.0, 1.0])  # GB at each of budget_sizes; below a band: slow
     budget_sizes: list = field(default_factory=lambda: [[544, 960]])
     compile: bool = False
     compile_sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
