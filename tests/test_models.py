@@ -136,6 +136,15 @@ def test_cost_volume_gradients(layout):
     torch.testing.assert_close(concat_volume(left, right, 3, layout), plain, rtol=0, atol=0)
 
 
+def test_half_precision_costs_are_regressed_in_fp32():
+    torch.manual_seed(9)
+    cost = (torch.randn(1, 1, 8, 9, 13) * 4).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = upsample_regress(cost, (32, 36, 52), chunk_rows=16)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, upsample_regress(cost.float(), (32, 36, 52)), rtol=0, atol=1e-4)
+
+
 def test_soft_argmin_of_a_peak_is_its_index():
     cost = torch.full((1, 10, 1, 3), -1e4)
     cost[0, 7, 0, :] = 0
