@@ -51,7 +51,7 @@ def test_per_image_exits_answer_with_their_head():
         vol = model.cost_volume(x, y)
         every = model.aggregation(vol)  # all heads, whole batch
         plan = {1: torch.tensor([False, True, False]), 2: torch.tensor([True, False])}  # images 1, then 0, then 2
-        answers, heads = model.aggregation.forward_early_exit(vol, lambda k, c: plan[k])
+        answers, heads = model.aggregation.forward_early_exit([vol], lambda k, c: plan[k])
     assert heads == [2, 1, 3]
     for img, head in enumerate(heads):
         torch.testing.assert_close(answers[img], every[head - 1][img : img + 1], rtol=1e-5, atol=1e-5)

@@ -117,16 +117,18 @@ class StackedHourglass(nn.Module):
         return cost
 
     def forward_early_exit(
-        self, volume: torch.Tensor, stop: Callable[[int, torch.Tensor], torch.Tensor]
+        self, volume: list[torch.Tensor], stop: Callable[[int, torch.Tensor], torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[int]]:
         """Per image, stop after the first head k < K for which ``stop(k, cost)`` says so.
+
+        Takes the volume out of the one-element list ``volume``, as :meth:`final_cost`, so it is freed
+        after the two 3-D stages before the hourglasses.
 
         ``stop(k, cost)`` gets head k's (b, 1, D', H', W') cost of the images still running and returns
         a (b,) bool. Images that stop leave the batch; the rest run the next hourglass. Returns each
         image's (1, D', H', W') cost of the head that answered, and that head's number (1-based).
         """
-        state = self._stem(volume)
-        del volume
+        state = self._stem(volume.pop())
         b = state[0].shape[0]
         answers: list[torch.Tensor | None] = [None] * b
         heads = [self.hourglasses] * b

@@ -147,10 +147,9 @@ class PSMNet(nn.Module):
             cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
             return upsample_regress(cost, size, chunk_rows=chunk)
         # Early exit decides per image from the whole head cost: it runs on whole frames (no bands).
-        vol = self.volume_of(fl, fr)
+        vol = [self.volume_of(fl, fr)]
         del fl, fr
         costs, self.heads_used = self.aggregation.forward_early_exit(vol, self._should_stop)
-        del vol
         return torch.cat([upsample_regress(c, size, chunk_rows=chunk) for c in costs])
 
     def features(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
