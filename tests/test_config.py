@@ -109,7 +109,7 @@ def test_loss_weights_follow_the_heads():
 
 def test_experiment_overlay_and_both_passes(sample_root):
     cfg = load_config("train", ["experiment=shipped_light"])
-    assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 6000
+    assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 10000
     check_config(cfg, TrainAppConfig)
     from stereo.data.registry import dataset_samples
 
