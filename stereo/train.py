@@ -158,6 +158,7 @@ class TrainState:
     no_valid_total: int = 0
     no_valid_run: int = 0
     train_seconds: float = 0.0  # wall time of the steps (data + forward/backward), without validation
+    timed_steps: int = 0  # steps that train_seconds covers (fewer than step after resuming an older checkpoint)
 
 
 class _Window:
@@ -323,7 +324,7 @@ class Trainer:
             "steps_this_process": self.state.step - start,
             "seconds_this_process": time.perf_counter() - t0,
             "train_seconds": self.state.train_seconds,  # all processes of the run, steps only
-            "seconds_per_step": self.state.train_seconds / max(self.state.step, 1),
+            "seconds_per_step": self.state.train_seconds / max(self.state.timed_steps, 1),
             "nonfinite_skipped": self.state.nonfinite_total,
             "no_valid_skipped": self.state.no_valid_total,
             "val": self.val_metrics,
@@ -379,6 +380,7 @@ class Trainer:
                 result = self.train_step(batch)
                 now = time.perf_counter()
                 self.state.train_seconds += now - last
+                self.state.timed_steps += 1
                 last = now
                 if result is None:
                     if self.stop["signal"] is not None:

@@ -46,6 +46,21 @@ def test_few_steps_leave_checkpoint_and_events(sample_root, tmp_path):
     assert saved["seconds_per_step"] == pytest.approx(saved["train_seconds"] / 4)
 
 
+def test_seconds_per_step_counts_only_timed_steps_after_resuming_an_older_checkpoint(sample_root, tmp_path):
+    import json
+
+    train(tiny_cfg(sample_root, max_steps=2), tmp_path / "run")
+    path = tmp_path / "run/checkpoints/last.pt"
+    ckpt = torch.load(path, weights_only=False)
+    for key in ("train_seconds", "timed_steps"):  # as written before these counters existed
+        del ckpt["train_state"][key]
+    torch.save(ckpt, path)
+    train(tiny_cfg(sample_root, max_steps=4, resume=True), tmp_path / "run")
+    saved = json.loads((tmp_path / "run/summary.json").read_text())
+    assert saved["step"] == 4 and saved["steps_this_process"] == 2
+    assert saved["seconds_per_step"] == pytest.approx(saved["train_seconds"] / 2)  # not / 4
+
+
 def test_resume_gives_the_same_weights(sample_root, tmp_path):
     train(tiny_cfg(sample_root, max_steps=4), tmp_path / "straight")
     train(tiny_cfg(sample_root, max_steps=2), tmp_path / "split")
