@@ -15,21 +15,17 @@ def soft_argmin(cost: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bdhw,d->bhw", prob, disp)
 
 
-def _linear_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source indices and weights of linear resizing with ``align_corners=False`` (as F.interpolate)."""
-    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
-    i0 = src.floor().long().clamp(max=n_in - 1)
-    i1 = (i0 + 1).clamp(max=n_in - 1)
-    return i0, i1, (src - i0).float()
-
-
 @functools.lru_cache(maxsize=64)
 def _resize_matrix64(n_in: int, n_out: int) -> torch.Tensor:
-    i0, i1, w = _linear_weights(n_in, n_out, "cpu")
+    # Source position of each output sample with align_corners=False (as F.interpolate), clamped at 0.
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    w = src - i0
     m = torch.zeros(n_out, n_in, dtype=torch.float64)
     rows = torch.arange(n_out)
-    m.index_put_((rows, i0), 1 - w.double(), accumulate=True)  # accumulate: i0 == i1 at the borders
-    m.index_put_((rows, i1), w.double(), accumulate=True)
+    m.index_put_((rows, i0), 1 - w, accumulate=True)  # accumulate: i0 == i1 at the borders
+    m.index_put_((rows, i1), w, accumulate=True)
     return m
 
 
