@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from stereo.config import to_plain
@@ -24,18 +26,73 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     write_bytes(path, buf.getvalue(), fsync=True)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a training checkpoint; a missing, unreadable or foreign file raises an error naming it."""
+CONVERT_HINT = "python scripts/convert_checkpoint.py checkpoint={path} out=NEW.pt"
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``): a checkpoint is
+    data, and a pickle that would import or call anything is refused before it can run code."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
+        raise CheckpointError(
+            f"{path}: refused: the file holds more than tensors and plain values and could run code when "
+            f"loaded ({first}); if it is an older stereo checkpoint that you made or trust, convert it once with "
+            f"`{CONVERT_HINT.format(path=path)}`"
+        ) from None
     except Exception as e:  # truncated or foreign files: say which file
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a stereo checkpoint (tensors and plain values only, see :func:`read_checkpoint`); a missing,
+    unreadable, unsafe or foreign file raises an error naming it."""
+    ckpt = read_checkpoint(path, map_location)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
         raise CheckpointError(f"{path}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
     return ckpt
+
+
+def convert_legacy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
+    """Rewrite a checkpoint written before checkpoints were plain data (NumPy's random state as a pickled
+    array) so that :func:`load_checkpoint` accepts it. This unpickles ``src`` fully, which can run code:
+    only for files you made or trust. Returns the converted checkpoint; ``dst`` is checked by loading it
+    back the safe way."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise MissingFileError(f"checkpoint not found: {src}")
+    if src.resolve() == dst.resolve():
+        raise CheckpointError(f"{dst}: choose an output other than the input (the original stays as it is)")
+    try:
+        ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{src}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        raise CheckpointError(f"{src}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
+    rng = ckpt.get("rng")
+    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        rng["numpy"] = {"name": str(name), "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+                        "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}  # fmt: skip
+    save_checkpoint(dst, _plain(ckpt))
+    return load_checkpoint(dst)
+
+
+def _plain(x: Any) -> Any:
+    """NumPy scalars and arrays as Python numbers and tensors, recursively (what ``weights_only`` accepts)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_plain(v) for v in x)
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x.copy())
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

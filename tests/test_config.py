@@ -86,7 +86,7 @@ def test_new_model_yaml_needs_no_code(tmp_path):
 
 
 def test_runtime_keys_stay_out_of_checkpoints_and_old_checkpoints_load(checkpoint, tmp_path):
-    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt = torch.load(checkpoint, weights_only=True)
     assert not {"eval_chunk_rows", "channels_last_3d", "loss_weights"} & set(ckpt["model_config"])
     # A checkpoint written before runtime keys moved out of the model config still loads.
     old = {**ckpt, "model_config": {**ckpt["model_config"], "eval_chunk_rows": 8, "channels_last_3d": False,

@@ -51,7 +51,7 @@ def test_seconds_per_step_counts_only_timed_steps_after_resuming_an_older_checkp
 
     train(tiny_cfg(sample_root, max_steps=2), tmp_path / "run")
     path = tmp_path / "run/checkpoints/last.pt"
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=True)
     for key in ("train_seconds", "timed_steps"):  # as written before these counters existed
         del ckpt["train_state"][key]
     torch.save(ckpt, path)
