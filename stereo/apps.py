@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from stereo.config import CONF_DIR
 from stereo.errors import StereoError
+from stereo.io import LOCK_NAME
 
 # OSErrors that are about the user's files and disks, not about our code.
 _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EEXIST, errno.ENOTDIR,
@@ -54,7 +55,7 @@ def _discard_empty_run_dir() -> None:
     except ValueError:  # not under Hydra (a library call)
         return
     out = Path(hc.runtime.output_dir).resolve()
-    if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", f"{hc.job.name}.log"}:
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", f"{hc.job.name}.log", LOCK_NAME}:
         shutil.rmtree(out, ignore_errors=True)
         cwd = Path.cwd().resolve()
         for parent in out.parents:  # and the folders made for it (runs/infer), while empty, below here

@@ -19,7 +19,7 @@ from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import evaluate_model
-from stereo.io import write_image, write_json, write_text
+from stereo.io import output_lock, remove_stale_temps, write_image, write_json, write_text
 from stereo.metrics import METRIC_KEYS, describe_mask
 from stereo.sgbm import SGBMStereo
 from stereo.visualize import result_panels, stack_panels
@@ -52,51 +52,53 @@ def evaluate(
         model, ckpt = load_model(checkpoint, device, cfg)
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask)
-    r = evaluate_model(
-        model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
-    )
-    result = {
-        **{k: r.summary[k] for k in METRIC_KEYS},
-        "pairs": r.summary["pairs"],
-        "pairs_with_valid_pixels": r.summary["images"],
-        "method": str(cfg.method),
-        "checkpoint": checkpoint,
-        "checkpoint_step": ckpt.get("step"),
-        "root": str(cfg.data.root),
-        "dataset": str(cfg.data.name),
-        "render_pass": str(cfg.data.render_pass),
-        "mask": describe_mask(cfg.mask, max_disp),
-        "averaging": "per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
-        "d1_definition": "error > 3 px and > 5% of gt (KITTI)",
-        "primary_metric": PRIMARY.get(str(cfg.data.name), "epe"),  # what the benchmark itself reports
-        "region": str(cfg.data.region),
-        "seconds": r.seconds,
-        "pairs_per_s": len(r.rows) / max(r.seconds, 1e-9),
-        "seconds_per_pair": r.summary["seconds_per_pair"],
-        "early_exit": str(cfg.early_exit) if cfg.method == "checkpoint" else None,
-        "mean_head": r.summary["mean_head"],
-    }
-    if cfg.method == "sgbm":
-        result["sgbm"] = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
-        result["sgbm_density_before_fill"] = model.density
-    write_json(out_dir / "metrics.json", result)
-    log.info(
-        "%s on %d %s pairs (%s; %s): EPE %.3f px, bad-1 %.2f%%, bad-2 %.2f%%, bad-3 %.2f%%, D1 %.2f%% -> %s",
-        checkpoint or "sgbm", result["pairs"], cfg.data.name,
-        result["mask"], result["averaging"], *(result[k] for k in METRIC_KEYS), out_dir / "metrics.json",
-    )  # fmt: skip
-    if cfg.per_image_csv:
-        _write_csv(out_dir / "per_image.csv", r.rows)
-    if cfg.worst_k:
-        _save_worst(out_dir / "worst", r.worst, ds, max_disp)
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+    with output_lock(out_dir, "stereo-eval"):  # one writer per folder; its stale temporary files go
+        for p in remove_stale_temps(out_dir, recursive=True):
+            log.info("removed %s, left by an interrupted run", p)
+        ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask)
+        r = evaluate_model(
+            model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
+        )
+        result = {
+            **{k: r.summary[k] for k in METRIC_KEYS},
+            "pairs": r.summary["pairs"],
+            "pairs_with_valid_pixels": r.summary["images"],
+            "method": str(cfg.method),
+            "checkpoint": checkpoint,
+            "checkpoint_step": ckpt.get("step"),
+            "root": str(cfg.data.root),
+            "dataset": str(cfg.data.name),
+            "render_pass": str(cfg.data.render_pass),
+            "mask": describe_mask(cfg.mask, max_disp),
+            "averaging": "per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
+            "d1_definition": "error > 3 px and > 5% of gt (KITTI)",
+            "primary_metric": PRIMARY.get(str(cfg.data.name), "epe"),  # what the benchmark itself reports
+            "region": str(cfg.data.region),
+            "seconds": r.seconds,
+            "pairs_per_s": len(r.rows) / max(r.seconds, 1e-9),
+            "seconds_per_pair": r.summary["seconds_per_pair"],
+            "early_exit": str(cfg.early_exit) if cfg.method == "checkpoint" else None,
+            "mean_head": r.summary["mean_head"],
+        }
+        if cfg.method == "sgbm":
+            result["sgbm"] = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
+            result["sgbm_density_before_fill"] = model.density
+        write_json(out_dir / "metrics.json", result)
+        log.info(
+            "%s on %d %s pairs (%s; %s): EPE %.3f px, bad-1 %.2f%%, bad-2 %.2f%%, bad-3 %.2f%%, D1 %.2f%% -> %s",
+            checkpoint or "sgbm", result["pairs"], cfg.data.name,
+            result["mask"], result["averaging"], *(result[k] for k in METRIC_KEYS), out_dir / "metrics.json",
+        )  # fmt: skip
+        if cfg.per_image_csv:
+            _write_csv(out_dir / "per_image.csv", r.rows)
+        if cfg.worst_k:
+            _save_worst(out_dir / "worst", r.worst, ds, max_disp)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(str(out_dir / "tensorboard")) as writer:
-            _log_tensorboard(writer, result, r.worst, ds, max_disp)
-    return result
+            with SummaryWriter(str(out_dir / "tensorboard")) as writer:
+                _log_tensorboard(writer, result, r.worst, ds, max_disp)
+        return result
 
 
 def _log_tensorboard(writer, result: dict[str, Any], worst: list, ds: StereoDataset, max_disp: float) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,78 +16,18 @@ from omegaconf import DictConfig
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
 from stereo.checkpoint import load_model
 from stereo.config import InferAppConfig, check_config
-from stereo.data.images import IMAGE_EXTENSIONS, check_same_size, read_rgb, to_tensor
+from stereo.data.images import check_same_size, read_rgb, to_tensor
+from stereo.data.pairs import Pair, find_pairs
 from stereo.data.pfm import write_pfm
 from stereo.device import autocast, resolve_device
-from stereo.errors import ConfigError, MissingFileError, OutputError
-from stereo.io import atomic_paths, encode_image
+from stereo.errors import ConfigError, OutputError
+from stereo.io import atomic_paths, encode_image, output_lock, remove_stale_temps
 from stereo.models import predict
 from stereo.visualize import colorize_disparity, colour_legend
 from stereo.weights import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 SATURATION = 0.95  # predicted disparity above this fraction of max_disp suggests the range is exceeded
-
-
-@dataclass(frozen=True)
-class Pair:
-    left: Path
-    right: Path
-    name: str  # output path stem relative to the output folder, e.g. "scene1/0001"
-
-
-def _expand(spec: str) -> tuple[Path, list[Path]]:
-    """(base folder, image files) for a file, a directory (recursive) or a glob pattern."""
-    p = Path(spec).expanduser()
-    if p.is_file():
-        return p.parent, [p]
-    if p.is_dir():
-        files = [f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
-        return p, files
-    if glob.has_magic(spec):
-        files = [Path(f) for f in sorted(glob.glob(os.path.expanduser(spec), recursive=True)) if Path(f).is_file()]
-        # The pattern's non-magic prefix is the base that relative names are taken from.
-        parts = Path(spec).expanduser().parts
-        base = Path(*[q for q in parts[: next(i for i, q in enumerate(parts) if glob.has_magic(q))]] or ["."])
-        return base, files
-    raise MissingFileError(f"{spec}: no such file or directory (and not a glob pattern)")
-
-
-def find_pairs(left: str, right: str) -> list[Pair]:
-    """Match left and right images: single files, or folders/globs matched by relative path.
-
-    Outputs are named by the relative path (without extension), so equal file names in different
-    folders never overwrite each other.
-    """
-    lbase, lfiles = _expand(left)
-    rbase, rfiles = _expand(right)
-    if not lfiles:
-        raise MissingFileError(f"left={left!r} matches no image ({', '.join(IMAGE_EXTENSIONS)})")
-    if not rfiles:
-        raise MissingFileError(f"right={right!r} matches no image ({', '.join(IMAGE_EXTENSIONS)})")
-    if len(lfiles) == 1 and len(rfiles) == 1 and Path(left).expanduser().is_file():
-        return [Pair(lfiles[0], rfiles[0], lfiles[0].stem)]
-    rights = {f.relative_to(rbase).with_suffix("").as_posix(): f for f in rfiles}
-    pairs, missing, seen = [], [], {}
-    for f in lfiles:
-        key = f.relative_to(lbase).with_suffix("").as_posix()
-        seen.setdefault(key, []).append(f)
-        if key in rights:
-            pairs.append(Pair(f, rights[key], key))
-        else:
-            missing.append(str(f))
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise MissingFileError(
-            f"{len(missing)} left image(s) have no right image at the same relative path under {rbase}: {shown}"
-        )
-    collisions = [" and ".join(str(f) for f in fs) for fs in seen.values() if len(fs) > 1]
-    if collisions:
-        raise ConfigError(
-            f"{len(collisions)} output name(s) would be shared by several left images (names differ only in "
-            f"their extension): {'; '.join(collisions[:5])}. Rename them or run each kind separately."
-        )
-    return pairs
 
 
 OUTPUT_SUFFIXES = (".pfm", ".png", "_color.png", "_legend.png")
@@ -99,11 +37,24 @@ CLOUD_SUFFIX = ".ply"
 
 def plan_outputs(pairs: list[Pair], out_dir: Path, depth: bool, cloud: bool = False) -> dict[str, list[Path]]:
     """Every output path of every pair, checked before any model runs: the output folder must be a
-    writable folder, no output may be an input image, and no two outputs may share a path."""
+    writable folder, every output must resolve to a path inside it (no ``..``, no symbolic link out of
+    it), no output may be an input image, and no two outputs may share a path."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output_dir={out_dir} exists and is not a folder")
     suffixes = OUTPUT_SUFFIXES + ((DEPTH_SUFFIX,) if depth else ()) + ((CLOUD_SUFFIX,) if cloud else ())
     plan = {p.name: [out_dir / f"{p.name}{s}" for s in suffixes] for p in pairs}
+    root = out_dir.resolve()
+    for name, outs in plan.items():
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or any(q in ("", ".", "..") for q in parts):
+            raise OutputError(f"refusing the output name {name!r}: names must stay below output_dir={out_dir}")
+        for out in outs:
+            where = out.resolve()
+            if not where.is_relative_to(root):
+                raise OutputError(
+                    f"refusing to write {out}: it resolves to {where}, outside output_dir={out_dir} (through a "
+                    "symbolic link); remove the link or choose another output_dir"
+                )
     inputs = {f.resolve(): f for p in pairs for f in (p.left, p.right)}
     clashes = [f"{out} would overwrite the input {inputs[out.resolve()]}" for outs in plan.values() for out in outs
                if out.resolve() in inputs]  # fmt: skip
@@ -177,50 +128,55 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
         run = lambda lt, rt: predict(model, lt, rt)  # noqa: E731
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
+    with output_lock(out_dir, "stereo-infer"):  # one writer per folder; then its stale temporary files go
+        for p in remove_stale_temps(out_dir, recursive=True):
+            log.info("removed %s, left by an interrupted run", p)
+        return [_infer_pair(pair, plan[pair.name], model, run, dev, cfg, calib) for pair in pairs]
+
+
+def _infer_pair(pair: Pair, paths: list[Path], model: Any, run: Any, dev: Any, cfg: DictConfig,
+                calib: Calibration | None) -> dict[str, Any]:  # fmt: skip
+    """Predict one pair, write its outputs all or nothing, print one line; returns its summary."""
     scale = float(cfg.scale)
-    summaries = []
-    for pair in pairs:
-        limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
-        check_same_size(limg, rimg, pair.left, pair.right)
-        h, w = limg.shape[:2]
-        t0 = time.perf_counter()
-        lt, rt = to_tensor(limg)[None].to(dev), to_tensor(rimg)[None].to(dev)
-        if scale != 1:
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
-            rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
-        with autocast(dev, cfg.precision):
-            disp = run(lt, rt).float()
-        if scale != 1:
-            factor = w / disp.shape[-1]  # disparities grow with the image width
-            disp = F.interpolate(disp[None], (h, w), mode="bilinear", align_corners=False)[0] * factor
-        disp = disp[0].cpu().numpy()
-        seconds = time.perf_counter() - t0
-        cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
-        paths = plan[pair.name]
-        write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth)
-        saturated = float(disp.max()) >= SATURATION * model.max_disp * (1 / scale)
-        s = {
-            "name": pair.name,
-            "left": str(pair.left),
-            "right": str(pair.right),
-            "size": [h, w],
-            "seconds": seconds,
-            "disparity_min": float(disp.min()),
-            "disparity_max": float(disp.max()),
-            "saturated": saturated,
-            "color_range_px": [0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
-            "head": model.heads_used[0] if getattr(model, "heads_used", None) else None,
-            "outputs": [str(p) for p in paths],
-        }
-        msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"
-        if cfg.early_exit != "off" and cfg.backend == "torch":
-            msg += f", answered by head {s['head']} of {model.hourglasses}"
-        if saturated:
-            msg += (
-                f"  WARNING: reaches {SATURATION:.0%} of the model's range ({model.max_disp / scale:g} px); "
-                "larger disparities may be clipped: try scale=0.5"
-            )
-        print(msg, flush=True)
-        summaries.append(s)
-    return summaries
+    limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
+    check_same_size(limg, rimg, pair.left, pair.right)
+    h, w = limg.shape[:2]
+    t0 = time.perf_counter()
+    lt, rt = to_tensor(limg)[None].to(dev), to_tensor(rimg)[None].to(dev)
+    if scale != 1:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
+        rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
+    with autocast(dev, cfg.precision):
+        disp = run(lt, rt).float()
+    if scale != 1:
+        factor = w / disp.shape[-1]  # disparities grow with the image width
+        disp = F.interpolate(disp[None], (h, w), mode="bilinear", align_corners=False)[0] * factor
+    disp = disp[0].cpu().numpy()
+    seconds = time.perf_counter() - t0
+    cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
+    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth)
+    saturated = float(disp.max()) >= SATURATION * model.max_disp * (1 / scale)
+    s = {
+        "name": pair.name,
+        "left": str(pair.left),
+        "right": str(pair.right),
+        "size": [h, w],
+        "seconds": seconds,
+        "disparity_min": float(disp.min()),
+        "disparity_max": float(disp.max()),
+        "saturated": saturated,
+        "color_range_px": [0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
+        "head": model.heads_used[0] if getattr(model, "heads_used", None) else None,
+        "outputs": [str(p) for p in paths],
+    }
+    msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"
+    if cfg.early_exit != "off" and cfg.backend == "torch":
+        msg += f", answered by head {s['head']} of {model.hourglasses}"
+    if saturated:
+        msg += (
+            f"  WARNING: reaches {SATURATION:.0%} of the model's range ({model.max_disp / scale:g} px); "
+            "larger disparities may be clipped: try scale=0.5"
+        )
+    print(msg, flush=True)
+    return s

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -117,14 +118,74 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
         encode_image(tmp, img, Path(path))
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Remove temporary files that an interrupted writer left in ``folder``; returns what was removed."""
+_TEMP_NAME = re.compile(r"^\..*" + re.escape(TMP_MARK) + r"\d+-[0-9a-f]{6}")
+
+
+def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Remove temporary files that an interrupted writer left in ``folder`` (and below it, with
+    ``recursive``; linked folders are not entered); returns what was removed. Only names that
+    :func:`temp_path` makes are touched. Call it while holding the folder's :func:`output_lock`, so no
+    live writer's files are taken."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
-    for p in folder.glob(f".*{TMP_MARK}*"):
-        with contextlib.suppress(OSError):
-            p.unlink()
-            removed.append(p)
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        if not recursive:
+            dirnames.clear()
+        for name in filenames:
+            p = Path(dirpath) / name
+            if _TEMP_NAME.match(name) and not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
     return removed
+
+
+LOCK_NAME = ".stereo.lock"
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike, tool: str) -> Iterator[None]:
+    """Hold ``folder``'s lock while writing into it: a second tool writing into the same folder is
+    refused in one line instead of interleaving its files. The operating system releases the lock when
+    the process ends, however it ends, so a killed run never blocks the next one. The lock file
+    (``.stereo.lock``, holding the owner's pid and tool) stays, empty of meaning once released."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot create the folder's lock file ({e.strerror or e})") from e
+    try:
+        if not _try_lock(fd):
+            owner = ""
+            with contextlib.suppress(OSError):
+                owner = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise OutputError(
+                f"{folder} is in use by another run ({owner or 'unknown'}); wait for it to finish or choose "
+                "another output folder"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, {tool}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False

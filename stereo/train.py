@@ -34,7 +34,7 @@ from stereo.data.registry import apply_limit, dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, TrainingStopped
-from stereo.io import remove_stale_temps, write_json, write_text
+from stereo.io import output_lock, remove_stale_temps, write_json, write_text
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
@@ -557,4 +557,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     Config and dataset problems (bad values, missing or empty root, incomplete pairs, a crop that
     cannot train) raise before any model is built or any step is taken.
     """
-    return Trainer(cfg, run_dir).fit()
+    trainer = Trainer(cfg, run_dir)
+    if trainer.rank != 0:
+        return trainer.fit()
+    with output_lock(run_dir, "stereo-train"):  # a second trainer in this run folder is refused
+        return trainer.fit()

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from stereo.config import load_config
+from stereo.data.pairs import find_pairs
 from stereo.data.pfm import read_pfm
 from stereo.evaluate import evaluate
-from stereo.infer import find_pairs
 from stereo.infer import infer as infer_cfg
 from stereo.metrics import valid_mask
 from stereo.visualize import colorize_disparity
