@@ -1,4 +1,4 @@
-"""Generate stereo pairs in the official Scene Flow layout (PNG frames, PFM disparities): generator v2.
+"""Generate stereo pairs in the official Scene Flow layout (PNG frames, PFM disparities).
 
     python scripts/make_sceneflow_sample.py out=datasets/sceneflow_sample height=272 width=480 \\
         train_pairs=40 test_pairs=8 seed=0 workers=0
@@ -6,8 +6,10 @@
 ``train_pairs`` is spread over FlyingThings3D TRAIN, Driving and Monkaa; ``test_pairs`` go to
 FlyingThings3D TEST. ``max_disp`` defaults to 0.2 x width; ``objects_min``/``objects_max`` bound the
 objects per scene; ``workers=0`` uses every core (the output does not depend on it). Re-running with
-the same arguments reuses the existing folder. Prints the disparity histogram and the shares of occluded
-and textureless pixels (also in ``<out>/stats.json``).
+the same arguments reuses the existing folder. ``version`` picks the generator (3, the default: natural
+textures, thin structures, a camera model; 2: what ``generated-v1`` and the first shipped weights used).
+Prints the disparity histogram, the shares of occluded and textureless pixels and the spectral slopes
+(also in ``<out>/stats.json``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stereo.cli import parse_overrides
-from stereo.data.synthetic import format_statistics, generate_sceneflow_sample
+from stereo.data.synthetic import GENERATOR_VERSION, format_statistics, generate_sceneflow_sample
 
 
 @dataclass
@@ -35,6 +37,7 @@ class SampleConfig:
     objects_max: int = 40
     workers: int = 0  # processes; 0 = all cores
     replace: bool = False  # replace an older generated sample in `out` (never other folders)
+    version: int = GENERATOR_VERSION  # generator version: 3 or 2
 
 
 def main(argv: list[str]) -> None:
@@ -51,6 +54,7 @@ def main(argv: list[str]) -> None:
         objects=(cfg.objects_min, cfg.objects_max),
         workers=cfg.workers,
         replace=cfg.replace,
+        version=cfg.version,
     )
     p = manifest["parameters"]
     seconds = time.perf_counter() - t0

@@ -38,7 +38,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
+        if "global" not in str(e).lower():  # not a forbidden import or call: a damaged or foreign file
+            raise CheckpointError(f"{path}: cannot read checkpoint ({_first_line(e)})") from None
+        first = _first_line(e)
         raise CheckpointError(
             f"{path}: refused: the file holds more than tensors and plain values and could run code when "
             f"loaded ({first}); if it is an older stereo checkpoint that you made or trust, convert it once with "
@@ -46,6 +48,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     except Exception as e:  # truncated or foreign files: say which file
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -54,6 +54,7 @@ RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final", "both")})
 Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
+Refine = Choice("Refine", {k: k for k in ("none", "residual")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
@@ -110,6 +111,8 @@ class ModelConfig:
     volume_channels: int = rng(32, ge=1)
     hourglasses: int = rng(3, ge=1)  # stacked hourglasses = output heads
     feature: FeatureConfig = field(default_factory=FeatureConfig)
+    # none (PSMNet) | residual: a full-resolution residual guided by the left image (models/refinement.py)
+    refine: Refine = Refine.none
 
 
 # ---- runtime (how to run, never frozen into a checkpoint) -------------------------------------------------

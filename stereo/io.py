@@ -148,29 +148,46 @@ LOCK_NAME = ".stereo.lock"
 @contextlib.contextmanager
 def output_lock(folder: str | os.PathLike, tool: str) -> Iterator[None]:
     """Hold ``folder``'s lock while writing into it: a second tool writing into the same folder is
-    refused in one line instead of interleaving its files. The operating system releases the lock when
-    the process ends, however it ends, so a killed run never blocks the next one. The lock file
-    (``.stereo.lock``, holding the owner's pid and tool) stays, empty of meaning once released."""
+    refused in one line instead of interleaving its files. The lock is ``<folder>/.stereo.lock`` (it
+    holds the owner's pid and tool), removed on release; the operating system releases the lock itself
+    when the process ends, however it ends, so a killed run never blocks the next one."""
     folder = Path(folder)
+    path = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise OutputError(f"{folder}: cannot create the folder's lock file ({e.strerror or e})") from e
-    try:
+        raise OutputError(f"{folder}: cannot create the folder ({e.strerror or e})") from e
+    for _ in range(20):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputError(f"{folder}: cannot create the folder's lock file ({e.strerror or e})") from e
         if not _try_lock(fd):
             owner = ""
             with contextlib.suppress(OSError):
                 owner = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
             raise OutputError(
                 f"{folder} is in use by another run ({owner or 'unknown'}); wait for it to finish or choose "
                 "another output folder"
             )
+        try:  # the previous holder may have removed the file between our open and our lock: retry then
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:
+        raise OutputError(f"{folder}: could not take the folder's lock ({path} keeps changing)")
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, {tool}".encode(), 0)
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding the lock, so nobody locks a file that is going away
+        os.close(fd)
 
 
 def _try_lock(fd: int) -> bool:

@@ -5,7 +5,10 @@ in two parts, ``272x480`` (200 pairs, disparities up to 96 px) and ``540x960`` (
 clean and final passes. The committed manifest (``generated-v1.json`` beside this file) holds the
 SHA-256 of every file and coarse thumbnails of the first pairs, so a change to the generator cannot
 change the benchmark silently: :func:`verify` compares a built copy, and the tests regenerate a slice.
-A generator change that alters the pairs needs a new name (``generated-v2``).
+A generator change that alters the pairs needs a new name.
+
+``generated-v2``: generator v3 (natural textures, thin structures, a camera model), seed 20261127, the
+same parts and rules.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stereo.data.synthetic import GENERATOR_VERSION, generate_sceneflow_sample
+from stereo.data.synthetic import GENERATOR_VERSIONS, generate_sceneflow_sample
 from stereo.errors import DataError, MissingFileError
 
 MANIFEST_DIR = Path(__file__).resolve().parent
@@ -29,7 +32,15 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
         "objects": (5, 40),
         "fingerprint_pairs": 2,
         "parts": {"272x480": (272, 480, 200), "540x960": (540, 960, 20)},
-    }
+    },
+    # generator v3: photographs and dead leaves as textures, many thin structures, a camera model
+    "generated-v2": {
+        "generator_version": 3,
+        "seed": 20261127,
+        "objects": (5, 40),
+        "fingerprint_pairs": 2,
+        "parts": {"272x480": (272, 480, 200), "540x960": (540, 960, 20)},
+    },
 }
 
 
@@ -39,21 +50,29 @@ def manifest_path(name: str) -> Path:
 
 def build(name: str, out: str | os.PathLike, workers: int = 0, progress: bool = True) -> dict[str, Any]:
     """Generate every part of benchmark ``name`` under ``<out>/<part>``; returns the built manifest."""
-    spec = BENCHMARKS[name]
-    if spec["generator_version"] != GENERATOR_VERSION:
-        raise DataError(
-            f"{name} was made with generator v{spec['generator_version']}, this is v{GENERATOR_VERSION}: "
-            "it cannot be rebuilt identically; define a new benchmark version"
-        )
+    spec = _spec(name)
     parts = {}
     for part, (h, w, n) in spec["parts"].items():
         m = generate_sceneflow_sample(Path(out) / part, height=h, width=w, train_pairs=0, test_pairs=n,
                                       seed=spec["seed"], objects=spec["objects"], progress=progress,
-                                      workers=workers, fingerprint_pairs=spec["fingerprint_pairs"])  # fmt: skip
+                                      workers=workers, fingerprint_pairs=spec["fingerprint_pairs"],
+                                      version=spec["generator_version"])  # fmt: skip
         # Hash what is on disk now: a reused folder may have been modified since it was generated.
         m = {**m, "files": {f: _sha256(Path(out) / part / f) for f in m["files"]}}
         parts[part] = m
-    return {"name": name, "generator_version": GENERATOR_VERSION, "parts": parts}
+    return {"name": name, "generator_version": spec["generator_version"], "parts": parts}
+
+
+def _spec(name: str) -> dict[str, Any]:
+    if name not in BENCHMARKS:
+        raise DataError(f"no generated benchmark named {name!r}; expected one of {', '.join(BENCHMARKS)}")
+    spec = BENCHMARKS[name]
+    if spec["generator_version"] not in GENERATOR_VERSIONS:
+        raise DataError(
+            f"{name} was made with generator v{spec['generator_version']}, which this version no longer has: "
+            "it cannot be rebuilt identically"
+        )
+    return spec
 
 
 def _sha256(path: Path) -> str:
@@ -90,10 +109,10 @@ def thumbnails_match(expected: dict[str, list[float]], got: dict[str, list[float
 def build_slice(name: str, part: str, pairs: int, out: str | os.PathLike) -> Path:
     """The first ``pairs`` test pairs of ``name``/``part`` under ``out`` (identical to the full set's first
     pairs: pair i is seeded by (seed, i)); returns the dataset root. Reused when already there."""
-    spec = BENCHMARKS[name]
+    spec = _spec(name)
     h, w, n = spec["parts"][part]
     if not 1 <= pairs <= n:
         raise DataError(f"{name}/{part} has {n} pairs; asked for a slice of {pairs}")
     generate_sceneflow_sample(out, height=h, width=w, train_pairs=0, test_pairs=pairs, seed=spec["seed"],
-                              objects=spec["objects"], progress=False)  # fmt: skip
+                              objects=spec["objects"], progress=False, version=spec["generator_version"])  # fmt: skip
     return Path(out)

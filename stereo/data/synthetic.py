@@ -31,16 +31,46 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from stereo.data import scene3d as s3
 from stereo.data.pfm import write_pfm
+from stereo.errors import MissingFileError
 from stereo.progress import progress as progress_bar
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
+GENERATOR_VERSIONS = (2, 3)
 TEXTURE_KINDS = ("clouds", "wood", "bricks", "spots", "grain", "stripes", "grid", "text", "flat", "weak")
 _TEXTURE_WEIGHTS = np.array([12, 10, 9, 9, 10, 8, 7, 8, 6, 6], float)
 SHAPES = ("ellipsoid", "cylinder", "box", "patch", "heightfield", "rod", "fence")
 _SHAPE_WEIGHTS = np.array([16, 12, 18, 16, 8, 8, 5], float)
+
+
+@dataclass(frozen=True)
+class _Style:
+    """What a generator version draws from (v2's values reproduce generated-v1 exactly)."""
+
+    textures: tuple[str, ...]
+    texture_weights: np.ndarray
+    shapes: tuple[str, ...]
+    shape_weights: np.ndarray
+    rod_radius_px: tuple[float, float]
+    specular: tuple[float, float, float]  # probability, max strength, max shininess
+
+
+_STYLES = {
+    2: _Style(TEXTURE_KINDS, _TEXTURE_WEIGHTS, SHAPES, _SHAPE_WEIGHTS, (0.5, 2.0), (0.5, 0.15, 40.0)),
+    # v3: photographs and dead leaves beside the procedural textures; many more thin structures, down to
+    # sub-pixel width; stronger highlights (they move between the views).
+    3: _Style(
+        (*TEXTURE_KINDS, "photo", "deadleaves"),
+        np.array([8, 6, 6, 6, 7, 6, 5, 5, 4, 4, 30, 13], float),
+        (*SHAPES, "spokes", "branches"),
+        np.array([13, 9, 14, 13, 6, 12, 6, 6, 6], float),
+        (0.3, 1.5),
+        (0.6, 0.45, 80.0),
+    ),
+}
 
 
 # ---- textures ----------------------------------------------------------------------------------------
@@ -70,12 +100,17 @@ def _palette(rng: np.random.Generator, t: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def make_texture(rng: np.random.Generator, h: int, w: int, kind: str | None = None) -> np.ndarray:
-    """An RGB texture in [0, 1], shape (h, w, 3), of one of :data:`TEXTURE_KINDS` (random if None).
+    """An RGB texture in [0, 1], shape (h, w, 3), of one of :data:`TEXTURE_KINDS`, ``photo`` or
+    ``deadleaves`` (random of the first if None).
 
     Every texture is band-limited (Gaussian, sigma 0.8 texel) so that sampling it twice (render,
     then warp) does not alias.
     """
     kind = kind or str(rng.choice(TEXTURE_KINDS, p=_TEXTURE_WEIGHTS / _TEXTURE_WEIGHTS.sum()))
+    if kind == "photo":
+        return cv2.GaussianBlur(photo_texture(rng, h, w), (0, 0), 0.6)
+    if kind == "deadleaves":
+        return cv2.GaussianBlur(dead_leaves(rng, h, w), (0, 0), 0.6)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "clouds":
         tex = _palette(rng, _noise(rng, h, w, octaves=6), k=4)
@@ -133,6 +168,86 @@ def make_texture(rng: np.random.Generator, h: int, w: int, kind: str | None = No
     return cv2.GaussianBlur(np.clip(tex, 0, 1).astype(np.float32), (0, 0), 0.8)
 
 
+# ---- natural textures (generator v3) -------------------------------------------------------------------
+
+# Photographs that ship inside scikit-image (skimage/data). Its stereo pair (motorcycle_*) is held out for
+# an evaluation outside the project and is never used, here or anywhere in training.
+PHOTOS = ("astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "coffee.png", "coins.png",
+          "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png", "page.png", "retina.jpg",
+          "rocket.jpg", "text.png", "microaneurysms.png")  # fmt: skip
+_PHOTO_CACHE: list[np.ndarray] = []
+
+
+def photo_folder() -> Path:
+    """scikit-image's data folder (the photographs of :data:`PHOTOS`); a clear error when it is missing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingFileError(
+            "generator v3 needs scikit-image's photographs as textures: pip install scikit-image (or use version=2)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def photos() -> list[np.ndarray]:
+    """The texture photographs as float32 RGB in [0, 1] (loaded once per process)."""
+    if not _PHOTO_CACHE:
+        folder = photo_folder()
+        for name in PHOTOS:
+            assert not name.startswith("motorcycle")  # reserved: see above
+            try:  # PIL, not OpenCV: libpng warns about one file's colour profile on every load
+                with Image.open(folder / name) as im:
+                    img = np.asarray(im.convert("RGB"), np.float32) / 255
+            except OSError as e:
+                raise MissingFileError(f"{folder / name}: texture photograph missing or unreadable ({e})") from e
+            _PHOTO_CACHE.append(img)
+    return _PHOTO_CACHE
+
+
+def photo_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A patch of a photograph, randomly scaled (0.3-1.6), rotated, flipped and recoloured: (h, w, 3)."""
+    src = photos()[int(rng.integers(len(PHOTOS)))]
+    scale = float(np.exp(rng.uniform(np.log(0.3), np.log(1.6))))
+    angle = float(rng.uniform(0, 360))
+    sh, sw = src.shape[:2]
+    cy, cx = rng.uniform(0.25, 0.75) * sh, rng.uniform(0.25, 0.75) * sw
+    m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+    m[:, 2] += (w / 2 - cx, h / 2 - cy)
+    tex = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT_101)  # fmt: skip
+    if rng.random() < 0.5:
+        tex = tex[:, ::-1]
+    grey = float(np.abs(src[..., 0] - src[..., 1]).max()) < 1e-3
+    mix = np.eye(3, dtype=np.float32) + rng.normal(0, 0.15, (3, 3)).astype(np.float32)
+    if grey or rng.random() < 0.25:  # colourise grey photographs, recolour some others
+        mix = rng.permutation(np.eye(3, dtype=np.float32)) * 0.4 + rng.random((3, 3)).astype(np.float32) * 0.4
+    tex = np.einsum("hwc,dc->hwd", np.ascontiguousarray(tex), mix)
+    lo, hi = np.percentile(tex, (1, 99))
+    tex = (tex - lo) / max(hi - lo, 1e-3) * rng.uniform(0.6, 1.0) + rng.uniform(0.0, 0.2)
+    return np.clip(tex, 0, 1).astype(np.float32) ** float(rng.uniform(0.7, 1.4))
+
+
+def dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Dead leaves: occluding discs with radii ~ r^-3 (scale invariant, a 1/f-like spectrum): (h, w, 3).
+    Colours come from a photograph or a random palette, some discs carry fine noise."""
+    rmin, rmax = 1.0, max(h, w) / 3
+    n = int(min(12000, 3 * h * w / (np.pi * rmin * rmax) + 50))
+    u = rng.random(n)
+    radii = 1.0 / np.sqrt(u * (rmin**-2 - rmax**-2) + rmax**-2)  # inverse CDF of p(r) ~ r^-3
+    if rng.random() < 0.5:
+        src = photos()[int(rng.integers(len(PHOTOS)))]
+        ys, xs = rng.integers(0, src.shape[0], n), rng.integers(0, src.shape[1], n)
+        colours = src[ys, xs]
+    else:
+        colours = _palette(rng, rng.random((1, n)).astype(np.float32), k=4)[0]
+    tex = np.zeros((h, w, 3), np.float32)
+    xs, ys = rng.uniform(-rmax / 2, w + rmax / 2, n), rng.uniform(-rmax / 2, h + rmax / 2, n)
+    for i in np.argsort(-radii, kind="stable"):  # large discs first, small ones on top
+        cv2.circle(tex, (int(xs[i]), int(ys[i])), max(1, int(radii[i])), colours[i].tolist(), -1, cv2.LINE_AA)
+    return np.clip(tex + 0.03 * (_noise(rng, h, w, octaves=2, base=max(8, w // 6))[..., None] - 0.5), 0, 1)
+
+
 # ---- scenes ------------------------------------------------------------------------------------------
 
 
@@ -155,11 +270,19 @@ def _sample_disparity(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def _make_object(
-    rng: np.random.Generator, cam: s3.Camera, h: int, w: int, d_bg: float, max_disp: float, kind: str | None = None
+    rng: np.random.Generator,
+    cam: s3.Camera,
+    h: int,
+    w: int,
+    d_bg: float,
+    max_disp: float,
+    kind: str | None = None,
+    style: _Style = _STYLES[2],
 ) -> _Object:
-    kind = kind or str(rng.choice(SHAPES, p=_SHAPE_WEIGHTS / _SHAPE_WEIGHTS.sum()))
+    kind = kind or str(rng.choice(style.shapes, p=style.shape_weights / style.shape_weights.sum()))
     d = _sample_disparity(rng, d_bg + 0.05 * max_disp, max_disp)  # of the object's nearest point
-    size_px = float(rng.uniform(0.08, 0.45) * min(h, w) * (1.6 if kind in ("rod", "fence") else 1.0))
+    thin = ("rod", "fence", "spokes", "branches")
+    size_px = float(rng.uniform(0.08, 0.45) * min(h, w) * (1.6 if kind in thin else 1.0))
     size_px *= 1.0 - 0.3 * d / max_disp  # near objects hide what is behind them: keep them a bit smaller
     # Centre depth z such that the bounding sphere (radius <= 1.8 x the half-size extent = size_px z / f)
     # starts at depth f B / d: no surface point exceeds disparity d <= max_disp.
@@ -188,15 +311,70 @@ def _make_object(
             amp = rng.uniform(0.02, 0.12) / k  # slope amp * k <= 0.12 per wave: well below 0.5 in total
             waves.append([amp, k * np.cos(ang), k * np.sin(ang), rng.uniform(0, 2 * np.pi)])
         shape = s3.HeightField(centre, R, float(e[0]), float(e[1]), np.array(waves))
-    elif kind == "rod":  # thin structures: wires and poles, 1-4 px thick
-        thick = rng.uniform(0.5, 2.0) * z / cam.f
+    elif kind == "rod":  # thin structures: wires and poles (v2: 1-4 px thick, v3: 0.6-3 px)
+        thick = rng.uniform(*style.rod_radius_px) * z / cam.f
         shape = s3.Cylinder(centre, R, float(thick), float(extent))
+    elif kind == "spokes":  # a wheel: thin spokes from a hub to a rim of short segments
+        shape = _wheel(rng, centre, s3.rotation(rng, max_angle=0.9), extent, z / cam.f, style)
+    elif kind == "branches":  # a branching tree of thinning cylinders
+        shape = _branches(rng, centre, extent, z / cam.f, style)
     else:  # fence: parallel thin slats, a box each, sharing one orientation
         R = s3.rotation(rng, max_angle=0.6)
         slats, gap = int(rng.integers(4, 10)), rng.uniform(2.0, 5.0)
         width = extent / (slats * gap)
-        return _fence(rng, centre, R, slats, width, gap, extent, z)
-    return _texture_object(rng, shape, z, cam)
+        return _fence(rng, centre, R, slats, width, gap, extent, z, style)
+    return _texture_object(rng, shape, z, cam, style=style)
+
+
+def _along(axis: np.ndarray) -> np.ndarray:
+    """A rotation whose local z axis is ``axis`` (a cylinder's axis)."""
+    a = axis / np.linalg.norm(axis)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    b = np.cross(a, helper)
+    b /= np.linalg.norm(b)
+    return np.stack([b, np.cross(a, b), a], axis=1)
+
+
+def _segment(p0: np.ndarray, p1: np.ndarray, radius: float) -> s3.Cylinder:
+    return s3.Cylinder((p0 + p1) / 2, _along(p1 - p0), float(radius), float(np.linalg.norm(p1 - p0) / 2))
+
+
+def _wheel(rng, centre, R, extent, px, style) -> _Union:
+    """Spokes (6-24) and a rim (24-40 segments) in the wheel's plane, radius ``extent``; ``px`` = one
+    pixel in world units at the wheel's depth."""
+    spokes, rim = int(rng.integers(6, 25)), int(rng.integers(24, 41))
+    r_spoke = rng.uniform(*style.rod_radius_px) * px
+    r_rim = rng.uniform(1.0, 3.0) * px
+    pt = lambda a, r: centre + R @ np.array([r * np.cos(a), r * np.sin(a), 0.0])  # noqa: E731
+    parts: list[s3.Shape] = [s3.Cylinder(centre, R, float(extent * 0.12), float(extent * 0.08))]  # the hub
+    phase = rng.uniform(0, 2 * np.pi)
+    parts += [_segment(pt(phase + 2 * np.pi * i / spokes, extent * 0.1), pt(phase + 2 * np.pi * i / spokes, extent),
+                       r_spoke) for i in range(spokes)]  # fmt: skip
+    parts += [_segment(pt(2 * np.pi * i / rim, extent), pt(2 * np.pi * (i + 1) / rim, extent), r_rim)
+              for i in range(rim)]  # fmt: skip
+    return _Union(parts)
+
+
+def _branches(rng, centre, extent, px, style) -> _Union:
+    """A trunk that forks 3-4 times, each level thinner (down to the thinnest rods) and shorter."""
+    levels = int(rng.integers(3, 5))
+    r0 = rng.uniform(1.5, 4.0) * px
+    r_min = style.rod_radius_px[0] * px
+    direction = np.array([rng.uniform(-0.4, 0.4), -1.0, rng.uniform(-0.3, 0.3)])
+    start = centre - direction / np.linalg.norm(direction) * extent * 0.5
+    parts: list[s3.Shape] = []
+    tips = [(start, direction / np.linalg.norm(direction), extent * 0.55, r0)]
+    for level in range(levels):
+        nxt = []
+        for p, d, length, r in tips:
+            end = p + d * length
+            parts.append(_segment(p, end, max(r, r_min)))
+            if level < levels - 1:
+                for _ in range(int(rng.integers(2, 4))):
+                    nd = d + rng.normal(0, 0.6, 3)
+                    nxt.append((end, nd / np.linalg.norm(nd), length * rng.uniform(0.5, 0.8), r * 0.6))
+        tips = nxt
+    return _Union(parts)
 
 
 class _Union(s3.Shape):
@@ -222,7 +400,7 @@ class _Union(s3.Shape):
         return tuple(best)
 
 
-def _fence(rng, centre, R, slats, width, gap, extent, z) -> _Object:
+def _fence(rng, centre, R, slats, width, gap, extent, z, style: _Style = _STYLES[2]) -> _Object:
     parts = []
     for i in range(slats):
         offset = R @ np.array([(i - (slats - 1) / 2) * width * gap, 0.0, 0.0])
@@ -230,22 +408,25 @@ def _fence(rng, centre, R, slats, width, gap, extent, z) -> _Object:
     if rng.random() < 0.7:  # a cross bar
         parts.append(s3.Box(centre, R, np.array([slats * width * gap / 2, width / 2, width / 2])))
     cam_f = extent  # texel scale below only needs a length
-    return _texture_object(rng, _Union(parts), z, s3.Camera(cam_f, 0, 0), texel=width / 2)
+    return _texture_object(rng, _Union(parts), z, s3.Camera(cam_f, 0, 0), texel=width / 2, style=style)
 
 
-def _texture_object(rng, shape: s3.Shape, z: float, cam: s3.Camera, texel: float | None = None) -> _Object:
+def _texture_object(
+    rng, shape: s3.Shape, z: float, cam: s3.Camera, texel: float | None = None, style: _Style = _STYLES[2]
+) -> _Object:
     texel = texel or z / cam.f  # about one texel per pixel at the object's depth
     span = 2 * np.pi * shape.radius() if np.isfinite(shape.radius()) else 4.0 * z
     n = int(np.clip(span / texel, 16, 384))
-    kind = str(rng.choice(TEXTURE_KINDS, p=_TEXTURE_WEIGHTS / _TEXTURE_WEIGHTS.sum()))
+    kind = str(rng.choice(style.textures, p=style.texture_weights / style.texture_weights.sum()))
     tex = make_texture(rng, n, n, kind)
     texel = max(texel, span / n)
-    specular = float(rng.uniform(0, 0.15)) if rng.random() < 0.5 else 0.0
-    return _Object(shape, tex, texel, (-span / 2, -span / 2), specular, float(rng.uniform(8, 40)),
+    p_spec, max_spec, max_shine = style.specular
+    specular = float(rng.uniform(0, max_spec)) if rng.random() < p_spec else 0.0
+    return _Object(shape, tex, texel, (-span / 2, -span / 2), specular, float(rng.uniform(8, max_shine)),
                    kind in ("flat", "weak"))  # fmt: skip
 
 
-def _background(rng, cam: s3.Camera, h: int, w: int, d_bg: float) -> _Object:
+def _background(rng, cam: s3.Camera, h: int, w: int, d_bg: float, style: _Style = _STYLES[2]) -> _Object:
     gy = rng.uniform(0, 0.5 * d_bg / h) if rng.random() < 0.6 else 0.0  # a floor: nearer at the bottom
     gx = rng.uniform(-0.3, 0.3) * d_bg / w
     d0 = d_bg + abs(gx) * w / 2 + 1e-3
@@ -253,7 +434,8 @@ def _background(rng, cam: s3.Camera, h: int, w: int, d_bg: float) -> _Object:
     z = cam.f * cam.baseline / d0
     texel = z / cam.f
     n = int(max(h, w) * 1.5)
-    kind = str(rng.choice(TEXTURE_KINDS[:8]))  # the background is textured
+    textured = TEXTURE_KINDS[:8] if style is _STYLES[2] else (*TEXTURE_KINDS[:8], "photo", "photo", "deadleaves")
+    kind = str(rng.choice(textured))  # the background is textured
     return _Object(s3.Plane(np.zeros(3), normal=normal, c=c), make_texture(rng, n, n, kind), texel,
                    (-n * texel / 2, -n * texel / 2), 0.0, 10.0, False)  # fmt: skip
 
@@ -325,16 +507,26 @@ def _appearance(rng: np.random.Generator, img: np.ndarray, gain: float, gamma: f
 
 
 def render_pair(
-    rng: np.random.Generator, height: int, width: int, max_disp: float, n_objects: int, shape: str | None = None
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    max_disp: float,
+    n_objects: int,
+    shape: str | None = None,
+    version: int = 2,
 ) -> dict[str, np.ndarray]:
     """One stereo pair: ``left``, ``right`` (clean, float RGB (H, W, 3) in [0, 1]), ``final_left``,
     ``final_right``, ``disp_left``, ``disp_right`` (float32 (H, W), pixels, positive) and
-    ``textureless`` (bool (H, W), left view). ``shape`` forces every object to one of :data:`SHAPES`."""
+    ``textureless`` (bool (H, W), left view). ``shape`` forces every object to one of the version's
+    shapes; ``version`` is the generator version (2 or 3, see the module docstring)."""
+    if version not in _STYLES:
+        raise ValueError(f"generator version {version} does not exist; expected one of {GENERATOR_VERSIONS}")
+    style = _STYLES[version]
     h, w = height, width
     cam = s3.Camera(f=1.1 * w, cx=(w - 1) / 2, cy=(h - 1) / 2)
     d_bg = float(rng.uniform(0.3, 0.12 * max_disp))  # far background near 0
-    objects = [_background(rng, cam, h, w, d_bg)]
-    objects += [_make_object(rng, cam, h, w, d_bg, max_disp, shape) for _ in range(n_objects)]
+    objects = [_background(rng, cam, h, w, d_bg, style)]
+    objects += [_make_object(rng, cam, h, w, d_bg, max_disp, shape, style) for _ in range(n_objects)]
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.8, 0.3), -1.0])  # from the camera's side
     light /= np.linalg.norm(light)
     left, disp_left, flat = _render(objects, cam, h, w, False, light)
@@ -342,6 +534,10 @@ def render_pair(
     # Global appearance (both views, both passes): keeps the clean pass photo-consistent.
     gain, gamma, tint = rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.25), rng.uniform(0.9, 1.1, 3).astype(np.float32)
     left, right = (_appearance(rng, v, gain, gamma, tint) for v in (left, right))
+    if version >= 3:
+        final = [_camera(rng, v, np.random.default_rng(rng.integers(2**63))) for v in _camera_pair(rng, left, right)]
+        return {"left": left, "right": right, "disp_left": disp_left, "disp_right": disp_right,
+                "final_left": final[0], "final_right": final[1], "textureless": flat}  # fmt: skip
     # Final pass: defocus, motion blur, per-view photometric differences and sensor noise.
     sigma = rng.uniform(0.3, 1.2)
     k = int(rng.integers(1, 4)) * 2 + 1
@@ -365,6 +561,72 @@ def render_pair(
         "final_right": final[1],
         "textureless": flat,
     }
+
+
+def _camera_pair(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) -> list[np.ndarray]:
+    """Generator v3's optics, shared by both views (one lens design): a light defocus calibrated to
+    photographs' spectra (slope -2.2..-2.9, see :func:`spectral_slope`), rarely a short motion blur."""
+    sigma = float(rng.uniform(0.0, 0.6))
+    out = []
+    for v in (left, right):
+        if sigma > 0.15:
+            v = cv2.GaussianBlur(v, (0, 0), sigma)
+        out.append(v)
+    if rng.random() < 0.15:  # a short motion blur, horizontal or vertical
+        motion = np.zeros((3, 3), np.float32)
+        if rng.random() < 0.5:
+            motion[1, :] = 1 / 3
+        else:
+            motion[:, 1] = 1 / 3
+        out = [cv2.filter2D(v, -1, motion) for v in out]
+    return out
+
+
+def _camera(rng: np.random.Generator, img: np.ndarray, view_rng: np.random.Generator) -> np.ndarray:
+    """Generator v3's sensor and pipeline, drawn per view: exposure and white balance that differ between
+    the views, vignetting, shot and read noise, gamma, then JPEG compression (quality 60-97)."""
+    h, w = img.shape[:2]
+    gain = float(view_rng.uniform(0.8, 1.2))
+    wb = view_rng.uniform(0.93, 1.07, 3).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (0.25 * (w * w + h * h))
+    vignette = 1 - float(view_rng.uniform(0, 0.35)) * r2
+    linear = np.clip(img, 0, 1) ** 2.2 * gain * wb * vignette[..., None]
+    shot, read = float(view_rng.uniform(0.0005, 0.006)), float(view_rng.uniform(0.0005, 0.004))
+    noisy = linear + view_rng.normal(0, 1, img.shape).astype(np.float32) * np.sqrt(
+        shot * np.clip(linear, 0, None) + read**2
+    )
+    out = np.clip(noisy, 0, 1) ** (1 / float(view_rng.uniform(2.0, 2.4)))
+    out = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_RGB2BGR)  # JPEG's chroma planes assume BGR order
+    quality = int(view_rng.integers(60, 98))
+    ok, buf = cv2.imencode(
+        ".jpg", np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise OSError("could not encode a JPEG")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+def spectral_slope(img: np.ndarray, lo: float = 0.02, hi: float = 0.25) -> float:
+    """Slope of the radially averaged power spectrum in log-log between ``lo`` and ``hi`` cycles/px
+    (grey, Hann window): about -2.4 to -2.7 for photographs, steeper for blurrier images."""
+    grey = np.asarray(img, np.float64)
+    grey = grey.mean(-1) if grey.ndim == 3 else grey
+    h, w = grey.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.fft2((grey - grey.mean()) * win)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    f = np.sqrt(fx**2 + fy**2).ravel()
+    bins = np.geomspace(lo, hi, 16)
+    idx = np.digitize(f, bins)
+    p = power.ravel()
+    centres, means = [], []
+    for i in range(1, len(bins)):
+        sel = idx == i
+        if sel.any():
+            centres.append(np.sqrt(bins[i - 1] * bins[i]))
+            means.append(p[sel].mean())
+    return float(np.polyfit(np.log(centres), np.log(np.maximum(means, 1e-30)), 1)[0])
 
 
 # ---- the dataset tree --------------------------------------------------------------------------------
@@ -423,10 +685,10 @@ def occluded_left(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
 
 def _make_pair(job: tuple) -> dict:
     """Render pair ``index`` and write its files under ``tmp``; returns its statistics and file hashes."""
-    tmp, index, (subset, seq, frame), seed, h, w, max_disp, objects, bins, fingerprint = job
+    tmp, index, (subset, seq, frame), seed, h, w, max_disp, objects, bins, fingerprint, version = job
     cv2.setNumThreads(1)
     rng = np.random.default_rng([seed, index])
-    pair = render_pair(rng, h, w, max_disp, int(rng.integers(objects[0], objects[1] + 1)))
+    pair = render_pair(rng, h, w, max_disp, int(rng.integers(objects[0], objects[1] + 1)), version=version)
     base = Path(tmp) / subset
     files: dict[str, str] = {}
     thumbs: dict[str, list[float]] = {}
@@ -451,6 +713,7 @@ def _make_pair(job: tuple) -> dict:
         "occluded": int(occluded_left(d, pair["disp_right"]).sum()),
         "textureless": int(pair["textureless"].sum()),
         "pixels": int(d.size),
+        "slopes": [spectral_slope(pair["left"]), spectral_slope(pair["final_left"])],
         "files": files,
         "thumbnails": thumbs,
     }
@@ -469,6 +732,7 @@ def generate_sceneflow_sample(
     workers: int = 1,
     fingerprint_pairs: int = 0,
     replace: bool = False,
+    version: int = GENERATOR_VERSION,
 ) -> dict:
     """Write generated pairs under ``out`` in the official Scene Flow layout (a); returns its manifest.
 
@@ -492,10 +756,14 @@ def generate_sceneflow_sample(
         raise ValueError(f"need a positive number of pairs, got train={train_pairs} test={test_pairs}")
     if not 1 <= objects[0] <= objects[1]:
         raise ValueError(f"objects must be (min, max) with 1 <= min <= max, got {objects}")
+    if version not in GENERATOR_VERSIONS:
+        raise ValueError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
+    if version >= 3:
+        photos()  # a missing texture source stops here, before any folder is made
     max_disp = float(max_disp if max_disp is not None else 0.2 * width)
     params = {
         "generator": "stereo.data.synthetic",
-        "version": GENERATOR_VERSION,
+        "version": version,
         "height": height,
         "width": width,
         "train_pairs": train_pairs,
@@ -514,7 +782,7 @@ def generate_sceneflow_sample(
     bins = np.linspace(0, max_disp, 17)
     try:
         items = _layout(train_pairs, test_pairs)
-        jobs = [(str(tmp), i, it, seed, height, width, max_disp, objects, bins, i < fingerprint_pairs)
+        jobs = [(str(tmp), i, it, seed, height, width, max_disp, objects, bins, i < fingerprint_pairs, version)
                 for i, it in enumerate(items)]  # fmt: skip
         results = _run_jobs(jobs, workers or os.cpu_count() or 1, f"generating {out.name}", progress)
         stats = _statistics(results, bins)
@@ -579,6 +847,11 @@ def _statistics(results: list[dict], bins: np.ndarray) -> dict:
         "pairs": len(results),
         "occluded_share": sum(r["occluded"] for r in results) / pixels,
         "textureless_share": sum(r["textureless"] for r in results) / pixels,
+        # log-log slope of the left views' power spectra, 0.02-0.25 cycles/px (photographs: about -2.4..-2.7)
+        "spectral_slope": {
+            "clean": round(float(np.median([r["slopes"][0] for r in results])), 3),
+            "final": round(float(np.median([r["slopes"][1] for r in results])), 3),
+        },
         "disparity_histogram": {
             "bin_edges_px": [round(float(b), 2) for b in bins],
             "share": [round(float(c) / pixels, 5) for c in hist],
@@ -593,5 +866,7 @@ def format_statistics(stats: dict) -> str:
                      for i, s in enumerate(share))  # fmt: skip
     return (
         f"{stats['pairs']} pairs; occluded (left view) {100 * stats['occluded_share']:.1f}%, "
-        f"textureless {100 * stats['textureless_share']:.1f}% of pixels\nleft disparity histogram:\n{rows}"
+        f"textureless {100 * stats['textureless_share']:.1f}% of pixels; spectral slope (median, left) clean "
+        f"{stats['spectral_slope']['clean']:.2f}, final {stats['spectral_slope']['final']:.2f}\n"
+        f"left disparity histogram:\n{rows}"
     )

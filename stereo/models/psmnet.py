@@ -12,6 +12,7 @@ from stereo.errors import ConfigError
 from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
+from stereo.models.refinement import REFINE_KINDS, ResidualRefinement
 from stereo.models.regression import upsample_regress
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ class PSMNet(nn.Module):
         fc = self.feature_extraction.out_channels
         in_channels = 2 * fc if self.volume == "concat" else cfg.gwc_groups
         self.aggregation = StackedHourglass(in_channels, cfg.volume_channels, cfg.hourglasses)
+        refine = str(getattr(cfg, "refine", "none"))
+        if refine not in REFINE_KINDS:
+            raise ConfigError(f"refine must be one of {', '.join(REFINE_KINDS)}, got {refine!r}")
+        # Only a model that refines has the module: a PSMNet's weights stay exactly the original's.
+        self.refinement = ResidualRefinement(scale=cfg.max_disp / 2) if refine == "residual" else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()
@@ -129,6 +135,20 @@ class PSMNet(nn.Module):
                 f"H and W must be multiples of {self.size_divisor}, got {h}x{w}; "
                 "use stereo.models.predict() to pad any size"
             )
+        if self.refinement is not None:
+            guide = (left - self.mean) / self.std
+            return self._refine(self._disparity(left, right), guide)
+        return self._disparity(left, right)
+
+    def _refine(
+        self, disp: list[torch.Tensor] | torch.Tensor, guide: torch.Tensor
+    ) -> list[torch.Tensor] | torch.Tensor:
+        if isinstance(disp, list):  # training: every head, with one shared refinement
+            return [self.refinement(d, guide) for d in disp]
+        return self.refinement(disp, guide)
+
+    def _disparity(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+        h, w = left.shape[-2:]
         size = (self.max_disp, h, w)
         fl, fr = self.features(left, right)
         self.eval_tiles = 1
