@@ -138,6 +138,29 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
     model.load_state_dict(state)
 
 
+def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
+    """Load ``checkpoint``'s weights into ``model`` (built from ``wanted``) to fine-tune from them. The
+    architectures must agree, except that the model may add the sub-pixel refinement the checkpoint's
+    model lacks (``model.refine``): those layers keep their initialisation, under which the refinement
+    returns its input. Returns the names of the weights left at their initialisation."""
+    ckpt = load_checkpoint(checkpoint)
+    diff = config_differences(ckpt["model_config"], wanted)
+    added_refinement = [d for d in diff if d.startswith("refine: 'none' ->")]
+    other = [d for d in diff if d not in added_refinement]
+    if other:
+        raise CheckpointError(
+            f"{checkpoint}: train.init_from needs the same architecture; the checkpoint's model config differs "
+            f"from the run's ({'; '.join(other)})"
+        )
+    state = dict(ckpt["model"])
+    kept = []
+    if added_refinement:
+        kept = [k for k in model.state_dict() if k.startswith("refinement.")]
+        state.update({k: v for k, v in model.state_dict().items() if k in kept})
+    load_weights(model, state, checkpoint)
+    return kept
+
+
 def load_model(
     checkpoint: str | os.PathLike, device: torch.device, runtime: Any = None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -187,6 +187,8 @@ class OptimConfig:
     val_every: int = rng(5000, ge=0)
     ckpt_every: int = rng(1000, ge=0)
     resume: bool = False
+    # start from these weights (a stereo checkpoint; no optimizer or step state); resume takes precedence
+    init_from: str | None = None
     max_nonfinite: int = rng(10, ge=1)  # stop after this many non-finite losses in a row
     max_no_valid: int = rng(10, ge=1)  # stop after this many batches without a valid pixel in a row
     sync_bn: bool = False

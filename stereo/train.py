@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from stereo.checkpoint import config_differences, load_checkpoint, load_weights, save_checkpoint
+from stereo.checkpoint import config_differences, init_weights, load_checkpoint, load_weights, save_checkpoint
 from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
@@ -226,7 +226,13 @@ class Trainer:
             )
         self.total = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
 
-        self.model = build_model(cfg.model, cfg).to(self.device)
+        self.model = build_model(cfg.model, cfg)
+        if t.init_from:
+            kept = init_weights(self.model, t.init_from, cfg.model)
+            if self.rank == 0:
+                log.info("weights from %s (%d tensors left at their initialisation: the added refinement)",
+                         t.init_from, len(kept))  # fmt: skip
+        self.model = self.model.to(self.device)
         self.model.check_train_shape(t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
         if cfg.channels_last:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stereo.config import load_config
-from stereo.errors import ConfigError
+from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
 from stereo.models.refinement import ResidualRefinement
 
@@ -53,3 +53,19 @@ def test_refine_none_is_psmnet_and_residual_starts_equal():
 def test_unknown_refine_kind_is_one_clear_error():
     with pytest.raises(ConfigError, match="refine"):
         build_model({"arch": "psmnet", "max_disp": 32, "refine": "convexx"})
+
+
+def test_init_from_starts_from_the_weights_and_may_add_the_refinement(checkpoint, sample_root, tmp_path):
+    from stereo.checkpoint import load_checkpoint
+    from stereo.train import Trainer
+    from tests.conftest import make_tiny_cfg
+
+    saved = load_checkpoint(checkpoint)["model"]
+    same = Trainer(make_tiny_cfg(sample_root, init_from=str(checkpoint)), tmp_path / "a").model.state_dict()
+    assert all(torch.equal(same[k].cpu(), v) for k, v in saved.items())
+    refined = Trainer(make_tiny_cfg(sample_root, "model.refine=residual", init_from=str(checkpoint)), tmp_path / "b")
+    state = refined.model.state_dict()
+    assert all(torch.equal(state[k].cpu(), v) for k, v in saved.items())
+    assert torch.count_nonzero(state["refinement.head.weight"]) == 0  # the identity it starts as
+    with pytest.raises(CheckpointError, match=r"init_from needs the same architecture.*max_disp: 32 -> 48"):
+        Trainer(make_tiny_cfg(sample_root, "model.max_disp=48", init_from=str(checkpoint)), tmp_path / "c")
