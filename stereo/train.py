@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -318,7 +319,18 @@ class Trainer:
         status = "finished"
         try:
             with stop_on_signals() as self.stop:
-                self._run(start)
+                try:
+                    self._run(start)
+                except RuntimeError as e:
+                    # A signal sent to the whole process group (a scheduler, `timeout`, `kill -- -PGID`) also
+                    # ends the DataLoader workers, and PyTorch reports that as an error: it is the same stop.
+                    by_signal = re.search(
+                        r"DataLoader worker \(pid \d+\) is killed by signal: (Terminated|Interrupt)", str(e)
+                    )
+                    if not by_signal:
+                        raise
+                    if self.stop["signal"] is None:
+                        self.stop["signal"] = signal.SIGTERM if by_signal.group(1) == "Terminated" else signal.SIGINT
             if self.stop["signal"] is not None:
                 status = f"interrupted by signal {self.stop['signal']}"
             elif self.val_dataset is not None:

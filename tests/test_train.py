@@ -192,3 +192,29 @@ def test_sigint_writes_last_checkpoint_and_resume_continues(sample_root, tmp_pat
     resumed = subprocess.run(args + more, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == ckpt["step"] + 2
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_loader_workers_is_a_clean_stop(sample_root, tmp_path):
+    """A scheduler or `timeout` signals every process of the group: the DataLoader workers die too,
+    which PyTorch reports as an error. The run still stops as for its own SIGTERM: checkpoint, exit 143."""
+    import signal
+    import time
+
+    run = tmp_path / "pg"
+    args = [
+        sys.executable, str(REPO / "scripts/train.py"), "model=ea_psmnet_light", f"data.root={sample_root}",
+        "data.crop_size=[32,64]", "model.max_disp=32", "device=cpu", "train.batch_size=2",
+        "train.num_workers=2", "train.ckpt_every=1", "val.limit=0", f"hydra.run.dir={run}", "train.max_steps=100000",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoints/last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # a checkpoint every step: the first one means the workers are running
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and "stopped by an error" not in err, err[-2000:]
+    ckpt = load_checkpoint(run / "checkpoints/last.pt")
+    assert f"interrupted by signal 15 after {ckpt['step']} steps" in out and ckpt["step"] >= 1
