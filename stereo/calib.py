@@ -37,7 +37,7 @@ class Calibration:
 
 
 def _matrix(text: str, path: Path, key: str) -> np.ndarray:
-    nums = [float(v) for v in re.split(r"[\s;\[\]]+", text.strip()) if v]
+    nums = [_number(v, path, key) for v in re.split(r"[\s;\[\]]+", text.strip()) if v]
     if len(nums) != 9:
         raise DataError(f"{path}: {key} must be a 3x3 matrix like [f 0 cx; 0 f cy; 0 0 1], got {text!r}")
     return np.array(nums).reshape(3, 3)
@@ -46,7 +46,32 @@ def _matrix(text: str, path: Path, key: str) -> np.ndarray:
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise MissingFileError(f"calibration file not found: {path}")
-    return path.read_text()
+    raw = path.read_bytes()
+    try:
+        if b"\0" in raw:
+            raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text calibration file (expected Middlebury/ETH3D calib.txt or KITTI)") from None
+
+
+def _number(text: str, path: Path, key: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{path}: {key}={text!r} is not a number") from None
+
+
+def check_calibration(c: Calibration, source: str) -> Calibration:
+    """Refuse a calibration whose depths would be meaningless: focal length and baseline must be finite
+    and > 0, doffs and the principal point finite. ``source`` names where the values came from."""
+    problems = [f"{k}={v!r} must be a finite number > 0" for k, v in (("focal", c.f), ("baseline", c.baseline))
+                if not (np.isfinite(v) and v > 0)]  # fmt: skip
+    problems += [f"{k}={v!r} must be a finite number" for k, v in (("doffs", c.doffs), ("cx", c.cx), ("cy", c.cy))
+                 if v is not None and not np.isfinite(v)]  # fmt: skip
+    if problems:
+        raise DataError(f"{source}: invalid calibration: {'; '.join(problems)}")
+    return c
 
 
 def read_middlebury_calib(path: str | os.PathLike) -> Calibration:
@@ -61,12 +86,13 @@ def read_middlebury_calib(path: str | os.PathLike) -> Calibration:
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)} (expected Middlebury keys cam0, cam1, doffs, baseline)")
     cam0 = _matrix(entries["cam0"], path, "cam0")
-    doffs = float(entries.get("doffs", 0.0))
+    doffs = _number(entries["doffs"], path, "doffs") if "doffs" in entries else 0.0
     if "doffs" not in entries and "cam1" in entries:
         doffs = float(_matrix(entries["cam1"], path, "cam1")[0, 2] - cam0[0, 2])
-    ndisp = int(float(entries["ndisp"])) if "ndisp" in entries else None
-    return Calibration(float(cam0[0, 0]), float(cam0[0, 2]), float(cam0[1, 2]), float(entries["baseline"]), doffs,
-                       ndisp)  # fmt: skip
+    ndisp = _number(entries["ndisp"], path, "ndisp") if "ndisp" in entries else None
+    ndisp = int(ndisp) if ndisp is not None and np.isfinite(ndisp) else None
+    return Calibration(float(cam0[0, 0]), float(cam0[0, 2]), float(cam0[1, 2]),
+                       _number(entries["baseline"], path, "baseline"), doffs, ndisp)  # fmt: skip
 
 
 def read_kitti_calib(path: str | os.PathLike) -> Calibration:
@@ -105,13 +131,15 @@ def calibration_from(calib: str | None, focal_px, baseline, cx, cy, doffs) -> Ca
     """The calibration of ``stereo-infer``: a file (``calib=``), or explicit values; None for neither."""
     if calib:
         c = read_calib(calib)
-        return Calibration(focal_px or c.f, c.cx if cx is None else cx, c.cy if cy is None else cy,
-                           baseline or c.baseline, c.doffs if doffs is None else doffs, c.ndisp)  # fmt: skip
+        merged = Calibration(focal_px or c.f, c.cx if cx is None else cx, c.cy if cy is None else cy,
+                             baseline or c.baseline, c.doffs if doffs is None else doffs, c.ndisp)  # fmt: skip
+        return check_calibration(merged, f"calib={calib} (with the explicit values)")
     if focal_px is None and baseline is None:
         return None
     if focal_px is None or baseline is None:
         raise ConfigError("depth needs both focal_px and baseline (both > 0), or calib=<calibration file>")
-    return Calibration(float(focal_px), cx, cy, float(baseline), float(doffs or 0.0))  # cx/cy None: image centre
+    c = Calibration(float(focal_px), cx, cy, float(baseline), float(doffs or 0.0))  # cx/cy None: image centre
+    return check_calibration(c, "focal_px/baseline/cx/cy/doffs")
 
 
 def point_cloud(disp: np.ndarray, rgb: np.ndarray, calib: Calibration, max_depth: float | None = None):

@@ -14,6 +14,7 @@ device, precision, memory layout, chunking) do not, and can be changed at evalua
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -300,6 +301,9 @@ def _check_value(key: str, value: Any, meta: dict) -> list[str]:
     if "length" in meta and len(value) != meta["length"]:
         errors.append(f"{key}={_show(value)}: expected {meta['length']} values")
     for v in value if isinstance(value, (list, tuple, ListConfig)) else [value]:
+        if isinstance(v, float) and not math.isfinite(v):  # NaN passes every comparison; inf is no setting
+            errors.append(f"{key}={_show(value)}: must be a finite number")
+            continue
         if "pattern" in meta and not re.fullmatch(meta["pattern"], str(v)):
             errors.append(f"{key}={v}: expected {meta.get('expect', meta['pattern'])}")
         if "ge" in meta and v < meta["ge"]:

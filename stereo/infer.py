@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
 from stereo.checkpoint import load_model
 from stereo.config import InferAppConfig, check_config
-from stereo.data.images import check_same_size, read_rgb, to_tensor
+from stereo.data.images import check_same_size, image_size, read_rgb, to_tensor
 from stereo.data.pairs import Pair, find_pairs
 from stereo.data.pfm import write_pfm
 from stereo.device import autocast, resolve_device
@@ -126,12 +126,35 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     else:
         model, _ = load_model(resolve_checkpoint(cfg.checkpoint), dev, cfg)
         run = lambda lt, rt: predict(model, lt, rt)  # noqa: E731
+    _check_scaled_sizes(pairs, float(cfg.scale))
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
     with output_lock(out_dir, "stereo-infer"):  # one writer per folder; then its stale temporary files go
         for p in remove_stale_temps(out_dir, recursive=True):
             log.info("removed %s, left by an interrupted run", p)
         return [_infer_pair(pair, plan[pair.name], model, run, dev, cfg, calib) for pair in pairs]
+
+
+MIN_SIDE = 16  # pixels after ``scale``: below this the network sees less than one feature at 1/16
+
+
+def _scaled(h: int, w: int, scale: float) -> tuple[int, int]:
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:
+    """Refuse a ``scale`` that shrinks any left image below :data:`MIN_SIDE` pixels a side (read from
+    the headers, before any output is written)."""
+    for pair in pairs:
+        size = image_size(pair.left)
+        if size is None:
+            continue
+        h, w = _scaled(size[1], size[0], scale)
+        if min(h, w) < MIN_SIDE:
+            raise ConfigError(
+                f"scale={scale:g} makes {pair.left} ({size[0]}x{size[1]}) {w}x{h} px; the network needs at least "
+                f"{MIN_SIDE} px a side: use a larger scale"
+            )
 
 
 def _infer_pair(pair: Pair, paths: list[Path], model: Any, run: Any, dev: Any, cfg: DictConfig,
@@ -144,7 +167,11 @@ def _infer_pair(pair: Pair, paths: list[Path], model: Any, run: Any, dev: Any, c
     t0 = time.perf_counter()
     lt, rt = to_tensor(limg)[None].to(dev), to_tensor(rimg)[None].to(dev)
     if scale != 1:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        size = _scaled(h, w, scale)
+        if min(size) < MIN_SIDE:
+            raise ConfigError(
+                f"scale={scale:g} makes {pair.left} {size[1]}x{size[0]} px; the network needs >= {MIN_SIDE}"
+            )
         lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
         rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
     with autocast(dev, cfg.precision):

@@ -14,14 +14,69 @@ from stereo.errors import DataError, MissingFileError
 IMAGE_EXTENSIONS = (".png", ".webp", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
 
 
+MAX_PIXELS = 100_000_000  # refused before decoding: a forged header must not allocate gigabytes
+
+# EXIF orientation -> the array operation that shows the image as a photo viewer does (after decoding,
+# which ignores the tag); rows first: (H, W, ...) arrays.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _header(path: Path) -> int:
+    """Check what the file's header promises before decoding it; returns its EXIF orientation (1 = none).
+    Formats PIL cannot identify are left to OpenCV."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            frames = getattr(im, "n_frames", 1)
+            orientation = int(im.getexif().get(0x0112, 1) or 1)
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: the image is larger than {MAX_PIXELS:,} pixels; refusing to decode it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 1
+    if w * h > MAX_PIXELS:
+        raise DataError(f"{path}: {w}x{h} is larger than {MAX_PIXELS:,} pixels; refusing to decode it")
+    if frames > 1:
+        raise DataError(f"{path}: holds {frames} frames (an animation or a multi-page file); save the frame you "
+                        "want as a single image")  # fmt: skip
+    return orientation if orientation in _ORIENT else 1
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the file's header as a viewer shows it, without decoding; None when unknown."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            swap = int(im.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8)
+    except Exception:  # unreadable headers are reported by the decoder, naming the file
+        return None
+    return (h, w) if swap else (w, h)
+
+
 def imread_checked(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED, what: str = "image") -> np.ndarray:
-    """``cv2.imread`` that names the file: MissingFileError when absent, DataError when undecodable."""
+    """``cv2.imread`` that names the file: MissingFileError when absent, DataError when undecodable,
+    over :data:`MAX_PIXELS` or multi-frame. An EXIF orientation is applied, so the array is what a photo
+    viewer shows."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{what} not found: {path}")
-    img = cv2.imread(str(path), flags)
+    orientation = _header(path)
+    img = cv2.imread(str(path), flags | cv2.IMREAD_IGNORE_ORIENTATION if flags != cv2.IMREAD_UNCHANGED else flags)
     if img is None:
         raise DataError(f"{path}: cannot decode as an image (corrupt file or unsupported format)")
+    if orientation != 1:
+        img = np.ascontiguousarray(_ORIENT[orientation](img))
     return img
 
 

@@ -1,0 +1,107 @@
+"""Inputs validated before use: calibrations, non-finite config values, image headers (size, frames,
+EXIF orientation)."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stereo.calib import calibration_from
+from stereo.config import InferAppConfig, check_config, load_config
+from stereo.data.images import read_rgb
+from stereo.errors import ConfigError, DataError
+
+
+def _calib(tmp_path, text, name="calib.txt"):
+    p = tmp_path / name
+    p.write_text(text) if isinstance(text, str) else p.write_bytes(text)
+    return str(p)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("cam0=[0 0 10; 0 0 8; 0 0 1]\nbaseline=100\n", r"focal=0\.0 must be a finite number > 0"),
+        ("cam0=[500 0 10; 0 500 8; 0 0 1]\nbaseline=-100\n", r"baseline=-100\.0 must be a finite number > 0"),
+        ("cam0=[500 0 10; 0 500 8; 0 0 1]\nbaseline=100\ndoffs=nan\n", r"doffs=nan must be a finite number"),
+        ("cam0=[500 0 10; 0 500 8; 0 0 1]\nbaseline=1oo\n", r"baseline='1oo' is not a number"),
+        ("cam0=[500 0 x; 0 500 8; 0 0 1]\nbaseline=100\n", r"cam0='x' is not a number"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", r"not a text calibration file"),
+    ],
+)
+def test_bad_calibration_files_are_one_line_naming_file_and_key(tmp_path, text, match):
+    path = _calib(tmp_path, text)
+    with pytest.raises(DataError, match=match) as e:
+        calibration_from(path, None, None, None, None, None)
+    assert "calib.txt" in str(e.value)
+
+
+def test_explicit_values_are_checked_after_merging(tmp_path):
+    good = _calib(tmp_path, "cam0=[500 0 10; 0 500 8; 0 0 1]\nbaseline=100\n")
+    assert calibration_from(good, None, None, None, None, None).f == 500
+    with pytest.raises(DataError, match=r"cx=inf must be a finite number"):
+        calibration_from(good, None, None, float("inf"), None, None)
+    with pytest.raises(DataError, match=r"doffs=nan must be a finite number"):
+        calibration_from(None, 100.0, 0.5, None, None, float("nan"))
+
+
+@pytest.mark.parametrize("override", ["scale=nan", "focal_px=inf", "max_depth=-inf", "doffs=nan"])
+def test_non_finite_config_values_are_refused(override):
+    cfg = load_config("infer", ["left=a.png", "right=b.png", override])
+    with pytest.raises(ConfigError, match=rf"{override.split('=')[0]}=.*must be a finite number"):
+        check_config(cfg, InferAppConfig)
+
+
+def _png_with_header(path, width, height):
+    """A valid 1x1 PNG whose IHDR claims ``width`` x ``height`` (decoding it would allocate that much)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00\x00")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [20000, 100000])
+def test_huge_image_header_is_refused_before_decoding(tmp_path, side):
+    _png_with_header(tmp_path / "big.png", side, side)
+    with pytest.raises(DataError, match=r"big\.png: .*larger than 100,000,000 pixels"):
+        read_rgb(tmp_path / "big.png")
+
+
+def test_multi_frame_file_is_refused(tmp_path):
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(DataError, match=r"anim\.gif: holds 2 frames"):
+        read_rgb(tmp_path / "anim.gif")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_gives_what_a_viewer_shows(tmp_path, orientation):
+    from PIL import ImageOps
+
+    pixels = np.random.default_rng(orientation).integers(0, 255, (6, 10, 3), dtype=np.uint8)
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "o.png", exif=exif)
+    with Image.open(tmp_path / "o.png") as im:
+        shown = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    got = read_rgb(tmp_path / "o.png")
+    assert got.shape == shown.shape
+    np.testing.assert_array_equal(np.round(got * 255).astype(np.uint8), shown)
+
+
+def test_scale_that_shrinks_below_the_network_minimum_is_refused_before_writing(checkpoint, tmp_path):
+    from stereo.infer import infer
+
+    for view in ("l", "r"):
+        Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(tmp_path / f"{view}.png")
+    cfg = load_config("infer", [f"checkpoint={checkpoint}", f"left={tmp_path / 'l.png'}",
+                                f"right={tmp_path / 'r.png'}", "scale=1e-9", "device=cpu"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"scale=1e-09 makes .*l\.png \(96x64\) 1x1 px; the network needs at least"):
+        infer(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
