@@ -121,6 +121,10 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
 
         if not cfg.onnx:
             raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
+        ignored = [f"{k}={cfg[k]}" for k, unset in (("checkpoint", None), ("early_exit", "off")) if cfg[k] != unset]
+        if ignored:
+            raise ConfigError(f"{', '.join(ignored)}: not used by backend=onnxruntime (the .onnx file holds the "
+                              "network, which runs every head); drop it or use backend=torch")  # fmt: skip
         model = OnnxStereo(cfg.onnx)
         run = model.predict
     else:

@@ -105,3 +105,22 @@ def test_scale_that_shrinks_below_the_network_minimum_is_refused_before_writing(
     with pytest.raises(ConfigError, match=r"scale=1e-09 makes .*l\.png \(96x64\) 1x1 px; the network needs at least"):
         infer(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_unavailable_devices_and_precisions_are_config_errors(tmp_path):
+    import torch
+
+    from stereo.device import autocast, resolve_device
+    from stereo.infer import infer
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device=cuda: CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="precision=fp16 needs CUDA"):
+        autocast(torch.device("cpu"), "fp16")
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(tmp_path / "a.png")
+    for extra in ("checkpoint=some.pt", "early_exit=head"):
+        cfg = load_config("infer", [f"left={tmp_path / 'a.png'}", f"right={tmp_path / 'a.png'}",
+                                    "backend=onnxruntime", "onnx=x.onnx", extra])  # fmt: skip
+        with pytest.raises(ConfigError, match=rf"{extra}: not used by backend=onnxruntime"):
+            infer(cfg, tmp_path / "out")
