@@ -223,7 +223,7 @@ class SgbmConfig:
     """OpenCV StereoSGBM settings (``stereo-eval method=sgbm``); see :class:`stereo.sgbm.SGBMStereo`."""
 
     num_disparities: int | None = rng(None, ge=16)  # search range; null = max_disp or 192; rounded up to x16
-    block_size: int = rng(5, ge=1)
+    block_size: int = rng(5, ge=1, pattern=r"\d*[13579]", expect="an odd number")  # OpenCV matches odd blocks
     p1: int | None = rng(None, ge=0)  # null = 8 x 3 x block_size^2
     p2: int | None = rng(None, ge=0)  # null = 32 x 3 x block_size^2
     uniqueness: int = rng(10, ge=0)

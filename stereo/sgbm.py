@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from stereo.errors import DataError
+
 
 def fill_left(disp: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Fill invalid pixels of (H, W) ``disp`` from the nearest valid pixel to the left (else right)."""
@@ -90,6 +92,13 @@ class SGBMStereo(nn.Module):
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         out = []
+        width = left.shape[-1]
+        if width <= self.max_disp + self.settings["blockSize"]:
+            raise DataError(
+                f"SGBM cannot match a {width} px wide image with a search range of {self.max_disp} px (OpenCV needs "
+                f"the width above the range plus the block size): set sgbm.num_disparities below "
+                f"{max(16, (width - self.settings['blockSize'] - 1) // 16 * 16)} or use wider images"
+            )
         for lt, rt in zip(left, right, strict=True):
             l8, r8 = ((t.permute(1, 2, 0).float().cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
                       for t in (lt, rt))  # fmt: skip

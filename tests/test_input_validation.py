@@ -124,3 +124,17 @@ def test_unavailable_devices_and_precisions_are_config_errors(tmp_path):
                                     "backend=onnxruntime", "onnx=x.onnx", extra])  # fmt: skip
         with pytest.raises(ConfigError, match=rf"{extra}: not used by backend=onnxruntime"):
             infer(cfg, tmp_path / "out")
+
+
+def test_sgbm_refuses_images_narrower_than_its_range_and_even_blocks():
+    import torch
+
+    from stereo.config import EvalAppConfig
+    from stereo.sgbm import SGBMStereo
+
+    m = SGBMStereo(96)
+    assert m(torch.rand(1, 3, 32, 128), torch.rand(1, 3, 32, 128)).shape == (1, 32, 128)
+    with pytest.raises(DataError, match=r"64 px wide image with a search range of 96 px.*num_disparities below 48"):
+        m(torch.rand(1, 3, 32, 64), torch.rand(1, 3, 32, 64))
+    with pytest.raises(ConfigError, match=r"sgbm.block_size=4: expected an odd number"):
+        check_config(load_config("eval", ["sgbm.block_size=4"]), EvalAppConfig)

@@ -125,7 +125,7 @@ def discover(
             more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
             raise SceneFlowError(
                 f"{len(missing)} left image(s) under {root} lack their right image or disparity:\n"
-                f"  {shown}{more}\n(set skip_missing=true to skip incomplete pairs with a warning)"
+                f"  {shown}{more}\n(set data.skip_missing=true to skip incomplete pairs with a warning)"
             )
         log.warning("skipped %d incomplete pair(s) under %s (first: %s)", len(missing), root, missing[0])
     if not samples:
