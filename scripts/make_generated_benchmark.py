@@ -1,4 +1,5 @@
-"""Build the fixed generated benchmark (default ``generated-v1``) and check it against its manifest.
+"""Build a fixed generated benchmark (``generated-v1``, the default, or ``generated-v2``) and check it
+against its manifest.
 
     python scripts/make_generated_benchmark.py out=datasets/generated-v1 workers=0
 
@@ -17,21 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stereo.cli import parse_overrides
+from stereo.config import rng
 from stereo.data.benchmarks import build, manifest_path, verify
 from stereo.data.synthetic import format_statistics
+from stereo.errors import StereoError
 
 
 @dataclass
 class BenchmarkConfig:
     name: str = "generated-v1"
     out: str = "datasets/generated-v1"
-    workers: int = 0
+    workers: int = rng(0, ge=0)  # processes; 0 = all cores
     write_manifest: bool = False
 
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(BenchmarkConfig, argv)
-    built = build(cfg.name, cfg.out, workers=cfg.workers)
+    try:
+        built = build(cfg.name, cfg.out, workers=cfg.workers)
+    except (StereoError, FileExistsError) as e:
+        raise SystemExit(f"error: {e}") from None
     for part in built["parts"]:
         print(f"== {cfg.name}/{part}")
         print(format_statistics(json.loads((Path(cfg.out) / part / "stats.json").read_text())))

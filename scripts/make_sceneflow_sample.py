@@ -21,29 +21,46 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stereo.cli import parse_overrides
-from stereo.data.synthetic import GENERATOR_VERSION, format_statistics, generate_sceneflow_sample
+from stereo.config import rng
+from stereo.data.synthetic import GENERATOR_VERSION, GENERATOR_VERSIONS, format_statistics, generate_sceneflow_sample
+from stereo.errors import StereoError
 
 
 @dataclass
 class SampleConfig:
     out: str = "datasets/sceneflow_sample"
-    height: int = 540
-    width: int = 960
-    train_pairs: int = 30
-    test_pairs: int = 10
+    height: int = rng(540, ge=32)
+    width: int = rng(960, ge=64)
+    train_pairs: int = rng(30, ge=0)
+    test_pairs: int = rng(10, ge=0)
     seed: int = 0
-    max_disp: float | None = None  # default: 0.2 x width, pixels
-    objects_min: int = 5
-    objects_max: int = 40
-    workers: int = 0  # processes; 0 = all cores
+    max_disp: float | None = rng(None, gt=0)  # default: 0.2 x width, pixels
+    objects_min: int = rng(5, ge=1)
+    objects_max: int = rng(40, ge=1)
+    workers: int = rng(0, ge=0)  # processes; 0 = all cores
     replace: bool = False  # replace an older generated sample in `out` (never other folders)
-    version: int = GENERATOR_VERSION  # generator version: 3 or 2
+    version: int = rng(GENERATOR_VERSION, pattern="|".join(map(str, GENERATOR_VERSIONS)),
+                       expect=" or ".join(map(str, GENERATOR_VERSIONS)))  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(SampleConfig, argv)
     t0 = time.perf_counter()
-    manifest = generate_sceneflow_sample(
+    try:
+        manifest = _generate(cfg)
+    except (StereoError, FileExistsError) as e:
+        raise SystemExit(f"error: {e}") from None
+    p = manifest["parameters"]
+    seconds = time.perf_counter() - t0
+    print(
+        f"Scene Flow layout at {cfg.out}: {p['train_pairs']} train + {p['test_pairs']} test pairs, "
+        f"{p['height']}x{p['width']}, disparities up to {p['max_disp']:.0f} px ({seconds:.0f} s)"
+    )
+    print(format_statistics(json.loads((Path(cfg.out) / "stats.json").read_text())))
+
+
+def _generate(cfg) -> dict:
+    return generate_sceneflow_sample(
         cfg.out,
         height=cfg.height,
         width=cfg.width,
@@ -56,13 +73,6 @@ def main(argv: list[str]) -> None:
         replace=cfg.replace,
         version=cfg.version,
     )
-    p = manifest["parameters"]
-    seconds = time.perf_counter() - t0
-    print(
-        f"Scene Flow layout at {cfg.out}: {p['train_pairs']} train + {p['test_pairs']} test pairs, "
-        f"{p['height']}x{p['width']}, disparities up to {p['max_disp']:.0f} px ({seconds:.0f} s)"
-    )
-    print(format_statistics(json.loads((Path(cfg.out) / "stats.json").read_text())))
 
 
 if __name__ == "__main__":

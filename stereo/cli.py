@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -9,16 +10,29 @@ from omegaconf.errors import OmegaConfBaseException
 
 
 def parse_overrides(schema: type, argv: list[str]) -> DictConfig:
-    """Merge ``key=value`` arguments into a dataclass schema; unknown keys and bad types exit cleanly."""
+    """Merge ``key=value`` arguments into a dataclass schema. ``--help`` prints the script's docstring and
+    its keys; unknown keys, bad types and values outside a field's range (``stereo.config.rng``) exit
+    with one line."""
+    from stereo.config import check_config
+    from stereo.errors import ConfigError
+
+    base = OmegaConf.structured(schema)
+    keys = ", ".join(f"{k}={_show(v)}" for k, v in OmegaConf.to_container(base).items())
+    if any(a in ("-h", "--help") for a in argv):
+        doc = (sys.modules["__main__"].__doc__ or "").strip()
+        print(f"{doc}\n\nkeys (defaults): {keys}")
+        raise SystemExit(0)
     for arg in argv:
         if "=" not in arg:
-            raise SystemExit(f"error: expected key=value overrides, got {arg!r}")
-    base = OmegaConf.structured(schema)
+            raise SystemExit(f"error: expected key=value overrides (--help lists them), got {arg!r}")
     try:
-        return OmegaConf.merge(base, OmegaConf.from_cli(argv))
+        cfg = OmegaConf.merge(base, OmegaConf.from_cli(argv))
+        check_config(cfg, schema)
     except OmegaConfBaseException as e:
-        keys = ", ".join(f"{k}={_show(v)}" for k, v in OmegaConf.to_container(base).items())
         raise SystemExit(f"error: {str(e).splitlines()[0]}\nvalid keys (defaults): {keys}") from None
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    return cfg
 
 
 def _show(v: Any) -> str:

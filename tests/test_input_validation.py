@@ -138,3 +138,27 @@ def test_sgbm_refuses_images_narrower_than_its_range_and_even_blocks():
         m(torch.rand(1, 3, 32, 64), torch.rand(1, 3, 32, 64))
     with pytest.raises(ConfigError, match=r"sgbm.block_size=4: expected an odd number"):
         check_config(load_config("eval", ["sgbm.block_size=4"]), EvalAppConfig)
+
+
+@pytest.mark.slow
+def test_generator_scripts_answer_help_and_validate_their_keys(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def run(script, *args):
+        return subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)  # fmt: skip
+
+    for script in ("make_sceneflow_sample.py", "make_generated_benchmark.py"):
+        shown = run(script, "--help")
+        assert shown.returncode == 0 and "keys (defaults):" in shown.stdout and "workers=0" in shown.stdout
+    for args, needle in [(("height=10",), "height=10: must be >= 32"), (("version=4",), "version=4: expected 2 or 3"),
+                         (("objects_min=9", "objects_max=3"), "objects must be (min, max)"),
+                         (("hieght=300",), "hieght")]:  # fmt: skip
+        proc = run("make_sceneflow_sample.py", f"out={tmp_path / 'x'}", *args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr and needle in proc.stderr, proc.stderr
+    proc = run("make_generated_benchmark.py", "name=generated-v9", f"out={tmp_path / 'y'}")
+    assert proc.returncode == 1 and "no generated benchmark named 'generated-v9'" in proc.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -35,7 +35,7 @@ from PIL import Image
 
 from stereo.data import scene3d as s3
 from stereo.data.pfm import write_pfm
-from stereo.errors import MissingFileError
+from stereo.errors import ConfigError, MissingFileError
 from stereo.progress import progress as progress_bar
 
 GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
@@ -751,13 +751,13 @@ def generate_sceneflow_sample(
     """
     out = Path(out)
     if height < 32 or width < 64:
-        raise ValueError(f"sample frames must be at least 32x64, got {height}x{width}")
+        raise ConfigError(f"sample frames must be at least 32x64, got {height}x{width}")
     if train_pairs < 0 or test_pairs < 0 or train_pairs + test_pairs == 0:
-        raise ValueError(f"need a positive number of pairs, got train={train_pairs} test={test_pairs}")
+        raise ConfigError(f"need a positive number of pairs, got train={train_pairs} test={test_pairs}")
     if not 1 <= objects[0] <= objects[1]:
-        raise ValueError(f"objects must be (min, max) with 1 <= min <= max, got {objects}")
+        raise ConfigError(f"objects must be (min, max) with 1 <= min <= max, got {objects}")
     if version not in GENERATOR_VERSIONS:
-        raise ValueError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
+        raise ConfigError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
     if version >= 3:
         photos()  # a missing texture source stops here, before any folder is made
     max_disp = float(max_disp if max_disp is not None else 0.2 * width)
