@@ -1,0 +1,18 @@
+"""Cost-volume stereo depth estimation with efficient attention.
+
+The Python API (:mod:`stereo.api`): ``stereo.load_model()`` and ``model.predict(left, right)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Prediction", "StereoModel", "load_model"]
+
+
+def __getattr__(name: str) -> Any:  # the API is imported on first use: `import stereo` stays light
+    if name in __all__:
+        from stereo import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'stereo' has no attribute {name!r}")

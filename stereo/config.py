@@ -266,6 +266,8 @@ class InferAppConfig(RuntimeConfig):
     doffs: float | None = None  # x-difference of the principal points (Middlebury), pixels; null = calib or 0
     point_cloud: bool = False  # also write <name>.ply (needs a calibration)
     max_depth: float | None = rng(None, gt=0)  # point cloud: drop points farther than this
+    confidence: bool = False  # also write <name>_confidence.pfm and .png (in [0, 1])
+    min_confidence: float = rng(0.0, ge=0, le=1)  # point cloud: drop pixels less confident than this
 
 
 @dataclass

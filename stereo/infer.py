@@ -10,19 +10,18 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from stereo.api import MIN_SIDE, StereoModel
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
 from stereo.checkpoint import load_model
 from stereo.config import InferAppConfig, check_config
-from stereo.data.images import check_same_size, image_size, read_rgb, to_tensor
+from stereo.data.images import check_same_size, image_size, read_rgb
 from stereo.data.pairs import Pair, find_pairs
 from stereo.data.pfm import write_pfm
-from stereo.device import autocast, resolve_device
+from stereo.device import resolve_device
 from stereo.errors import ConfigError, OutputError
 from stereo.io import atomic_paths, encode_image, output_lock, remove_stale_temps
-from stereo.models import predict
 from stereo.visualize import colorize_disparity, colour_legend
 from stereo.weights import resolve_checkpoint
 
@@ -33,15 +32,19 @@ SATURATION = 0.95  # predicted disparity above this fraction of max_disp suggest
 OUTPUT_SUFFIXES = (".pfm", ".png", "_color.png", "_legend.png")
 DEPTH_SUFFIX = "_depth.pfm"
 CLOUD_SUFFIX = ".ply"
+CONFIDENCE_SUFFIXES = ("_confidence.pfm", "_confidence.png")
 
 
-def plan_outputs(pairs: list[Pair], out_dir: Path, depth: bool, cloud: bool = False) -> dict[str, list[Path]]:
+def plan_outputs(
+    pairs: list[Pair], out_dir: Path, depth: bool, cloud: bool = False, confidence: bool = False
+) -> dict[str, list[Path]]:
     """Every output path of every pair, checked before any model runs: the output folder must be a
     writable folder, every output must resolve to a path inside it (no ``..``, no symbolic link out of
     it), no output may be an input image, and no two outputs may share a path."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output_dir={out_dir} exists and is not a folder")
     suffixes = OUTPUT_SUFFIXES + ((DEPTH_SUFFIX,) if depth else ()) + ((CLOUD_SUFFIX,) if cloud else ())
+    suffixes += CONFIDENCE_SUFFIXES if confidence else ()
     plan = {p.name: [out_dir / f"{p.name}{s}" for s in suffixes] for p in pairs}
     root = out_dir.resolve()
     for name, outs in plan.items():
@@ -79,12 +82,15 @@ def write_outputs(
     calib: Calibration | None = None,
     rgb: np.ndarray | None = None,
     max_depth: float | None = None,
+    confidence: np.ndarray | None = None,
+    min_confidence: float = 0.0,
 ) -> None:
     """Write one pair's outputs all or nothing: ``<name>.pfm`` (float32 pixels), ``<name>.png`` (uint16 =
     disparity x 256), ``<name>_color.png`` with its scale in ``<name>_legend.png`` and, with a
     calibration, ``<name>_depth.pfm`` (depth = baseline * f / (disparity + doffs), in the baseline's unit;
     inf where that is not positive) and, when planned, ``<name>.ply`` (the left image's colours at their
-    3-D points)."""
+    3-D points, without pixels less confident than ``min_confidence``) and ``<name>_confidence.pfm`` /
+    ``.png`` (float32 in [0, 1] / 8-bit x 255)."""
     png16 = np.clip(np.round(np.maximum(disp, 0) * 256.0), 0, 65535).astype(np.uint16)
     with atomic_paths(paths) as tmp:
         write_pfm(tmp[0], disp)
@@ -95,8 +101,13 @@ def write_outputs(
         for t, p in zip(tmp[4:], paths[4:], strict=True):
             if p.name.endswith(DEPTH_SUFFIX):
                 write_pfm(t, calib.depth(disp))
+            elif p.name.endswith(CONFIDENCE_SUFFIXES[0]):
+                write_pfm(t, confidence.astype(np.float32))
+            elif p.name.endswith(CONFIDENCE_SUFFIXES[1]):
+                encode_image(t, np.round(np.clip(confidence, 0, 1) * 255).astype(np.uint8), p)
             else:
-                write_ply(t, *point_cloud(disp, rgb, calib, max_depth))
+                kept = disp if min_confidence <= 0 else np.where(confidence >= min_confidence, disp, 0.0)
+                write_ply(t, *point_cloud(kept, rgb, calib, max_depth))
 
 
 def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -115,31 +126,29 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     out_dir = Path(output_dir if output_dir is not None else cfg.output_dir or ".")
     pairs = find_pairs(str(cfg.left), str(cfg.right))
     dev = resolve_device(cfg.device)
-    autocast(dev, cfg.precision)  # validates the precision for this device
+    want_conf = bool(cfg.confidence) or (bool(cfg.point_cloud) and cfg.min_confidence > 0)
     if cfg.backend == "onnxruntime":
         from stereo.export import OnnxStereo
 
         if not cfg.onnx:
             raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
         ignored = [f"{k}={cfg[k]}" for k, unset in (("checkpoint", None), ("early_exit", "off")) if cfg[k] != unset]
+        ignored += ["confidence=true" if cfg.confidence else "min_confidence"] if want_conf else []
         if ignored:
-            raise ConfigError(f"{', '.join(ignored)}: not used by backend=onnxruntime (the .onnx file holds the "
-                              "network, which runs every head); drop it or use backend=torch")  # fmt: skip
-        model = OnnxStereo(cfg.onnx)
-        run = model.predict
+            raise ConfigError(f"{', '.join(ignored)}: not available with backend=onnxruntime (the .onnx file holds "
+                              "the network, which runs every head and returns the disparity only); drop it or use "
+                              "backend=torch")  # fmt: skip
+        model = StereoModel(OnnxStereo(cfg.onnx), dev, cfg.precision, cfg.onnx)
     else:
-        model, _ = load_model(resolve_checkpoint(cfg.checkpoint), dev, cfg)
-        run = lambda lt, rt: predict(model, lt, rt)  # noqa: E731
+        checkpoint = resolve_checkpoint(cfg.checkpoint)
+        model = StereoModel(load_model(checkpoint, dev, cfg)[0], dev, cfg.precision, checkpoint)
     _check_scaled_sizes(pairs, float(cfg.scale))
     # Every input and the model are known to be usable before the output folder is touched.
-    plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud))
+    plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
     with output_lock(out_dir, "stereo-infer"):  # one writer per folder; then its stale temporary files go
         for p in remove_stale_temps(out_dir, recursive=True):
             log.info("removed %s, left by an interrupted run", p)
-        return [_infer_pair(pair, plan[pair.name], model, run, dev, cfg, calib) for pair in pairs]
-
-
-MIN_SIDE = 16  # pixels after ``scale``: below this the network sees less than one feature at 1/16
+        return [_infer_pair(pair, plan[pair.name], model, cfg, calib, want_conf) for pair in pairs]
 
 
 def _scaled(h: int, w: int, scale: float) -> tuple[int, int]:
@@ -147,8 +156,8 @@ def _scaled(h: int, w: int, scale: float) -> tuple[int, int]:
 
 
 def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:
-    """Refuse a ``scale`` that shrinks any left image below :data:`MIN_SIDE` pixels a side (read from
-    the headers, before any output is written)."""
+    """Refuse a ``scale`` that shrinks any left image below :data:`~stereo.api.MIN_SIDE` pixels a side
+    (read from the headers, before any output is written)."""
     for pair in pairs:
         size = image_size(pair.left)
         if size is None:
@@ -161,32 +170,20 @@ def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:
             )
 
 
-def _infer_pair(pair: Pair, paths: list[Path], model: Any, run: Any, dev: Any, cfg: DictConfig,
-                calib: Calibration | None) -> dict[str, Any]:  # fmt: skip
-    """Predict one pair, write its outputs all or nothing, print one line; returns its summary."""
+def _infer_pair(
+    pair: Pair, paths: list[Path], model: StereoModel, cfg: DictConfig, calib: Calibration | None, want_conf: bool
+) -> dict[str, Any]:
+    """Predict one pair through the Python API, write its outputs all or nothing, print one line."""
     scale = float(cfg.scale)
     limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
     check_same_size(limg, rimg, pair.left, pair.right)
     h, w = limg.shape[:2]
     t0 = time.perf_counter()
-    lt, rt = to_tensor(limg)[None].to(dev), to_tensor(rimg)[None].to(dev)
-    if scale != 1:
-        size = _scaled(h, w, scale)
-        if min(size) < MIN_SIDE:
-            raise ConfigError(
-                f"scale={scale:g} makes {pair.left} {size[1]}x{size[0]} px; the network needs >= {MIN_SIDE}"
-            )
-        lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
-        rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
-    with autocast(dev, cfg.precision):
-        disp = run(lt, rt).float()
-    if scale != 1:
-        factor = w / disp.shape[-1]  # disparities grow with the image width
-        disp = F.interpolate(disp[None], (h, w), mode="bilinear", align_corners=False)[0] * factor
-    disp = disp[0].cpu().numpy()
+    pred = model.predict(limg, rimg, scale=scale, confidence=want_conf)
+    disp = pred.disparity
     seconds = time.perf_counter() - t0
     cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
-    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth)
+    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, pred.confidence, float(cfg.min_confidence))
     saturated = float(disp.max()) >= SATURATION * model.max_disp * (1 / scale)
     s = {
         "name": pair.name,
@@ -198,12 +195,12 @@ def _infer_pair(pair: Pair, paths: list[Path], model: Any, run: Any, dev: Any, c
         "disparity_max": float(disp.max()),
         "saturated": saturated,
         "color_range_px": [0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
-        "head": model.heads_used[0] if getattr(model, "heads_used", None) else None,
+        "head": model.network.heads_used[0] if getattr(model.network, "heads_used", None) else None,
         "outputs": [str(p) for p in paths],
     }
     msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"
     if cfg.early_exit != "off" and cfg.backend == "torch":
-        msg += f", answered by head {s['head']} of {model.hourglasses}"
+        msg += f", answered by head {s['head']} of {model.network.hourglasses}"
     if saturated:
         msg += (
             f"  WARNING: reaches {SATURATION:.0%} of the model's range ({model.max_disp / scale:g} px); "

@@ -122,7 +122,7 @@ def test_unavailable_devices_and_precisions_are_config_errors(tmp_path):
     for extra in ("checkpoint=some.pt", "early_exit=head"):
         cfg = load_config("infer", [f"left={tmp_path / 'a.png'}", f"right={tmp_path / 'a.png'}",
                                     "backend=onnxruntime", "onnx=x.onnx", extra])  # fmt: skip
-        with pytest.raises(ConfigError, match=rf"{extra}: not used by backend=onnxruntime"):
+        with pytest.raises(ConfigError, match=rf"{extra}: not available with backend=onnxruntime"):
             infer(cfg, tmp_path / "out")
 
 

@@ -81,14 +81,18 @@ def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping) -> nn.
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Disparity (B, H, W) in pixels for RGB images (B, 3, H, W) in [0, 1] of any size.
+def predict(
+    model: nn.Module, left: torch.Tensor, right: torch.Tensor, confidence: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Disparity (B, H, W) in pixels for RGB images (B, 3, H, W) in [0, 1] of any size; with
+    ``confidence``, (disparity, confidence), both (B, H, W) (networks that support it: PSMNet family).
 
     Pads bottom and right by edge replication to the model's ``size_divisor``, runs the model in eval
     mode (restoring its previous mode afterwards) and crops the padding off.
     """
     if left.dim() == 3:
-        return predict(model, left[None], right[None])[0]
+        out = predict(model, left[None], right[None], confidence)
+        return (out[0][0], out[1][0]) if confidence else out[0]
     if left.shape != right.shape:
         raise ValueError(f"left and right differ in shape: {tuple(left.shape)} vs {tuple(right.shape)}")
     h, w = left.shape[-2:]
@@ -100,7 +104,9 @@ def predict(model: nn.Module, left: torch.Tensor, right: torch.Tensor) -> torch.
     was_training = model.training
     model.eval()
     try:
-        disp = model(left, right)
+        out = model(left, right, confidence=True) if confidence else model(left, right)
     finally:
         model.train(was_training)
-    return disp[:, :h, :w]
+    if confidence:
+        return out[0][:, :h, :w], out[1][:, :h, :w]
+    return out[:, :h, :w]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from torch import nn
@@ -123,7 +124,11 @@ class PSMNet(nn.Module):
                 f">= {8 * coarsest} (e.g. data.crop_size=[{height},{max(width, 8 * coarsest)}])"
             )
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+    def forward(
+        self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False
+    ) -> list[torch.Tensor] | torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """See the class docstring; in eval mode ``confidence=True`` also returns a (B, H, W) confidence in
+        [0, 1] (the regression's probability mass near its estimate, :func:`~stereo.models.regression.soft_argmin`)."""
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
             raise ValueError(
                 f"expected left and right of the same shape (B, 3, H, W), got {tuple(left.shape)} and "
@@ -135,10 +140,14 @@ class PSMNet(nn.Module):
                 f"H and W must be multiples of {self.size_divisor}, got {h}x{w}; "
                 "use stereo.models.predict() to pad any size"
             )
-        if self.refinement is not None:
-            guide = (left - self.mean) / self.std
-            return self._refine(self._disparity(left, right), guide)
-        return self._disparity(left, right)
+        confidence = confidence and not self.training
+        out = self._disparity(left, right, confidence)
+        if self.refinement is None:
+            return out
+        guide = (left - self.mean) / self.std
+        if confidence:
+            return self._refine(out[0], guide), out[1]
+        return self._refine(out, guide)
 
     def _refine(
         self, disp: list[torch.Tensor] | torch.Tensor, guide: torch.Tensor
@@ -147,7 +156,7 @@ class PSMNet(nn.Module):
             return [self.refinement(d, guide) for d in disp]
         return self.refinement(disp, guide)
 
-    def _disparity(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+    def _disparity(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> Any:
         h, w = left.shape[-2:]
         size = (self.max_disp, h, w)
         fl, fr = self.features(left, right)
@@ -161,16 +170,19 @@ class PSMNet(nn.Module):
             b, _, h4, w4 = fl.shape
             tile = self.eval_tile_rows(b, h4, w4)
             if tile is not None:
-                return upsample_regress(self._aggregate_in_bands(fl, fr, tile), size, chunk_rows=chunk)
+                return upsample_regress(self._aggregate_in_bands(fl, fr, tile), size, chunk, confidence)
             vol = [self.volume_of(fl, fr)]
             del fl, fr
             cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
-            return upsample_regress(cost, size, chunk_rows=chunk)
+            return upsample_regress(cost, size, chunk, confidence)
         # Early exit decides per image from the whole head cost: it runs on whole frames (no bands).
         vol = [self.volume_of(fl, fr)]
         del fl, fr
         costs, self.heads_used = self.aggregation.forward_early_exit(vol, self._should_stop)
-        return torch.cat([upsample_regress(c, size, chunk_rows=chunk) for c in costs])
+        outs = [upsample_regress(c, size, chunk, confidence) for c in costs]
+        if confidence:
+            return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+        return torch.cat(outs)
 
     def features(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) RGB in [0, 1] x2 -> (B, C, H/4, W/4) features of each view."""

@@ -7,12 +7,21 @@ import functools
 import torch
 import torch.nn.functional as F
 
+CONFIDENCE_RADIUS = 1.5  # pixels: the confidence is the probability mass of the 3 disparities nearest the estimate
 
-def soft_argmin(cost: torch.Tensor) -> torch.Tensor:
-    """(B, D, H, W) matching cost (higher = better) -> (B, H, W) disparity ``sum_d d * softmax(cost)_d``."""
+
+def soft_argmin(cost: torch.Tensor, confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """(B, D, H, W) matching cost (higher = better) -> (B, H, W) disparity ``sum_d d * softmax(cost)_d``.
+
+    With ``confidence``, also (B, H, W) in [0, 1]: the probability mass within :data:`CONFIDENCE_RADIUS`
+    pixels of the estimate (1 for a distribution concentrated there, low for a flat or split one)."""
     prob = F.softmax(cost, dim=1)
-    disp = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype)
-    return torch.einsum("bdhw,d->bhw", prob, disp)
+    values = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype)
+    disp = torch.einsum("bdhw,d->bhw", prob, values)
+    if not confidence:
+        return disp
+    near = (values.view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() < CONFIDENCE_RADIUS
+    return disp, (prob * near).sum(1).clamp(0, 1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -36,7 +45,9 @@ def resize_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> to
     return _resize_matrix64(n_in, n_out).to(device=device, dtype=dtype)
 
 
-def upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None = None) -> torch.Tensor:
+def upsample_regress(
+    cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None = None, confidence: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Trilinearly upsample a (B, 1, D', H', W') cost to ``size`` = (D, H, W) and soft-argmin it.
 
     Equal to ``soft_argmin(F.interpolate(cost, size, mode="trilinear").squeeze(1))``: trilinear
@@ -46,31 +57,43 @@ def upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows:
     volume is never held: each chunk of output rows is resized and regressed on its own. Images run one
     by one, so an image's disparity does not depend on the batch it came in. A half-precision cost
     (autocast) is regressed in fp32: a bf16 disparity would move in steps of 0.5 px at 100 px. Under ONNX
-    tracing it is ``F.interpolate`` (one Resize whose sizes follow the graph's dynamic axes).
+    tracing it is ``F.interpolate`` (one Resize whose sizes follow the graph's dynamic axes). With
+    ``confidence``, returns (disparity, confidence) (see :func:`soft_argmin`).
     """
     if torch.jit.is_tracing():
-        return soft_argmin(F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1))
+        up = F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1)
+        return soft_argmin(up, confidence)
     if cost.dtype in (torch.float16, torch.bfloat16):
         cost = cost.float()
     with torch.autocast(cost.device.type, enabled=False):
-        return _upsample_regress(cost, size, chunk_rows)
+        return _upsample_regress(cost, size, chunk_rows, confidence)
 
 
-def _upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None) -> torch.Tensor:
+def _upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None, confidence: bool):
     d_out, h_out, w_out = size
     _, _, d_in, h_in, w_in = cost.shape
     kw = {"device": cost.device, "dtype": cost.dtype}
     md, mh = resize_matrix(d_in, d_out, **kw), resize_matrix(h_in, h_out, **kw)
     mw = resize_matrix(w_in, w_out, **kw).T
     step = chunk_rows or h_out
-    out = []
+    out, conf = [], []
     for image in cost[:, 0]:  # image by image: a disparity does not depend on the batch it came in
         x = image @ mw  # (D', H', W)
-        rows = []
+        rows, crows = [], []
         for r in range(0, h_out, step):
             part = mh[r : r + step] @ x  # (D', rows, W)
             n = part.shape[1]
             up = (md @ part.reshape(d_in, n * w_out)).view(1, d_out, n, w_out)
-            rows.append(soft_argmin(up))
+            if confidence:
+                d, c = soft_argmin(up, True)
+                rows.append(d)
+                crows.append(c)
+            else:
+                rows.append(soft_argmin(up))
         out.append(rows[0] if len(rows) == 1 else torch.cat(rows, 1))
-    return out[0] if len(out) == 1 else torch.cat(out)
+        if confidence:
+            conf.append(crows[0] if len(crows) == 1 else torch.cat(crows, 1))
+    disp = out[0] if len(out) == 1 else torch.cat(out)
+    if not confidence:
+        return disp
+    return disp, conf[0] if len(conf) == 1 else torch.cat(conf)

@@ -1,0 +1,256 @@
+"""The Python API: load a model, predict disparities (and a confidence) from images in any common form.
+
+    >>> import stereo
+    >>> model = stereo.load_model()                       # the shipped weights, on the best device
+    >>> result = model.predict("left.png", "right.png")    # doctest: +SKIP
+    >>> result.disparity.shape, result.confidence.shape    # doctest: +SKIP
+    ((375, 1242), (375, 1242))
+
+``left``/``right`` may be file paths, numpy arrays (``uint8``/``uint16`` grey, RGB or RGBA, or float in
+[0, 1]), PIL images, or float tensors ``(3, H, W)``/``(B, 3, H, W)`` in [0, 1]. Disparities are in
+pixels of the left view (``x_right = x_left - d``). ``stereo-infer`` runs every pair through
+:meth:`StereoModel.predict`, so both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stereo.calib import Calibration, point_cloud
+from stereo.data.images import read_rgb
+from stereo.device import autocast, resolve_device
+from stereo.errors import ConfigError, DataError
+
+RUNTIME_KEYS = ("channels_last_3d", "eval_chunk_rows", "memory_budget_gb", "fold_batchnorm", "early_exit",
+                "exit_threshold", "exit_head")  # fmt: skip
+MIN_SIDE = 16  # pixels after ``scale``: below this the network sees less than one feature at 1/16
+
+
+@dataclass
+class Prediction:
+    """What :meth:`StereoModel.predict` returns.
+
+    ``disparity``: pixels, (H, W) float32 numpy for path/array/PIL input, a tensor ((H, W) or (B, H, W),
+    on the input's device) for tensor input. ``confidence``: same shape and kind, in [0, 1] (the
+    regression's probability mass within 1.5 px of its estimate), or None when not asked for.
+    ``image``: the left image as float RGB (H, W, 3) in [0, 1] (non-tensor input), for colouring points.
+    """
+
+    disparity: np.ndarray | torch.Tensor
+    confidence: np.ndarray | torch.Tensor | None = None
+    image: np.ndarray | None = None
+
+    def depth(self, calibration: Calibration) -> np.ndarray:
+        """Depth (H, W) in the calibration's baseline unit; inf where disparity + doffs <= 0."""
+        return calibration.depth(_numpy(self.disparity))
+
+    def point_cloud(
+        self, calibration: Calibration, min_confidence: float = 0.0, max_depth: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) float32 points and (N, 3) uint8 colours of the pixels with a finite depth (see
+        :func:`stereo.calib.point_cloud`), without those whose confidence is below ``min_confidence``."""
+        disp = _numpy(self.disparity)
+        if disp.ndim != 2:
+            raise DataError(f"point_cloud needs one image's disparity (H, W), got shape {disp.shape}")
+        if min_confidence > 0:
+            if self.confidence is None:
+                raise ConfigError("min_confidence needs a confidence: predict(..., confidence=True)")
+            disp = np.where(_numpy(self.confidence) >= min_confidence, disp, 0.0)  # 0 = no point
+        rgb = self.image if self.image is not None else np.full((*disp.shape, 3), 0.5, np.float32)
+        return point_cloud(disp, rgb, calibration, max_depth)
+
+
+def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def as_image(x: Any, name: str) -> np.ndarray:
+    """A path, PIL image or numpy array as float32 RGB (H, W, 3) in [0, 1]; errors name ``name``."""
+    if isinstance(x, (str, os.PathLike)):
+        return read_rgb(Path(x))
+    if type(x).__module__.startswith("PIL."):
+        from PIL import ImageOps
+
+        x = ImageOps.exif_transpose(x)  # what a viewer shows, as for paths
+        if x.mode.startswith("I;16"):
+            x = np.asarray(x).astype(np.uint16)
+        else:
+            x = np.asarray(x.convert("RGBA" if "A" in x.getbands() else "RGB"))
+    if not isinstance(x, np.ndarray):
+        raise DataError(f"{name}: expected a file path, numpy array, PIL image or tensor, got {type(x).__name__}")
+    if x.size == 0:
+        raise DataError(f"{name}: empty image of shape {x.shape}")
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] in (3, 4))):
+        raise DataError(f"{name}: expected an (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA array, got shape {x.shape}")
+    if x.dtype == np.uint8:
+        img = x.astype(np.float32) / 255
+    elif x.dtype == np.uint16:
+        img = x.astype(np.float32) / 65535
+    elif x.dtype in (np.float32, np.float64):
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if not (np.isfinite(x).all() and lo >= 0 and hi <= 1):
+            raise DataError(f"{name}: float images must hold finite values in [0, 1], got {lo:g}..{hi:g} "
+                            "(divide 0-255 images by 255, or pass uint8)")  # fmt: skip
+        img = x.astype(np.float32)
+    else:
+        raise DataError(f"{name}: unsupported dtype {x.dtype} (expected uint8, uint16, or float in [0, 1])")
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3])
+
+
+def _as_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.dim() not in (3, 4) or x.shape[-3] != 3:
+        raise DataError(f"{name}: expected a (3, H, W) or (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise DataError(f"{name}: expected a float tensor in [0, 1], got {x.dtype}")
+    if x.numel() == 0:
+        raise DataError(f"{name}: empty tensor of shape {tuple(x.shape)}")
+    return x
+
+
+class StereoModel:
+    """A network ready to predict: weights loaded, runtime settings applied, on its device.
+
+    Use :func:`load_model` to make one. ``network`` is the ``torch.nn.Module`` (or an ONNX Runtime
+    session wrapper); ``max_disp`` its range in pixels; ``checkpoint`` where its weights came from.
+    """
+
+    def __init__(self, network: Any, device: torch.device, precision: str = "fp32", checkpoint: str | None = None):
+        autocast(device, precision)  # validates the precision for this device
+        self.network, self.device, self.precision, self.checkpoint = network, device, precision, checkpoint
+        self.max_disp = float(network.max_disp)
+
+    def __repr__(self) -> str:
+        return (f"StereoModel({type(self.network).__name__}, max_disp={self.max_disp:g}, device={self.device}, "
+                f"precision={self.precision}, checkpoint={self.checkpoint})")  # fmt: skip
+
+    def __call__(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Disparity (B, H, W) for (B, 3, H, W) tensors in [0, 1]: the same as ``predict(...).disparity``."""
+        return self.predict(left, right, confidence=False).disparity
+
+    @torch.inference_mode()
+    def predict(self, left: Any, right: Any, scale: float = 1.0, confidence: bool = True) -> Prediction:
+        """Disparity (and confidence) of a rectified pair.
+
+        Args:
+            left, right: the left and right camera's images, same size: paths, numpy arrays, PIL images
+                or float tensors in [0, 1] (see the module docstring).
+            scale: run the network on images resized by this factor (0 < scale <= 1) and bring the
+                disparity back to full size (times 1/scale): for disparities beyond ``max_disp``.
+            confidence: also return the per-pixel confidence (networks of the PSMNet family).
+
+        Returns:
+            :class:`Prediction`; numpy arrays for non-tensor input, tensors for tensor input.
+        """
+        if not (0 < scale <= 1) or not np.isfinite(scale):
+            raise ConfigError(f"scale={scale}: must be in (0, 1]")
+        tensors = isinstance(left, torch.Tensor)
+        if tensors != isinstance(right, torch.Tensor):
+            raise DataError("left and right must both be tensors, or both images (paths, arrays, PIL)")
+        if tensors:
+            lt, rt = _as_tensor(left, "left"), _as_tensor(right, "right")
+            single = lt.dim() == 3
+            lt, rt = (lt[None], rt[None]) if single else (lt, rt)
+            image = None
+            where = left.device
+        else:
+            limg, rimg = as_image(left, "left"), as_image(right, "right")
+            lt, rt = (torch.from_numpy(i.transpose(2, 0, 1).copy())[None] for i in (limg, rimg))
+            single, image, where = True, limg, None
+        if lt.shape != rt.shape:
+            raise DataError(f"left and right differ in size: left is {lt.shape[-1]}x{lt.shape[-2]}, right is "
+                            f"{rt.shape[-1]}x{rt.shape[-2]}")  # fmt: skip
+        disp, conf = self._run(lt.to(self.device), rt.to(self.device), scale, confidence)
+        if single:
+            disp, conf = disp[0], None if conf is None else conf[0]
+        if tensors:
+            return Prediction(disp.to(where), None if conf is None else conf.to(where))
+        return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image)
+
+    def _run(self, lt: torch.Tensor, rt: torch.Tensor, scale: float, confidence: bool):
+        h, w = lt.shape[-2:]
+        if scale != 1:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            if min(size) < MIN_SIDE:
+                raise ConfigError(f"scale={scale:g} makes a {w}x{h} image {size[1]}x{size[0]} px; the network needs "
+                                  f"at least {MIN_SIDE} px a side: use a larger scale")  # fmt: skip
+            lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
+            rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
+        with autocast(self.device, self.precision):
+            out = self._network(lt, rt, confidence)
+        disp, conf = (out[0].float(), out[1].float()) if confidence else (out.float(), None)
+        if scale != 1:
+            factor = w / disp.shape[-1]  # disparities grow with the image width
+            disp = F.interpolate(disp[:, None], (h, w), mode="bilinear", align_corners=False)[:, 0] * factor
+            if conf is not None:
+                conf = F.interpolate(conf[:, None], (h, w), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
+        return disp, conf
+
+    def _network(self, lt: torch.Tensor, rt: torch.Tensor, confidence: bool):
+        from stereo.models import predict
+
+        if isinstance(self.network, torch.nn.Module):
+            return predict(self.network, lt, rt, confidence)
+        if confidence:
+            raise ConfigError("confidence is not available with backend=onnxruntime (use backend=torch)")
+        return self.network.predict(lt, rt)
+
+
+def load_model(
+    checkpoint: str | os.PathLike | None = None, device: str = "auto", precision: str = "fp32", **runtime: Any
+) -> StereoModel:
+    """A :class:`StereoModel` from a checkpoint (``None`` = the weights shipped with the package).
+
+    Args:
+        checkpoint: a stereo checkpoint (training ``last.pt``/``best.pt`` or exported weights).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA).
+        runtime: the runtime settings of ``stereo-infer`` (``memory_budget_gb``, ``fold_batchnorm``,
+            ``early_exit``, ``exit_threshold``, ``exit_head``, ``eval_chunk_rows``, ``channels_last_3d``).
+
+    Example:
+        >>> model = load_model(device="cpu", memory_budget_gb=4)
+        >>> model.max_disp
+        128.0
+    """
+    from stereo.checkpoint import load_model as load_network
+    from stereo.weights import resolve_checkpoint
+
+    settings = _runtime(runtime)
+    dev = resolve_device(device)
+    path = resolve_checkpoint(None if checkpoint is None else str(checkpoint))
+    network, _ = load_network(path, dev, settings)
+    return StereoModel(network, dev, precision, path)
+
+
+def _runtime(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` runtime settings over their defaults, which come from their one definition
+    (:class:`stereo.config.RuntimeConfig`); an unknown key is one clear error."""
+    from stereo.config import RuntimeConfig
+
+    unknown = sorted(set(given) - set(RUNTIME_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown runtime setting(s) {', '.join(unknown)}; expected {', '.join(RUNTIME_KEYS)}")
+    defaults = RuntimeConfig()
+    return {**{k: getattr(defaults, k) for k in RUNTIME_KEYS}, **given}
+
+
+def untrained_model(name: str, device: str = "auto", precision: str = "fp32", **runtime: Any) -> StereoModel:
+    """A :class:`StereoModel` of architecture ``conf/model/<name>.yaml`` with fresh weights (for training
+    or experiments; its disparities mean nothing until trained)."""
+    from stereo.config import load_config
+    from stereo.models import build_model
+
+    dev = resolve_device(device)
+    network = build_model(load_config(f"model/{name}"), _runtime(runtime)).to(dev).eval()
+    return StereoModel(network, dev, precision, None)

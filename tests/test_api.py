@@ -1,0 +1,138 @@
+"""The Python API: stereo.load_model().predict() on paths, arrays, PIL images and tensors; the same
+numbers as stereo-infer; a confidence that tracks the error; torch.hub entries; clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import stereo
+from stereo.calib import Calibration
+from stereo.config import load_config
+from stereo.data.pfm import read_pfm
+from stereo.errors import ConfigError, DataError, StereoError
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def model():
+    return stereo.load_model(device="cpu")  # the shipped weights
+
+
+@pytest.fixture(scope="module")
+def pair(sample_root):
+    left = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
+    right = left.parent.parent / "right" / left.name
+    gt = read_pfm(str(left).replace("frames_cleanpass", "disparity").replace(".png", ".pfm"))
+    return left, right, gt
+
+
+def test_every_input_kind_gives_the_same_disparity(model, pair):
+    left, right, _ = pair
+    ref = model.predict(left, right)
+    assert ref.disparity.shape == ref.confidence.shape == (64, 128) and ref.disparity.dtype == np.float32
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in (left, right)]
+    for got in (model.predict(str(left), str(right)), model.predict(*arrays),
+                model.predict(*(Image.open(p) for p in (left, right))),
+                model.predict(*(a.astype(np.float32) / 255 for a in arrays))):  # fmt: skip
+        np.testing.assert_allclose(got.disparity, ref.disparity, atol=1e-4)
+        np.testing.assert_allclose(got.confidence, ref.confidence, atol=1e-5)
+    grey = model.predict(arrays[0][..., 0], arrays[1][..., 0])  # grey arrays are replicated to RGB
+    assert grey.disparity.shape == (64, 128)
+    tensors = [torch.from_numpy(a.transpose(2, 0, 1).copy()).float() / 255 for a in arrays]
+    one = model.predict(*tensors)
+    assert isinstance(one.disparity, torch.Tensor) and one.disparity.shape == (64, 128)
+    np.testing.assert_allclose(one.disparity.numpy(), ref.disparity, atol=1e-4)
+    batch = model.predict(torch.stack([tensors[0]] * 2), torch.stack([tensors[1]] * 2))
+    assert batch.disparity.shape == (2, 64, 128)
+    np.testing.assert_allclose(batch.disparity[1].numpy(), ref.disparity, atol=1e-4)
+    assert torch.equal(model(*(t[None] for t in tensors)), one.disparity[None])
+
+
+def test_predict_equals_stereo_infer(model, pair, tmp_path):
+    from stereo.infer import infer
+
+    left, right, _ = pair
+    cfg = load_config("infer", [f"left={left}", f"right={right}", "device=cpu", "confidence=true", "scale=0.5"])
+    infer(cfg, tmp_path)
+    got = model.predict(left, right, scale=0.5)
+    np.testing.assert_allclose(read_pfm(tmp_path / f"{left.stem}.pfm"), got.disparity, atol=1e-4)
+    np.testing.assert_allclose(read_pfm(tmp_path / f"{left.stem}_confidence.pfm"), got.confidence, atol=1e-6)
+    png = np.asarray(Image.open(tmp_path / f"{left.stem}_confidence.png"))
+    assert png.dtype == np.uint8 and np.abs(png / 255 - got.confidence).max() <= 0.5 / 255 + 1e-6
+
+
+def test_confidence_is_lower_where_the_error_is_higher(model, tmp_path):
+    from stereo.data.benchmarks import build_slice
+    from stereo.data.sceneflow import discover
+
+    root = build_slice("generated-v1", "272x480", 2, tmp_path / "slice")
+    conf, err = [], []
+    for s in discover(root, "test", "clean", cache=False):
+        p = model.predict(s.left, s.right)
+        gt = read_pfm(s.disparity)
+        conf.append(p.confidence.ravel())
+        err.append(np.abs(p.disparity - gt).ravel())
+    conf, err = np.concatenate(conf), np.concatenate(err)
+    assert conf.min() >= 0 and conf.max() <= 1
+    rank = lambda x: np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float)  # noqa: E731
+    spearman = np.corrcoef(rank(conf), rank(err))[0, 1]
+    assert spearman < -0.2, spearman
+    # The most confident half is far more accurate than the least confident half.
+    order = np.argsort(-conf)
+    half = len(order) // 2
+    assert err[order[:half]].mean() < 0.5 * err[order[half:]].mean()
+
+
+def test_depth_and_point_cloud_helpers(model, pair):
+    left, right, _ = pair
+    p = model.predict(left, right)
+    cal = Calibration(f=100.0, cx=63.5, cy=31.5, baseline=0.5)
+    depth = p.depth(cal)
+    pos = p.disparity > 0
+    np.testing.assert_allclose(depth[pos], 50.0 / p.disparity[pos], rtol=1e-5)
+    pts, colours = p.point_cloud(cal)
+    fewer, _ = p.point_cloud(cal, min_confidence=float(np.median(p.confidence)))
+    assert len(pts) == pos.sum() and 0 < len(fewer) < len(pts) and colours.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "match"),
+    [
+        (np.zeros((32, 64, 3), np.uint8), np.zeros((32, 48, 3), np.uint8), "differ in size: left is 64x32, right is 48x32"),
+        (np.full((32, 64, 3), 200.0), np.full((32, 64, 3), 200.0), r"left: float images must hold finite values in \[0, 1\]"),
+        (np.zeros((32, 64, 3), np.int16), np.zeros((32, 64, 3), np.int16), "left: unsupported dtype int16"),
+        (np.zeros((32, 64, 2), np.uint8), np.zeros((32, 64, 2), np.uint8), r"left: expected an \(H, W\) grey"),
+        (np.zeros((0, 64, 3), np.uint8), np.zeros((0, 64, 3), np.uint8), "left: empty image"),
+        (np.zeros((32, 64, 3), np.uint8), torch.zeros(3, 32, 64), "both be tensors"),
+        (torch.zeros(3, 32, 64, dtype=torch.uint8), torch.zeros(3, 32, 64, dtype=torch.uint8), "left: expected a float"),
+        (42, 42, "left: expected a file path, numpy array, PIL image or tensor, got int"),
+    ],
+)
+def test_bad_input_is_one_clear_error(model, left, right, match):
+    with pytest.raises(StereoError, match=match):
+        model.predict(left, right)
+
+
+def test_bad_paths_and_settings(model, tmp_path):
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"x\.png: cannot decode"):
+        model.predict(tmp_path / "x.png", tmp_path / "x.png")
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        model.predict(tmp_path / "nope.png", tmp_path / "nope.png")
+    with pytest.raises(ConfigError, match=r"scale=2: must be in \(0, 1\]"):
+        model.predict(np.zeros((32, 64, 3), np.uint8), np.zeros((32, 64, 3), np.uint8), scale=2)
+    with pytest.raises(ConfigError, match="unknown runtime setting.*memory_budget"):
+        stereo.load_model(device="cpu", memory_budget=4)
+
+
+def test_torch_hub_entries(pair):
+    left, right, _ = pair
+    light = torch.hub.load(str(REPO), "ea_psmnet_light", source="local", device="cpu")
+    assert isinstance(light, stereo.StereoModel) and light.max_disp == 128
+    assert light.predict(left, right).disparity.shape == (64, 128)
+    for name, rng_ in (("psmnet", 192), ("ea_psmnet", 192)):
+        untrained = torch.hub.load(str(REPO), name, source="local", device="cpu")
+        assert untrained.max_disp == rng_ and untrained.checkpoint is None
+    with pytest.raises(ValueError, match="no pretrained weights ship for psmnet"):
+        torch.hub.load(str(REPO), "psmnet", source="local", pretrained=True)
