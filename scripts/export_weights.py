@@ -1,13 +1,15 @@
 """Export a training checkpoint as shipped weights (the model and its config, no training state).
 
-    python scripts/export_weights.py checkpoint=runs/experiment/shipped_light/checkpoints/last.pt \\
-        table=bench_results/compare_shipped.json 'card={wall_hours: 3.4, hardware: "2 CPU cores"}'
+    python scripts/export_weights.py checkpoint=runs/experiment/shipped_v2_gpu/checkpoints/last.pt \\
+        'tables={generated_v1: bench_results/compare_v1.json, generated_v2: bench_results/compare_v2.json}' \\
+        'card={wall_hours: 0.09, hardware: "1 NVIDIA H200"}'
 
-Writes ``stereo/weights/ea_psmnet_light_gen2.pt`` by default (``out=``), which ``stereo-infer`` and
-``stereo-eval`` use when no ``checkpoint=`` is given. The card records the training config and step from
-the checkpoint, the metrics on a 4-pair slice of generated-v1 (measured here, after the export, on the
-exported file: ``tests/test_weights.py`` checks them again), the results table of
-``scripts/compare_methods.py`` when ``table=`` names its JSON, plus whatever ``card`` adds.
+Writes the shipped weights file (``stereo/weights/`` + ``stereo.weights.DEFAULT_WEIGHTS``) by default
+(``out=``), which ``stereo-infer``, ``stereo-eval`` and ``stereo.load_model()`` use when no checkpoint is
+given. The card records the training config and step from the checkpoint, the metrics on a 4-pair slice
+of generated-v1 (measured here, after the export, on the exported file: ``tests/test_weights.py`` checks
+them again), the results tables of ``scripts/compare_methods.py`` named in ``tables`` (benchmark ->
+its JSON), plus whatever ``card`` adds.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ TABLE_KEYS = ("label", "render_pass", "pairs", "mask", "epe", "bad1", "bad2", "b
 class ExportConfig:
     checkpoint: str = "???"
     out: str = str(WEIGHTS_DIR / DEFAULT_WEIGHTS)
-    table: str | None = None  # JSON written by scripts/compare_methods.py
+    tables: dict = field(default_factory=dict)  # benchmark name -> JSON written by scripts/compare_methods.py
     card: dict = field(default_factory=dict)
 
 
@@ -39,9 +41,9 @@ def main(argv: list[str]) -> None:
     cfg = parse_overrides(ExportConfig, argv)
     ckpt = load_checkpoint(cfg.checkpoint)
     card = {"training_config": ckpt.get("config"), "step": ckpt.get("step"), **OmegaConf.to_container(cfg.card)}
-    if cfg.table:
-        results = json.loads(Path(cfg.table).read_text())["results"]
-        card["generated_v1"] = [{k: r[k] for k in TABLE_KEYS} for r in results]
+    for name, table in cfg.tables.items():
+        results = json.loads(Path(table).read_text())["results"]
+        card[name] = [{k: r[k] for k in TABLE_KEYS} for r in results]
     export_weights(cfg.checkpoint, cfg.out, card)
     with tempfile.TemporaryDirectory() as tmp:
         card["generated_v1_slice"] = slice_metrics(cfg.out, tmp)

@@ -140,3 +140,12 @@ def test_torch_hub_entries(pair):
         assert untrained.max_disp == rng_ and untrained.checkpoint is None
     with pytest.raises(ValueError, match="no pretrained weights ship for psmnet"):
         torch.hub.load(str(REPO), "psmnet", source="local", pretrained=True)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import stereo.api
+
+    result = doctest.testmod(stereo.api, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0
