@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from stereo.errors import CheckpointError, MissingFileError
 from stereo.io import write_bytes
 from stereo.models import build_model, model_config, runtime_value
 from stereo.models.fuse import fold_batchnorm
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -56,11 +60,62 @@ def _first_line(e: Exception) -> str:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a stereo checkpoint (tensors and plain values only, see :func:`read_checkpoint`); a missing,
-    unreadable, unsafe or foreign file raises an error naming it."""
+    unreadable, unsafe or foreign file raises an error naming it. A checkpoint of the original PSMNet code
+    (``JiaRenChang/PSMNet``, ``stackhourglass``) is recognised by its keys and returned as a stereo
+    checkpoint of ``model=psmnet`` (:func:`from_original_psmnet`)."""
     ckpt = read_checkpoint(path, map_location)
+    if isinstance(ckpt, dict) and is_original_psmnet(ckpt):
+        log.info("%s: an original PSMNet checkpoint (stackhourglass, max_disp 192): loaded as model=psmnet", path)
+        return from_original_psmnet(ckpt, path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
         raise CheckpointError(f"{path}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
     return ckpt
+
+
+# ---- the original PSMNet's checkpoints ----
+# torch.save({'epoch', 'state_dict', 'train_loss'}) of nn.DataParallel(stackhourglass(192)): every key starts
+# with 'module.'; our psmnet keeps the original's module names, its 3-D part under 'aggregation.'.
+_ORIGINAL_3D = ("dres0.", "dres1.", "dres2.", "dres3.", "dres4.", "classif1.", "classif2.", "classif3.")
+_ORIGINAL_MARKERS = ("module.feature_extraction.firstconv.0.0.weight", "module.dres0.0.0.weight")
+
+
+def is_original_psmnet(ckpt: dict[str, Any]) -> bool:
+    """Whether ``ckpt`` looks like a checkpoint of the original PSMNet code (any of its models)."""
+    state = ckpt.get("state_dict")
+    return isinstance(state, dict) and all(k in state for k in _ORIGINAL_MARKERS)
+
+
+# The original's pyramid branches are Sequential(AvgPool2d, convbn, ReLU): its convbn is item 1, ours item 0.
+_ORIGINAL_BRANCH = re.compile(r"^(feature_extraction\.branch[1-4]\.)(\d+)\.")
+
+
+def original_to_ours(name: str) -> str:
+    """An original PSMNet parameter name (``module.dres2.conv1.0.0.weight``) as ours."""
+    name = name.removeprefix("module.")
+    name = _ORIGINAL_BRANCH.sub(lambda m: f"{m.group(1)}{int(m.group(2)) - 1}.", name)
+    return f"aggregation.{name}" if name.startswith(_ORIGINAL_3D) else name
+
+
+def ours_to_original(name: str) -> str:
+    """One of our ``psmnet`` parameter names as the original code's (inverse of :func:`original_to_ours`)."""
+    name = _ORIGINAL_BRANCH.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + 1}.", name)
+    return "module." + name.removeprefix("aggregation.")
+
+
+def from_original_psmnet(ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint") -> dict[str, Any]:
+    """A stereo checkpoint of ``model=psmnet`` from an original PSMNet one: names mapped, BatchNorm
+    ``num_batches_tracked`` buffers added where the file predates them (PyTorch < 0.4.1)."""
+    from stereo.config import load_config
+
+    state = {original_to_ours(k): v for k, v in ckpt["state_dict"].items()}
+    for k in [k for k in state if k.endswith(".running_mean")]:
+        state.setdefault(k.replace(".running_mean", ".num_batches_tracked"), torch.tensor(0))
+    return {
+        "model": state,
+        "model_config": to_plain(load_config("model/psmnet")),
+        "step": None,
+        "original": {"path": str(path), "epoch": ckpt.get("epoch"), "train_loss": ckpt.get("train_loss")},
+    }
 
 
 def convert_legacy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
