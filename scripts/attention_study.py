@@ -27,7 +27,7 @@ from stereo.io import write_json, write_text
 from stereo.study import collect_runs, format_pm, group_runs, model_overrides, welch
 
 BASELINE = "none@layer4"
-COMMANDS = """python scripts/make_sceneflow_sample.py out=datasets/gen2_train height=272 width=480 \\
+COMMANDS = """python scripts/make_sceneflow_sample.py out=datasets/gen2_train height=272 width=480 version=2 \\
     train_pairs=3000 test_pairs=40 seed=1000 max_disp=112 workers=0
 python scripts/make_generated_benchmark.py out=datasets/generated-v1
 python scripts/train.py -m experiment=attention_study model.feature.attention.0.kind=none,efficient seed=1,2,3
