@@ -8,7 +8,9 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -87,6 +89,37 @@ def run(fn: Callable[[], Any]) -> Any:
         sys.exit(1)
 
 
+def _check_run_dir(argv: list[str]) -> None:
+    """Hydra creates the run folder and its log file before any of our code runs, and reports a failure
+    there as a traceback: check the folder can be made first, and say so in one line."""
+    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.run.dir=")]
+    folder = Path(given[-1] if given else "runs").expanduser()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    problem = None
+    if not probe.is_dir():
+        problem = f"{probe} is not a folder"
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        problem = f"{probe} is not writable"
+    elif probe == folder and given and not os.access(folder, os.W_OK):
+        problem = f"{folder} is not writable"
+    if problem:
+        key = "hydra.run.dir" if given else "the run folder (runs/ here; set hydra.run.dir=...)"
+        print(f"error: {key}={folder}: cannot write the run folder and its log there: {problem}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _preflight(main: Callable[[], Any]) -> Callable[[], Any]:
+    @functools.wraps(main)
+    def wrapper() -> Any:
+        _check_run_dir(sys.argv[1:])
+        return main()
+
+    return wrapper
+
+
+@_preflight
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base=None)
 def train_main(cfg: DictConfig) -> None:
     """``stereo-train``: train on Scene Flow (conf/train.yaml)."""
@@ -107,6 +140,7 @@ def train_main(cfg: DictConfig) -> None:
         sys.exit(128 + summary["signal"])  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
 
 
+@_preflight
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base=None)
 def eval_main(cfg: DictConfig) -> None:
     """``stereo-eval``: evaluate a checkpoint on a dataset's test split (conf/eval.yaml)."""
@@ -126,6 +160,7 @@ def eval_main(cfg: DictConfig) -> None:
     print(f"metrics: {out_dir}/metrics.json")
 
 
+@_preflight
 @hydra.main(config_path=str(CONF_DIR), config_name="export", version_base=None)
 def export_main(cfg: DictConfig) -> None:
     """``stereo-export``: a checkpoint as ONNX with dynamic batch, height and width (conf/export.yaml)."""
@@ -144,6 +179,7 @@ def export_main(cfg: DictConfig) -> None:
     )
 
 
+@_preflight
 @hydra.main(config_path=str(CONF_DIR), config_name="infer", version_base=None)
 def infer_main(cfg: DictConfig) -> None:
     """``stereo-infer``: disparity (and depth) for your own image pairs (conf/infer.yaml)."""

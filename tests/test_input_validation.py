@@ -162,3 +162,18 @@ def test_generator_scripts_answer_help_and_validate_their_keys(tmp_path):
     proc = run("make_generated_benchmark.py", "name=generated-v9", f"out={tmp_path / 'y'}")
     assert proc.returncode == 1 and "no generated benchmark named 'generated-v9'" in proc.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow
+def test_unusable_run_folder_is_one_line_before_hydra_starts(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    (tmp_path / "afile").write_text("x")
+    run_dir = tmp_path / "afile" / "r"
+    args = [sys.executable, str(REPO / "scripts/evaluate.py"), "method=sgbm", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "hydra.run.dir=" in proc.stderr and "afile is not a folder" in proc.stderr
