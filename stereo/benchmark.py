@@ -470,3 +470,39 @@ def profile_case(model: str, height: int, width: int, fold_bn: bool = False, thr
         predict(net, left, right)
     ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda kv: -kv[1])
     return {"ops": ops, "total_s": sum(v for _, v in ops)}
+
+
+API_VARIANTS = ("predict", "api", "api_confidence")
+
+
+def api_case(
+    variant: str, height: int, width: int, threads: int = 0, warmup: int = 1, runs: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Eval time of the shipped weights on one random uint8 pair through ``stereo.models.predict`` on
+    tensors (``predict``, the network alone), the Python API on numpy arrays (``api``: conversion,
+    padding and the copy back included) or the API with the confidence (``api_confidence``); run isolated."""
+    import numpy as np
+
+    from stereo.api import load_model
+    from stereo.models import predict
+
+    if variant not in API_VARIANTS:
+        raise ValueError(f"variant must be one of {API_VARIANTS}, got {variant!r}")
+    if threads:
+        torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    left, right = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2))
+    model = load_model(device="cpu")
+    if variant == "predict":
+        lt, rt = (torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255)[None] for a in (left, right))
+
+        def step() -> None:
+            predict(model.network, lt, rt)
+    else:
+
+        def step() -> None:
+            model.predict(left, right, confidence=variant == "api_confidence")
+
+    times = time_runs(step, torch.device("cpu"), warmup=warmup, runs=runs)
+    return {"variant": variant, "height": height, "width": width, "times_s": times,
+            "median_s": statistics.median(times)}  # fmt: skip

@@ -35,3 +35,11 @@ def test_model_case_training_step_and_flops():
     small = flops_case("ea_psmnet_light", 64, 128)["flops"]
     large = flops_case("ea_psmnet_light", 128, 128)["flops"]
     assert small > 0 and abs(large / small - 2.0) < 0.05  # every layer is linear in the pixels
+
+
+def test_api_case_runs_each_variant_at_a_tiny_size():
+    from stereo.benchmark import API_VARIANTS, api_case
+
+    for v in API_VARIANTS:
+        r = api_case(v, 32, 64, warmup=0, runs=1)
+        assert r["variant"] == v and r["median_s"] > 0 and len(r["times_s"]) == 1
