@@ -1,11 +1,14 @@
-"""Convert a stereo checkpoint written before checkpoints were plain data, so the tools load it.
+"""Convert a checkpoint into a stereo checkpoint that every tool loads.
 
+    python scripts/convert_checkpoint.py checkpoint=pretrained_sceneflow_new.tar out=psmnet_sceneflow.pt
     python scripts/convert_checkpoint.py checkpoint=runs/old/checkpoints/last.pt out=runs/old/checkpoints/last_v2.pt
 
-Every tool loads checkpoints with ``torch.load(weights_only=True)`` and refuses files that hold anything
-but tensors and plain values. Older training checkpoints kept NumPy's random state as a pickled array;
-this script reads such a file with full unpickling (which can run code: use it only on files you made or
-trust), stores that state as a tensor and writes ``out``, then loads ``out`` back the safe way.
+- An original PSMNet checkpoint (JiaRenChang/PSMNet's ``stackhourglass`` files) is read safely and written
+  as a ``model=psmnet`` checkpoint (the tools also accept the original file directly).
+- Every tool loads checkpoints with ``torch.load(weights_only=True)`` and refuses files that hold anything
+  but tensors and plain values. Older stereo training checkpoints kept NumPy's random state as a pickled
+  array; such a file is read with full unpickling (which can run code: use this only on files you made or
+  trust), that state stored as a tensor, and ``out`` loaded back the safe way.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from stereo.checkpoint import convert_legacy_checkpoint
+from stereo.checkpoint import convert_checkpoint
 from stereo.cli import parse_overrides
 from stereo.errors import StereoError
 
@@ -26,11 +29,11 @@ class ConvertConfig:
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(ConvertConfig, argv)
-    print(f"reading {cfg.checkpoint} with full unpickling (only for files you made or trust)")
     try:
-        ckpt = convert_legacy_checkpoint(cfg.checkpoint, cfg.out)
+        ckpt, what = convert_checkpoint(cfg.checkpoint, cfg.out)
     except StereoError as e:
         raise SystemExit(f"error: {e}") from None
+    print(f"{cfg.checkpoint}: {what}")
     print(f"wrote {cfg.out} (step {ckpt.get('step')}); it loads with weights_only=True")
 
 

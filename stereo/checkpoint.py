@@ -118,6 +118,24 @@ def from_original_psmnet(ckpt: dict[str, Any], path: str | os.PathLike = "checkp
     }
 
 
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """Write ``src`` as a stereo checkpoint at ``dst``: an original PSMNet checkpoint (read safely) becomes
+    a ``model=psmnet`` one; a stereo checkpoint written before checkpoints were plain data is rewritten by
+    :func:`convert_legacy_checkpoint`. Returns the written checkpoint and what was done."""
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise CheckpointError(f"{dst}: choose an output other than the input (the original stays as it is)")
+    try:
+        ckpt = load_checkpoint(src)
+    except CheckpointError as e:
+        if "refused" not in str(e):
+            raise
+        return convert_legacy_checkpoint(src, dst), "legacy stereo checkpoint rewritten (full unpickling)"
+    save_checkpoint(dst, ckpt)
+    kind = "original PSMNet checkpoint converted to model=psmnet" if "original" in ckpt else "copied (already safe)"
+    return load_checkpoint(dst), kind
+
+
 def convert_legacy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
     """Rewrite a checkpoint written before checkpoints were plain data (NumPy's random state as a pickled
     array) so that :func:`load_checkpoint` accepts it. This unpickles ``src`` fully, which can run code:

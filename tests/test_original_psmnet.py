@@ -52,3 +52,19 @@ def test_other_original_models_are_refused_naming_keys(ours, tmp_path):
     with pytest.raises(CheckpointError, match=r"basic\.tar: weights do not fit .*missing \(aggregation\.dres4.*"
                                               r"unexpected \(classify"):  # fmt: skip
         load_model(tmp_path / "basic.tar", torch.device("cpu"))
+
+
+def test_converter_writes_a_project_checkpoint(ours, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    _save_original(tmp_path / "pretrained.tar", ours, old=True)
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/convert_checkpoint.py"),
+                           f"checkpoint={tmp_path / 'pretrained.tar'}", f"out={tmp_path / 'psmnet.pt'}"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "original PSMNet checkpoint converted" in proc.stdout, proc.stderr
+    ckpt = torch.load(tmp_path / "psmnet.pt", weights_only=True)
+    assert ckpt["model_config"]["max_disp"] == 192 and "module.dres0.0.0.weight" not in ckpt["model"]
+    assert torch.equal(ckpt["model"]["aggregation.classif3.2.weight"], ours["aggregation.classif3.2.weight"])
