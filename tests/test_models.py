@@ -292,3 +292,15 @@ def test_folded_batchnorm_gives_the_same_disparities():
     torch.testing.assert_close(predict(model, left, right), ref, rtol=0, atol=0)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(model.train())
+
+
+def test_resizing_matrices_built_under_inference_mode_still_serve_training():
+    # The matrices are cached per size: one first built by predict() (inference mode) is reused by training.
+    from stereo.models.regression import _resize_matrix64
+
+    _resize_matrix64.cache_clear()
+    with torch.inference_mode():
+        upsample_regress(torch.randn(1, 1, 5, 6, 7), (20, 24, 28))
+    cost = torch.randn(1, 1, 5, 6, 7, requires_grad=True)
+    upsample_regress(cost, (20, 24, 28)).sum().backward()
+    assert cost.grad is not None and torch.isfinite(cost.grad).all()

@@ -25,6 +25,7 @@ def soft_argmin(cost: torch.Tensor, confidence: bool = False) -> torch.Tensor | 
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)  # cached: a matrix first built under inference mode must still serve training
 def _resize_matrix64(n_in: int, n_out: int) -> torch.Tensor:
     # Source position of each output sample with align_corners=False (as F.interpolate), clamped at 0.
     src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
