@@ -300,7 +300,7 @@ def test_resizing_matrices_built_under_inference_mode_still_serve_training():
 
     _resize_matrix64.cache_clear()
     with torch.inference_mode():
-        upsample_regress(torch.randn(1, 1, 5, 6, 7), (20, 24, 28))
-    cost = torch.randn(1, 1, 5, 6, 7, requires_grad=True)
+        upsample_regress(torch.randn(1, 1, 5, 6, 7, dtype=torch.float64), (20, 24, 28))
+    cost = torch.randn(1, 1, 5, 6, 7, dtype=torch.float64, requires_grad=True)  # the cached dtype: no copy
     upsample_regress(cost, (20, 24, 28)).sum().backward()
     assert cost.grad is not None and torch.isfinite(cost.grad).all()
