@@ -57,7 +57,7 @@ Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
 Refine = Choice("Refine", {k: k for k in ("none", "residual")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
-LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine")})
+LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
 
 # One default evaluation protocol for validation during training and for stereo-eval.
@@ -165,6 +165,10 @@ class DataConfig:
     skip_missing: bool = False  # skip incomplete pairs with a warning instead of failing
     limit: int = rng(-1, ge=-1)  # use the first N pairs; -1 = all
     region: str = rng("all", pattern="all|nonocc", expect="all or nonocc")  # real benchmarks: evaluated pixels
+    # Real benchmarks (kitti, middlebury, eth3d): training holds out the last val_fraction of the pairs in
+    # sorted order (KITTI 2015: frames 160-199) for validation, or the names listed in val_names (a text file)
+    val_fraction: float = rng(0.2, gt=0, le=0.9)
+    val_names: str | None = None
 
 
 # ---- applications -----------------------------------------------------------------------------------------
@@ -179,6 +183,8 @@ class OptimConfig:
     epochs: int = rng(100, ge=0)
     max_steps: int | None = rng(None, ge=0)  # overrides epochs
     lr_schedule: LrSchedule = LrSchedule.constant
+    lr_decay_steps: list[int] = rng([], ge=1)  # lr_schedule=step: multiply the rate by lr_decay at these steps
+    lr_decay: float = rng(0.1, gt=0, le=1)
     warmup_steps: int = rng(0, ge=0)
     grad_clip: float | None = rng(None, gt=0)
     loss_weights: list[float] | None = rng(None, ge=0)  # per head; null = PSMNet's 0.5/0.7/1.0 (last ones)

@@ -15,7 +15,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from stereo.data.images import imread_checked
 from stereo.data.registry import apply_limit, dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
-from stereo.errors import CheckpointError, ConfigError, TrainingStopped
+from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
 from stereo.io import output_lock, remove_stale_temps, write_json, write_text
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
@@ -105,13 +105,15 @@ def loss_weights(configured: Any, heads: int) -> list[float]:
     return list(PSMNET_LOSS_WEIGHTS[-heads:])
 
 
-def lr_factor(schedule: str, total: int, warmup: int):
+def lr_factor(schedule: str, total: int, warmup: int, decay_steps: Sequence[int] = (), decay: float = 0.1):
     def f(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
         if schedule == "cosine":
             t = (step - warmup) / max(total - warmup, 1)
             return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        if schedule == "step":  # PSMNet's fine-tuning: the rate drops by `decay` at each listed step
+            return decay ** sum(step >= s for s in decay_steps)
         return 1.0
 
     return f
@@ -206,9 +208,15 @@ class Trainer:
             val_data = (
                 cfg.data if cfg.val.root is None else OmegaConf.merge(cfg.data, {"root": cfg.val.root, "limit": -1})
             )
-            val_samples = apply_limit(
-                dataset_samples(val_data, "test", cfg.val.render_pass), cfg.val.limit, "val.limit"
-            )
+            # data.root's own validation split: held out from training (real benchmarks) or its test split
+            split = "val" if cfg.val.root is None else "test"
+            val_samples = apply_limit(dataset_samples(val_data, split, cfg.val.render_pass), cfg.val.limit, "val.limit")
+            overlap = {s.left.resolve() for s in samples} & {s.left.resolve() for s in val_samples}
+            if overlap:
+                raise DatasetError(
+                    f"{len(overlap)} validation pair(s) are also training pairs (first: {sorted(overlap)[0]}); "
+                    "validate on a held-out split (data.val_fraction, data.val_names) or another val.root"
+                )
         self.rank, self.world, self.device = init_distributed(cfg.device)
         autocast(self.device, cfg.precision)  # validates the precision for this device before any work
         seed_everything(cfg.seed, cfg.deterministic, self.device)
@@ -240,7 +248,7 @@ class Trainer:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
         self.net = self._wrap_ddp()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-        factor = lr_factor(str(t.lr_schedule), self.total, t.warmup_steps)
+        factor = lr_factor(str(t.lr_schedule), self.total, t.warmup_steps, list(t.lr_decay_steps), float(t.lr_decay))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.state = TrainState()

@@ -12,7 +12,7 @@ import numpy as np
 
 from stereo.data.images import imread_checked
 from stereo.data.pfm import read_pfm
-from stereo.errors import DataError
+from stereo.errors import DataError, MissingFileError
 
 # Unknown disparities are stored as inf (Middlebury, ETH3D) or NaN; finite values that are tiny but non-zero
 # or astronomically large come from reading bytes in the wrong order or from a corrupt file.
@@ -39,16 +39,33 @@ def read_png_disparity(path: str | os.PathLike) -> np.ndarray:
     return disp
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    """A 2-D float ``.npy`` array of disparities (pixels; NaN, inf or 0 = none), read without pickles."""
+    if not path.is_file():
+        raise MissingFileError(f"disparity file not found: {path}")
+    try:
+        disp = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: cannot read as a .npy array ({e})") from None
+    if disp.ndim != 2 or not np.issubdtype(disp.dtype, np.floating):
+        raise DataError(f"{path}: expected a 2-D float array of disparities, found {disp.dtype} {disp.shape}")
+    return disp.astype(np.float32)
+
+
 def read_disparity(path: str | os.PathLike) -> np.ndarray:
-    """Read a disparity map (PFM, or KITTI's 16-bit PNG) as (H, W) float32 pixels, rejecting values that
-    cannot be disparities.
+    """Read a disparity map (PFM, KITTI's 16-bit PNG, or a 2-D float ``.npy``) as (H, W) float32 pixels,
+    rejecting values that cannot be disparities.
 
     More than half tiny (0 < |d| < 1e-6) or huge (finite, > 1e5) values raise :class:`DataError` naming the
     file; when the other byte order reads sensibly the message says the header's scale sign is wrong.
     """
-    if Path(path).suffix.lower() == ".png":
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
         return read_png_disparity(path)
-    disp = read_pfm(path)
+    if suffix == ".npy":
+        disp = _read_npy(Path(path))
+    else:
+        disp = read_pfm(path)
     if disp.ndim == 3:
         disp = disp[..., 0]
     share = _implausible_share(disp)

@@ -20,7 +20,8 @@ from typing import Any
 from stereo.data.registry import Sample, register_dataset
 from stereo.errors import DatasetError
 
-PRIMARY = {"middlebury": "bad2", "eth3d": "bad1", "kitti": "d1", "sceneflow": "epe"}
+PRIMARY = {"middlebury": "bad2", "eth3d": "bad1", "kitti": "d1", "sceneflow": "epe", "folder": "epe"}
+DISPARITY_SUFFIXES = (".pfm", ".png", ".npy")
 
 
 def _root(cfg: Any) -> Path:
@@ -93,3 +94,29 @@ def kitti_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
         f"{root} is not a KITTI root: expected training/image_2 (2015) or training/colored_0 (2012) "
         f"with disp_occ(_0)/disp_noc(_0)"
     )
+
+
+@register_dataset("folder")
+def folder_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+    """Your own labelled pairs: ``<root>/left``, ``<root>/right`` and ``<root>/disparity`` (left-view
+    disparities as PFM, 16-bit PNG x 256, or a 2-D float ``.npy``), matched by the path below each folder
+    as ``stereo-infer`` matches folders (``left/a/0001.png`` <-> ``disparity/a/0001.pfm``)."""
+    from stereo.data.pairs import find_pairs
+
+    root = _root(cfg)
+    missing = [d for d in ("left", "right", "disparity") if not (root / d).is_dir()]
+    if missing:
+        raise DatasetError(f"{root}: data=folder needs the folders left/, right/ and disparity/ (missing: "
+                           f"{', '.join(missing)})")  # fmt: skip
+    samples, no_gt = [], []
+    for pair in find_pairs(str(root / "left"), str(root / "right")):
+        gt = next((root / "disparity" / f"{pair.name}{x}" for x in DISPARITY_SUFFIXES
+                   if (root / "disparity" / f"{pair.name}{x}").is_file()), None)  # fmt: skip
+        if gt is None:
+            no_gt.append(pair.name)
+            continue
+        samples.append(Sample(pair.left, pair.right, gt, "folder", name=pair.name))
+    if no_gt:
+        raise DatasetError(f"{root}: {len(no_gt)} pair(s) have no disparity/<name>{{.pfm,.png,.npy}}: "
+                           f"{', '.join(no_gt[:5])}")  # fmt: skip
+    return samples

@@ -25,9 +25,13 @@ class Sample:
     disparity: Path
     subset: str
     mask: Path | None = None  # evaluate only where this image is 255 (e.g. Middlebury's mask0nocc.png)
+    name: str | None = None  # the pair's name in split files where its paths do not say it (data=folder)
 
 
-# name -> function(data config, split ("train" | "test"), render pass) -> samples
+# name -> function(data config, split ("train" | "test"), render pass) -> samples. Split "val" (validation
+# while training) is the "test" split, except for the datasets in HOLDOUT_DATASETS: real benchmarks whose
+# ground truth exists for one set of pairs only. There "test" is every pair (to evaluate a model trained
+# elsewhere), and "train"/"val" divide them without overlap (:func:`holdout`).
 DATASETS: dict[str, Callable[[Any, str, str], list[Sample]]] = {}
 
 
@@ -37,6 +41,40 @@ def register_dataset(name: str) -> Callable:
         return fn
 
     return wrap
+
+
+HOLDOUT_DATASETS = {"kitti", "middlebury", "eth3d", "folder"}
+
+
+def sample_name(s: Sample) -> str:
+    """A pair's name in split files: its own (data=folder: the path below ``left/``), the frame (KITTI
+    ``000160_10``) or the scene folder (``im0.png``'s)."""
+    if s.name:
+        return s.name
+    return s.left.parent.name if s.left.stem in ("im0", "left") else s.left.stem
+
+
+def holdout(samples: Sequence[Sample], data_cfg: Any) -> tuple[list[Sample], list[Sample]]:
+    """(training, validation) pairs: the names listed in ``data.val_names`` (a text file, one per line), or
+    else the last ``data.val_fraction`` of the pairs in sorted order (at least one, at most all but one)."""
+    ordered = sorted(samples, key=lambda s: str(s.left))
+    names_file = getattr(data_cfg, "val_names", None)
+    if names_file:
+        path = Path(str(names_file)).expanduser()
+        if not path.is_file():
+            raise DatasetError(f"data.val_names={path}: file not found")
+        wanted = {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+        unknown = sorted(wanted - {sample_name(s) for s in ordered})
+        if unknown:
+            raise DatasetError(f"data.val_names={path}: {len(unknown)} name(s) match no pair: {', '.join(unknown[:5])}")
+        val = [s for s in ordered if sample_name(s) in wanted]
+    else:
+        n = min(max(1, round(len(ordered) * float(data_cfg.val_fraction))), len(ordered) - 1)
+        val = ordered[len(ordered) - n :] if n > 0 else []
+    train = [s for s in ordered if s not in val]
+    if not train or not val:
+        raise DatasetError(f"{data_cfg.root}: {len(ordered)} pair(s) cannot be split into training and validation")
+    return train, val
 
 
 def apply_limit(items: Sequence[T], limit: int | None, key: str = "limit") -> list[T]:
@@ -58,7 +96,15 @@ def dataset_samples(
     name = str(data_cfg.name)
     if name not in DATASETS:
         raise ConfigError(f"data.name={name}: unknown dataset; expected one of {', '.join(sorted(DATASETS))}")
-    samples = DATASETS[name](data_cfg, split, str(render_pass or data_cfg.render_pass))
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"split {split!r}: expected train, val or test")
+    if name in HOLDOUT_DATASETS and split in ("train", "val"):
+        every = DATASETS[name](data_cfg, "test", str(render_pass or data_cfg.render_pass))
+        samples = holdout(every, data_cfg)[0 if split == "train" else 1]
+    else:
+        samples = DATASETS[name](
+            data_cfg, "test" if split == "val" else split, str(render_pass or data_cfg.render_pass)
+        )
     samples = apply_limit(samples, data_cfg.limit if limit is None else limit)
     if not samples:
         raise DatasetError(f"no {split} pairs left under {data_cfg.root} after limit={limit}")
