@@ -21,7 +21,7 @@ import torch
 
 from stereo.checkpoint import load_model
 from stereo.config import to_plain
-from stereo.errors import ConfigError, MissingFileError
+from stereo.errors import CheckpointError, ConfigError, MissingFileError
 from stereo.io import atomic_write
 from stereo.models import configure_runtime
 
@@ -81,14 +81,29 @@ class OnnxStereo:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime's own errors: truncated, not ONNX, unsupported operators
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({first})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        if "max_disp" not in meta:
-            raise ConfigError(f"{path}: not exported by stereo-export (no max_disp in its metadata)")
-        self.max_disp = int(meta["max_disp"])
-        self.hourglasses = int(meta["hourglasses"])
-        self.size_divisor = int(meta["size_divisor"])
-        self.min_size = (int(meta["min_height"]), int(meta["min_width"]))
+        keys = ("max_disp", "hourglasses", "size_divisor", "min_height", "min_width")
+        missing = [k for k in keys if k not in meta]
+        if missing:
+            raise ConfigError(f"{path}: not exported by stereo-export (no {', '.join(missing)} in its metadata)")
+        try:
+            values = {k: int(float(meta[k])) for k in keys}
+        except ValueError:
+            raise ConfigError(
+                f"{path}: its stereo-export metadata is not numeric ({ {k: meta[k] for k in keys} })"
+            ) from None
+        names = sorted(i.name for i in self.session.get_inputs())
+        if names != ["left", "right"] or any(values[k] < 1 for k in keys):
+            raise ConfigError(f"{path}: not a stereo-export model (inputs {names}, metadata {values})")
+        self.max_disp = values["max_disp"]
+        self.hourglasses = values["hourglasses"]
+        self.size_divisor = values["size_divisor"]
+        self.min_size = (values["min_height"], values["min_width"])
         self.heads_used: list[int] = []
 
     def predict(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

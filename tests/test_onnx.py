@@ -7,6 +7,7 @@ import torch
 
 from stereo.config import load_config, to_plain
 from stereo.data.pfm import read_pfm
+from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model, configure_runtime, predict
 
 onnxruntime = pytest.importorskip("onnxruntime")  # the [onnx] extra; CI installs it
@@ -73,3 +74,24 @@ def test_export_metadata_and_runtime_left_alone(checkpoint, tmp_path):
     model, _ = load_model(checkpoint, torch.device("cpu"))
     configure_runtime(model, {"eval_chunk_rows": 64})  # export changed nothing in the checkpoint
     assert model.eval_chunk_rows == 64
+
+
+def test_bad_onnx_files_are_one_line(checkpoint, tmp_path):
+    import onnx
+
+    from stereo.export import OnnxStereo, export_onnx
+
+    export_onnx(checkpoint, tmp_path / "m.onnx")
+    data = (tmp_path / "m.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 3])
+    (tmp_path / "junk.onnx").write_bytes(b"not a model at all")
+    for name in ("cut.onnx", "junk.onnx"):
+        with pytest.raises(CheckpointError, match=rf"{name}: ONNX Runtime cannot load it"):
+            OnnxStereo(tmp_path / name)
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == "max_disp":
+            prop.value = "lots"  # mislabelled metadata
+    onnx.save(model, str(tmp_path / "bad_meta.onnx"))
+    with pytest.raises(ConfigError, match=r"bad_meta\.onnx: its stereo-export metadata is not numeric"):
+        OnnxStereo(tmp_path / "bad_meta.onnx")
