@@ -170,6 +170,9 @@ def export_main(cfg: DictConfig) -> None:
 
     def go() -> dict:
         check_config(cfg, ExportAppConfig)
+        from stereo.io import remove_stale_temps
+
+        remove_stale_temps(Path(cfg.output).expanduser().parent)  # an interrupted export's temporary file
         return export_onnx(resolve_checkpoint(cfg.checkpoint), cfg.output, cfg.opset)
 
     meta = run(go)

@@ -118,14 +118,27 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
         encode_image(tmp, img, Path(path))
 
 
-_TEMP_NAME = re.compile(r"^\..*" + re.escape(TMP_MARK) + r"\d+-[0-9a-f]{6}")
+_TEMP_NAME = re.compile(r"^\..*" + re.escape(TMP_MARK) + r"(\d+)-[0-9a-f]{6}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (then its temporary files are its own business)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
     """Remove temporary files that an interrupted writer left in ``folder`` (and below it, with
     ``recursive``; linked folders are not entered); returns what was removed. Only names that
-    :func:`temp_path` makes are touched. Call it while holding the folder's :func:`output_lock`, so no
-    live writer's files are taken."""
+    :func:`temp_path` makes are touched, and only those whose writing process (its pid is in the name)
+    no longer runs, so a live writer's files stay."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -135,7 +148,8 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> li
             dirnames.clear()
         for name in filenames:
             p = Path(dirpath) / name
-            if _TEMP_NAME.match(name) and not p.is_symlink():
+            m = _TEMP_NAME.match(name)
+            if m and not p.is_symlink() and not _alive(int(m.group(1))):
                 with contextlib.suppress(OSError):
                     p.unlink()
                     removed.append(p)

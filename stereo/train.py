@@ -319,8 +319,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to ``total`` steps (or a signal); returns a summary (status, step, metrics, paths)."""
         if self.rank == 0:
-            for p in remove_stale_temps(self.ckpt_dir):
-                log.info("removed %s, left by an interrupted checkpoint write", p)
+            for p in remove_stale_temps(self.run_dir, recursive=True):
+                log.info("removed %s, left by an interrupted write", p)
         self.resume()
         start, t0 = self.state.step, time.perf_counter()
         self._open_logs()

@@ -51,3 +51,23 @@ def test_unwritable_destination_names_the_file(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match=r"cannot write .*file/out\.json"):
         write_json(tmp_path / "file" / "out.json", {})
+
+
+def test_stale_temporaries_of_live_writers_are_kept(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(done.stdout)  # that process has ended
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stale = tmp_path / f".a.tmp-{dead}-abcdef.pfm"
+        busy = tmp_path / f".b.tmp-{live.pid}-abcdef.pfm"
+        for p in (stale, busy):
+            p.write_bytes(b"x")
+        assert remove_stale_temps(tmp_path) == [stale]
+        assert busy.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert remove_stale_temps(tmp_path) == [busy]
