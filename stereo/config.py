@@ -196,6 +196,8 @@ class OptimConfig:
     resume: bool = False
     # start from these weights (a stereo checkpoint; no optimizer or step state); resume takes precedence
     init_from: str | None = None
+    # modules whose weights (and BatchNorm statistics) stay as loaded, e.g. [feature_extraction]
+    freeze: list[str] = lst([])
     max_nonfinite: int = rng(10, ge=1)  # stop after this many non-finite losses in a row
     max_no_valid: int = rng(10, ge=1)  # stop after this many batches without a valid pixel in a row
     sync_bn: bool = False

@@ -119,6 +119,22 @@ def lr_factor(schedule: str, total: int, warmup: int, decay_steps: Sequence[int]
     return f
 
 
+def freeze_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
+    """Stop training the named submodules (``feature_extraction``, ``aggregation.dres0``, ...): their
+    parameters get no gradient and the caller keeps them in eval mode. Returns the modules."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules or not n]
+    if unknown:
+        top = sorted(n for n in modules if n and "." not in n)
+        raise ConfigError(f"train.freeze={names}: no module named {', '.join(unknown)}; top-level modules: {top}")
+    for n in names:
+        for p in modules[n].parameters():
+            p.requires_grad_(False)
+    if names and not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"train.freeze={names} leaves nothing to train")
+    return [modules[n] for n in names]
+
+
 def rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain values, so a checkpoint loads with ``weights_only=True``."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -241,13 +257,15 @@ class Trainer:
             if self.rank == 0:
                 log.info("weights from %s (%d tensors left at their initialisation: the added refinement)",
                          t.init_from, len(kept))  # fmt: skip
+        self.frozen = freeze_modules(self.model, list(t.freeze))
         self.model = self.model.to(self.device)
         self.model.check_train_shape(t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
         if cfg.channels_last:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
         self.net = self._wrap_ddp()
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(trainable, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
         factor = lr_factor(str(t.lr_schedule), self.total, t.warmup_steps, list(t.lr_decay_steps), float(t.lr_decay))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
@@ -451,6 +469,8 @@ class Trainer:
         left, right = batch["left"].to(dev, non_blocking=True), batch["right"].to(dev, non_blocking=True)
         gt, valid = batch["disparity"].to(dev), batch["valid"].to(dev)
         self.net.train()
+        for m in self.frozen:  # frozen modules keep their BatchNorm statistics too
+            m.eval()
         with autocast(dev, self.cfg.precision):
             outs = self.net(left, right)
         has_valid = bool(valid.any())

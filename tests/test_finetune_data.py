@@ -95,3 +95,21 @@ def test_step_schedule_drops_at_the_listed_steps():
     assert [f(0), f(39), f(40), f(79), f(80)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     cfg = load_config("train", ["experiment=finetune_kitti"])
     assert cfg.train.lr_schedule == "step" and list(cfg.train.lr_decay_steps) == [2600]
+
+
+def test_freeze_keeps_weights_and_batchnorm_statistics(sample_root, tmp_path, checkpoint):
+    import torch
+
+    from stereo.checkpoint import load_checkpoint
+    from stereo.errors import ConfigError
+    from tests.conftest import make_tiny_cfg
+
+    before = load_checkpoint(checkpoint)["model"]
+    cfg = make_tiny_cfg(sample_root, "train.freeze=[feature_extraction]", init_from=str(checkpoint), max_steps=2)
+    train(cfg, tmp_path / "run")
+    after = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
+    frozen = [k for k in before if k.startswith("feature_extraction.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # running stats included
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("aggregation."))
+    with pytest.raises(ConfigError, match=r"train.freeze=\['features'\]: no module named features"):
+        Trainer(make_tiny_cfg(sample_root, "train.freeze=[features]"), tmp_path / "r2")
