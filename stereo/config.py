@@ -198,6 +198,8 @@ class OptimConfig:
     init_from: str | None = None
     # modules whose weights (and BatchNorm statistics) stay as loaded, e.g. [feature_extraction]
     freeze: list[str] = lst([])
+    # BatchNorm layers use and keep their running statistics (small-batch fine-tuning); affine weights train
+    bn_eval: bool = False
     max_nonfinite: int = rng(10, ge=1)  # stop after this many non-finite losses in a row
     max_no_valid: int = rng(10, ge=1)  # stop after this many batches without a valid pixel in a row
     sync_bn: bool = False

@@ -471,6 +471,10 @@ class Trainer:
         self.net.train()
         for m in self.frozen:  # frozen modules keep their BatchNorm statistics too
             m.eval()
+        if self.cfg.train.bn_eval:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         with autocast(dev, self.cfg.precision):
             outs = self.net(left, right)
         has_valid = bool(valid.any())

@@ -113,3 +113,17 @@ def test_freeze_keeps_weights_and_batchnorm_statistics(sample_root, tmp_path, ch
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("aggregation."))
     with pytest.raises(ConfigError, match=r"train.freeze=\['features'\]: no module named features"):
         Trainer(make_tiny_cfg(sample_root, "train.freeze=[features]"), tmp_path / "r2")
+
+
+def test_bn_eval_keeps_running_statistics_and_trains_the_rest(sample_root, tmp_path, checkpoint):
+    import torch
+
+    from stereo.checkpoint import load_checkpoint
+    from tests.conftest import make_tiny_cfg
+
+    before = load_checkpoint(checkpoint)["model"]
+    train(make_tiny_cfg(sample_root, "train.bn_eval=true", init_from=str(checkpoint), max_steps=2), tmp_path / "r")
+    after = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["model"]
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith(".weight"))
