@@ -67,6 +67,16 @@ class Prediction:
         return point_cloud(disp, rgb, calibration, max_depth)
 
 
+def scaled_size(height: int, width: int, scale: float, what: str | None = None) -> tuple[int, int]:
+    """(height, width) of an image resized by ``scale`` for the network; a :class:`ConfigError` naming
+    ``what`` (default: the image's size) when a side falls below :data:`MIN_SIDE` pixels."""
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if min(size) < MIN_SIDE:
+        raise ConfigError(f"scale={scale:g} makes {what or f'a {width}x{height} image'} {size[1]}x{size[0]} px; the "
+                          f"network needs at least {MIN_SIDE} px a side: use a larger scale")  # fmt: skip
+    return size
+
+
 def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
@@ -161,7 +171,6 @@ class StereoModel:
             lt, rt = _as_tensor(left, "left"), _as_tensor(right, "right")
             single = lt.dim() == 3
             lt, rt = (lt[None], rt[None]) if single else (lt, rt)
-            image = None
             where = left.device
         else:
             limg, rimg = as_image(left, "left"), as_image(right, "right")
@@ -180,10 +189,7 @@ class StereoModel:
     def _run(self, lt: torch.Tensor, rt: torch.Tensor, scale: float, confidence: bool):
         h, w = lt.shape[-2:]
         if scale != 1:
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            if min(size) < MIN_SIDE:
-                raise ConfigError(f"scale={scale:g} makes a {w}x{h} image {size[1]}x{size[0]} px; the network needs "
-                                  f"at least {MIN_SIDE} px a side: use a larger scale")  # fmt: skip
+            size = scaled_size(h, w, scale)
             lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
             rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
         with autocast(self.device, self.precision):

@@ -154,11 +154,24 @@ def convert_legacy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) ->
         raise CheckpointError(f"{src}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
     rng = ckpt.get("rng")
     if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
-        name, keys, pos, has_gauss, cached = rng["numpy"]
-        rng["numpy"] = {"name": str(name), "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
-                        "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}  # fmt: skip
+        rng["numpy"] = numpy_rng_as_data(rng["numpy"])
     save_checkpoint(dst, _plain(ckpt))
     return load_checkpoint(dst)
+
+
+def numpy_rng_as_data(state: tuple) -> dict[str, Any]:
+    """``np.random.get_state()`` as a tensor and plain values (what ``weights_only`` loading accepts)."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}  # fmt: skip
+
+
+def numpy_rng_from_data(state: dict[str, Any] | tuple) -> tuple:
+    """The inverse of :func:`numpy_rng_as_data`, for ``np.random.set_state`` (a tuple passes as it is)."""
+    if not isinstance(state, dict):
+        return state
+    keys = state["keys"].numpy().astype(np.uint32)
+    return state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]
 
 
 def _plain(x: Any) -> Any:

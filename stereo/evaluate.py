@@ -19,7 +19,7 @@ from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import evaluate_model
-from stereo.io import output_lock, remove_stale_temps, write_image, write_json, write_text
+from stereo.io import output_lock, write_image, write_json, write_text
 from stereo.metrics import METRIC_KEYS, describe_mask
 from stereo.sgbm import SGBMStereo
 from stereo.visualize import result_panels, stack_panels
@@ -53,8 +53,6 @@ def evaluate(
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     with output_lock(out_dir, "stereo-eval"):  # one writer per folder; its stale temporary files go
-        for p in remove_stale_temps(out_dir, recursive=True):
-            log.info("removed %s, left by an interrupted run", p)
         ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask)
         r = evaluate_model(
             model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
-from stereo.api import MIN_SIDE, StereoModel
+from stereo.api import StereoModel, scaled_size
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
 from stereo.checkpoint import load_model
 from stereo.config import InferAppConfig, check_config
@@ -21,7 +21,7 @@ from stereo.data.pairs import Pair, find_pairs
 from stereo.data.pfm import write_pfm
 from stereo.device import resolve_device
 from stereo.errors import ConfigError, OutputError
-from stereo.io import atomic_paths, encode_image, output_lock, remove_stale_temps
+from stereo.io import atomic_paths, encode_image, output_lock
 from stereo.visualize import colorize_disparity, colour_legend
 from stereo.weights import resolve_checkpoint
 
@@ -145,29 +145,17 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     _check_scaled_sizes(pairs, float(cfg.scale))
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
-    with output_lock(out_dir, "stereo-infer"):  # one writer per folder; then its stale temporary files go
-        for p in remove_stale_temps(out_dir, recursive=True):
-            log.info("removed %s, left by an interrupted run", p)
+    with output_lock(out_dir, "stereo-infer"):  # one writer per folder; its stale temporary files go
         return [_infer_pair(pair, plan[pair.name], model, cfg, calib, want_conf) for pair in pairs]
-
-
-def _scaled(h: int, w: int, scale: float) -> tuple[int, int]:
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:
     """Refuse a ``scale`` that shrinks any left image below :data:`~stereo.api.MIN_SIDE` pixels a side
-    (read from the headers, before any output is written)."""
+    (sizes read from the headers, before any output is written)."""
     for pair in pairs:
         size = image_size(pair.left)
-        if size is None:
-            continue
-        h, w = _scaled(size[1], size[0], scale)
-        if min(h, w) < MIN_SIDE:
-            raise ConfigError(
-                f"scale={scale:g} makes {pair.left} ({size[0]}x{size[1]}) {w}x{h} px; the network needs at least "
-                f"{MIN_SIDE} px a side: use a larger scale"
-            )
+        if size is not None:
+            scaled_size(size[1], size[0], scale, f"{pair.left} ({size[0]}x{size[1]})")
 
 
 def _infer_pair(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -24,6 +25,7 @@ import numpy as np
 from stereo.errors import OutputError
 
 TMP_MARK = ".tmp-"
+log = logging.getLogger(__name__)
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -164,7 +166,9 @@ def output_lock(folder: str | os.PathLike, tool: str) -> Iterator[None]:
     """Hold ``folder``'s lock while writing into it: a second tool writing into the same folder is
     refused in one line instead of interleaving its files. The lock is ``<folder>/.stereo.lock`` (it
     holds the owner's pid and tool), removed on release; the operating system releases the lock itself
-    when the process ends, however it ends, so a killed run never blocks the next one."""
+    when the process ends, however it ends, so a killed run never blocks the next one. Once the lock is
+    held, temporary files that interrupted writers left below ``folder`` are removed
+    (:func:`remove_stale_temps`, each one logged)."""
     folder = Path(folder)
     path = folder / LOCK_NAME
     try:
@@ -197,6 +201,8 @@ def output_lock(folder: str | os.PathLike, tool: str) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, {tool}".encode(), 0)
+        for p in remove_stale_temps(folder, recursive=True):
+            log.info("removed %s, left by an interrupted run", p)
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -27,7 +27,15 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from stereo.checkpoint import config_differences, init_weights, load_checkpoint, load_weights, save_checkpoint
+from stereo.checkpoint import (
+    config_differences,
+    init_weights,
+    load_checkpoint,
+    load_weights,
+    numpy_rng_as_data,
+    numpy_rng_from_data,
+    save_checkpoint,
+)
 from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
@@ -35,7 +43,7 @@ from stereo.data.registry import apply_limit, dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
-from stereo.io import output_lock, remove_stale_temps, write_json, write_text
+from stereo.io import output_lock, write_json, write_text
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
@@ -137,10 +145,8 @@ def freeze_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Mo
 
 def rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain values, so a checkpoint loads with ``weights_only=True``."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}  # fmt: skip
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_rng_as_data(np.random.get_state()),
+             "python": random.getstate()}  # fmt: skip
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -148,10 +154,7 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    if isinstance(n, dict):
-        n = (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    np.random.set_state(n)
+    np.random.set_state(numpy_rng_from_data(state["numpy"]))
     random.setstate(_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -257,7 +260,10 @@ class Trainer:
             if self.rank == 0:
                 log.info("weights from %s (%d tensors left at their initialisation: the added refinement)",
                          t.init_from, len(kept))  # fmt: skip
-        self.frozen = freeze_modules(self.model, list(t.freeze))
+        # Modules kept in eval mode while the rest trains: frozen ones, and every BatchNorm with train.bn_eval.
+        self.fixed = freeze_modules(self.model, list(t.freeze))
+        if t.bn_eval:
+            self.fixed += [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         self.model = self.model.to(self.device)
         self.model.check_train_shape(t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
@@ -336,9 +342,6 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train to ``total`` steps (or a signal); returns a summary (status, step, metrics, paths)."""
-        if self.rank == 0:
-            for p in remove_stale_temps(self.run_dir, recursive=True):
-                log.info("removed %s, left by an interrupted write", p)
         self.resume()
         start, t0 = self.state.step, time.perf_counter()
         self._open_logs()
@@ -469,12 +472,8 @@ class Trainer:
         left, right = batch["left"].to(dev, non_blocking=True), batch["right"].to(dev, non_blocking=True)
         gt, valid = batch["disparity"].to(dev), batch["valid"].to(dev)
         self.net.train()
-        for m in self.frozen:  # frozen modules keep their BatchNorm statistics too
+        for m in self.fixed:  # their BatchNorm statistics stay as loaded
             m.eval()
-        if self.cfg.train.bn_eval:
-            for m in self.model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
         with autocast(dev, self.cfg.precision):
             outs = self.net(left, right)
         has_valid = bool(valid.any())
@@ -610,5 +609,5 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
     trainer = Trainer(cfg, run_dir)
     if trainer.rank != 0:
         return trainer.fit()
-    with output_lock(run_dir, "stereo-train"):  # a second trainer in this run folder is refused
+    with output_lock(run_dir, "stereo-train"):  # a second trainer here is refused; stale temporaries go
         return trainer.fit()

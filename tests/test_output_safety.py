@@ -84,11 +84,11 @@ def test_one_writer_per_output_dir_and_stale_temporaries_removed(checkpoint, sam
         _img(tmp_path / view / "seq0/0001.png")
     out = tmp_path / "out"
     stale = temp_path(out / "seq0/0001.pfm")  # as a killed writer leaves it
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"half a file")
     keep = out / "seq0/.notes.tmp-keep.txt"  # not a name our writer makes: never touched
-    keep.write_text("mine")
-    with output_lock(out, "test"):
+    with output_lock(out, "test"):  # another run holds the folder (its own clean-up happened on taking it)
+        stale.parent.mkdir(parents=True)
+        stale.write_bytes(b"half a file")
+        keep.write_text("mine")
         with pytest.raises(OutputError, match=r"out is in use by another run \(pid \d+, test\)"):
             _infer(checkpoint, tmp_path / "left", tmp_path / "right", out)
         ecfg = load_config("eval", [f"checkpoint={checkpoint}", f"data.root={sample_root}", "data.limit=1",

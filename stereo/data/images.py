@@ -29,20 +29,26 @@ _ORIENT = {
 }
 
 
-def _header(path: Path) -> int:
-    """Check what the file's header promises before decoding it; returns its EXIF orientation (1 = none).
-    Formats PIL cannot identify are left to OpenCV."""
+def _read_header(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
+    """(width, height, frames, EXIF orientation) from the file's header, without decoding the pixels;
+    None for formats PIL cannot identify (left to OpenCV). An oversized header is a :class:`DataError`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            w, h = im.size
-            frames = getattr(im, "n_frames", 1)
-            orientation = int(im.getexif().get(0x0112, 1) or 1)
+            return *im.size, getattr(im, "n_frames", 1), int(im.getexif().get(0x0112, 1) or 1)
     except Image.DecompressionBombError:
         raise DataError(f"{path}: the image is larger than {MAX_PIXELS:,} pixels; refusing to decode it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+def _header(path: Path) -> int:
+    """Check what the file's header promises before decoding it; returns its EXIF orientation (1 = none)."""
+    header = _read_header(path)
+    if header is None:
         return 1
+    w, h, frames, orientation = header
     if w * h > MAX_PIXELS:
         raise DataError(f"{path}: {w}x{h} is larger than {MAX_PIXELS:,} pixels; refusing to decode it")
     if frames > 1:
@@ -52,16 +58,16 @@ def _header(path: Path) -> int:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(width, height) from the file's header as a viewer shows it, without decoding; None when unknown."""
-    from PIL import Image
-
+    """(width, height) from the file's header as a viewer shows it, without decoding; None when unknown
+    (then the decoder reports the file)."""
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            swap = int(im.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8)
-    except Exception:  # unreadable headers are reported by the decoder, naming the file
+        header = _read_header(path)
+    except DataError:
         return None
-    return (h, w) if swap else (w, h)
+    if header is None:
+        return None
+    w, h, _, orientation = header
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def imread_checked(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED, what: str = "image") -> np.ndarray:

@@ -51,7 +51,7 @@ def sample_name(s: Sample) -> str:
     ``000160_10``) or the scene folder (``im0.png``'s)."""
     if s.name:
         return s.name
-    return s.left.parent.name if s.left.stem in ("im0", "left") else s.left.stem
+    return s.left.parent.name if s.left.stem == "im0" else s.left.stem
 
 
 def holdout(samples: Sequence[Sample], data_cfg: Any) -> tuple[list[Sample], list[Sample]]:

@@ -56,10 +56,13 @@ class _Style:
     shape_weights: np.ndarray
     rod_radius_px: tuple[float, float]
     specular: tuple[float, float, float]  # probability, max strength, max shininess
+    background: tuple[str, ...]  # texture kinds of the background plane, drawn uniformly
 
 
 _STYLES = {
-    2: _Style(TEXTURE_KINDS, _TEXTURE_WEIGHTS, SHAPES, _SHAPE_WEIGHTS, (0.5, 2.0), (0.5, 0.15, 40.0)),
+    2: _Style(
+        TEXTURE_KINDS, _TEXTURE_WEIGHTS, SHAPES, _SHAPE_WEIGHTS, (0.5, 2.0), (0.5, 0.15, 40.0), TEXTURE_KINDS[:8]
+    ),
     # v3: photographs and dead leaves beside the procedural textures; many more thin structures, down to
     # sub-pixel width; stronger highlights (they move between the views).
     3: _Style(
@@ -69,6 +72,7 @@ _STYLES = {
         np.array([13, 9, 14, 13, 6, 12, 6, 6, 6], float),
         (0.3, 1.5),
         (0.6, 0.45, 80.0),
+        (*TEXTURE_KINDS[:8], "photo", "photo", "deadleaves"),
     ),
 }
 
@@ -434,8 +438,7 @@ def _background(rng, cam: s3.Camera, h: int, w: int, d_bg: float, style: _Style 
     z = cam.f * cam.baseline / d0
     texel = z / cam.f
     n = int(max(h, w) * 1.5)
-    textured = TEXTURE_KINDS[:8] if style is _STYLES[2] else (*TEXTURE_KINDS[:8], "photo", "photo", "deadleaves")
-    kind = str(rng.choice(textured))  # the background is textured
+    kind = str(rng.choice(style.background))  # the background is textured
     return _Object(s3.Plane(np.zeros(3), normal=normal, c=c), make_texture(rng, n, n, kind), texel,
                    (-n * texel / 2, -n * texel / 2), 0.0, 10.0, False)  # fmt: skip
 
@@ -535,7 +538,7 @@ def render_pair(
     gain, gamma, tint = rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.25), rng.uniform(0.9, 1.1, 3).astype(np.float32)
     left, right = (_appearance(rng, v, gain, gamma, tint) for v in (left, right))
     if version >= 3:
-        final = [_camera(rng, v, np.random.default_rng(rng.integers(2**63))) for v in _camera_pair(rng, left, right)]
+        final = [_camera(v, np.random.default_rng(rng.integers(2**63))) for v in _camera_pair(rng, left, right)]
         return {"left": left, "right": right, "disp_left": disp_left, "disp_right": disp_right,
                 "final_left": final[0], "final_right": final[1], "textureless": flat}  # fmt: skip
     # Final pass: defocus, motion blur, per-view photometric differences and sensor noise.
@@ -582,7 +585,7 @@ def _camera_pair(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) 
     return out
 
 
-def _camera(rng: np.random.Generator, img: np.ndarray, view_rng: np.random.Generator) -> np.ndarray:
+def _camera(img: np.ndarray, view_rng: np.random.Generator) -> np.ndarray:
     """Generator v3's sensor and pipeline, drawn per view: exposure and white balance that differ between
     the views, vignetting, shot and read noise, gamma, then JPEG compression (quality 60-97)."""
     h, w = img.shape[:2]
