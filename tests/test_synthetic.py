@@ -165,3 +165,28 @@ def test_existing_folder_reused_or_refused(tmp_path):
     with pytest.raises(FileExistsError):  # never someone else's folder
         generate_sceneflow_sample(tmp_path / "mine", seed=2, replace=True, **kw)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "user data"
+
+
+def test_union_prunes_rays_without_changing_hits():
+    """A wheel meets each ray with only the parts whose bounding window holds it: the depths, normals and
+    texture coordinates of every hit equal those of intersecting every part with every ray."""
+    from stereo.data import scene3d as s3
+    from stereo.data.synthetic import _STYLES, _wheel
+
+    rng = np.random.default_rng(3)
+    cam = s3.Camera(f=300.0, cx=120.0, cy=80.0)
+    wheel = _wheel(rng, np.array([0.3, -0.1, 8.0]), s3.rotation(rng, 0.8), 2.0, 8.0 / 300.0, _STYLES[3])
+    yy, xx = np.mgrid[0:160, 0:240].astype(np.float64)
+    dx, dy = cam.rays(xx, yy)
+    t, n, u, v = wheel.intersect(0.0, dx, dy)
+    best = [np.full(dx.shape, np.inf), np.zeros(dx.shape + (3,)), np.zeros(dx.shape), np.zeros(dx.shape)]
+    for part in wheel.parts:
+        pt, pn, pu, pv = part.intersect(0.0, dx, dy)
+        near = pt < best[0]
+        best = [np.where(near, pt, best[0]), np.where(near[..., None], pn, best[1]),
+                np.where(near, pu, best[2]), np.where(near, pv, best[3])]  # fmt: skip
+    hit = np.isfinite(best[0])
+    assert 0.05 < hit.mean() < 0.9  # the wheel fills part of the view: the pruning matters
+    np.testing.assert_array_equal(t, best[0])
+    for ours, full in zip((n, u, v), best[1:], strict=True):
+        np.testing.assert_array_equal(ours[hit], full[hit])

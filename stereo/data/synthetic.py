@@ -392,16 +392,37 @@ class _Union(s3.Shape):
         return max(float(np.linalg.norm(p.center - self.center)) + p.radius() for p in self.parts)
 
     def intersect(self, ox, dx, dy):
-        best = None
+        # Each part is intersected only with the rays inside its own bounding window (a wheel's spoke
+        # covers a sliver of the wheel's box); the result is the same, pixel for pixel.
+        t = np.full(dx.shape, np.inf)
+        n, u, v = np.zeros(dx.shape + (3,)), np.zeros(dx.shape), np.zeros(dx.shape)
         for p in self.parts:
-            t, n, u, v = p.intersect(ox, dx, dy)
-            if best is None:
-                best = [t, n, u, v]
+            window = _ray_window(p, ox, dx, dy)
+            if window is None:
                 continue
-            near = t < best[0]
-            best = [np.where(near, t, best[0]), np.where(near[..., None], n, best[1]),
-                    np.where(near, u, best[2]), np.where(near, v, best[3])]  # fmt: skip
-        return tuple(best)
+            pt, pn, pu, pv = p.intersect(ox, dx[window], dy[window])
+            near = pt < t[window]
+            t[window] = np.where(near, pt, t[window])
+            n[window] = np.where(near[..., None], pn, n[window])
+            u[window] = np.where(near, pu, u[window])
+            v[window] = np.where(near, pv, v[window])
+        return t, n, u, v
+
+
+def _ray_window(shape: s3.Shape, ox: float, dx: np.ndarray, dy: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest block of the ray grid (dx, dy) that holds every ray which can meet ``shape`` (from its
+    bounding sphere, conservatively); None when none can."""
+    r, c = shape.radius(), shape.center
+    if not np.isfinite(r) or c[2] - r <= 1e-3 or dx.ndim != 2:
+        return (slice(None),) * dx.ndim
+    zs = (c[2] - r, c[2] + r)
+    xs = [(c[0] - ox + sx * r) / z for sx in (-1, 1) for z in zs]
+    ys = [(c[1] + sy * r) / z for sy in (-1, 1) for z in zs]
+    inside = (dx >= min(xs)) & (dx <= max(xs)) & (dy >= min(ys)) & (dy <= max(ys))
+    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    if rows.size == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _fence(rng, centre, R, slats, width, gap, extent, z, style: _Style = _STYLES[2]) -> _Object:
