@@ -170,7 +170,7 @@ def numpy_rng_from_data(state: dict[str, Any] | tuple) -> tuple:
     """The inverse of :func:`numpy_rng_as_data`, for ``np.random.set_state`` (a tuple passes as it is)."""
     if not isinstance(state, dict):
         return state
-    keys = state["keys"].numpy().astype(np.uint32)
+    keys = state["keys"].cpu().numpy().astype(np.uint32)
     return state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]
 
 

@@ -153,11 +153,12 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    # A checkpoint loaded onto a GPU carries the states as CUDA tensors; the generators take CPU bytes.
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(numpy_rng_from_data(state["numpy"]))
     random.setstate(_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _tuples(x: Any) -> Any:

@@ -46,6 +46,21 @@ def sample_root(tmp_path_factory):
     return root
 
 
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")],
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Each device a test should pass on: the CPU always, CUDA where there is one (marker ``cuda``)."""
+    return request.param
+
+
 def make_tiny_cfg(root, *overrides: str, **train_over):
     """The tiny training config on ``root`` with Hydra overrides and ``train.*`` values."""
     cfg = load_config("train", [*TINY_TRAIN, f"data.root={root}", *overrides])

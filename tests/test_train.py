@@ -78,6 +78,17 @@ def test_resume_gives_the_same_weights(sample_root, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
+def test_resume_continues_on_the_device_it_loads_onto(sample_root, tmp_path, device):
+    """A checkpoint is loaded onto the training device: its RNG states must reach the generators as CPU
+    bytes (on CUDA they arrived as CUDA tensors and resuming stopped with "RNG state must be a ByteTensor")."""
+    run = tmp_path / "run"
+    train(tiny_cfg(sample_root, f"device={device}", "deterministic=false", max_steps=2, val_every=0), run)
+    summary = train(tiny_cfg(sample_root, f"device={device}", "deterministic=false", max_steps=4, val_every=0,
+                             resume=True), run)  # fmt: skip
+    assert summary["status"] == "finished" and summary["step"] == 4
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+
+
 def test_bad_root_fails_before_model(tmp_path, monkeypatch):
     import stereo.train as t
 
