@@ -320,8 +320,8 @@ def build_attention(
     in_channels: int,
     key_channels: int | None = None,
     value_channels: int | None = None,
-    heads: int = 1,
-    normalization: Normalization = "softmax",
+    heads: int | None = None,
+    normalization: Normalization | None = None,
     *,
     ignore_unused: bool = False,
     **extra: Any,
@@ -347,4 +347,6 @@ def build_attention(
         raise ValueError(f"attention kind {kind!r} takes {sorted(own)}; unknown or unused keys {unknown}")
     if cls is None:
         return nn.Identity()
-    return cls(in_channels, **{k: v for k, v in keys.items() if k in own})
+    # heads and normalization left at None take the kind's own defaults (multires has 4 heads, the others 1).
+    defaulted = {k for k in ("heads", "normalization") if keys[k] is None}
+    return cls(in_channels, **{k: v for k, v in keys.items() if k in own and k not in defaulted})

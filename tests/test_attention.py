@@ -195,6 +195,8 @@ def test_bad_heads_raise():
 def test_build_attention_kinds():
     assert isinstance(build_attention("efficient", 8, 4, 4), EfficientAttention)
     assert isinstance(build_attention("dot_product", 8, 4, 4), DotProductAttention)
+    # heads left out: each kind's own default (multires: one head per scale of its 4), not a global 1
+    assert build_attention("multires", 8, 4, 4).heads == 4 and build_attention("efficient", 8, 4, 4).heads == 1
     x = torch.randn(1, 8, 2, 2)
     assert build_attention("none", 8, 4, 4)(x) is x
     with pytest.raises(ValueError, match="attention kind"):
