@@ -28,8 +28,6 @@ from stereo.data.images import read_rgb
 from stereo.device import autocast, resolve_device
 from stereo.errors import ConfigError, DataError
 
-RUNTIME_KEYS = ("channels_last_3d", "eval_chunk_rows", "memory_budget_gb", "fold_batchnorm", "early_exit",
-                "exit_threshold", "exit_head")  # fmt: skip
 MIN_SIDE = 16  # pixels after ``scale``: below this the network sees less than one feature at 1/16
 
 
@@ -230,33 +228,22 @@ def load_model(
         128.0
     """
     from stereo.checkpoint import load_model as load_network
+    from stereo.config import runtime_config
     from stereo.weights import resolve_checkpoint
 
-    settings = _runtime(runtime)
+    settings = runtime_config(None, **runtime)
     dev = resolve_device(device)
     path = resolve_checkpoint(None if checkpoint is None else str(checkpoint))
     network, _ = load_network(path, dev, settings)
     return StereoModel(network, dev, precision, path)
 
 
-def _runtime(given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` runtime settings over their defaults, which come from their one definition
-    (:class:`stereo.config.RuntimeConfig`); an unknown key is one clear error."""
-    from stereo.config import RuntimeConfig
-
-    unknown = sorted(set(given) - set(RUNTIME_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown runtime setting(s) {', '.join(unknown)}; expected {', '.join(RUNTIME_KEYS)}")
-    defaults = RuntimeConfig()
-    return {**{k: getattr(defaults, k) for k in RUNTIME_KEYS}, **given}
-
-
 def untrained_model(name: str, device: str = "auto", precision: str = "fp32", **runtime: Any) -> StereoModel:
     """A :class:`StereoModel` of architecture ``conf/model/<name>.yaml`` with fresh weights (for training
     or experiments; its disparities mean nothing until trained)."""
-    from stereo.config import load_config
+    from stereo.config import load_config, runtime_config
     from stereo.models import build_model
 
     dev = resolve_device(device)
-    network = build_model(load_config(f"model/{name}"), _runtime(runtime)).to(dev).eval()
+    network = build_model(load_config(f"model/{name}"), runtime_config(None, **runtime)).to(dev).eval()
     return StereoModel(network, dev, precision, None)

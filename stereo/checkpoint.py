@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from stereo.config import to_plain
+from stereo.config import runtime_config, to_plain
 from stereo.errors import CheckpointError, MissingFileError
 from stereo.io import write_bytes
-from stereo.models import build_model, model_config, runtime_value
+from stereo.models import build_model, model_config
 from stereo.models.fuse import fold_batchnorm
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,10 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
 def load_model(
     checkpoint: str | os.PathLike, device: torch.device, runtime: Any = None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Model rebuilt from the checkpoint's own config, weights loaded, runtime settings applied, eval mode
-    (with the runtime's ``fold_batchnorm``, BatchNorm folded into the convolutions: inference only)."""
+    """Model rebuilt from the checkpoint's own config, weights loaded, ``runtime`` settings applied (see
+    :func:`~stereo.config.runtime_config`; None = the defaults), eval mode; with ``fold_batchnorm`` (the
+    default) BatchNorm is folded into the convolutions: inference only."""
+    runtime = runtime_config(runtime)
     ckpt = load_checkpoint(checkpoint, "cpu")
     try:
         model = build_model(ckpt["model_config"], runtime)
@@ -259,6 +261,6 @@ def load_model(
         raise CheckpointError(f"{checkpoint}: its model config cannot be built: {e}") from e
     load_weights(model, ckpt["model"], checkpoint)
     model = model.to(device).eval()
-    if runtime_value(runtime, "fold_batchnorm", False):
+    if runtime.fold_batchnorm:
         model = fold_batchnorm(model)
     return model, ckpt

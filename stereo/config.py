@@ -136,6 +136,37 @@ class RuntimeConfig:
     exit_head: int = rng(1, ge=1)  # early_exit=head: the head that always answers
 
 
+RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))
+
+
+def runtime_config(source: Any = None, **changes: Any) -> RuntimeConfig:
+    """The runtime settings held by ``source`` (a :class:`RuntimeConfig`, an app config or any mapping or
+    object with some of its keys; None = the defaults), with ``changes`` over them, range-checked: the one
+    way runtime settings reach a model, so each default is the schema's."""
+    unknown = sorted(set(changes) - set(RUNTIME_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown runtime setting(s) {', '.join(unknown)}; expected {', '.join(RUNTIME_KEYS)}")
+    if source is None:
+        values = {}
+    elif isinstance(source, (dict, DictConfig)):
+        values = {k: source[k] for k in RUNTIME_KEYS if k in source}
+    else:
+        values = {k: getattr(source, k) for k in RUNTIME_KEYS if hasattr(source, k)}
+    values.update(changes)
+    if "precision" in values:
+        try:
+            values["precision"] = Precision(str(values["precision"]))
+        except ValueError:
+            raise ConfigError(
+                f"precision={values['precision']}: expected {', '.join(p.value for p in Precision)}"
+            ) from None
+    runtime = RuntimeConfig(**values)
+    errors = _walk(RuntimeConfig, runtime, "")
+    if errors:
+        raise ConfigError("invalid runtime settings: " + "; ".join(errors))
+    return runtime
+
+
 # ---- data -------------------------------------------------------------------------------------------------
 
 

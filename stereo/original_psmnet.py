@@ -78,7 +78,7 @@ def check_equality(
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
             net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=False)
         net.eval()
-        ours, _ = load_model(checkpoint, torch.device("cpu"), {"memory_budget_gb": None})
+        ours, _ = load_model(checkpoint, torch.device("cpu"), {"memory_budget_gb": None, "fold_batchnorm": False})
     rows = []
     for h, w in sizes:
         left, right = torch.rand(1, 3, h, w, generator=gen), torch.rand(1, 3, h, w, generator=gen)

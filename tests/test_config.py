@@ -92,7 +92,8 @@ def test_runtime_keys_stay_out_of_checkpoints_and_old_checkpoints_load(checkpoin
     old = {**ckpt, "model_config": {**ckpt["model_config"], "eval_chunk_rows": 8, "channels_last_3d": False,
                                     "loss_weights": [0.7, 1.0], "name": "ea_psmnet_light"}}  # fmt: skip
     torch.save(old, tmp_path / "old.pt")
-    model, _ = load_model(tmp_path / "old.pt", torch.device("cpu"), {"eval_chunk_rows": 16, "channels_last_3d": False})
+    runtime = {"eval_chunk_rows": 16, "channels_last_3d": False, "fold_batchnorm": False}  # all parameters kept
+    model, _ = load_model(tmp_path / "old.pt", torch.device("cpu"), runtime)
     assert model.eval_chunk_rows == 16 and model.memory_format == torch.contiguous_format
     assert count_parameters(model) == sum(v.numel() for k, v in ckpt["model"].items() if "running" not in k
                                           and "num_batches" not in k)  # fmt: skip
@@ -136,3 +137,19 @@ def test_help_names_the_keys_that_matter():
         for k in keys:
             assert k in out, (script, k)
     assert "model:" not in out  # infer lists no config group it cannot use
+
+
+def test_runtime_settings_have_one_default(checkpoint):
+    """Runtime settings reach models only through RuntimeConfig: a model built or loaded without any takes
+    the schema's values (loading used to keep BatchNorm unfolded, against the schema's fold_batchnorm=true)."""
+    from stereo.config import RuntimeConfig, runtime_config
+
+    assert build_model(load_config("model/ea_psmnet_light")).runtime == RuntimeConfig()
+    loaded, _ = load_model(checkpoint, torch.device("cpu"))
+    assert loaded.runtime == RuntimeConfig()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in loaded.modules())
+    kept, _ = load_model(checkpoint, torch.device("cpu"), {"fold_batchnorm": False, "eval_chunk_rows": 8})
+    assert kept.runtime == runtime_config(None, fold_batchnorm=False, eval_chunk_rows=8)
+    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in kept.modules())
+    with pytest.raises(ConfigError, match="exit_threshold=2: must be <= 1"):
+        runtime_config(None, exit_threshold=2)

@@ -272,7 +272,7 @@ def test_memory_budget_leaves_normal_frames_whole_and_is_checked():
     assert model.eval_tile_rows(1, 544 // 4, 960 // 4) is None  # default 8 GB: Scene Flow frames stay whole
     rows = model.eval_tile_rows(1, 1984 // 4, 2880 // 4)  # full-size Middlebury does not
     assert rows is not None and rows % 4 == 0 and rows + 2 * model.band_halo < 1984 // 4
-    with pytest.raises(Exception, match="memory_budget_gb must be > 0"):
+    with pytest.raises(Exception, match="memory_budget_gb=0: must be > 0"):
         model.set_runtime(memory_budget_gb=0)
 
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from stereo.config import ModelConfig, RuntimeConfig, to_plain
+from stereo.config import ModelConfig, RuntimeConfig, runtime_config, to_plain
 from stereo.errors import ConfigError
 from stereo.models.psmnet import PSMNet, count_parameters
 
@@ -44,8 +44,8 @@ def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
 
 def build_model(cfg: Mapping[str, Any] | ModelConfig, runtime: RuntimeConfig | Mapping | None = None) -> nn.Module:
     """Build a network from a model config (``conf/model/<name>.yaml``, a checkpoint's ``model_config``
-    or a :class:`ModelConfig`), with runtime settings (``channels_last_3d``, ``eval_chunk_rows``) from
-    ``runtime`` (any object or mapping with those keys; defaults otherwise)."""
+    or a :class:`ModelConfig`), with the runtime settings of ``runtime`` (see :func:`configure_runtime`;
+    None = the defaults)."""
     mc = model_config(cfg)
     if mc.arch not in ARCHITECTURES:
         raise ConfigError(f"model.arch={mc.arch}: unknown; expected one of {', '.join(sorted(ARCHITECTURES))}")
@@ -55,28 +55,12 @@ def build_model(cfg: Mapping[str, Any] | ModelConfig, runtime: RuntimeConfig | M
     return model
 
 
-def runtime_value(runtime: RuntimeConfig | Mapping | None, key: str, default: Any = None) -> Any:
-    """``key`` of a runtime config given as a mapping (DictConfig, dict) or an object; ``default`` if absent."""
-    if runtime is None:
-        return default
-    return runtime.get(key, default) if isinstance(runtime, Mapping) else getattr(runtime, key, default)
-
-
-def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping) -> nn.Module:
-    """Apply runtime settings that do not change the weights: 3-D memory layout, eval chunking."""
-
-    def get(key: str, default: Any = None) -> Any:
-        return runtime_value(runtime, key, default)
-
+def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping | None) -> nn.Module:
+    """Apply runtime settings that do not change the weights (memory layout, chunking, early exit): a
+    :class:`RuntimeConfig` or anything :func:`~stereo.config.runtime_config` reads; unset keys take their
+    schema defaults."""
     if hasattr(model, "set_runtime"):
-        model.set_runtime(
-            channels_last_3d=bool(get("channels_last_3d", True)),
-            eval_chunk_rows=int(get("eval_chunk_rows", 64)),
-            early_exit=str(get("early_exit", "off")),
-            exit_threshold=float(get("exit_threshold", 0.9)),
-            exit_head=int(get("exit_head", 1)),
-            memory_budget_gb=None if (m := get("memory_budget_gb", 8.0)) is None else float(m),
-        )
+        model.set_runtime(runtime_config(runtime))
     return model
 
 

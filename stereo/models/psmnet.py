@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stereo.config import ModelConfig, to_plain
+from stereo.config import ModelConfig, RuntimeConfig, runtime_config, to_plain
 from stereo.errors import ConfigError
 from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
@@ -78,32 +78,24 @@ class PSMNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()
 
-    def set_runtime(
-        self,
-        channels_last_3d: bool = True,
-        eval_chunk_rows: int = 64,
-        early_exit: str = "off",
-        exit_threshold: float = 0.9,
-        exit_head: int = 1,
-        memory_budget_gb: float | None = 8.0,
-    ) -> None:
-        """Runtime settings (not part of the weights): memory layout of the 3-D part and eval chunking
-        (speed and memory only), and early exit over the hourglass heads in eval mode:
-        ``off`` (every head, today's output), ``confidence`` (an image stops after head k < K once the
-        mean over its 1/4-resolution pixels of the largest disparity probability reaches
-        ``exit_threshold``) or ``head`` (always answer with head ``exit_head``)."""
-        if early_exit not in ("off", "confidence", "head"):
-            raise ConfigError(f"early_exit must be off, confidence or head, got {early_exit!r}")
+    def set_runtime(self, runtime: RuntimeConfig | None = None, **changes: Any) -> None:
+        """Runtime settings (not part of the weights; :class:`~stereo.config.RuntimeConfig`): ``runtime``
+        (None = the current ones) with ``changes`` over it. Memory layout of the 3-D part and eval chunking
+        change speed and memory only; early exit over the hourglass heads in eval mode: ``off`` (every
+        head), ``confidence`` (an image stops after head k < K once the mean over its 1/4-resolution pixels
+        of the largest disparity probability reaches ``exit_threshold``) or ``head`` (always answer with
+        head ``exit_head``)."""
+        rt = runtime_config(runtime if runtime is not None else getattr(self, "runtime", None), **changes)
+        early_exit, exit_head = str(rt.early_exit), rt.exit_head  # values range-checked by runtime_config
         if early_exit == "head" and not 1 <= exit_head <= self.hourglasses:
             raise ConfigError(f"exit_head={exit_head}: the model has heads 1..{self.hourglasses}")
-        self.early_exit, self.exit_threshold, self.exit_head = early_exit, float(exit_threshold), int(exit_head)
+        self.runtime = rt
+        self.early_exit, self.exit_threshold, self.exit_head = early_exit, float(rt.exit_threshold), int(exit_head)
         self.heads_used: list[int] = []  # eval with early exit: the head that answered, per image of the last call
-        self.eval_chunk_rows = eval_chunk_rows
-        if memory_budget_gb is not None and memory_budget_gb <= 0:
-            raise ConfigError(f"memory_budget_gb must be > 0 (or null for no limit), got {memory_budget_gb}")
-        self.memory_budget_gb = memory_budget_gb
+        self.eval_chunk_rows = rt.eval_chunk_rows
+        self.memory_budget_gb = rt.memory_budget_gb
         self.eval_tiles = 1  # bands of rows the last eval call used for its 3-D part
-        self.memory_format = torch.channels_last_3d if channels_last_3d else torch.contiguous_format
+        self.memory_format = torch.channels_last_3d if rt.channels_last_3d else torch.contiguous_format
         self.aggregation.to(memory_format=self.memory_format)
 
     def check_train_shape(self, batch: int, height: int, width: int) -> None:
