@@ -110,16 +110,41 @@ def _check_run_dir(argv: list[str]) -> None:
         sys.exit(1)
 
 
-def _preflight(main: Callable[[], Any]) -> Callable[[], Any]:
-    @functools.wraps(main)
-    def wrapper() -> Any:
-        _check_run_dir(sys.argv[1:])
-        return main()
+def _print_help(app: str, argv: list[str]) -> None:
+    """``--help``: generated from the app's schema, with the values the other arguments give."""
+    from hydra.errors import HydraException
 
-    return wrapper
+    from stereo.config import SCHEMAS, format_help, load_config
+
+    overrides = [a for a in argv if "=" in a and not a.lstrip("+").startswith("hydra")]
+    try:
+        cfg = run(lambda: load_config(app, overrides))
+    except HydraException as e:  # a bad group option: Hydra's message, without its traceback
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        sys.exit(1)
+    groups = {g: str(cfg.get(g, {}).get("name", "null")) for g in ("model", "data") if g in cfg}
+    if app == "train":
+        groups["experiment"] = next((a.split("=", 1)[1] for a in overrides if a.startswith("experiment=")), "null")
+    print(format_help(SCHEMAS[app], cfg, groups))
 
 
-@_preflight
+def _preflight(app: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    def decorate(main: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.wraps(main)
+        def wrapper() -> Any:
+            argv = sys.argv[1:]
+            if any(a in ("-h", "--help") for a in argv):
+                _print_help(app, argv)
+                return None
+            _check_run_dir(argv)
+            return main()
+
+        return wrapper
+
+    return decorate
+
+
+@_preflight("train")
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base=None)
 def train_main(cfg: DictConfig) -> None:
     """``stereo-train``: train on Scene Flow (conf/train.yaml)."""
@@ -140,7 +165,7 @@ def train_main(cfg: DictConfig) -> None:
         sys.exit(128 + summary["signal"])  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
 
 
-@_preflight
+@_preflight("eval")
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base=None)
 def eval_main(cfg: DictConfig) -> None:
     """``stereo-eval``: evaluate a checkpoint on a dataset's test split (conf/eval.yaml)."""
@@ -160,7 +185,7 @@ def eval_main(cfg: DictConfig) -> None:
     print(f"metrics: {out_dir}/metrics.json")
 
 
-@_preflight
+@_preflight("export")
 @hydra.main(config_path=str(CONF_DIR), config_name="export", version_base=None)
 def export_main(cfg: DictConfig) -> None:
     """``stereo-export``: a checkpoint as ONNX with dynamic batch, height and width (conf/export.yaml)."""
@@ -182,7 +207,7 @@ def export_main(cfg: DictConfig) -> None:
     )
 
 
-@_preflight
+@_preflight("infer")
 @hydra.main(config_path=str(CONF_DIR), config_name="infer", version_base=None)
 def infer_main(cfg: DictConfig) -> None:
     """``stereo-infer``: disparity (and depth) for your own image pairs (conf/infer.yaml)."""

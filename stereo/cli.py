@@ -11,16 +11,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 def parse_overrides(schema: type, argv: list[str]) -> DictConfig:
     """Merge ``key=value`` arguments into a dataclass schema. ``--help`` prints the script's docstring and
-    its keys; unknown keys, bad types and values outside a field's range (``stereo.config.rng``) exit
-    with one line."""
+    its keys with their defaults and help (:func:`stereo.config.format_help`); unknown keys, bad types and
+    values outside a field's range (``stereo.config.rng``) exit with one line."""
     from stereo.config import check_config
     from stereo.errors import ConfigError
 
     base = OmegaConf.structured(schema)
     keys = ", ".join(f"{k}={_show(v)}" for k, v in OmegaConf.to_container(base).items())
     if any(a in ("-h", "--help") for a in argv):
-        doc = (sys.modules["__main__"].__doc__ or "").strip()
-        print(f"{doc}\n\nkeys (defaults): {keys}")
+        from stereo.config import format_help
+
+        print(format_help(schema, doc=sys.modules["__main__"].__doc__ or ""))
         raise SystemExit(0)
     for arg in argv:
         if "=" not in arg:

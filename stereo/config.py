@@ -14,6 +14,8 @@ device, precision, memory layout, chunking) do not, and can be changed at evalua
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -66,15 +68,17 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 
 def rng(default: Any = MISSING, *, ge: float | None = None, gt: float | None = None, le: float | None = None, **kw):
-    """A dataclass field with an allowed range, checked by :func:`check_config`."""
+    """A dataclass field with its help text (``help=``, shown by ``--help``) and its allowed range
+    (``ge``, ``gt``, ``le``, ``pattern``, ``multiple``, ``length``), checked by :func:`check_config`."""
     meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={**meta, **kw})
     return field(default=default, metadata={**meta, **kw})
 
 
-def lst(default: list) -> Any:
-    return field(default_factory=lambda: list(default))
+def lst(default: list, **kw: Any) -> Any:
+    """A list field without a range (``help=`` as for :func:`rng`)."""
+    return field(default_factory=lambda: list(default), metadata=kw)
 
 
 # ---- model (architecture only: what a checkpoint must reproduce) ----------------------------------------
@@ -82,38 +86,42 @@ def lst(default: list) -> Any:
 
 @dataclass
 class AttentionConfig:
-    position: str = "layer4"  # firstconv | layer1 (1/2 resolution) | layer2 | layer3 | layer4 (1/4)
-    kind: str = "efficient"  # a name in stereo.attention.ATTENTION_KINDS
-    normalization: Normalization = Normalization.softmax
-    key_channels: int = rng(64, ge=1)
-    value_channels: int = rng(128, ge=1)
-    heads: int = rng(1, ge=1)
-    latents: int = rng(64, ge=1)  # kind=latent: M learned latents
-    latent_layers: int = rng(1, ge=0)  # kind=latent: self-attention rounds among the latents
-    scales: list[int] = rng([1, 2, 4, 8], ge=1)  # kind=multires: pooling per head (len = heads)
+    position: str = rng("layer4", help="firstconv | layer1 (1/2 resolution) | layer2 | layer3 | layer4 (1/4)")
+    kind: str = rng("efficient", help="a name in stereo.attention.ATTENTION_KINDS")
+    normalization: Normalization = rng(
+        Normalization.softmax, help="softmax (keys over positions, queries over channels) | scaling (1/n)"
+    )
+    key_channels: int = rng(64, ge=1, help="d_k, channels of queries and keys (split over heads)")
+    value_channels: int = rng(128, ge=1, help="d_v, channels of values (split over heads)")
+    heads: int = rng(1, ge=1, help="attention heads; must divide key_channels and value_channels")
+    latents: int = rng(64, ge=1, help="kind=latent: M learned latents")
+    latent_layers: int = rng(1, ge=0, help="kind=latent: self-attention rounds among the latents")
+    scales: list[int] = rng([1, 2, 4, 8], ge=1, help="kind=multires: pooling per head (len = heads)")
 
 
 @dataclass
 class FeatureConfig:
-    base_channels: int = rng(32, ge=1)  # firstconv/layer1 width; layer2 x2, layer3/layer4 x4
-    blocks: list[int] = rng([3, 16, 3, 3], ge=1, length=4)  # BasicBlocks in layer1..layer4
-    pool_sizes: list[int] = rng([64, 32, 16, 8], ge=1)  # spatial pyramid pooling at 1/4 resolution
-    out_channels: int = rng(32, ge=1)
-    attention: list[AttentionConfig] = lst([])
+    base_channels: int = rng(32, ge=1, help="firstconv/layer1 width; layer2 x2, layer3/layer4 x4")
+    blocks: list[int] = rng([3, 16, 3, 3], ge=1, length=4, help="BasicBlocks in layer1..layer4")
+    pool_sizes: list[int] = rng([64, 32, 16, 8], ge=1, help="spatial pyramid pooling at 1/4 resolution")
+    out_channels: int = rng(32, ge=1, help="channels of the feature map that builds the cost volume")
+    attention: list[AttentionConfig] = lst([], help="attention modules, each at its position (see attention.*)")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "psmnet"  # a label (the YAML's name); the architecture is `arch`
-    arch: str = "psmnet"  # a name in stereo.models.ARCHITECTURES
-    max_disp: int = rng(192, ge=16, multiple=16)  # pixels
-    volume: Volume = Volume.concat
-    gwc_groups: int = rng(32, ge=1)
-    volume_channels: int = rng(32, ge=1)
-    hourglasses: int = rng(3, ge=1)  # stacked hourglasses = output heads
+    name: str = rng("psmnet", help="a label (the YAML's name); the architecture is `arch`")
+    arch: str = rng("psmnet", help="the network family (stereo.models.ARCHITECTURES)")
+    max_disp: int = rng(192, ge=16, multiple=16, help="pixels; a multiple of 16")
+    volume: Volume = rng(Volume.concat, help="concat (PSMNet) | gwc (group-wise correlation, GwcNet)")
+    gwc_groups: int = rng(32, ge=1, help="used when volume=gwc")
+    volume_channels: int = rng(32, ge=1, help="channels of the 3-D network")
+    hourglasses: int = rng(3, ge=1, help="stacked hourglasses = output heads")
     feature: FeatureConfig = field(default_factory=FeatureConfig)
-    # none (PSMNet) | residual: a full-resolution residual guided by the left image (models/refinement.py)
-    refine: Refine = Refine.none
+    refine: Refine = rng(
+        Refine.none,
+        help="none (PSMNet) | residual: a full-resolution residual guided by the left image (models/refinement.py)",
+    )
 
 
 # ---- runtime (how to run, never frozen into a checkpoint) -------------------------------------------------
@@ -122,18 +130,31 @@ class ModelConfig:
 @dataclass
 class RuntimeConfig:
     device: str = rng(
-        "auto", pattern=DEVICE_PATTERN, expect="auto, cpu, cuda, cuda:N or mps"
-    )  # auto | cpu | cuda | cuda:N | mps
-    precision: Precision = Precision.fp32  # fp32 | bf16 | fp16 (CUDA)
-    channels_last: bool = False  # 2-D feature extractor in channels_last
-    channels_last_3d: bool = True  # cost volume and 3-D network channels-last (faster on CPU)
-    eval_chunk_rows: int = rng(64, ge=0)  # eval: rows per chunk of the final upsampling; 0 = all at once
-    # eval: a frame whose 3-D part would need more runs in bands of rows (same result); null = no limit
-    memory_budget_gb: float | None = rng(8.0, gt=0)
-    fold_batchnorm: bool = True  # eval/infer: BatchNorm folded into the convolutions (same result, faster)
-    early_exit: str = rng("off", pattern="off|confidence|head", expect="off, confidence or head")
-    exit_threshold: float = rng(0.9, gt=0, le=1)  # early_exit=confidence: mean peak probability to stop at
-    exit_head: int = rng(1, ge=1)  # early_exit=head: the head that always answers
+        "auto",
+        pattern=DEVICE_PATTERN,
+        expect="auto, cpu, cuda, cuda:N or mps",
+        help="auto (CUDA if present) | cpu | cuda | cuda:N | mps",
+    )
+    precision: Precision = rng(Precision.fp32, help="fp32 | bf16 (CPU and CUDA) | fp16 (CUDA, with a grad scaler)")
+    channels_last: bool = rng(False, help="2-D feature extractor in channels_last (helps on recent GPUs)")
+    channels_last_3d: bool = rng(True, help="cost volume and 3-D network channels-last (measured faster on CPU)")
+    eval_chunk_rows: int = rng(
+        64, ge=0, help="eval: rows per chunk of the final upsampling (bounds peak memory); 0 = all at once"
+    )
+    memory_budget_gb: float | None = rng(
+        8.0,
+        gt=0,
+        help="eval: a frame whose 3-D part would need more runs in bands of rows (same result); null = no limit",
+    )
+    fold_batchnorm: bool = rng(True, help="BatchNorm folded into the convolutions (same result up to rounding, faster)")
+    early_exit: str = rng(
+        "off",
+        pattern="off|confidence|head",
+        expect="off, confidence or head",
+        help="eval: off (every head) | confidence (stop at exit_threshold) | head (always exit_head)",
+    )
+    exit_threshold: float = rng(0.9, gt=0, le=1, help="early_exit=confidence: mean peak probability to stop at")
+    exit_head: int = rng(1, ge=1, help="early_exit=head: the head that always answers")
 
 
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))
@@ -174,32 +195,42 @@ def runtime_config(source: Any = None, **changes: Any) -> RuntimeConfig:
 class AugmentConfig:
     """Photometric and occlusion augmentation (after cropping; never moves pixels)."""
 
-    enabled: bool = True
-    photometric_prob: float = rng(1.0, ge=0, le=1)
-    brightness: float = rng(0.4, ge=0, le=1)  # factors drawn from [1 - x, 1 + x]
-    contrast: float = rng(0.4, ge=0, le=1)
-    saturation: float = rng(0.4, ge=0, le=1)
-    gamma: list[float] = rng([0.8, 1.2], gt=0, length=2)
-    asymmetric_prob: float = rng(0.2, ge=0, le=1)  # the right view gets its own draw
-    eraser_prob: float = rng(0.5, ge=0, le=1)  # eraser patches on the right view
-    eraser_max_patches: int = rng(2, ge=1)
-    eraser_size: list[float] = rng([0.1, 0.2], gt=0, le=1, length=2)  # patch side / crop width
+    enabled: bool = rng(True, help="photometric jitter (asymmetric at times) + eraser patch on the right view")
+    photometric_prob: float = rng(1.0, ge=0, le=1, help="chance of the photometric jitter per pair")
+    brightness: float = rng(0.4, ge=0, le=1, help="factors drawn from [1 - x, 1 + x]")
+    contrast: float = rng(0.4, ge=0, le=1, help="as brightness")
+    saturation: float = rng(0.4, ge=0, le=1, help="as brightness")
+    gamma: list[float] = rng([0.8, 1.2], gt=0, length=2, help="gamma drawn from [lo, hi]")
+    asymmetric_prob: float = rng(0.2, ge=0, le=1, help="the right view gets its own draw")
+    eraser_prob: float = rng(0.5, ge=0, le=1, help="eraser patches on the right view")
+    eraser_max_patches: int = rng(2, ge=1, help="1..this many patches")
+    eraser_size: list[float] = rng([0.1, 0.2], gt=0, le=1, length=2, help="patch side / crop width")
 
 
 @dataclass
 class DataConfig:
-    name: str = "sceneflow"  # a name in stereo.data.DATASETS
-    root: str = "datasets/SceneFlow"
-    render_pass: RenderPass = RenderPass.clean
-    crop_size: list[int] = rng([256, 512], ge=16, multiple=16, length=2)  # training crop (H, W)
+    name: str = rng("sceneflow", help="the dataset class (stereo.data.DATASETS)")
+    root: str = rng("datasets/SceneFlow", help="the dataset's folder")
+    render_pass: RenderPass = rng(
+        RenderPass.clean, help="clean | final (frames_cleanpass / frames_finalpass) | both (every pair in each pass)"
+    )
+    crop_size: list[int] = rng([256, 512], ge=16, multiple=16, length=2, help="training crop (H, W), multiples of 16")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    skip_missing: bool = False  # skip incomplete pairs with a warning instead of failing
-    limit: int = rng(-1, ge=-1)  # use the first N pairs; -1 = all
-    region: str = rng("all", pattern="all|nonocc", expect="all or nonocc")  # real benchmarks: evaluated pixels
-    # Real benchmarks (kitti, middlebury, eth3d): training holds out the last val_fraction of the pairs in
-    # sorted order (KITTI 2015: frames 160-199) for validation, or the names listed in val_names (a text file)
-    val_fraction: float = rng(0.2, gt=0, le=0.9)
-    val_names: str | None = None
+    skip_missing: bool = rng(False, help="true: skip pairs lacking a right image or disparity, with a warning")
+    limit: int = rng(-1, ge=-1, help="use the first N pairs only; -1 = all")
+    region: str = rng(
+        "all",
+        pattern="all|nonocc",
+        expect="all or nonocc",
+        help="real benchmarks: all (every pixel with ground truth) | nonocc (KITTI disp_noc, Middlebury mask0nocc)",
+    )
+    val_fraction: float = rng(
+        0.2,
+        gt=0,
+        le=0.9,
+        help="real benchmarks: training validates on the last val_fraction of the sorted pairs (KITTI: 160-199)",
+    )
+    val_names: str | None = rng(None, help="real benchmarks: a text file of the pair names to validate on instead")
 
 
 # ---- applications -----------------------------------------------------------------------------------------
@@ -207,53 +238,79 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    batch_size: int = rng(24, ge=1)  # per optimizer step, per process
-    lr: float = rng(2.0e-3, gt=0)
-    betas: list[float] = rng([0.9, 0.999], ge=0, le=1, length=2)
-    weight_decay: float = rng(0.0, ge=0)
-    epochs: int = rng(100, ge=0)
-    max_steps: int | None = rng(None, ge=0)  # overrides epochs
-    lr_schedule: LrSchedule = LrSchedule.constant
-    lr_decay_steps: list[int] = rng([], ge=1)  # lr_schedule=step: multiply the rate by lr_decay at these steps
-    lr_decay: float = rng(0.1, gt=0, le=1)
-    warmup_steps: int = rng(0, ge=0)
-    grad_clip: float | None = rng(None, gt=0)
-    loss_weights: list[float] | None = rng(None, ge=0)  # per head; null = PSMNet's 0.5/0.7/1.0 (last ones)
-    num_workers: int = rng(4, ge=0)
-    log_every: int = rng(50, ge=1)
-    image_every: int = rng(1000, ge=0)
-    val_every: int = rng(5000, ge=0)
-    ckpt_every: int = rng(1000, ge=0)
-    resume: bool = False
-    # start from these weights (a stereo checkpoint; no optimizer or step state); resume takes precedence
-    init_from: str | None = None
-    # modules whose weights (and BatchNorm statistics) stay as loaded, e.g. [feature_extraction]
-    freeze: list[str] = lst([])
-    # BatchNorm layers use and keep their running statistics (small-batch fine-tuning); affine weights train
-    bn_eval: bool = False
-    max_nonfinite: int = rng(10, ge=1)  # stop after this many non-finite losses in a row
-    max_no_valid: int = rng(10, ge=1)  # stop after this many batches without a valid pixel in a row
-    sync_bn: bool = False
+    batch_size: int = rng(24, ge=1, help="per optimizer step, per process (DDP: total = batch_size x processes)")
+    lr: float = rng(2.0e-3, gt=0, help="Adam learning rate (the paper's EA-PSMNet recipe: 2e-3, batch 24)")
+    betas: list[float] = rng([0.9, 0.999], ge=0, le=1, length=2, help="Adam betas")
+    weight_decay: float = rng(0.0, ge=0, help="Adam weight decay")
+    epochs: int = rng(100, ge=0, help="passes over the training pairs (max_steps overrides)")
+    max_steps: int | None = rng(None, ge=0, help="if set, overrides epochs")
+    lr_schedule: LrSchedule = rng(
+        LrSchedule.constant, help="constant (PSMNet's) | cosine (to zero at the last step) | step"
+    )
+    lr_decay_steps: list[int] = rng([], ge=1, help="lr_schedule=step: multiply the rate by lr_decay at these steps")
+    lr_decay: float = rng(0.1, gt=0, le=1, help="lr_schedule=step: the factor at each of lr_decay_steps")
+    warmup_steps: int = rng(0, ge=0, help="linear warm-up")
+    grad_clip: float | None = rng(None, gt=0, help="max gradient norm, or null")
+    loss_weights: list[float] | None = rng(
+        None, ge=0, help="smooth L1 weight per head; null = the last heads of PSMNet's 0.5, 0.7, 1.0"
+    )
+    num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
+    log_every: int = rng(50, ge=1, help="steps between scalar logs")
+    image_every: int = rng(1000, ge=0, help="steps between TensorBoard image panels (0 = never)")
+    val_every: int = rng(5000, ge=0, help="steps between validations (also once at the end; 0 = only at the end)")
+    ckpt_every: int = rng(
+        1000, ge=0, help="steps between writes of checkpoints/last.pt (also at the end and on any stop)"
+    )
+    resume: bool = rng(False, help="continue from <run dir>/checkpoints/last.pt")
+    init_from: str | None = rng(
+        None, help="start from these weights (a stereo checkpoint; no optimizer or step state); resume takes precedence"
+    )
+    freeze: list[str] = lst(
+        [], help="modules whose weights (and BatchNorm statistics) stay as loaded, e.g. [feature_extraction]"
+    )
+    bn_eval: bool = rng(
+        False,
+        help="BatchNorm layers use and keep their running statistics (small-batch fine-tuning); affine weights train",
+    )
+    max_nonfinite: int = rng(10, ge=1, help="stop (with a checkpoint) after this many non-finite losses in a row")
+    max_no_valid: int = rng(
+        10, ge=1, help="stop (with a checkpoint) after this many batches without a valid pixel in a row"
+    )
+    sync_bn: bool = rng(False, help="DDP: SyncBatchNorm (CUDA)")
 
 
 @dataclass
 class ValConfig:
-    limit: int = rng(200, ge=-1)  # test pairs used for validation; -1 = all, 0 = none
-    root: str | None = None  # another dataset root (same data.name) to validate on; null = data.root
-    max_disp: float | None = rng(None, gt=0)  # mask bound; null = the model's max_disp
-    render_pass: RenderPass = EVAL_PASS
-    mask: Mask = EVAL_MASK
-    averaging: Averaging = EVAL_AVERAGING
+    limit: int = rng(200, ge=-1, help="test pairs used for validation (-1 = all, 0 = none)")
+    root: str | None = rng(
+        None, help="validate on another root's test split (e.g. a fixed benchmark); null = data.root"
+    )
+    max_disp: float | None = rng(None, gt=0, help="mask bound 0 < gt < max_disp; null = the model's")
+    render_pass: RenderPass = rng(EVAL_PASS, help="as stereo-eval's data.render_pass")
+    mask: Mask = rng(EVAL_MASK, help="as stereo-eval's mask")
+    averaging: Averaging = rng(EVAL_AVERAGING, help="as stereo-eval's averaging")
 
 
 @dataclass
 class TrainAppConfig(RuntimeConfig):
+    """stereo-train: train a stereo network (PSMNet family with efficient attention) on Scene Flow or any
+    data= group. The run folder (hydra.run.dir, default runs/train/<time>) gets config.yaml, train.log,
+    tensorboard/ and checkpoints/ (last.pt, best.pt).
+
+    Examples:
+      stereo-train model=ea_psmnet data.root=/data/SceneFlow train.batch_size=8 device=cuda hydra.run.dir=runs/ea
+      stereo-train hydra.run.dir=runs/ea train.resume=true
+      stereo-train experiment=finetune_kitti data.root=/data/kitti2015 train.init_from=sceneflow.pt
+
+    Hydra's own options: stereo-train --hydra-help
+    """
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: OptimConfig = field(default_factory=OptimConfig)
     val: ValConfig = field(default_factory=ValConfig)
-    seed: int = 0
-    deterministic: bool = False
+    seed: int = rng(0, help="seeds Python, NumPy, torch and the data order")
+    deterministic: bool = rng(False, help="torch.use_deterministic_algorithms (warn-only) and no cudnn.benchmark")
 
 
 Method = Choice("Method", {k: k for k in ("checkpoint", "sgbm")})
@@ -263,59 +320,123 @@ Method = Choice("Method", {k: k for k in ("checkpoint", "sgbm")})
 class SgbmConfig:
     """OpenCV StereoSGBM settings (``stereo-eval method=sgbm``); see :class:`stereo.sgbm.SGBMStereo`."""
 
-    num_disparities: int | None = rng(None, ge=16)  # search range; null = max_disp or 192; rounded up to x16
-    block_size: int = rng(5, ge=1, pattern=r"\d*[13579]", expect="an odd number")  # OpenCV matches odd blocks
-    p1: int | None = rng(None, ge=0)  # null = 8 x 3 x block_size^2
-    p2: int | None = rng(None, ge=0)  # null = 32 x 3 x block_size^2
-    uniqueness: int = rng(10, ge=0)
-    speckle_window: int = rng(100, ge=0)
-    speckle_range: int = rng(2, ge=0)
-    disp12_max_diff: int = rng(1, ge=-1)
-    prefilter_cap: int = rng(63, ge=1)
-    mode: str = rng("sgbm_3way", pattern="sgbm|hh|sgbm_3way|hh4", expect="sgbm, hh, sgbm_3way or hh4")
+    num_disparities: int | None = rng(
+        None, ge=16, help="search range in px; null = max_disp (or 192), rounded up to a multiple of 16"
+    )
+    block_size: int = rng(5, ge=1, pattern=r"\d*[13579]", expect="an odd number", help="matched block side in px (odd)")
+    p1: int | None = rng(None, ge=0, help="null = 8 x 3 x block_size^2 (OpenCV's recommendation)")
+    p2: int | None = rng(None, ge=0, help="null = 32 x 3 x block_size^2")
+    uniqueness: int = rng(10, ge=0, help="OpenCV's uniquenessRatio, percent")
+    speckle_window: int = rng(100, ge=0, help="OpenCV's speckleWindowSize (0 = no speckle filter)")
+    speckle_range: int = rng(2, ge=0, help="OpenCV's speckleRange")
+    disp12_max_diff: int = rng(1, ge=-1, help="OpenCV's disp12MaxDiff (left-right check, -1 = off)")
+    prefilter_cap: int = rng(63, ge=1, help="OpenCV's preFilterCap")
+    mode: str = rng(
+        "sgbm_3way",
+        pattern="sgbm|hh|sgbm_3way|hh4",
+        expect="sgbm, hh, sgbm_3way or hh4",
+        help="OpenCV's mode: sgbm | hh | sgbm_3way | hh4",
+    )
 
 
 @dataclass
 class EvalAppConfig(RuntimeConfig):
-    method: Method = Method.checkpoint  # checkpoint: a trained network | sgbm: OpenCV's SGBM baseline
+    """stereo-eval: evaluate a checkpoint (or OpenCV SGBM) on a dataset's test split: EPE, bad-1/2/3, D1
+    -> metrics.json in the run folder (hydra.run.dir, default runs/eval/<time>).
+
+    Examples:
+      stereo-eval checkpoint=runs/ea/checkpoints/best.pt data.root=/data/SceneFlow
+      stereo-eval method=sgbm data.root=datasets/generated-v1/272x480 data.render_pass=clean
+      stereo-eval data=kitti data.root=/data/kitti2015 checkpoint=kitti.pt
+
+    Hydra's own options: stereo-eval --hydra-help
+    """
+
+    method: Method = rng(
+        Method.checkpoint, help="checkpoint: a trained network | sgbm: OpenCV's StereoSGBM baseline (sgbm.* keys)"
+    )
     sgbm: SgbmConfig = field(default_factory=SgbmConfig)
-    checkpoint: str | None = None  # method=checkpoint; null = the weights shipped with the package
+    checkpoint: str | None = rng(
+        None, help="a training checkpoint (its model config travels with it); null = the shipped weights"
+    )
     data: DataConfig = field(default_factory=lambda: DataConfig(render_pass=EVAL_PASS))
-    mask: Mask = EVAL_MASK
-    max_disp: float | None = rng(None, gt=0)  # mask bound; null = the model's max_disp
-    averaging: Averaging = EVAL_AVERAGING
-    per_image_csv: bool = False
-    worst_k: int = rng(0, ge=0)
+    mask: Mask = rng(EVAL_MASK, help="positive: 0 < gt < max_disp | absolute: |gt| < max_disp | below: gt < max_disp")
+    max_disp: float | None = rng(None, gt=0, help="mask bound in pixels; null = the model's max_disp (192 for PSMNet)")
+    averaging: Averaging = rng(
+        EVAL_AVERAGING, help="image: per image, then mean over images | pixel: over all valid pixels"
+    )
+    per_image_csv: bool = rng(False, help="also write per_image.csv")
+    worst_k: int = rng(0, ge=0, help="save the K worst predictions as image panels (left / pred / gt / error)")
 
 
 @dataclass
 class InferAppConfig(RuntimeConfig):
-    backend: str = rng("torch", pattern="torch|onnxruntime", expect="torch or onnxruntime")
-    onnx: str | None = None  # backend=onnxruntime: an .onnx file from stereo-export
-    checkpoint: str | None = None  # null = the weights shipped with the package
-    left: str = MISSING
-    right: str = MISSING
-    output_dir: str | None = None
-    scale: float = rng(1.0, gt=0, le=1)
-    color_range: ColorRange = ColorRange.image
-    color_max: float | None = rng(None, gt=0)
-    focal_px: float | None = rng(None, gt=0)
-    baseline: float | None = rng(None, gt=0)
-    calib: str | None = None  # Middlebury/ETH3D calib.txt or a KITTI calibration file (P2/P3)
-    cx: float | None = None  # principal point, pixels; null = from calib, else the image centre
-    cy: float | None = None
-    doffs: float | None = None  # x-difference of the principal points (Middlebury), pixels; null = calib or 0
-    point_cloud: bool = False  # also write <name>.ply (needs a calibration)
-    max_depth: float | None = rng(None, gt=0)  # point cloud: drop points farther than this
-    confidence: bool = False  # also write <name>_confidence.pfm and .png (in [0, 1])
-    min_confidence: float = rng(0.0, ge=0, le=1)  # point cloud: drop pixels less confident than this
+    """stereo-infer: disparity for your own rectified pairs: PFM, 16-bit PNG (x256) and colour PNG, with a
+    calibration also depth and a PLY point cloud, optionally a confidence.
+
+    Examples:
+      stereo-infer left=left.png right=right.png output_dir=out
+      stereo-infer checkpoint=best.pt left=pairs/left right=pairs/right calib=calib.txt point_cloud=true output_dir=out
+      stereo-infer left='data/*/left/*.png' right='data/*/right/*.png' output_dir=out
+
+    Hydra's own options: stereo-infer --hydra-help
+    """
+
+    backend: str = rng(
+        "torch",
+        pattern="torch|onnxruntime",
+        expect="torch or onnxruntime",
+        help="torch | onnxruntime (with onnx=<file.onnx> from stereo-export; pip install .[onnx])",
+    )
+    onnx: str | None = rng(None, help="backend=onnxruntime: the .onnx file")
+    checkpoint: str | None = rng(
+        None, help="a training checkpoint; null = the weights shipped with the package (if any)"
+    )
+    left: str = rng(MISSING, help="an image, a folder (recursive) or a glob ('data/*/left/*.png')")
+    right: str = rng(MISSING, help="the same kind; matched by the path below a folder or what the wildcards matched")
+    output_dir: str | None = rng(None, help="null = the run directory (runs/infer/<time>)")
+    scale: float = rng(
+        1.0, gt=0, le=1, help="(0, 1]: downsample, predict, upsample (for disparities beyond the model's range)"
+    )
+    color_range: ColorRange = rng(
+        ColorRange.image, help="image: each colour PNG spans its own range | fixed: 0..color_max"
+    )
+    color_max: float | None = rng(None, gt=0, help="fixed colour range in pixels; null = the model's max_disp")
+    focal_px: float | None = rng(
+        None, gt=0, help="with baseline: also write <name>_depth.pfm, depth = baseline * focal_px / (disparity + doffs)"
+    )
+    baseline: float | None = rng(None, gt=0, help="in the unit you want depth in (e.g. metres); both must be > 0")
+    calib: str | None = rng(
+        None, help="a calibration file: Middlebury/ETH3D calib.txt, KITTI calib (P2/P3); explicit keys win"
+    )
+    cx: float | None = rng(
+        None, help="principal point in pixels (point clouds); null = from calib, else the image centre"
+    )
+    cy: float | None = rng(None, help="principal point y in pixels; as cx")
+    doffs: float | None = rng(
+        None, help="x-difference of the two principal points (Middlebury), pixels; null = calib or 0"
+    )
+    point_cloud: bool = rng(False, help="also write <name>.ply: binary PLY, x y z (baseline's unit, left camera) + RGB")
+    max_depth: float | None = rng(None, gt=0, help="point cloud: drop points farther than this (baseline's unit)")
+    confidence: bool = rng(False, help="also write <name>_confidence.pfm and .png (in [0, 1])")
+    min_confidence: float = rng(0.0, ge=0, le=1, help="point cloud: drop pixels less confident than this")
 
 
 @dataclass
 class ExportAppConfig:
-    checkpoint: str | None = None  # null = the weights shipped with the package
-    output: str = MISSING  # the .onnx file to write
-    opset: int = rng(17, ge=13)
+    """stereo-export: a checkpoint as ONNX with dynamic batch, height and width (for ONNX Runtime:
+    stereo-infer backend=onnxruntime onnx=<file>).
+
+    Examples:
+      stereo-export output=model.onnx
+      stereo-export checkpoint=runs/ea/checkpoints/best.pt output=ea.onnx opset=17
+
+    Hydra's own options: stereo-export --hydra-help
+    """
+
+    checkpoint: str | None = rng(None, help="a training checkpoint; null = the weights shipped with the package")
+    output: str = rng(MISSING, help="the .onnx file to write (atomically)")
+    opset: int = rng(17, ge=13, help="ONNX opset")
 
 
 SCHEMAS = {"train": TrainAppConfig, "eval": EvalAppConfig, "infer": InferAppConfig, "export": ExportAppConfig}
@@ -404,6 +525,45 @@ def to_plain(cfg: Any) -> Any:
     if isinstance(cfg, Enum):
         return cfg.value
     return cfg
+
+
+def _help_rows(schema: type, node: Any, prefix: str = "") -> list[tuple[str, str]]:
+    rows = []
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}{f.name}"
+        value = OmegaConf.select(node, f.name, throw_on_missing=False) if node is not None else None
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            rows += _help_rows(type(default), value, f"{key}.")
+            continue
+        if isinstance(value, (DictConfig, ListConfig)):
+            shown = json.dumps(OmegaConf.to_container(value, enum_to_str=True), separators=(",", ":"))
+        elif node is not None and OmegaConf.is_missing(node, f.name):
+            shown = "???"
+        else:
+            shown = "null" if value is None else str(value.value if isinstance(value, Enum) else value)
+            shown = shown.lower() if isinstance(value, bool) else shown
+        rows.append((f"{key}={shown}", f.metadata.get("help", "")))
+    return rows
+
+
+def format_help(schema: type, cfg: Any = None, groups: dict[str, str] | None = None, doc: str | None = None) -> str:
+    """``--help`` of an app or tool, generated from its schema: the schema's docstring (what it does,
+    examples; or ``doc``), its config groups (``groups``: group -> the option chosen) and every key with its
+    value in ``cfg`` (the composed config; None = the schema's defaults) and its help text."""
+    lines = [inspect.cleandoc(doc if doc is not None else schema.__doc__ or "")]
+    if groups:
+        lines.append("\nConfig groups (choose with group=option):")
+        for group, chosen in groups.items():
+            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+            lines.append(f"  {group}={chosen}  (options: {', '.join(options)})")
+    rows = _help_rows(schema, cfg if cfg is not None else OmegaConf.structured(schema))
+    width = min(max(len(k) for k, _ in rows) + 2, 44)
+    lines.append("\nKeys (key=value as set now; override any with key=value):")
+    for key, text in rows:
+        line = f"  {key:<{width}}{text}" if len(key) < width else f"  {key}\n  {'':<{width}}{text}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def load_config(name: str, overrides: list[str] | None = None, config_dir: str | Path = CONF_DIR) -> DictConfig:

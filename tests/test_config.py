@@ -153,3 +153,44 @@ def test_runtime_settings_have_one_default(checkpoint):
     assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in kept.modules())
     with pytest.raises(ConfigError, match="exit_threshold=2: must be <= 1"):
         runtime_config(None, exit_threshold=2)
+
+
+def _leaves(node, prefix=""):
+    """(dotted key, value) of every leaf of a plain YAML mapping; lists are leaves."""
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{key}.")
+        else:
+            yield key, v
+
+
+def _yaml_files():
+    """(file below conf/, app, overrides that select it, key prefix of its values in the composed config)."""
+    for app in ("train", "eval", "infer", "export"):
+        yield f"{app}.yaml", app, [], ""
+    for group in ("model", "data", "experiment"):
+        for f in sorted((CONF_DIR / group).glob("*.yaml")):
+            yield f"{group}/{f.name}", "train", [f"{group}={f.stem}"], "" if group == "experiment" else f"{group}."
+
+
+@pytest.mark.parametrize("rel", [f[0] for f in _yaml_files()])
+def test_no_yaml_value_restates_what_it_would_be_anyway(rel, tmp_path):
+    """The schemas hold the defaults: a value in a YAML must change the composed config (removing every
+    value of the file, one file at a time, must change each of them), else it is a second definition."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    _, app, overrides, prefix = next(f for f in _yaml_files() if f[0] == rel)
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    raw = OmegaConf.to_container(OmegaConf.load(conf / rel))
+    kept = {k: v for k, v in raw.items() if k in ("defaults", "hydra")}
+    (conf / rel).write_text(("# @package _global_\n" if prefix == "" and "/" in rel else "") + OmegaConf.to_yaml(kept))
+    full = OmegaConf.to_container(load_config(app, overrides), resolve=True, enum_to_str=True)
+    bare = OmegaConf.to_container(load_config(app, overrides, config_dir=conf), resolve=True, enum_to_str=True)
+    values = {k: v for k, v in _leaves({k: v for k, v in raw.items() if k not in kept})}
+    restated = [k for k in values if OmegaConf.select(OmegaConf.create(full), prefix + k) ==
+                OmegaConf.select(OmegaConf.create(bare), prefix + k)]  # fmt: skip
+    assert not restated, f"conf/{rel} restates what the schema or an earlier file already gives: {restated}"
