@@ -152,17 +152,17 @@ def train_main(cfg: DictConfig) -> None:
 
     logging.getLogger("stereo").setLevel(logging.INFO)
     summary = run(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
-    if summary["rank"] != 0:
+    if summary.rank != 0:
         return
-    val = summary["val"]
-    line = f"{summary['status']} after {summary['step']} steps"
+    val = summary.val
+    line = f"{summary.status} after {summary.step} steps"
     if val:
         line += f"; val EPE {val['epe']:.3f} px, bad3 {val['bad3']:.2f}%, D1 {val['d1']:.2f}% ({val['images']} pairs)"
     print(line)
-    print(f"checkpoint: {summary['checkpoint']}")
-    print(f"TensorBoard: tensorboard --logdir {summary['run_dir']}/tensorboard")
-    if summary["signal"]:
-        sys.exit(128 + summary["signal"])  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
+    print(f"checkpoint: {summary.checkpoint}")
+    print(f"TensorBoard: tensorboard --logdir {summary.run_dir}/tensorboard")
+    if summary.signal:
+        sys.exit(128 + summary.signal)  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports them
 
 
 @_preflight("eval")

@@ -211,6 +211,27 @@ class _Window:
 # ---- the trainer ---------------------------------------------------------------------------------------
 
 
+@dataclass
+class TrainSummary:
+    """What a training run did; ``summary.json`` in the run folder holds the same fields."""
+
+    status: str  # "finished" or "interrupted by signal N"
+    step: int  # the run's step count (a resumed run counts its earlier steps too)
+    steps_this_process: int
+    seconds_this_process: float
+    train_seconds: float  # all processes of the run, steps only (data waits included)
+    seconds_per_step: float
+    nonfinite_skipped: int  # steps skipped for a non-finite loss
+    no_valid_skipped: int  # batches without a valid pixel
+    val: dict[str, float]  # the last validation's metrics (EPE px, bad-N %, D1 %, images, ...); {} = none
+    best_epe: float  # the best validation EPE of the run (inf = never validated)
+    hparams: dict[str, Any]  # what TensorBoard's HParams view shows
+    checkpoint: str  # checkpoints/last.pt
+    run_dir: str
+    rank: int  # this process's DDP rank (0 alone)
+    signal: int | None  # the signal that stopped the run (2, 15), None when it finished
+
+
 class Trainer:
     """Everything a run needs, built in order: data (checked before any model exists), process group,
     model, optimizer; then :meth:`fit`. Each step is :meth:`train_step`; logs, validation and checkpoints
@@ -341,8 +362,9 @@ class Trainer:
 
     # ---- the loop ----
 
-    def fit(self) -> dict[str, Any]:
-        """Train to ``total`` steps (or a signal); returns a summary (status, step, metrics, paths)."""
+    def fit(self) -> TrainSummary:
+        """Train to ``total`` steps (or a signal); returns (and, on rank 0, writes ``summary.json``) its
+        :class:`TrainSummary`."""
         self.resume()
         start, t0 = self.state.step, time.perf_counter()
         self._open_logs()
@@ -378,34 +400,27 @@ class Trainer:
                 self.writer.close()
             if self.world > 1 and dist.is_initialized():
                 dist.destroy_process_group()
-        summary = {
-            "status": status,
-            "step": self.state.step,
-            "steps_this_process": self.state.step - start,
-            "seconds_this_process": time.perf_counter() - t0,
-            "train_seconds": self.state.train_seconds,  # all processes of the run, steps only
-            "seconds_per_step": self.state.train_seconds / max(self.state.timed_steps, 1),
-            "nonfinite_skipped": self.state.nonfinite_total,
-            "no_valid_skipped": self.state.no_valid_total,
-            "val": self.val_metrics,
-            "best_epe": self.state.best_epe,
-            "hparams": self.hparams(),
-        }
+        summary = TrainSummary(
+            status=status,
+            step=self.state.step,
+            steps_this_process=self.state.step - start,
+            seconds_this_process=time.perf_counter() - t0,
+            train_seconds=self.state.train_seconds,
+            seconds_per_step=self.state.train_seconds / max(self.state.timed_steps, 1),
+            nonfinite_skipped=self.state.nonfinite_total,
+            no_valid_skipped=self.state.no_valid_total,
+            val=self.val_metrics,
+            best_epe=self.state.best_epe,
+            hparams=self.hparams(),
+            checkpoint=str(self.ckpt_dir / "last.pt"),
+            run_dir=str(self.run_dir),
+            rank=self.rank,
+            signal=int(sig) if isinstance(sig := self.stop["signal"], int) else (15 if sig else None),
+        )
         if self.rank == 0:
-            write_json(self.run_dir / "summary.json", summary)  # what a study collects from each run
+            write_json(self.run_dir / "summary.json", asdict(summary))  # what a study collects from each run
             log.info("%s at step %d; checkpoints in %s", status, self.state.step, self.ckpt_dir)
-        return {
-            "status": status,
-            "step": self.state.step,
-            "nonfinite_skipped": self.state.nonfinite_total,
-            "no_valid_skipped": self.state.no_valid_total,
-            "val": self.val_metrics,
-            "best_epe": self.state.best_epe,
-            "checkpoint": str(self.ckpt_dir / "last.pt"),
-            "run_dir": str(self.run_dir),
-            "rank": self.rank,
-            "signal": int(sig) if isinstance(sig := self.stop["signal"], int) else (15 if sig else None),
-        }
+        return summary
 
     def _open_logs(self) -> None:
         if self.rank != 0:
@@ -601,7 +616,7 @@ def _check_crop_fits(sample: Any, crop: list[int]) -> None:
         raise ConfigError(f"data.crop_size=[{crop[0]},{crop[1]}] is larger than the {h}x{w} frames of {sample.left}")
 
 
-def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: str | os.PathLike) -> TrainSummary:
     """Train as configured; returns a summary (steps done, final validation metrics, paths).
 
     Config and dataset problems (bad values, missing or empty root, incomplete pairs, a crop that

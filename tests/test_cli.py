@@ -110,10 +110,10 @@ def test_kill9_at_any_moment_leaves_a_loadable_checkpoint_and_exact_resume(sampl
     partial = run / "checkpoints" / f".last{TMP_MARK}999-abcdef.pt"
     partial.write_bytes(last.read_bytes()[:1000])  # what a kill during torch.save would leave
     resumed = train(make_tiny_cfg(sample_root, "val.limit=0", max_steps=steps, resume=True, val_every=0), run)
-    assert resumed["step"] == steps and not partial.exists()
+    assert resumed.step == steps and not partial.exists()
     straight = train(make_tiny_cfg(sample_root, "val.limit=0", max_steps=steps, val_every=0), tmp_path / "straight")
-    a = load_checkpoint(straight["checkpoint"])["model"]
-    b = load_checkpoint(resumed["checkpoint"])["model"]
+    a = load_checkpoint(straight.checkpoint)["model"]
+    b = load_checkpoint(resumed.checkpoint)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 

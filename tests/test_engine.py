@@ -83,12 +83,12 @@ def test_no_valid_pixel_is_nan_not_zero(tmp_path):
 def test_final_validation_equals_stereo_eval(sample_root, tmp_path, tiny_cfg):
     """Same checkpoint, same pairs, default protocols: the same EPE in TensorBoard and metrics.json."""
     summary = train(tiny_cfg(sample_root, max_steps=2, val_every=0), tmp_path / "run")
-    ecfg = load_config("eval", [f"checkpoint={summary['checkpoint']}", f"data.root={sample_root}", "device=cpu",
+    ecfg = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={sample_root}", "device=cpu",
                                 "data.limit=2"])  # fmt: skip
     r = evaluate(ecfg, tmp_path / "eval", show_progress=False, tensorboard=False)
-    assert r["pairs"] == summary["val"]["pairs"] == 2
+    assert r["pairs"] == summary.val["pairs"] == 2
     for k in ("epe", "bad1", "bad3", "d1"):
-        assert r[k] == pytest.approx(summary["val"][k], rel=1e-6, abs=1e-6), k
+        assert r[k] == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["render_pass"] == "final"
 
 
@@ -102,12 +102,12 @@ def test_validation_on_another_root_equals_stereo_eval_there(sample_root, tmp_pa
     cfg = tiny_cfg(sample_root, f"val.root={other}", "val.max_disp=20", "val.limit=-1", "data.limit=4",
                    max_steps=2, val_every=0)  # fmt: skip
     summary = train(cfg, tmp_path / "run")
-    ecfg = load_config("eval", [f"checkpoint={summary['checkpoint']}", f"data.root={other}", "device=cpu",
+    ecfg = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={other}", "device=cpu",
                                 "max_disp=20"])  # fmt: skip
     r = evaluate(ecfg, tmp_path / "eval", show_progress=False, tensorboard=False)
-    assert r["pairs"] == summary["val"]["pairs"] == 3  # data.limit=4 does not cut the other root
+    assert r["pairs"] == summary.val["pairs"] == 3  # data.limit=4 does not cut the other root
     for k in ("epe", "bad1", "bad3", "d1"):
-        assert r[k] == pytest.approx(summary["val"][k], rel=1e-6, abs=1e-6), k
-    e32 = load_config("eval", [f"checkpoint={summary['checkpoint']}", f"data.root={other}", "device=cpu"])
+        assert r[k] == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
+    e32 = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={other}", "device=cpu"])
     mask32 = evaluate(e32, tmp_path / "e32", show_progress=False, tensorboard=False)
-    assert mask32["epe"] != pytest.approx(summary["val"]["epe"])  # the bound changed the pixels counted
+    assert mask32["epe"] != pytest.approx(summary.val["epe"])  # the bound changed the pixels counted

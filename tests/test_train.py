@@ -23,7 +23,7 @@ def scalars(run_dir):
 
 def test_few_steps_leave_checkpoint_and_events(sample_root, tmp_path):
     summary = train(tiny_cfg(sample_root), tmp_path / "run")
-    assert summary["step"] == 4 and summary["status"] == "finished"
+    assert summary.step == 4 and summary.status == "finished"
     ckpt = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
     assert {"model", "model_config", "optimizer", "scheduler", "scaler", "step", "epoch", "rng"} <= set(ckpt)
     assert ckpt["step"] == 4 and ckpt["model_config"]["max_disp"] == 32
@@ -35,12 +35,12 @@ def test_few_steps_leave_checkpoint_and_events(sample_root, tmp_path):
     assert values["hparam/val_epe"] == pytest.approx(values["val/epe"][-1:])  # the HParams view's metric
     assert len(values["val/epe"]) == 2  # at step 2 and at the end
     assert images == ["images/panel"]  # one combined panel: left | ground truth | prediction | error
-    assert summary["val"]["images"] == 2 and summary["val"]["epe"] == pytest.approx(values["val/epe"][-1], rel=1e-5)
+    assert summary.val["images"] == 2 and summary.val["epe"] == pytest.approx(values["val/epe"][-1], rel=1e-5)
     assert not list((tmp_path / "run/checkpoints").glob(".*tmp*"))
     import json
 
     saved = json.loads((tmp_path / "run/summary.json").read_text())  # one file per run for studies
-    assert saved["step"] == 4 and saved["val"]["epe"] == pytest.approx(summary["val"]["epe"])
+    assert saved["step"] == 4 and saved["val"]["epe"] == pytest.approx(summary.val["epe"])
     assert saved["hparams"]["attention"] == "efficient@layer4"
     assert 0 < saved["train_seconds"] < saved["seconds_this_process"]  # validation is not step time
     assert saved["seconds_per_step"] == pytest.approx(saved["train_seconds"] / 4)
@@ -66,7 +66,7 @@ def test_resume_gives_the_same_weights(sample_root, tmp_path):
     train(tiny_cfg(sample_root, max_steps=2), tmp_path / "split")
     first = load_checkpoint(tmp_path / "split/checkpoints/last.pt")["train_state"]["train_seconds"]
     summary = train(tiny_cfg(sample_root, max_steps=4, resume=True), tmp_path / "split")
-    assert summary["step"] == 4
+    assert summary.step == 4
     import json
 
     saved = json.loads((tmp_path / "split/summary.json").read_text())
@@ -85,7 +85,7 @@ def test_resume_continues_on_the_device_it_loads_onto(sample_root, tmp_path, dev
     train(tiny_cfg(sample_root, f"device={device}", "deterministic=false", max_steps=2, val_every=0), run)
     summary = train(tiny_cfg(sample_root, f"device={device}", "deterministic=false", max_steps=4, val_every=0,
                              resume=True), run)  # fmt: skip
-    assert summary["status"] == "finished" and summary["step"] == 4
+    assert summary.status == "finished" and summary.step == 4
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
 
 
