@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
                     ],
                 )
                 r = evaluate(ecfg, Path(tmp) / f"{len(results)}", tensorboard=False)  # fmt: skip
-                results.append({**r, "label": label})
+                results.append({**r.to_json(), "label": label})
     print(f"\n{cfg.root}: {results[0]['pairs']} pairs, mask {results[0]['mask']}, per-image averaging\n")
     print("| method | pass | EPE px | bad-1 % | bad-2 % | bad-3 % | D1 % | s/pair |")
     print("|---|---|---|---|---|---|---|---|")

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, over in settings:
             r = evaluate(load_config("eval", base + over), Path(tmp) / name, tensorboard=False)
-            results.append({"setting": name, **r})
+            results.append({"setting": name, **r.to_json()})
     off = results[0]["seconds_per_pair"]
     for r in results:
         rows.append([r["setting"], f"{r['epe']:.3f}", f"{r['bad3']:.2f}", f"{r['seconds_per_pair']:.3f}",

@@ -24,7 +24,8 @@ from omegaconf import OmegaConf
 
 from stereo.checkpoint import load_checkpoint
 from stereo.cli import parse_overrides
-from stereo.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR, export_weights, slice_metrics
+from stereo.evaluate import slice_metrics
+from stereo.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR, export_weights
 
 TABLE_KEYS = ("label", "render_pass", "pairs", "mask", "epe", "bad1", "bad2", "bad3", "d1", "seconds_per_pair")
 

@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,54 @@ from stereo.weights import resolve_checkpoint
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class EvalReport:
+    """One evaluation: the metrics (EPE in px; bad-N and D1 in % of valid pixels) and how they were
+    measured. ``metrics.json`` holds :meth:`to_json`."""
+
+    epe: float
+    bad1: float
+    bad2: float
+    bad3: float
+    d1: float
+    pairs: int
+    pairs_with_valid_pixels: int
+    method: str  # checkpoint | sgbm
+    checkpoint: str | None
+    checkpoint_step: int | None
+    root: str
+    dataset: str
+    render_pass: str
+    mask: str  # in words, with its bound
+    averaging: str  # in words
+    primary_metric: str  # what the benchmark itself reports
+    region: str
+    seconds: float
+    pairs_per_s: float
+    seconds_per_pair: float
+    early_exit: str | None  # networks only
+    mean_head: float  # the mean hourglass head that answered (NaN without heads)
+    d1_definition: str = "error > 3 px and > 5% of gt (KITTI)"
+    sgbm: dict[str, Any] | None = None  # method=sgbm: its settings
+    sgbm_density_before_fill: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """EPE, bad-1/2/3 and D1 by name (:data:`stereo.metrics.METRIC_KEYS`)."""
+        return {k: getattr(self, k) for k in METRIC_KEYS}
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as ``metrics.json`` holds it (the SGBM keys only for SGBM)."""
+        out = asdict(self)
+        if self.method != "sgbm":
+            del out["sgbm"], out["sgbm_density_before_fill"]
+        return out
+
+
 def evaluate(
     cfg: DictConfig, out_dir: str | os.PathLike, show_progress: bool = True, tensorboard: bool = True
-) -> dict[str, Any]:
+) -> EvalReport:
     """Evaluate ``cfg.checkpoint`` (or, with ``method=sgbm``, OpenCV's SGBM) as configured
-    (``conf/eval.yaml``); writes ``<out_dir>/metrics.json`` and returns it.
+    (``conf/eval.yaml``); writes ``<out_dir>/metrics.json`` (:meth:`EvalReport.to_json`) and returns the report.
 
     Full frames are padded to the model's multiple and cropped back (:func:`stereo.models.predict`).
     ``cfg.mask`` picks the valid pixels (:data:`stereo.metrics.MASKS`; ``cfg.max_disp`` defaults to the
@@ -57,35 +101,34 @@ def evaluate(
         r = evaluate_model(
             model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
         )
-        result = {
+        result = EvalReport(
             **{k: r.summary[k] for k in METRIC_KEYS},
-            "pairs": r.summary["pairs"],
-            "pairs_with_valid_pixels": r.summary["images"],
-            "method": str(cfg.method),
-            "checkpoint": checkpoint,
-            "checkpoint_step": ckpt.get("step"),
-            "root": str(cfg.data.root),
-            "dataset": str(cfg.data.name),
-            "render_pass": str(cfg.data.render_pass),
-            "mask": describe_mask(cfg.mask, max_disp),
-            "averaging": "per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
-            "d1_definition": "error > 3 px and > 5% of gt (KITTI)",
-            "primary_metric": PRIMARY.get(str(cfg.data.name), "epe"),  # what the benchmark itself reports
-            "region": str(cfg.data.region),
-            "seconds": r.seconds,
-            "pairs_per_s": len(r.rows) / max(r.seconds, 1e-9),
-            "seconds_per_pair": r.summary["seconds_per_pair"],
-            "early_exit": str(cfg.early_exit) if cfg.method == "checkpoint" else None,
-            "mean_head": r.summary["mean_head"],
-        }
+            pairs=r.summary["pairs"],
+            pairs_with_valid_pixels=r.summary["images"],
+            method=str(cfg.method),
+            checkpoint=checkpoint,
+            checkpoint_step=ckpt.get("step"),
+            root=str(cfg.data.root),
+            dataset=str(cfg.data.name),
+            render_pass=str(cfg.data.render_pass),
+            mask=describe_mask(cfg.mask, max_disp),
+            averaging="per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
+            primary_metric=PRIMARY.get(str(cfg.data.name), "epe"),
+            region=str(cfg.data.region),
+            seconds=r.seconds,
+            pairs_per_s=len(r.rows) / max(r.seconds, 1e-9),
+            seconds_per_pair=r.summary["seconds_per_pair"],
+            early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
+            mean_head=r.summary["mean_head"],
+        )
         if cfg.method == "sgbm":
-            result["sgbm"] = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
-            result["sgbm_density_before_fill"] = model.density
-        write_json(out_dir / "metrics.json", result)
+            result.sgbm = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
+            result.sgbm_density_before_fill = model.density
+        write_json(out_dir / "metrics.json", result.to_json())
         log.info(
             "%s on %d %s pairs (%s; %s): EPE %.3f px, bad-1 %.2f%%, bad-2 %.2f%%, bad-3 %.2f%%, D1 %.2f%% -> %s",
-            checkpoint or "sgbm", result["pairs"], cfg.data.name,
-            result["mask"], result["averaging"], *(result[k] for k in METRIC_KEYS), out_dir / "metrics.json",
+            checkpoint or "sgbm", result.pairs, cfg.data.name,
+            result.mask, result.averaging, *result.metrics().values(), out_dir / "metrics.json",
         )  # fmt: skip
         if cfg.per_image_csv:
             _write_csv(out_dir / "per_image.csv", r.rows)
@@ -99,25 +142,42 @@ def evaluate(
         return result
 
 
-def _log_tensorboard(writer, result: dict[str, Any], worst: list, ds: StereoDataset, max_disp: float) -> None:
+def slice_metrics(checkpoint: str | os.PathLike, work_dir: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
+    """EPE and bad-N of ``checkpoint`` on the first pairs of generated-v1 (:data:`stereo.weights.SLICE`: both
+    passes, mask 0 < gt < 96, per-image averaging, through ``stereo-eval``'s code), generated in ``work_dir``."""
+    from stereo.config import load_config
+    from stereo.data.benchmarks import build_slice
+    from stereo.weights import SLICE
+
+    root = build_slice(SLICE["benchmark"], SLICE["part"], SLICE["pairs"], Path(work_dir) / "slice")
+    result: dict[str, Any] = dict(SLICE)
+    for p in ("clean", "final"):
+        over = [f"checkpoint={checkpoint}", f"data.root={root}", f"data.render_pass={p}",
+                f"max_disp={SLICE['max_disp']}", f"device={device}"]  # fmt: skip
+        r = evaluate(load_config("eval", over), Path(work_dir) / f"eval_{p}", show_progress=False, tensorboard=False)
+        result[p] = r.metrics()
+    return result
+
+
+def _log_tensorboard(writer, result: EvalReport, worst: list, ds: StereoDataset, max_disp: float) -> None:
     """Scalars, a readable markdown summary, the HParams view and the worst panels of one evaluation."""
     from torch.utils.tensorboard.summary import hparams
 
-    step = result["checkpoint_step"] or 0
+    step = result.checkpoint_step or 0
     for k in METRIC_KEYS:
-        writer.add_scalar(f"eval/{k}", result[k], step)
-    rows = "\n".join(f"| {k} | {result[k]:.3f} |" for k in METRIC_KEYS)
+        writer.add_scalar(f"eval/{k}", getattr(result, k), step)
+    rows = "\n".join(f"| {k} | {getattr(result, k):.3f} |" for k in METRIC_KEYS)
     writer.add_text(
         "eval/summary",
-        f"**{result['method']}** {result['checkpoint'] or ''} (step {step}) on {result['pairs']} {result['dataset']} "
-        f"pairs ({result['render_pass']} pass), mask {result['mask']}, {result['averaging']}\n\n"
+        f"**{result.method}** {result.checkpoint or ''} (step {step}) on {result.pairs} {result.dataset} "
+        f"pairs ({result.render_pass} pass), mask {result.mask}, {result.averaging}\n\n"
         f"| metric | value |\n|---|---|\n{rows}\n\nEPE in px, bad-N and D1 in % of valid pixels.",
         step,
     )
-    hp = {"method": result["method"], "checkpoint": str(result["checkpoint"]), "step": int(step),
-          "dataset": result["dataset"], "render_pass": result["render_pass"], "mask": result["mask"],
-          "averaging": result["averaging"]}  # fmt: skip
-    for summary in hparams(hp, {f"eval/{k}": result[k] for k in METRIC_KEYS}):
+    hp = {"method": result.method, "checkpoint": str(result.checkpoint), "step": int(step),
+          "dataset": result.dataset, "render_pass": result.render_pass, "mask": result.mask,
+          "averaging": result.averaging}  # fmt: skip
+    for summary in hparams(hp, {f"eval/{k}": getattr(result, k) for k in METRIC_KEYS}):
         writer.file_writer.add_summary(summary)
 
 

@@ -49,24 +49,6 @@ def resolve_checkpoint(checkpoint: str | None) -> str:
 SLICE = {"benchmark": "generated-v1", "part": "272x480", "pairs": 4, "max_disp": 96.0}
 
 
-def slice_metrics(checkpoint: str | os.PathLike, work_dir: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
-    """EPE and bad-N of ``checkpoint`` on the first :data:`SLICE` pairs of generated-v1 (both passes, mask
-    0 < gt < 96, per-image averaging, through ``stereo-eval``'s code); the slice is generated in ``work_dir``."""
-    from stereo.config import load_config
-    from stereo.data.benchmarks import build_slice
-    from stereo.evaluate import evaluate
-    from stereo.metrics import METRIC_KEYS
-
-    root = build_slice(SLICE["benchmark"], SLICE["part"], SLICE["pairs"], Path(work_dir) / "slice")
-    result: dict[str, Any] = dict(SLICE)
-    for p in ("clean", "final"):
-        over = [f"checkpoint={checkpoint}", f"data.root={root}", f"data.render_pass={p}",
-                f"max_disp={SLICE['max_disp']}", f"device={device}"]  # fmt: skip
-        r = evaluate(load_config("eval", over), Path(work_dir) / f"eval_{p}", show_progress=False, tensorboard=False)
-        result[p] = {k: r[k] for k in METRIC_KEYS}
-    return result
-
-
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]) -> int:
     """Write the inference part of a training checkpoint (plus a model card) to ``out``; returns bytes."""
     ckpt = load_checkpoint(checkpoint)

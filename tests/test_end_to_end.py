@@ -27,7 +27,7 @@ def test_evaluate_writes_sane_metrics(checkpoint, sample_root, tmp_path):
     cfg = eval_cfg(checkpoint, sample_root, "data.render_pass=clean", "data.limit=3", "per_image_csv=true", "worst_k=2")
     r = evaluate(cfg, tmp_path, show_progress=False)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["epe"] == pytest.approx(r["epe"])
+    assert saved["epe"] == pytest.approx(r.epe)
     for k in ("epe", "bad1", "bad2", "bad3", "d1", "pairs", "checkpoint", "mask", "averaging"):
         assert k in saved
     assert saved["pairs"] == 3 and saved["mask"] == "positive: 0 < gt < 32"
@@ -36,7 +36,7 @@ def test_evaluate_writes_sane_metrics(checkpoint, sample_root, tmp_path):
     assert len(list((tmp_path / "worst").glob("*.png"))) == 2
     cfg = eval_cfg(checkpoint, sample_root, "data.render_pass=clean", "data.limit=3", "averaging=pixel")
     pixel = evaluate(cfg, tmp_path / "p", show_progress=False, tensorboard=False)
-    assert pixel["epe"] == pytest.approx(r["epe"], rel=0.5) and pixel["averaging"] == "over all valid pixels"
+    assert pixel.epe == pytest.approx(r.epe, rel=0.5) and pixel.averaging == "over all valid pixels"
 
 
 def test_masks():

@@ -86,9 +86,9 @@ def test_final_validation_equals_stereo_eval(sample_root, tmp_path, tiny_cfg):
     ecfg = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={sample_root}", "device=cpu",
                                 "data.limit=2"])  # fmt: skip
     r = evaluate(ecfg, tmp_path / "eval", show_progress=False, tensorboard=False)
-    assert r["pairs"] == summary.val["pairs"] == 2
+    assert r.pairs == summary.val["pairs"] == 2
     for k in ("epe", "bad1", "bad3", "d1"):
-        assert r[k] == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
+        assert getattr(r, k) == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["render_pass"] == "final"
 
 
@@ -105,9 +105,9 @@ def test_validation_on_another_root_equals_stereo_eval_there(sample_root, tmp_pa
     ecfg = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={other}", "device=cpu",
                                 "max_disp=20"])  # fmt: skip
     r = evaluate(ecfg, tmp_path / "eval", show_progress=False, tensorboard=False)
-    assert r["pairs"] == summary.val["pairs"] == 3  # data.limit=4 does not cut the other root
+    assert r.pairs == summary.val["pairs"] == 3  # data.limit=4 does not cut the other root
     for k in ("epe", "bad1", "bad3", "d1"):
-        assert r[k] == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
+        assert getattr(r, k) == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
     e32 = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={other}", "device=cpu"])
     mask32 = evaluate(e32, tmp_path / "e32", show_progress=False, tensorboard=False)
-    assert mask32["epe"] != pytest.approx(summary.val["epe"])  # the bound changed the pixels counted
+    assert mask32.epe != pytest.approx(summary.val["epe"])  # the bound changed the pixels counted

@@ -101,7 +101,7 @@ def test_eval_limit_minus_one_keeps_every_pair(checkpoint, sample_root, tmp_path
 
     over = [f"checkpoint={checkpoint}", f"data.root={sample_root}", "device=cpu"]
     r = evaluate(load_config("eval", [*over, "data.limit=-1"]), tmp_path / "a", show_progress=False, tensorboard=False)
-    assert r["pairs"] == 4
+    assert r.pairs == 4
     with pytest.raises(DatasetError, match="no test pairs left"):
         evaluate(load_config("eval", [*over, "data.limit=0"]), tmp_path / "b", show_progress=False)
 

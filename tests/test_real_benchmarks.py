@@ -77,19 +77,19 @@ def test_middlebury_all_and_nonocc(checkpoint, sample_root, tmp_path):
     r = _eval(checkpoint, root, "middlebury")
     samples = [type("S", (), {"left": p / "im0.png", "right": p / "im1.png", "disparity": p / "disp0.pfm"})
                for p in sorted(root.iterdir())]  # fmt: skip
-    assert r["pairs"] == 3 and r["primary_metric"] == "bad2"
-    assert r["bad2"] == pytest.approx(np.mean([_reference(checkpoint, s, "bad2") for s in samples]), rel=1e-5)
+    assert r.pairs == 3 and r.primary_metric == "bad2"
+    assert r.bad2 == pytest.approx(np.mean([_reference(checkpoint, s, "bad2") for s in samples]), rel=1e-5)
     nonocc = _eval(checkpoint, root, "middlebury", "data.region=nonocc")
     region = np.ones((64, 128), bool)
     region[:, -20:] = False
     expected = np.mean([_reference(checkpoint, s, "bad2", region) for s in samples])
-    assert nonocc["bad2"] == pytest.approx(expected, rel=1e-5) and nonocc["region"] == "nonocc"
+    assert nonocc.bad2 == pytest.approx(expected, rel=1e-5) and nonocc.region == "nonocc"
 
 
 def test_eth3d_grayscale(checkpoint, sample_root, tmp_path):
     root = _middlebury(sample_root, tmp_path / "eth3d", gt_name="disp0GT.pfm", gray=True)
     r = _eval(checkpoint, root, "eth3d", "data.region=nonocc")
-    assert r["pairs"] == 3 and r["primary_metric"] == "bad1" and 0 <= r["bad1"] <= 100
+    assert r.pairs == 3 and r.primary_metric == "bad1" and 0 <= r.bad1 <= 100
 
 
 @pytest.mark.parametrize("layout", ["2015", "2012"])
@@ -112,10 +112,10 @@ def test_kitti_layouts_and_d1(checkpoint, sample_root, tmp_path, layout):
     r = _eval(checkpoint, tmp_path / "kitti", "kitti")
     samples = [type("S", (), {"left": base / names[0] / f"{i:06d}_10.png", "right": base / names[1] / f"{i:06d}_10.png",
                               "disparity": base / names[2] / f"{i:06d}_10.png"}) for i in range(3)]  # fmt: skip
-    assert r["primary_metric"] == "d1" and r["pairs"] == 3
-    assert r["d1"] == pytest.approx(np.mean([_reference(checkpoint, s, "d1") for s in samples]), rel=1e-5, abs=1e-9)
+    assert r.primary_metric == "d1" and r.pairs == 3
+    assert r.d1 == pytest.approx(np.mean([_reference(checkpoint, s, "d1") for s in samples]), rel=1e-5, abs=1e-9)
     noc = _eval(checkpoint, tmp_path / "kitti", "kitti", "data.region=nonocc")
-    assert noc["pairs"] == 3
+    assert noc.pairs == 3
 
 
 def test_bad_real_inputs_are_named(sample_root, tmp_path, checkpoint):

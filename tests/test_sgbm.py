@@ -44,9 +44,9 @@ def test_sgbm_through_stereo_eval(sample_root, tmp_path):
     r = evaluate(cfg, tmp_path, show_progress=False, tensorboard=False)
     samples = discover(sample_root, "test", "clean")[:2]
     ref = [_reference_epe(s, 32) for s in samples]
-    assert r["epe"] == pytest.approx(np.mean([e for e, _ in ref]), rel=1e-5)
-    assert r["sgbm_density_before_fill"] == pytest.approx(np.mean([d for _, d in ref]), rel=1e-6)
-    assert r["method"] == "sgbm" and r["checkpoint"] is None and r["sgbm"]["num_disparities"] == 32
+    assert r.epe == pytest.approx(np.mean([e for e, _ in ref]), rel=1e-5)
+    assert r.sgbm_density_before_fill == pytest.approx(np.mean([d for _, d in ref]), rel=1e-6)
+    assert r.method == "sgbm" and r.checkpoint is None and r.sgbm["num_disparities"] == 32
 
 
 def test_method_checkpoint_needs_a_checkpoint(sample_root, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import stereo.weights as w
 from stereo.checkpoint import load_checkpoint, load_model
 from stereo.config import load_config
 from stereo.errors import ConfigError
+from stereo.evaluate import slice_metrics
 from stereo.infer import infer
 
 
@@ -39,7 +40,7 @@ def test_shipped_weights_reproduce_their_card(tmp_path):
     shipped = w.shipped_checkpoint()
     assert shipped is not None, f"the package ships no weights at {w.WEIGHTS_DIR / w.DEFAULT_WEIGHTS}"
     card = load_checkpoint(shipped)["card"]["generated_v1_slice"]
-    got = w.slice_metrics(shipped, tmp_path)
+    got = slice_metrics(shipped, tmp_path)
     assert {k: got[k] for k in w.SLICE} == {k: card[k] for k in w.SLICE}
     for p in ("clean", "final"):
         # Tolerances cover float differences between machines (BLAS, PNG decoders), not another model.
