@@ -1,55 +1,12 @@
-"""Build a fixed generated benchmark (``generated-v1``, the default, or ``generated-v2``) and check it
-against its manifest.
+"""Build a fixed generated benchmark (``generated-v1``, the default, or ``generated-v2``) and check it against
+its manifest.
 
-    python scripts/make_generated_benchmark.py out=datasets/generated-v1 workers=0
-
-Writes ``<out>/272x480`` and ``<out>/540x960`` (each a Scene Flow root with a FlyingThings3D TEST split
-in both passes, ``sample.json`` and ``stats.json``), prints their statistics and compares every file's
-SHA-256 with the committed manifest (``stereo/data/generated-v1.json``). ``write_manifest=true`` writes
-that manifest instead (only when defining a new benchmark version). Evaluate with
-``stereo-eval data.root=<out>/272x480 ...``.
+The tool is ``stereo.tools.make_generated_benchmark``; ``--help`` lists its keys.
 """
 
-from __future__ import annotations
-
-import json
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-from stereo.cli import parse_overrides
-from stereo.config import rng
-from stereo.data.benchmarks import build, manifest_path, verify
-from stereo.data.synthetic import format_statistics
-from stereo.errors import StereoError
-
-
-@dataclass
-class BenchmarkConfig:
-    name: str = "generated-v1"
-    out: str = "datasets/generated-v1"
-    workers: int = rng(0, ge=0)  # processes; 0 = all cores
-    write_manifest: bool = False
-
-
-def main(argv: list[str]) -> None:
-    cfg = parse_overrides(BenchmarkConfig, argv)
-    try:
-        built = build(cfg.name, cfg.out, workers=cfg.workers)
-    except (StereoError, FileExistsError) as e:
-        raise SystemExit(f"error: {e}") from None
-    for part in built["parts"]:
-        print(f"== {cfg.name}/{part}")
-        print(format_statistics(json.loads((Path(cfg.out) / part / "stats.json").read_text())))
-    if cfg.write_manifest:
-        manifest_path(cfg.name).write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {manifest_path(cfg.name)}")
-        return
-    problems = verify(cfg.name, built)
-    if problems:
-        raise SystemExit(f"{cfg.name} differs from its manifest {manifest_path(cfg.name)}: " + "; ".join(problems))
-    print(f"{cfg.name}: every file matches {manifest_path(cfg.name)}")
-
+from stereo.tools.make_generated_benchmark import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

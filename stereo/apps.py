@@ -169,7 +169,7 @@ def train_main(cfg: DictConfig) -> None:
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base=None)
 def eval_main(cfg: DictConfig) -> None:
     """``stereo-eval``: evaluate a checkpoint on a dataset's test split (conf/eval.yaml)."""
-    from stereo.benchmark import format_table
+    from stereo.bench.harness import format_table
     from stereo.evaluate import evaluate
 
     out_dir = HydraConfig.get().runtime.output_dir

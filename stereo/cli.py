@@ -9,10 +9,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
-def parse_overrides(schema: type, argv: list[str]) -> DictConfig:
-    """Merge ``key=value`` arguments into a dataclass schema. ``--help`` prints the script's docstring and
-    its keys with their defaults and help (:func:`stereo.config.format_help`); unknown keys, bad types and
-    values outside a field's range (``stereo.config.rng``) exit with one line."""
+def parse_overrides(schema: type, argv: list[str], doc: str | None = None) -> DictConfig:
+    """Merge ``key=value`` arguments into a dataclass schema. ``--help`` prints ``doc`` (the tool's
+    docstring; default: the running script's) and its keys with their defaults and help
+    (:func:`stereo.config.format_help`); unknown keys, bad types and values outside a field's range
+    (``stereo.config.rng``) exit with one line."""
     from stereo.config import check_config
     from stereo.errors import ConfigError
 
@@ -21,7 +22,7 @@ def parse_overrides(schema: type, argv: list[str]) -> DictConfig:
     if any(a in ("-h", "--help") for a in argv):
         from stereo.config import format_help
 
-        print(format_help(schema, doc=sys.modules["__main__"].__doc__ or ""))
+        print(format_help(schema, doc=doc if doc is not None else sys.modules["__main__"].__doc__ or ""))
         raise SystemExit(0)
     for arg in argv:
         if "=" not in arg:

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from stereo.benchmark import _bench_network, flops_case, model_case
+from stereo.bench.cases import _bench_network, flops_case, model_case
 from stereo.config import load_config
 
 
@@ -38,7 +38,7 @@ def test_model_case_training_step_and_flops():
 
 
 def test_api_case_runs_each_variant_at_a_tiny_size():
-    from stereo.benchmark import API_VARIANTS, api_case
+    from stereo.bench.cases import API_VARIANTS, api_case
 
     for v in API_VARIANTS:
         r = api_case(v, 32, 64, warmup=0, runs=1)

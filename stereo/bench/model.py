@@ -1,0 +1,150 @@
+"""Benchmark the networks: parameters, eval forward time and peak memory, training step time.
+
+    python scripts/bench_model.py [runs=3] [threads=2] [budget_gb=12] [out=bench_results/model.json]
+
+Cases (each in a fresh subprocess): eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with
+dot-product attention, ``ea_psmnet_light`` and ``ea_psmnet`` with attention at 1/2 resolution
+(efficient and dot-product), and ``ea_psmnet`` with each linear attention kind (linear, latent,
+multires) at 1/4 resolution, at each size in ``eval_sizes``; a training step (forward, PSMNet's
+0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``, in each of
+``train_precisions`` (fp32 by default; ``train_precisions=[fp32,bf16]`` on hardware with native bf16).
+Dot-product cases whose attention map alone is estimated above ``budget_gb`` are skipped with the
+estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import OmegaConf
+
+from stereo.bench.cases import dot_product_attention_bytes
+from stereo.bench.harness import GiB, MiB, environment, format_table, run_isolated
+from stereo.cli import parse_overrides
+from stereo.io import write_json
+
+DOT = ["feature.attention.0.kind=dot_product"]
+HALF = [
+    "feature.attention.0.position=layer1",
+    "feature.attention.0.key_channels=16",
+    "feature.attention.0.value_channels=32",
+]
+# (label, model config, overrides, attention (channels, key, value, stride) for the memory estimate)
+VARIANTS = [
+    ("psmnet", "psmnet", [], None),
+    ("ea_psmnet", "ea_psmnet", [], None),
+    ("ea_psmnet dot-product", "ea_psmnet", DOT, (128, 64, 128, 4)),
+    ("ea_psmnet linear", "ea_psmnet", ["feature.attention.0.kind=linear"], None),
+    ("ea_psmnet latent", "ea_psmnet", ["feature.attention.0.kind=latent"], None),
+    ("ea_psmnet multires", "ea_psmnet", ["feature.attention.0.kind=multires", "feature.attention.0.heads=4"], None),
+    ("ea_psmnet_light", "ea_psmnet_light", [], None),
+    ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
+    ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
+]
+
+
+@dataclass
+class BenchModelConfig:
+    eval_sizes: list = field(default_factory=lambda: [[256, 512], [544, 960]])
+    train_size: list = field(default_factory=lambda: [256, 512])
+    train_models: list = field(default_factory=lambda: ["ea_psmnet", "ea_psmnet_light"])
+    # bf16 is emulated on CPUs without AVX512-BF16/AMX (> 30 min for these cases): add it on GPUs.
+    train_precisions: list = field(default_factory=lambda: ["fp32"])
+    train_batch: int = 1
+    device: str = "cpu"
+    threads: int = 2
+    warmup: int = 1
+    runs: int = 3
+    budget_gb: float = 12.0
+    out: str = "bench_results/model.json"
+
+
+def main(argv: list[str]) -> dict:
+    cfg = parse_overrides(BenchModelConfig, argv, doc=__doc__)
+    common = {"device": cfg.device, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs}
+    results = []
+    for h, w in cfg.eval_sizes:
+        for label, model, overrides, attn in VARIANTS:
+            case = {
+                "label": label,
+                "model": model,
+                "overrides": overrides,
+                "height": h,
+                "width": w,
+                "train": False,
+            }
+            if attn is not None:
+                c, k, v, stride = attn
+                n = (h // stride) * (w // stride)
+                est = dot_product_attention_bytes(1, 1, n, c, k, v)
+                if est > cfg.budget_gb * GiB:
+                    skip = f"skipped: attention map alone needs {est / GiB:.0f} GB (budget {cfg.budget_gb:g} GB)"
+                    print(f"{label} {h}x{w} eval: {skip}", flush=True)
+                    results.append({**case, "estimated_bytes": est, "skipped": skip})
+                    continue
+            print(f"{label} {h}x{w} eval ...", end="", flush=True)
+            args = {k: v for k, v in case.items() if k != "label"}
+            r = run_isolated("stereo.bench.cases:model_case", {**common, **args})
+            print(f" {r['median_s']:.2f} s, peak {r['process_peak_bytes'] / GiB:.2f} GB", flush=True)
+            results.append({**case, **r})
+    th, tw = cfg.train_size
+    for model in cfg.train_models:
+        for precision in cfg.train_precisions:
+            print(f"{model} {th}x{tw} train step {precision} ...", end="", flush=True)
+            args = {"model": model, "height": th, "width": tw, "train": True, "precision": precision}
+            r = run_isolated("stereo.bench.cases:model_case", {**common, **args, "batch": cfg.train_batch})
+            print(f" {r['median_s']:.2f} s", flush=True)
+            results.append({"label": model, **r})
+
+    rows = []
+    for r in results:
+        mode = f"train {r.get('precision', 'fp32')}" if r["train"] else "eval fwd"
+        size = f"{r['height']}x{r['width']}"
+        if "skipped" in r:
+            rows.append([r["label"], size, mode, "-", r["skipped"].replace("skipped: ", "skip: "), "-", "-"])
+            continue
+        rows.append(
+            [
+                r["label"],
+                size,
+                mode,
+                f"{r['parameters']:,}",
+                f"{r['median_s']:.2f}" + (f" ({r['batch'] / r['median_s']:.2f} samples/s)" if r["train"] else ""),
+                f"{r['peak_bytes'] / MiB:.0f}",
+                f"{r['process_peak_bytes'] / GiB:.2f}" if r.get("process_peak_bytes") else "-",
+            ]
+        )
+    print()
+    print(f"Model benchmark: {cfg.device}, {cfg.threads} threads, median of {cfg.runs} after {cfg.warmup} warm-up")
+    print(format_table(rows, ["variant", "size", "mode", "params", "median s", "work MiB", "proc GB"]))
+    ratios = _ratios(results)
+    for k, v in ratios.items():
+        print(f"  {k}: {v:.3f}")
+    payload = {
+        "config": OmegaConf.to_container(cfg),
+        "environment": environment(),
+        "results": results,
+        "ratios": ratios,
+    }
+    write_json(cfg.out, payload)
+    print(f"\nwrote {cfg.out}")
+    return payload
+
+
+def _ratios(results: list[dict]) -> dict[str, float]:
+    by = {
+        (r["label"], r["height"], r["width"], r["train"]): r
+        for r in results
+        if "skipped" not in r and r.get("precision", "fp32") == "fp32"
+    }
+    out = {}
+    for (label, h, w, train), r in by.items():
+        base = by.get(("psmnet", h, w, train))
+        if label == "ea_psmnet" and base:
+            mode = "train" if train else "eval"
+            out[f"ea_psmnet/psmnet time {h}x{w} {mode}"] = r["median_s"] / base["median_s"]
+            if r.get("process_peak_bytes") and base.get("process_peak_bytes"):
+                out[f"ea_psmnet/psmnet process peak {h}x{w} {mode}"] = (
+                    r["process_peak_bytes"] / base["process_peak_bytes"]
+                )
+    return out
