@@ -6,7 +6,8 @@ import torch
 
 METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "d1")
 
-# Valid-pixel masks in use by published evaluations (reference section 4).
+# Valid-pixel masks in use by published evaluations: GwcNet (github.com/xy-guo/GwcNet), RAFT-Stereo
+# (github.com/princeton-vl/RAFT-Stereo), PSMNet (github.com/JiaRenChang/PSMNet) evaluation code.
 MASKS = {
     "positive": "0 < gt < max_disp",  # GwcNet, OpenStereo
     "absolute": "|gt| < max_disp",  # RAFT-Stereo, IGEV

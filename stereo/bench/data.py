@@ -35,7 +35,7 @@ from stereo.data.synthetic import generate_sceneflow_sample
 from stereo.io import write_json
 from stereo.progress import progress
 
-# Pair counts of the real dataset (reference section 4): FlyingThings3D TRAIN/TEST, Driving, Monkaa.
+# Pair counts of the real Scene Flow dataset (datasets/README.md): FlyingThings3D TRAIN/TEST, Driving, Monkaa.
 FULL_COUNTS = {"ft_train": 22390, "ft_test": 4370, "driving": 4400, "monkaa": 8664}
 
 
