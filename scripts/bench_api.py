@@ -3,9 +3,8 @@
 The tool is ``stereo.bench.api``; ``--help`` lists its keys.
 """
 
-import sys
-
+from stereo.apps import run_tool
 from stereo.bench.api import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_tool(main)

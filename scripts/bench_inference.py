@@ -4,9 +4,8 @@ machine's roofline.
 The tool is ``stereo.bench.inference``; ``--help`` lists its keys.
 """
 
-import sys
-
+from stereo.apps import run_tool
 from stereo.bench.inference import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_tool(main)

@@ -3,9 +3,8 @@
 The tool is ``stereo.tools.check_original_psmnet``; ``--help`` lists its keys.
 """
 
-import sys
-
+from stereo.apps import run_tool
 from stereo.tools.check_original_psmnet import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_tool(main)

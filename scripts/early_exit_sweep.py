@@ -3,9 +3,8 @@
 The tool is ``stereo.tools.early_exit_sweep``; ``--help`` lists its keys.
 """
 
-import sys
-
+from stereo.apps import run_tool
 from stereo.tools.early_exit_sweep import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_tool(main)

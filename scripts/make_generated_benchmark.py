@@ -4,9 +4,8 @@ its manifest.
 The tool is ``stereo.tools.make_generated_benchmark``; ``--help`` lists its keys.
 """
 
-import sys
-
+from stereo.apps import run_tool
 from stereo.tools.make_generated_benchmark import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_tool(main)

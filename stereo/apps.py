@@ -89,6 +89,11 @@ def run(fn: Callable[[], Any]) -> Any:
         sys.exit(1)
 
 
+def run_tool(main: Callable[[list[str]], Any]) -> Any:
+    """A tool's ``main(argv)`` (``scripts/*.py`` other than the apps) under the same error policy."""
+    return run(lambda: main(sys.argv[1:]))
+
+
 def _check_run_dir(argv: list[str]) -> None:
     """Hydra creates the run folder and its log file before any of our code runs, and reports a failure
     there as a traceback: check the folder can be made first, and say so in one line."""

@@ -1,7 +1,8 @@
-"""``key=value`` overrides for the small scripts (benchmarks, sample generation), Hydra style."""
+"""The tools' command line (benchmarks, generators, studies): Hydra overrides on a registered schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -27,14 +28,36 @@ def parse_overrides(schema: type, argv: list[str], doc: str | None = None) -> Di
     for arg in argv:
         if "=" not in arg:
             raise SystemExit(f"error: expected key=value overrides (--help lists them), got {arg!r}")
+    from hydra import compose, initialize
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+
+    # The schema is registered with Hydra like the apps' schemas, and the arguments are Hydra overrides.
+    name = f"tool_{schema.__module__}_{schema.__qualname__}".replace(".", "_")
+    ConfigStore.instance().store(name=name, node=schema)
+    # Free-form mappings (e.g. ``card={...}``) take new keys: ``++`` adds or replaces.
+    free = {f.name for f in dataclasses.fields(schema) if f.type in (dict, "dict")}
+    argv = [f"++{a}" if a.split("=", 1)[0].split(".", 1)[0] in free and not a.startswith("+") else a for a in argv]
     try:
-        cfg = OmegaConf.merge(base, OmegaConf.from_cli(argv))
+        with initialize(version_base=None):
+            cfg = compose(name, overrides=argv)
         check_config(cfg, schema)
-    except OmegaConfBaseException as e:
-        raise SystemExit(f"error: {str(e).splitlines()[0]}\nvalid keys (defaults): {keys}") from None
+    except (HydraException, OmegaConfBaseException) as e:
+        raise SystemExit(f"error: {_one_line(e)}\nvalid keys (defaults): {keys}") from None
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     return cfg
+
+
+def _one_line(e: BaseException) -> str:
+    """Hydra's and OmegaConf's message and its cause in one line, without their internals."""
+    parts = []
+    for err in (e, e.__cause__):
+        for line in str(err or "").strip().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("full_key", "object_type", "reference_type", "To append")):
+                parts.append(line)
+    return " ".join(dict.fromkeys(parts)) or type(e).__name__
 
 
 def _show(v: Any) -> str:
