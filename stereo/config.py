@@ -576,8 +576,12 @@ def load_config(name: str, overrides: list[str] | None = None, config_dir: str |
         options = sorted(p.relative_to(config_dir).with_suffix("").as_posix() for p in config_dir.rglob("*.yaml"))
         raise MissingFileError(f"no config {name!r} in {config_dir}; available: {options}")
     group, _, leaf = name.rpartition("/")
+    overrides = list(overrides or [])
+    if group in _GROUP_SCHEMAS:
+        # A group entry holds only what differs from its schema: its keys may be absent from the file.
+        overrides = [o if o.startswith("+") else f"++{o}" for o in overrides]
     with initialize_config_dir(str(config_dir / group) if group else str(config_dir), version_base=None):
-        cfg = compose(leaf, overrides=overrides or [])
+        cfg = compose(leaf, overrides=overrides)
     if group in _GROUP_SCHEMAS:
         cfg = OmegaConf.merge(OmegaConf.structured(_GROUP_SCHEMAS[group]), cfg)
     return cfg

@@ -1,0 +1,38 @@
+"""Every benchmark runs end to end at its smallest size, as a user runs it (``scripts/bench_*.py``), and
+writes its JSON: the numbers are not checked here (benchmarks measure; tests do not time), only that each
+measured something and wrote it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+SMOKE = {
+    "bench_attention.py": (["sizes=[[8,16]]", "channels=16", "key_channels=8", "value_channels=16", "runs=1",
+                            "warmup=0", "kinds=[linear]", "sdpa=false"], "results"),
+    "bench_model.py": (["eval_sizes=[[64,128]]", "train_size=[64,256]", "train_models=[ea_psmnet_light]", "runs=1",
+                        "warmup=0"], "results"),
+    "bench_inference.py": (["model=ea_psmnet_light", "sizes=[[64,128]]", "runs=1", "large_runs=1", "budgets=[]",
+                            "budget_sizes=[]", "compile_sizes=[]", "onednn_sizes=[]", "train=false"], "eval"),
+    "bench_data.py": (["repeats=1", "threads=1", "loader_pairs=2", "loader_samples=2", "crop=[64,128]", "gen_pairs=2",
+                       "gen_repeats=1"], "generator"),
+    "bench_onnx.py": (["models=[ea_psmnet_light]", "sizes=[[128,128]]", "runs=1", "warmup=0"], "results"),
+    "bench_api.py": (["height=32", "width=64", "runs=1", "warmup=0"], "results"),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_each_benchmark_runs_at_its_smallest_size(script, tmp_path):
+    args, key = SMOKE[script]
+    out = tmp_path / "out.json"
+    extra = [f"workdir={tmp_path / 'work'}"] if script == "bench_data.py" else []
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args, *extra, f"out={out}"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result[key], result
+    assert result["environment"]["torch"] and result["config"]
