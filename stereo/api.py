@@ -27,6 +27,7 @@ from stereo.calib import Calibration, point_cloud
 from stereo.data.images import read_rgb
 from stereo.device import autocast, resolve_device
 from stereo.errors import ConfigError, DataError
+from stereo.models.output import StereoOutput
 
 MIN_SIDE = 16  # pixels after ``scale``: below this the network sees less than one feature at 1/16
 
@@ -39,11 +40,13 @@ class Prediction:
     on the input's device) for tensor input. ``confidence``: same shape and kind, in [0, 1] (the
     regression's probability mass within 1.5 px of its estimate), or None when not asked for.
     ``image``: the left image as float RGB (H, W, 3) in [0, 1] (non-tensor input), for colouring points.
+    ``heads``: per image, the hourglass head that answered (networks with heads; see ``early_exit``).
     """
 
     disparity: np.ndarray | torch.Tensor
     confidence: np.ndarray | torch.Tensor | None = None
     image: np.ndarray | None = None
+    heads: list[int] | None = None
 
     def depth(self, calibration: Calibration) -> np.ndarray:
         """Depth (H, W) in the calibration's baseline unit; inf where disparity + doffs <= 0."""
@@ -177,12 +180,12 @@ class StereoModel:
         if lt.shape != rt.shape:
             raise DataError(f"left and right differ in size: left is {lt.shape[-1]}x{lt.shape[-2]}, right is "
                             f"{rt.shape[-1]}x{rt.shape[-2]}")  # fmt: skip
-        disp, conf = self._run(lt.to(self.device), rt.to(self.device), scale, confidence)
+        disp, conf, heads = self._run(lt.to(self.device), rt.to(self.device), scale, confidence)
         if single:
             disp, conf = disp[0], None if conf is None else conf[0]
         if tensors:
-            return Prediction(disp.to(where), None if conf is None else conf.to(where))
-        return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image)
+            return Prediction(disp.to(where), None if conf is None else conf.to(where), heads=heads)
+        return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image, heads)
 
     def _run(self, lt: torch.Tensor, rt: torch.Tensor, scale: float, confidence: bool):
         h, w = lt.shape[-2:]
@@ -192,22 +195,19 @@ class StereoModel:
             rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
         with autocast(self.device, self.precision):
             out = self._network(lt, rt, confidence)
-        disp, conf = (out[0].float(), out[1].float()) if confidence else (out.float(), None)
+        disp = out.disparity.float()
+        conf = None if out.confidence is None else out.confidence.float()
         if scale != 1:
             factor = w / disp.shape[-1]  # disparities grow with the image width
             disp = F.interpolate(disp[:, None], (h, w), mode="bilinear", align_corners=False)[:, 0] * factor
             if conf is not None:
                 conf = F.interpolate(conf[:, None], (h, w), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
-        return disp, conf
+        return disp, conf, out.heads
 
-    def _network(self, lt: torch.Tensor, rt: torch.Tensor, confidence: bool):
-        from stereo.models import predict
+    def _network(self, lt: torch.Tensor, rt: torch.Tensor, confidence: bool) -> StereoOutput:
+        from stereo.models import run
 
-        if isinstance(self.network, torch.nn.Module):
-            return predict(self.network, lt, rt, confidence)
-        if confidence:
-            raise ConfigError("confidence is not available with backend=onnxruntime (use backend=torch)")
-        return self.network.predict(lt, rt)
+        return run(self.network, lt, rt, confidence)
 
 
 def load_model(

@@ -19,7 +19,7 @@ from torch import nn
 from stereo.data.dataset import StereoDataset
 from stereo.device import autocast
 from stereo.metrics import METRIC_KEYS, disparity_metrics
-from stereo.models import predict
+from stereo.models import run
 from stereo.progress import progress
 
 
@@ -96,12 +96,12 @@ def evaluate_model(
         t_pair = time.perf_counter()
         item = dataset[i]
         with autocast(device, precision):
-            pred = predict(model, item["left"][None].to(device), item["right"][None].to(device))[0].float().cpu()
+            out = run(model, item["left"][None].to(device), item["right"][None].to(device))
+        pred = out.disparity[0].float().cpu()
         m = disparity_metrics(pred, item["disparity"], item["valid"])
         row = {"index": i, "left": str(dataset.samples[i].left), **m, "seconds": time.perf_counter() - t_pair}
-        heads = getattr(model, "heads_used", None)
-        if heads:
-            row["head"] = heads[0]
+        if out.heads:
+            row["head"] = out.heads[0]
         rows.append(row)
         if keep_worst and m["pixels"]:
             entry = (m["epe"], i, pred.numpy())

@@ -24,6 +24,7 @@ from stereo.config import to_plain
 from stereo.errors import CheckpointError, ConfigError, MissingFileError
 from stereo.io import atomic_write
 from stereo.models import configure_runtime
+from stereo.models.output import StereoOutput
 
 
 def minimum_size(model: torch.nn.Module) -> tuple[int, int]:
@@ -104,9 +105,12 @@ class OnnxStereo:
         self.hourglasses = values["hourglasses"]
         self.size_divisor = values["size_divisor"]
         self.min_size = (values["min_height"], values["min_width"])
-        self.heads_used: list[int] = []
 
-    def predict(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
+        """The :class:`~stereo.models.output.Predictor` interface: (B, 3, H, W) RGB in [0, 1] of any size
+        (padded to the graph's minimum here), every head of the exported graph."""
+        if confidence:
+            raise ConfigError("confidence is not available with backend=onnxruntime (use backend=torch)")
         h, w = left.shape[-2:]
         k = self.size_divisor
         th, tw = max(-(-h // k) * k, self.min_size[0]), max(-(-w // k) * k, self.min_size[1])
@@ -114,5 +118,5 @@ class OnnxStereo:
         lp = torch.nn.functional.pad(left.float().cpu(), pad, mode="replicate")
         rp = torch.nn.functional.pad(right.float().cpu(), pad, mode="replicate")
         (disp,) = self.session.run(None, {"left": lp.numpy(), "right": rp.numpy()})
-        self.heads_used = [self.hourglasses] * left.shape[0]
-        return torch.from_numpy(np.ascontiguousarray(disp[:, :h, :w]))
+        disparity = torch.from_numpy(np.ascontiguousarray(disp[:, :h, :w]))
+        return StereoOutput(disparity, heads=[self.hourglasses] * left.shape[0])

@@ -183,7 +183,7 @@ def _infer_pair(
         "disparity_max": float(disp.max()),
         "saturated": saturated,
         "color_range_px": [0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
-        "head": model.network.heads_used[0] if getattr(model.network, "heads_used", None) else None,
+        "head": pred.heads[0] if pred.heads else None,
         "outputs": [str(p) for p in paths],
     }
     msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from stereo.errors import DataError
+from stereo.errors import ConfigError, DataError
+from stereo.models.output import StereoOutput
 
 
 def fill_left(disp: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -89,6 +90,12 @@ class SGBMStereo(nn.Module):
     def density(self) -> float:
         """Share of pixels SGBM found valid before filling, over every call so far."""
         return self.valid_pixels / self.total_pixels if self.total_pixels else float("nan")
+
+    def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
+        """The :class:`~stereo.models.output.Predictor` interface: SGBM has no confidence and no heads."""
+        if confidence:
+            raise ConfigError("confidence is not available with method=sgbm")
+        return StereoOutput(self.forward(left, right))
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         out = []

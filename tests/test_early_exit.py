@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stereo.config import load_config
-from stereo.models import build_model, configure_runtime
+from stereo.models import build_model, configure_runtime, run
 from stereo.models.regression import upsample_regress
 
 
@@ -32,16 +32,16 @@ def _model(**runtime):
 def test_off_is_unchanged_and_a_never_met_threshold_equals_off():
     x, y = torch.rand(2, 3, 32, 64), torch.rand(2, 3, 32, 64)
     model = _model()
-    with torch.no_grad():
-        off = model(x, y)
-        assert model.heads_used == [3, 3]
-        configure_runtime(model, {"early_exit": "confidence", "exit_threshold": 1.0})
-        never = model(x, y)
-        configure_runtime(model, {"early_exit": "head", "exit_head": 3})
-        last = model(x, y)
-    torch.testing.assert_close(never, off, rtol=0, atol=0)
-    torch.testing.assert_close(last, off, rtol=0, atol=0)
-    assert model.heads_used == [3, 3]
+    off = run(model, x, y)
+    assert off.heads == [3, 3]
+    torch.testing.assert_close(model(x, y), off.disparity, rtol=0, atol=0)  # forward: the same numbers
+    configure_runtime(model, {"early_exit": "confidence", "exit_threshold": 1.0})
+    never = run(model, x, y)
+    configure_runtime(model, {"early_exit": "head", "exit_head": 3})
+    last = run(model, x, y)
+    torch.testing.assert_close(never.disparity, off.disparity, rtol=0, atol=0)
+    torch.testing.assert_close(last.disparity, off.disparity, rtol=0, atol=0)
+    assert never.heads == last.heads == [3, 3]
 
 
 def test_per_image_exits_answer_with_their_head():
@@ -60,15 +60,16 @@ def test_per_image_exits_answer_with_their_head():
 def test_fixed_head_and_confidence():
     x, y = torch.rand(2, 3, 32, 64), torch.rand(2, 3, 32, 64)
     model = _model(early_exit="head", exit_head=1)
+    first = run(model, x, y)
     with torch.no_grad():
-        first = model(x, y)
         every = model.aggregation(model.cost_volume(x, y))
-    assert model.heads_used == [1, 1]
-    torch.testing.assert_close(first, upsample_regress(every[0], (32, 32, 64), chunk_rows=64), rtol=1e-5, atol=1e-4)
+    assert first.heads == [1, 1]
+    expected = upsample_regress(every[0], (32, 32, 64), chunk_rows=64)
+    torch.testing.assert_close(first.disparity, expected, rtol=1e-5, atol=1e-4)
     configure_runtime(model, {"early_exit": "confidence", "exit_threshold": 1e-6})  # always confident
-    with torch.no_grad():
-        torch.testing.assert_close(model(x, y), first, rtol=1e-5, atol=1e-4)
-    assert model.heads_used == [1, 1]
+    again = run(model, x, y)
+    torch.testing.assert_close(again.disparity, first.disparity, rtol=1e-5, atol=1e-4)
+    assert again.heads == [1, 1]
 
 
 def test_bad_settings():

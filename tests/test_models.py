@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from stereo.config import load_config
-from stereo.models import build_model, count_parameters, predict
+from stereo.models import build_model, count_parameters, predict, run
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.regression import soft_argmin, upsample_regress
 
@@ -236,13 +236,15 @@ def test_eval_in_bands_equals_the_whole_frame(hourglasses, volume, monkeypatch):
     model = _randomise_batchnorm(build_model(tiny(hourglasses=hourglasses, volume=volume, gwc_groups=4))).eval()
     left, right = torch.rand(1, 3, 480, 64), torch.rand(1, 3, 480, 64)
     model.set_runtime(memory_budget_gb=None)
-    whole = predict(model, left, right)
-    assert model.eval_tiles == 1 and whole.std() > 2  # disparities that vary
+    out = run(model, left, right)
+    whole = out.disparity
+    assert out.bands == 1 and out.heads == [hourglasses] and whole.std() > 2  # disparities that vary
     per_row = 16 * (model.max_disp // 4) * model.bytes_per_cell()  # one 1/4-resolution row, 16 columns
     model.set_runtime(memory_budget_gb=(2 * model.band_halo + 8) * per_row / 2**30)
     assert model.eval_tile_rows(1, 120, 16) == 8
-    banded = predict(model, left, right)
-    assert model.eval_tiles == 15  # 120 rows at 1/4 in bands of 8
+    out = run(model, left, right)
+    banded = out.disparity
+    assert out.bands == 15  # 120 rows at 1/4 in bands of 8
     torch.testing.assert_close(banded, whole, rtol=0, atol=1e-3)
     # The check has teeth: a halo smaller than the receptive field changes the result.
     monkeypatch.setattr(type(model), "band_halo", property(lambda self: 4))

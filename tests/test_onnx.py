@@ -35,12 +35,12 @@ def test_onnx_runtime_matches_pytorch(name, tmp_path):
     for h, w in ((h0 + 16, w0 + 32), (h0 + 48, w0 - 8 + 16)):  # neither is the export size
         left, right = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
         ref = predict(model, left, right)
-        got = ort_model.predict(left, right)
+        got = ort_model.infer(left, right).disparity
         assert got.shape == ref.shape == (1, h, w)
         assert (got - ref).abs().max().item() <= 1e-3, (name, h, w)
     # Below the minimum the backend pads further than predict() does: same shape, finite, not bit-equal.
     small = torch.rand(1, 3, h0 - 40, 50)
-    assert ort_model.predict(small, small).shape == (1, h0 - 40, 50)
+    assert ort_model.infer(small, small).disparity.shape == (1, h0 - 40, 50)
     assert ort_model.max_disp == model.max_disp
 
 

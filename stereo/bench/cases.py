@@ -176,11 +176,12 @@ def model_case(
     ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
     figures measured as peak RSS of a script; ``bands`` how many row bands the last eval ran in.
     """
-    from stereo.models import predict
+    from stereo.models import run
 
     if threads:
         torch.set_num_threads(threads)
     torch.backends.mkldnn.enabled = onednn
+    last: dict[str, Any] = {}
     dev = resolve_device(device)
     torch.manual_seed(seed)
     net, max_disp = _bench_network(model, overrides, runtime, fold_bn and not train, original)
@@ -190,7 +191,7 @@ def model_case(
     left, right = _random_pair(batch, height, width, dev)
     amp = autocast(dev, precision)
     if train:
-        from stereo.train import loss_weights
+        from stereo.train import loss_weights, sequence_loss
 
         if not original:
             net.check_train_shape(batch, height, width)  # a clear error instead of BatchNorm's
@@ -198,20 +199,23 @@ def model_case(
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
         gt = torch.rand(batch, height, width, device=dev) * max_disp * 0.8
 
-        def step() -> None:
+        valid = torch.ones_like(gt, dtype=torch.bool)
+
+        def step() -> None:  # what a training step does: the training loss itself, over every pixel
             opt.zero_grad(set_to_none=True)
             with amp:
                 outs = net(left, right)
-            heads = zip(loss_weights(None, len(outs)), outs, strict=True)
-            loss = sum(wt * torch.nn.functional.smooth_l1_loss(o.float(), gt) for wt, o in heads)
-            loss.backward()
+            sequence_loss(outs, gt, valid, loss_weights(None, len(outs))).backward()
             opt.step()
     else:
         net.eval()
 
         def step() -> None:
             with torch.inference_mode(), amp:
-                net(left, right) if original else predict(net, left, right)
+                if original or compile:  # the original code, or the compiled forward (sizes: multiples of 16)
+                    net(left, right)
+                else:
+                    last["bands"] = run(net, left, right).bands
 
     compile_s = None
     if compile:  # the first call compiles; time it apart from the runs
@@ -235,7 +239,7 @@ def model_case(
         "peak_bytes": peak,
         "process_peak_bytes": process_peak,
         "memory_method": method,
-        "bands": getattr(net, "eval_tiles", None),
+        "bands": last.get("bands"),
         "compile_s": compile_s,
         "threads": torch.get_num_threads(),
         "device": str(dev),
@@ -272,7 +276,7 @@ def backend_case(
         ort_model = OnnxStereo(onnx_path, threads=threads)
 
         def step() -> None:
-            ort_model.predict(left, right)
+            ort_model.infer(left, right)
 
     times, peak, method = measure(step, torch.device("cpu"), warmup, runs)
     return {

@@ -13,9 +13,20 @@ from torch import nn
 
 from stereo.config import ModelConfig, RuntimeConfig, runtime_config, to_plain
 from stereo.errors import ConfigError
+from stereo.models.output import Predictor, StereoOutput
 from stereo.models.psmnet import PSMNet, count_parameters
 
-__all__ = ["ARCHITECTURES", "PSMNet", "build_model", "count_parameters", "model_config", "predict"]
+__all__ = [
+    "ARCHITECTURES",
+    "PSMNet",
+    "Predictor",
+    "StereoOutput",
+    "build_model",
+    "count_parameters",
+    "model_config",
+    "predict",
+    "run",
+]
 
 # The registry behind ``model.arch``: a class built from a ModelConfig.
 ARCHITECTURES: dict[str, type[nn.Module]] = {"psmnet": PSMNet}
@@ -65,32 +76,43 @@ def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping | None)
 
 
 @torch.inference_mode()
-def predict(
-    model: nn.Module, left: torch.Tensor, right: torch.Tensor, confidence: bool = False
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Disparity (B, H, W) in pixels for RGB images (B, 3, H, W) in [0, 1] of any size; with
-    ``confidence``, (disparity, confidence), both (B, H, W) (networks that support it: PSMNet family).
-
-    Pads bottom and right by edge replication to the model's ``size_divisor``, runs the model in eval
-    mode (restoring its previous mode afterwards) and crops the padding off.
-    """
-    if left.dim() == 3:
-        out = predict(model, left[None], right[None], confidence)
-        return (out[0][0], out[1][0]) if confidence else out[0]
-    if left.shape != right.shape:
-        raise ValueError(f"left and right differ in shape: {tuple(left.shape)} vs {tuple(right.shape)}")
+def run(model: Any, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
+    """A method's :class:`~stereo.models.output.StereoOutput` for RGB images (B, 3, H, W) in [0, 1] of
+    any size: a network, SGBM or ONNX Runtime (``infer``, :class:`~stereo.models.output.Predictor`), or
+    any module returning a (B, H, W) disparity. Pads bottom and right by edge replication to the method's
+    ``size_divisor``, runs it in eval mode (restoring the mode afterwards) and crops the padding off."""
     h, w = left.shape[-2:]
     k = getattr(model, "size_divisor", 16)
     ph, pw = -h % k, -w % k
     if ph or pw:
         left = F.pad(left, (0, pw, 0, ph), mode="replicate")
         right = F.pad(right, (0, pw, 0, ph), mode="replicate")
-    was_training = model.training
-    model.eval()
+    module = isinstance(model, nn.Module)
+    was_training = module and model.training
+    if module:
+        model.eval()
     try:
-        out = model(left, right, confidence=True) if confidence else model(left, right)
+        if hasattr(model, "infer"):
+            out = model.infer(left, right, confidence)
+        elif confidence:
+            raise ValueError(f"{type(model).__name__} gives no confidence")
+        else:
+            out = StereoOutput(model(left, right))
     finally:
-        model.train(was_training)
-    if confidence:
-        return out[0][:, :h, :w], out[1][:, :h, :w]
-    return out[:, :h, :w]
+        if module:
+            model.train(was_training)
+    return out.crop(h, w)
+
+
+def predict(
+    model: Any, left: torch.Tensor, right: torch.Tensor, confidence: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Disparity (B, H, W) in pixels for RGB images (B, 3, H, W) in [0, 1] of any size (or (3, H, W):
+    then (H, W)); with ``confidence``, (disparity, confidence). :func:`run` gives the diagnostics too."""
+    if left.dim() == 3:
+        out = predict(model, left[None], right[None], confidence)
+        return (out[0][0], out[1][0]) if confidence else out[0]
+    if left.shape != right.shape:
+        raise ValueError(f"left and right differ in shape: {tuple(left.shape)} vs {tuple(right.shape)}")
+    out = run(model, left, right, confidence)
+    return (out.disparity, out.confidence) if confidence else out.disparity

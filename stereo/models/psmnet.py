@@ -13,6 +13,7 @@ from stereo.errors import ConfigError
 from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
+from stereo.models.output import StereoOutput
 from stereo.models.refinement import REFINE_KINDS, ResidualRefinement
 from stereo.models.regression import upsample_regress
 
@@ -91,10 +92,8 @@ class PSMNet(nn.Module):
             raise ConfigError(f"exit_head={exit_head}: the model has heads 1..{self.hourglasses}")
         self.runtime = rt
         self.early_exit, self.exit_threshold, self.exit_head = early_exit, float(rt.exit_threshold), int(exit_head)
-        self.heads_used: list[int] = []  # eval with early exit: the head that answered, per image of the last call
         self.eval_chunk_rows = rt.eval_chunk_rows
         self.memory_budget_gb = rt.memory_budget_gb
-        self.eval_tiles = 1  # bands of rows the last eval call used for its 3-D part
         self.memory_format = torch.channels_last_3d if rt.channels_last_3d else torch.contiguous_format
         self.aggregation.to(memory_format=self.memory_format)
 
@@ -120,7 +119,29 @@ class PSMNet(nn.Module):
         self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False
     ) -> list[torch.Tensor] | torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """See the class docstring; in eval mode ``confidence=True`` also returns a (B, H, W) confidence in
-        [0, 1] (the regression's probability mass near its estimate, :func:`~stereo.models.regression.soft_argmin`)."""
+        [0, 1] (the regression's probability mass near its estimate, :func:`~stereo.models.regression.soft_argmin`).
+        :meth:`infer` returns the same with the diagnostics (the head that answered, bands of rows)."""
+        self._check_inputs(left, right)
+        if not self.training:
+            out = self._infer(left, right, confidence)
+            return (out.disparity, out.confidence) if confidence else out.disparity
+        size = (self.max_disp, *left.shape[-2:])
+        costs = self.aggregation(self.volume_of(*self.features(left, right)))
+        heads = [upsample_regress(c, size) for c in costs]
+        if self.refinement is None:
+            return heads
+        guide = (left - self.mean) / self.std
+        return [self.refinement(d, guide) for d in heads]  # every head, with one shared refinement
+
+    def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
+        """Eval mode: the disparity (B, H, W) in pixels, the confidence when asked for, the head that
+        answered each image and the bands of rows of the 3-D part (:class:`~stereo.models.output.StereoOutput`)."""
+        if self.training:
+            raise RuntimeError("PSMNet.infer runs in eval mode (model.eval())")
+        self._check_inputs(left, right)
+        return self._infer(left, right, confidence)
+
+    def _check_inputs(self, left: torch.Tensor, right: torch.Tensor) -> None:
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
             raise ValueError(
                 f"expected left and right of the same shape (B, 3, H, W), got {tuple(left.shape)} and "
@@ -132,49 +153,37 @@ class PSMNet(nn.Module):
                 f"H and W must be multiples of {self.size_divisor}, got {h}x{w}; "
                 "use stereo.models.predict() to pad any size"
             )
-        confidence = confidence and not self.training
-        out = self._disparity(left, right, confidence)
-        if self.refinement is None:
-            return out
-        guide = (left - self.mean) / self.std
-        if confidence:
-            return self._refine(out[0], guide), out[1]
-        return self._refine(out, guide)
 
-    def _refine(
-        self, disp: list[torch.Tensor] | torch.Tensor, guide: torch.Tensor
-    ) -> list[torch.Tensor] | torch.Tensor:
-        if isinstance(disp, list):  # training: every head, with one shared refinement
-            return [self.refinement(d, guide) for d in disp]
-        return self.refinement(disp, guide)
-
-    def _disparity(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> Any:
+    def _infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool) -> StereoOutput:
         h, w = left.shape[-2:]
         size = (self.max_disp, h, w)
         fl, fr = self.features(left, right)
-        self.eval_tiles = 1
-        if self.training:
-            costs = self.aggregation(self.volume_of(fl, fr))
-            return [upsample_regress(c, size) for c in costs]
         chunk = self.eval_chunk_rows or None
+        bands = 1
         if self.early_exit == "off":
-            self.heads_used = [self.hourglasses] * left.shape[0]
+            heads = [self.hourglasses] * left.shape[0]
             b, _, h4, w4 = fl.shape
             tile = self.eval_tile_rows(b, h4, w4)
             if tile is not None:
-                return upsample_regress(self._aggregate_in_bands(fl, fr, tile), size, chunk, confidence)
+                cost, bands = self._aggregate_in_bands(fl, fr, tile)
+            else:
+                vol = [self.volume_of(fl, fr)]
+                del fl, fr
+                cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
+            out = upsample_regress(cost, size, chunk, confidence)
+        else:  # early exit decides per image from the whole head cost: it runs on whole frames (no bands)
             vol = [self.volume_of(fl, fr)]
             del fl, fr
-            cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
-            return upsample_regress(cost, size, chunk, confidence)
-        # Early exit decides per image from the whole head cost: it runs on whole frames (no bands).
-        vol = [self.volume_of(fl, fr)]
-        del fl, fr
-        costs, self.heads_used = self.aggregation.forward_early_exit(vol, self._should_stop)
-        outs = [upsample_regress(c, size, chunk, confidence) for c in costs]
-        if confidence:
-            return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
-        return torch.cat(outs)
+            costs, heads = self.aggregation.forward_early_exit(vol, self._should_stop)
+            outs = [upsample_regress(c, size, chunk, confidence) for c in costs]
+            if confidence:
+                out = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+            else:
+                out = torch.cat(outs)
+        disp, conf = out if confidence else (out, None)
+        if self.refinement is not None:
+            disp = self.refinement(disp, (left - self.mean) / self.std)
+        return StereoOutput(disp, conf, heads, bands)
 
     def features(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) RGB in [0, 1] x2 -> (B, C, H/4, W/4) features of each view."""
@@ -254,18 +263,18 @@ class PSMNet(nn.Module):
                 )  # fmt: skip
         return tile
 
-    def _aggregate_in_bands(self, fl: torch.Tensor, fr: torch.Tensor, tile: int) -> torch.Tensor:
+    def _aggregate_in_bands(self, fl: torch.Tensor, fr: torch.Tensor, tile: int) -> tuple[torch.Tensor, int]:
         """The final (B, 1, D/4, H/4, W/4) cost, computed band by band of ``tile`` rows (each with
-        :attr:`band_halo` rows of context): the same numbers as the whole frame at a fraction of the memory."""
+        :attr:`band_halo` rows of context): the same numbers as the whole frame at a fraction of the memory;
+        and the number of bands."""
         out = None
-        self.eval_tiles = 0
-        for a, b, r0, r1 in self.band_spans(fl.shape[2], tile):
+        spans = self.band_spans(fl.shape[2], tile)
+        for a, b, r0, r1 in spans:
             cost = self.aggregation.final_cost([self.volume_of(fl[:, :, a:b], fr[:, :, a:b])])
             if out is None:
                 out = cost.new_empty((*cost.shape[:3], fl.shape[2], cost.shape[4]))
             out[:, :, :, r0:r1] = cost[:, :, :, r0 - a : r1 - a]
-            self.eval_tiles += 1
-        return out
+        return out, len(spans)
 
     def _should_stop(self, head: int, cost: torch.Tensor) -> torch.Tensor:
         """(b,) bool: may the images of this (b, 1, D', H', W') head cost stop here?"""
