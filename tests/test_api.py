@@ -142,6 +142,19 @@ def test_torch_hub_entries(pair):
         torch.hub.load(str(REPO), "psmnet", source="local", pretrained=True)
 
 
+def test_tensors_stay_on_their_device(device, pair):
+    """Tensor input on any device: the model runs there and the result comes back there, with the head
+    that answered."""
+    model = stereo.load_model(device=device)
+    left, right, _ = pair
+    lt = torch.from_numpy(np.asarray(Image.open(left).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+    rt = torch.from_numpy(np.asarray(Image.open(right).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+    out = model.predict(lt.to(device), rt.to(device))
+    assert out.disparity.device.type == device and out.confidence.device.type == device
+    assert out.disparity.shape == lt.shape[1:] and torch.isfinite(out.disparity).all()
+    assert out.heads == [model.network.hourglasses]
+
+
 def test_docstring_examples_run():
     import doctest
 

@@ -26,7 +26,7 @@ def _rel_err(a, b):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_scaling_efficient_equals_dot_product_float64(seed):
+def test_scaling_efficient_equals_dot_product_float64(seed, device):
     g = torch.Generator().manual_seed(seed)
     heads = int(torch.randint(1, 5, (1,), generator=g))
     c = int(torch.randint(1, 9, (1,), generator=g))
@@ -35,8 +35,8 @@ def test_scaling_efficient_equals_dot_product_float64(seed):
     b = int(torch.randint(1, 4, (1,), generator=g))
     h = 2 * int(torch.randint(1, 6, (1,), generator=g)) + 1  # odd sizes
     w = 2 * int(torch.randint(1, 8, (1,), generator=g)) + 1
-    eff, dot = _pair("scaling", c, dk, dv, heads, seed=seed)
-    x = torch.randn(b, c, h, w, dtype=torch.float64, generator=g)
+    eff, dot = (m.to(device) for m in _pair("scaling", c, dk, dv, heads, seed=seed))
+    x = torch.randn(b, c, h, w, dtype=torch.float64, generator=g).to(device)
     # Compare the attention part alone: the residual would hide errors in a small update.
     assert _rel_err(eff(x) - x, dot(x) - x) < 1e-10
 

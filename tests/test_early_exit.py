@@ -29,9 +29,9 @@ def _model(**runtime):
     return configure_runtime(model, runtime)
 
 
-def test_off_is_unchanged_and_a_never_met_threshold_equals_off():
-    x, y = torch.rand(2, 3, 32, 64), torch.rand(2, 3, 32, 64)
-    model = _model()
+def test_off_is_unchanged_and_a_never_met_threshold_equals_off(device):
+    x, y = torch.rand(2, 3, 32, 64, device=device), torch.rand(2, 3, 32, 64, device=device)
+    model = _model().to(device)
     off = run(model, x, y)
     assert off.heads == [3, 3]
     torch.testing.assert_close(model(x, y), off.disparity, rtol=0, atol=0)  # forward: the same numbers

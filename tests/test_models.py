@@ -67,17 +67,18 @@ def test_predict_full_scene_flow_sizes_light_model():
     assert disp.shape == (1, 375, 1242) and torch.isfinite(disp).all()
 
 
-def test_scaling_efficient_and_dot_product_networks_agree():
+def test_scaling_efficient_and_dot_product_networks_agree(device):
     torch.manual_seed(3)
-    eff = build_model(tiny("efficient", "scaling")).double().eval()
-    dot = build_model(tiny("dot_product", "scaling")).double().eval()
+    eff = build_model(tiny("efficient", "scaling")).double().eval().to(device)
+    dot = build_model(tiny("dot_product", "scaling")).double().eval().to(device)
     dot.load_state_dict(eff.state_dict())
-    x1, x2 = torch.rand(1, 3, 64, 96, dtype=torch.float64), torch.rand(1, 3, 64, 96, dtype=torch.float64)
+    x1, x2 = (torch.rand(1, 3, 64, 96, dtype=torch.float64).to(device) for _ in range(2))
     with torch.no_grad():
         a, b = eff(x1, x2), dot(x1, x2)
-        plain = build_model(tiny("none")).double().eval()
+        plain = build_model(tiny("none")).double().eval().to(device)
         plain.load_state_dict(eff.state_dict(), strict=False)
         c = plain(x1, x2)
+    assert a.device.type == device
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     assert (a - c).abs().max() > 1e-6  # the attention actually changes the output
 
@@ -92,13 +93,13 @@ def test_deterministic_with_seed():
     torch.testing.assert_close(run(), run(), rtol=0, atol=0)
 
 
-def test_bf16_autocast_forward_is_finite():
+def test_bf16_autocast_forward_is_finite(device):
     torch.manual_seed(5)
-    model = build_model(tiny()).eval()
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    model = build_model(tiny()).eval().to(device)
+    x = torch.rand(1, 3, 64, 64, device=device)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
         out = model(x, x)
-    assert torch.isfinite(out).all()
+    assert torch.isfinite(out).all() and out.device.type == device
 
 
 def test_chunked_eval_upsampling_equals_trilinear():
