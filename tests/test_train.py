@@ -156,12 +156,26 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_gloo_ddp(sample_root, tmp_path):
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",  # Gloo
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs a GPU per process: 2 GPUs"),
+            ],
+        ),  # fmt: skip
+    ],
+)
+def test_two_process_ddp(sample_root, tmp_path, device):
+    """Two processes (torchrun): Gloo on CPUs, NCCL on two GPUs; one checkpoint, rank 0 logs."""
     args = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
         str(REPO / "scripts/train.py"),
         "model=ea_psmnet_light", f"data.root={sample_root}", "data.crop_size=[32,64]", "model.max_disp=32",
-        "device=cpu", "train.batch_size=2", "train.max_steps=3", "train.num_workers=0", "train.log_every=1",
+        f"device={device}", "train.batch_size=2", "train.max_steps=3", "train.num_workers=0", "train.log_every=1",
         "val.limit=2", "train.sync_bn=true", f"hydra.run.dir={tmp_path / 'ddp'}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
