@@ -14,19 +14,18 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from stereo.bench.cases import API_VARIANTS
-from stereo.bench.harness import environment, format_table, run_isolated
+from stereo.bench.harness import MeasureConfig, environment, format_table, run_isolated
 from stereo.cli import parse_overrides
 from stereo.config import rng
 from stereo.io import write_json
 
 
 @dataclass
-class ApiBenchConfig:
+class ApiBenchConfig(MeasureConfig):
     height: int = rng(544, ge=16)
     width: int = rng(960, ge=16)
-    runs: int = rng(5, ge=1)
-    warmup: int = rng(1, ge=0)
-    threads: int = rng(0, ge=0)  # 0 = PyTorch's default
+    runs: int = rng(5, ge=1, help="timed runs per variant; the table shows their median")
+    threads: int = rng(0, ge=0, help="CPU threads (0 = PyTorch's default)")
     out: str = "bench_results/api.json"
 
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from omegaconf import OmegaConf
 
 from stereo.bench.cases import dot_product_attention_bytes
-from stereo.bench.harness import GiB, MiB, environment, format_table, run_isolated
+from stereo.bench.harness import GiB, MeasureConfig, MiB, environment, format_table, run_isolated
 from stereo.cli import parse_overrides
 from stereo.io import write_json
 
 
 @dataclass
-class BenchAttentionConfig:
+class BenchAttentionConfig(MeasureConfig):
     # Feature-map sizes (H, W): Scene Flow 540x960 at 1/8, 1/4, 1/2 and full (padded to 544).
     sizes: list = field(default_factory=lambda: [[68, 120], [136, 240], [272, 480], [544, 960]])
     channels: int = 128
@@ -31,9 +31,6 @@ class BenchAttentionConfig:
     normalization: str = "softmax"
     batch: int = 1
     device: str = "cpu"
-    threads: int = 2  # 0 = PyTorch's default
-    warmup: int = 1
-    runs: int = 3
     budget_gb: float = 12.0  # skip dot-product cases estimated to need more memory than this
     max_dot_tflop: float = 1.5  # ... or more floating-point work than this (per measured call)
     dot_max_positions: int = 136 * 240  # dot-product only up to 1/4 of 544x960; efficient alone above

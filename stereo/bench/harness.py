@@ -17,12 +17,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from stereo.config import rng
+
 MiB = 2**20
 GiB = 2**30
+
+
+@dataclass
+class MeasureConfig:
+    """The timing keys every benchmark shares (each case: warm-up runs, then timed runs; tables show medians)."""
+
+    threads: int = rng(2, ge=0, help="CPU threads per case (0 = PyTorch's default)")
+    warmup: int = rng(1, ge=0, help="untimed runs before the timed ones")
+    runs: int = rng(3, ge=1, help="timed runs per case; the tables show their median")
 
 
 def status_kib(field: str) -> int | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from omegaconf import OmegaConf
 
 from stereo.bench.cases import dot_product_attention_bytes
-from stereo.bench.harness import GiB, MiB, environment, format_table, run_isolated
+from stereo.bench.harness import GiB, MeasureConfig, MiB, environment, format_table, run_isolated
 from stereo.cli import parse_overrides
 from stereo.io import write_json
 
@@ -44,7 +44,7 @@ VARIANTS = [
 
 
 @dataclass
-class BenchModelConfig:
+class BenchModelConfig(MeasureConfig):
     eval_sizes: list = field(default_factory=lambda: [[256, 512], [544, 960]])
     train_size: list = field(default_factory=lambda: [256, 512])
     train_models: list = field(default_factory=lambda: ["ea_psmnet", "ea_psmnet_light"])
@@ -52,9 +52,6 @@ class BenchModelConfig:
     train_precisions: list = field(default_factory=lambda: ["fp32"])
     train_batch: int = 1
     device: str = "cpu"
-    threads: int = 2
-    warmup: int = 1
-    runs: int = 3
     budget_gb: float = 12.0
     out: str = "bench_results/model.json"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from stereo.bench.harness import GiB, environment, format_table, run_isolated
+from stereo.bench.harness import GiB, MeasureConfig, environment, format_table, run_isolated
 from stereo.cli import parse_overrides
 from stereo.config import load_config, to_plain
 from stereo.export import export_onnx
@@ -24,12 +24,9 @@ from stereo.models import build_model
 
 
 @dataclass
-class BenchOnnxConfig:
+class BenchOnnxConfig(MeasureConfig):
     models: list = field(default_factory=lambda: ["ea_psmnet_light", "ea_psmnet"])
     sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
-    threads: int = 2
-    warmup: int = 1
-    runs: int = 3
     out: str = "bench_results/onnx.json"
 
 
