@@ -61,6 +61,10 @@ Refine = Choice("Refine", {k: k for k in ("none", "residual")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
+EarlyExit = Choice("EarlyExit", {k: k for k in ("off", "confidence", "head")})
+Backend = Choice("Backend", {k: k for k in ("torch", "onnxruntime")})
+Region = Choice("Region", {k: k for k in ("all", "nonocc")})
+SgbmMode = Choice("SgbmMode", {k: k for k in ("sgbm", "hh", "sgbm_3way", "hh4")})
 
 # One default evaluation protocol for validation during training and for stereo-eval.
 EVAL_PASS, EVAL_MASK, EVAL_AVERAGING = RenderPass.final, Mask.positive, Averaging.image
@@ -147,11 +151,8 @@ class RuntimeConfig:
         help="eval: a frame whose 3-D part would need more runs in bands of rows (same result); null = no limit",
     )
     fold_batchnorm: bool = rng(True, help="BatchNorm folded into the convolutions (same result up to rounding, faster)")
-    early_exit: str = rng(
-        "off",
-        pattern="off|confidence|head",
-        expect="off, confidence or head",
-        help="eval: off (every head) | confidence (stop at exit_threshold) | head (always exit_head)",
+    early_exit: EarlyExit = rng(
+        EarlyExit.off, help="eval: off (every head) | confidence (stop at exit_threshold) | head (always exit_head)"
     )
     exit_threshold: float = rng(0.9, gt=0, le=1, help="early_exit=confidence: mean peak probability to stop at")
     exit_head: int = rng(1, ge=1, help="early_exit=head: the head that always answers")
@@ -174,13 +175,15 @@ def runtime_config(source: Any = None, **changes: Any) -> RuntimeConfig:
     else:
         values = {k: getattr(source, k) for k in RUNTIME_KEYS if hasattr(source, k)}
     values.update(changes)
-    if "precision" in values:
-        try:
-            values["precision"] = Precision(str(values["precision"]))
-        except ValueError:
-            raise ConfigError(
-                f"precision={values['precision']}: expected {', '.join(p.value for p in Precision)}"
-            ) from None
+    for f in dataclasses.fields(RuntimeConfig):  # closed sets given as plain strings become their enum
+        choices = f.type if isinstance(f.type, type) else globals().get(str(f.type))
+        if f.name in values and isinstance(choices, type) and issubclass(choices, Choice):
+            try:
+                values[f.name] = choices(str(values[f.name]))
+            except ValueError:
+                raise ConfigError(
+                    f"{f.name}={values[f.name]}: expected {', '.join(c.value for c in choices)}"
+                ) from None
     runtime = RuntimeConfig(**values)
     errors = _walk(RuntimeConfig, runtime, "")
     if errors:
@@ -218,10 +221,8 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     skip_missing: bool = rng(False, help="true: skip pairs lacking a right image or disparity, with a warning")
     limit: int = rng(-1, ge=-1, help="use the first N pairs only; -1 = all")
-    region: str = rng(
-        "all",
-        pattern="all|nonocc",
-        expect="all or nonocc",
+    region: Region = rng(
+        Region.all,
         help="real benchmarks: all (every pixel with ground truth) | nonocc (KITTI disp_noc, Middlebury mask0nocc)",
     )
     val_fraction: float = rng(
@@ -331,12 +332,7 @@ class SgbmConfig:
     speckle_range: int = rng(2, ge=0, help="OpenCV's speckleRange")
     disp12_max_diff: int = rng(1, ge=-1, help="OpenCV's disp12MaxDiff (left-right check, -1 = off)")
     prefilter_cap: int = rng(63, ge=1, help="OpenCV's preFilterCap")
-    mode: str = rng(
-        "sgbm_3way",
-        pattern="sgbm|hh|sgbm_3way|hh4",
-        expect="sgbm, hh, sgbm_3way or hh4",
-        help="OpenCV's mode: sgbm | hh | sgbm_3way | hh4",
-    )
+    mode: SgbmMode = rng(SgbmMode.sgbm_3way, help="OpenCV's mode: sgbm | hh | sgbm_3way | hh4")
 
 
 @dataclass
@@ -382,12 +378,7 @@ class InferAppConfig(RuntimeConfig):
     Hydra's own options: stereo-infer --hydra-help
     """
 
-    backend: str = rng(
-        "torch",
-        pattern="torch|onnxruntime",
-        expect="torch or onnxruntime",
-        help="torch | onnxruntime (with onnx=<file.onnx> from stereo-export; pip install .[onnx])",
-    )
+    backend: Backend = rng(Backend.torch, help="torch | onnxruntime (with onnx=<file.onnx> from stereo-export)")
     onnx: str | None = rng(None, help="backend=onnxruntime: the .onnx file")
     checkpoint: str | None = rng(
         None, help="a training checkpoint; null = the weights shipped with the package (if any)"
