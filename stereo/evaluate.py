@@ -13,7 +13,6 @@ from typing import Any
 import cv2
 from omegaconf import DictConfig
 
-from stereo.checkpoint import load_model
 from stereo.config import EvalAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
@@ -21,10 +20,9 @@ from stereo.data.registry import dataset_samples
 from stereo.device import autocast, resolve_device
 from stereo.engine import evaluate_model
 from stereo.io import output_lock, write_image, write_json, write_text
+from stereo.methods import build_method
 from stereo.metrics import METRIC_KEYS, describe_mask
-from stereo.sgbm import SGBMStereo
 from stereo.visualize import result_panels, stack_panels
-from stereo.weights import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +81,11 @@ def evaluate(
     model's), ``cfg.averaging`` is ``image`` (per image, then the mean) or ``pixel`` (pooled).
     """
     check_config(cfg, EvalAppConfig)
-    checkpoint = resolve_checkpoint(cfg.checkpoint) if cfg.method == "checkpoint" else None
     samples = dataset_samples(cfg.data, "test")
     device = resolve_device(cfg.device)
     autocast(device, cfg.precision)  # validates the precision for this device
-    if cfg.method == "sgbm":
-        s = cfg.sgbm
-        search = s.num_disparities or cfg.max_disp or 192
-        model, ckpt = SGBMStereo(search, s.block_size, s.p1, s.p2, s.uniqueness, s.speckle_window, s.speckle_range,
-                                 s.disp12_max_diff, s.prefilter_cap, s.mode), {}  # fmt: skip
-    else:
-        model, ckpt = load_model(checkpoint, device, cfg)
+    model, origin = build_method(cfg.method, cfg, device)
+    checkpoint = origin["checkpoint"]
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     with output_lock(out_dir, "stereo-eval"):  # one writer per folder; its stale temporary files go
@@ -107,7 +99,7 @@ def evaluate(
             pairs_with_valid_pixels=r.summary["images"],
             method=str(cfg.method),
             checkpoint=checkpoint,
-            checkpoint_step=ckpt.get("step"),
+            checkpoint_step=origin["step"],
             root=str(cfg.data.root),
             dataset=str(cfg.data.name),
             render_pass=str(cfg.data.render_pass),

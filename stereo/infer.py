@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 
 from stereo.api import StereoModel, scaled_size
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
-from stereo.checkpoint import load_model
 from stereo.config import InferAppConfig, check_config
 from stereo.data.images import check_same_size, image_size, read_rgb
 from stereo.data.pairs import Pair, find_pairs
@@ -22,8 +21,8 @@ from stereo.data.pfm import write_pfm
 from stereo.device import resolve_device
 from stereo.errors import ConfigError, OutputError
 from stereo.io import atomic_paths, encode_image, output_lock
+from stereo.methods import build_method
 from stereo.visualize import colorize_disparity, colour_legend
-from stereo.weights import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 SATURATION = 0.95  # predicted disparity above this fraction of max_disp suggests the range is exceeded
@@ -128,8 +127,6 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     dev = resolve_device(cfg.device)
     want_conf = bool(cfg.confidence) or (bool(cfg.point_cloud) and cfg.min_confidence > 0)
     if cfg.backend == "onnxruntime":
-        from stereo.export import OnnxStereo
-
         if not cfg.onnx:
             raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
         ignored = [f"{k}={cfg[k]}" for k, unset in (("checkpoint", None), ("early_exit", "off")) if cfg[k] != unset]
@@ -138,10 +135,8 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
             raise ConfigError(f"{', '.join(ignored)}: not available with backend=onnxruntime (the .onnx file holds "
                               "the network, which runs every head and returns the disparity only); drop it or use "
                               "backend=torch")  # fmt: skip
-        model = StereoModel(OnnxStereo(cfg.onnx), dev, cfg.precision, cfg.onnx)
-    else:
-        checkpoint = resolve_checkpoint(cfg.checkpoint)
-        model = StereoModel(load_model(checkpoint, dev, cfg)[0], dev, cfg.precision, checkpoint)
+    network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
+    model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
     _check_scaled_sizes(pairs, float(cfg.scale))
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
