@@ -64,6 +64,7 @@ ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
 EarlyExit = Choice("EarlyExit", {k: k for k in ("off", "confidence", "head")})
 Backend = Choice("Backend", {k: k for k in ("torch", "onnxruntime")})
 Region = Choice("Region", {k: k for k in ("all", "nonocc")})
+Regression = Choice("Regression", {k: k for k in ("soft_argmin", "local")})
 SgbmMode = Choice("SgbmMode", {k: k for k in ("sgbm", "hh", "sgbm_3way", "hh4")})
 
 # One default evaluation protocol for validation during training and for stereo-eval.
@@ -156,6 +157,12 @@ class RuntimeConfig:
     )
     exit_threshold: float = rng(0.9, gt=0, le=1, help="early_exit=confidence: mean peak probability to stop at")
     exit_head: int = rng(1, ge=1, help="early_exit=head: the head that always answers")
+    regression: Regression = rng(
+        Regression.soft_argmin,
+        help="eval: soft_argmin (PSMNet's expectation over every disparity) | local (only within "
+        "regression_radius of the most likely one: sharper edges, fewer bad-N pixels)",
+    )
+    regression_radius: float = rng(8.0, gt=0, help="regression=local: the window's half-width in pixels")
 
 
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))

@@ -307,3 +307,34 @@ def test_resizing_matrices_built_under_inference_mode_still_serve_training():
     cost = torch.randn(1, 1, 5, 6, 7, dtype=torch.float64, requires_grad=True)  # the cached dtype: no copy
     upsample_regress(cost, (20, 24, 28)).sum().backward()
     assert cost.grad is not None and torch.isfinite(cost.grad).all()
+
+
+def test_local_regression_stays_on_the_stronger_mode():
+    """Two modes (60% of the mass around 10 px with the likeliest disparity, 40% around 40 px): the
+    soft-argmin lands between them, the local one (radius 8 px) on the mode of the likeliest disparity;
+    a window wider than the range is the soft-argmin."""
+    prob = torch.zeros(1, 64, 1, 1, dtype=torch.float64)
+    prob[0, 9:12, 0, 0] = torch.tensor([0.1, 0.4, 0.1], dtype=torch.float64)  # mean 10
+    prob[0, 39:42, 0, 0] = torch.tensor([0.1, 0.2, 0.1], dtype=torch.float64)  # mean 40
+    cost = prob.clamp_min(1e-30).log()  # softmax(log p) = p
+    full = soft_argmin(cost)
+    local = soft_argmin(cost, radius=8)
+    assert full.item() == pytest.approx(0.6 * 10 + 0.4 * 40)
+    assert local.item() == pytest.approx(10.0)
+    torch.testing.assert_close(soft_argmin(cost, radius=64), full, rtol=0, atol=1e-12)
+    d, c = soft_argmin(cost, confidence=True, radius=8)
+    assert c.item() == pytest.approx(0.6)  # the mass within 1.5 px of the estimate (9, 10, 11)
+
+
+def test_local_regression_through_upsampling_and_the_model():
+    torch.manual_seed(8)
+    cost = torch.randn(1, 1, 8, 9, 13, dtype=torch.float64) * 3
+    up = F.interpolate(cost, (32, 36, 52), mode="trilinear", align_corners=False).squeeze(1)
+    torch.testing.assert_close(upsample_regress(cost, (32, 36, 52), chunk_rows=7, radius=4), soft_argmin(up, radius=4))
+    model = _randomise_batchnorm(build_model(tiny())).eval()
+    left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    plain = run(model, left, right).disparity
+    model.set_runtime(regression="local", regression_radius=1000.0)  # a window over the whole range
+    torch.testing.assert_close(run(model, left, right).disparity, plain, rtol=0, atol=1e-4)
+    model.set_runtime(regression_radius=2.0)
+    assert (run(model, left, right).disparity - plain).abs().max() > 1e-2

@@ -159,6 +159,7 @@ class PSMNet(nn.Module):
         size = (self.max_disp, h, w)
         fl, fr = self.features(left, right)
         chunk = self.eval_chunk_rows or None
+        radius = float(self.runtime.regression_radius) if self.runtime.regression == "local" else None
         bands = 1
         if self.early_exit == "off":
             heads = [self.hourglasses] * left.shape[0]
@@ -170,12 +171,12 @@ class PSMNet(nn.Module):
                 vol = [self.volume_of(fl, fr)]
                 del fl, fr
                 cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
-            out = upsample_regress(cost, size, chunk, confidence)
+            out = upsample_regress(cost, size, chunk, confidence, radius)
         else:  # early exit decides per image from the whole head cost: it runs on whole frames (no bands)
             vol = [self.volume_of(fl, fr)]
             del fl, fr
             costs, heads = self.aggregation.forward_early_exit(vol, self._should_stop)
-            outs = [upsample_regress(c, size, chunk, confidence) for c in costs]
+            outs = [upsample_regress(c, size, chunk, confidence, radius) for c in costs]
             if confidence:
                 out = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
             else:

@@ -10,14 +10,24 @@ import torch.nn.functional as F
 CONFIDENCE_RADIUS = 1.5  # pixels: the confidence is the probability mass of the 3 disparities nearest the estimate
 
 
-def soft_argmin(cost: torch.Tensor, confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def soft_argmin(
+    cost: torch.Tensor, confidence: bool = False, radius: float | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """(B, D, H, W) matching cost (higher = better) -> (B, H, W) disparity ``sum_d d * softmax(cost)_d``.
 
+    With ``radius`` (pixels), the expectation is taken only over the disparities within ``radius`` of the
+    most likely one, renormalised: where the distribution has two modes (a thin object in front of a
+    background) the estimate stays on the mode of the most likely disparity instead of landing between them.
     With ``confidence``, also (B, H, W) in [0, 1]: the probability mass within :data:`CONFIDENCE_RADIUS`
     pixels of the estimate (1 for a distribution concentrated there, low for a flat or split one)."""
     prob = F.softmax(cost, dim=1)
     values = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype)
-    disp = torch.einsum("bdhw,d->bhw", prob, values)
+    if radius is None:
+        disp = torch.einsum("bdhw,d->bhw", prob, values)
+    else:
+        mode = prob.argmax(1, keepdim=True).to(prob.dtype)
+        window = prob * ((values.view(1, -1, 1, 1) - mode).abs() <= radius)
+        disp = torch.einsum("bdhw,d->bhw", window, values) / window.sum(1)  # the mode is always inside: > 0
     if not confidence:
         return disp
     near = (values.view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() < CONFIDENCE_RADIUS
@@ -47,7 +57,11 @@ def resize_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> to
 
 
 def upsample_regress(
-    cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None = None, confidence: bool = False
+    cost: torch.Tensor,
+    size: tuple[int, int, int],
+    chunk_rows: int | None = None,
+    confidence: bool = False,
+    radius: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Trilinearly upsample a (B, 1, D', H', W') cost to ``size`` = (D, H, W) and soft-argmin it.
 
@@ -59,18 +73,21 @@ def upsample_regress(
     by one, so an image's disparity does not depend on the batch it came in. A half-precision cost
     (autocast) is regressed in fp32: a bf16 disparity would move in steps of 0.5 px at 100 px. Under ONNX
     tracing it is ``F.interpolate`` (one Resize whose sizes follow the graph's dynamic axes). With
-    ``confidence``, returns (disparity, confidence) (see :func:`soft_argmin`).
+    ``confidence``, returns (disparity, confidence); ``radius``: the windowed soft-argmin (see
+    :func:`soft_argmin`).
     """
     if torch.jit.is_tracing():
         up = F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1)
-        return soft_argmin(up, confidence)
+        return soft_argmin(up, confidence, radius)
     if cost.dtype in (torch.float16, torch.bfloat16):
         cost = cost.float()
     with torch.autocast(cost.device.type, enabled=False):
-        return _upsample_regress(cost, size, chunk_rows, confidence)
+        return _upsample_regress(cost, size, chunk_rows, confidence, radius)
 
 
-def _upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None, confidence: bool):
+def _upsample_regress(
+    cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None, confidence: bool, radius: float | None
+):
     d_out, h_out, w_out = size
     _, _, d_in, h_in, w_in = cost.shape
     kw = {"device": cost.device, "dtype": cost.dtype}
@@ -86,11 +103,11 @@ def _upsample_regress(cost: torch.Tensor, size: tuple[int, int, int], chunk_rows
             n = part.shape[1]
             up = (md @ part.reshape(d_in, n * w_out)).view(1, d_out, n, w_out)
             if confidence:
-                d, c = soft_argmin(up, True)
+                d, c = soft_argmin(up, True, radius)
                 rows.append(d)
                 crows.append(c)
             else:
-                rows.append(soft_argmin(up))
+                rows.append(soft_argmin(up, radius=radius))
         out.append(rows[0] if len(rows) == 1 else torch.cat(rows, 1))
         if confidence:
             conf.append(crows[0] if len(crows) == 1 else torch.cat(crows, 1))
