@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from stereo.errors import ConfigError, MissingFileError
 
@@ -182,17 +183,11 @@ def runtime_config(source: Any = None, **changes: Any) -> RuntimeConfig:
     else:
         values = {k: getattr(source, k) for k in RUNTIME_KEYS if hasattr(source, k)}
     values.update(changes)
-    for f in dataclasses.fields(RuntimeConfig):  # closed sets given as plain strings become their enum
-        choices = f.type if isinstance(f.type, type) else globals().get(str(f.type))
-        if f.name in values and isinstance(choices, type) and issubclass(choices, Choice):
-            try:
-                values[f.name] = choices(str(values[f.name]))
-            except ValueError:
-                raise ConfigError(
-                    f"{f.name}={values[f.name]}: expected {', '.join(c.value for c in choices)}"
-                ) from None
-    runtime = RuntimeConfig(**values)
-    errors = _walk(RuntimeConfig, runtime, "")
+    try:  # types and closed sets (a string becomes its enum) as for every config
+        runtime = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RuntimeConfig), values))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{e.full_key}={values.get(e.full_key)}: {str(e).splitlines()[0]}") from None
+    errors = _walk(RuntimeConfig, values, "")  # the values as given, so the message shows them
     if errors:
         raise ConfigError("invalid runtime settings: " + "; ".join(errors))
     return runtime

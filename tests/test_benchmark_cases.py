@@ -12,7 +12,7 @@ def test_bench_network_applies_runtime_and_folding():
     net, max_disp = _bench_network("ea_psmnet_light", runtime={"memory_budget_gb": None}, fold_bn=True)
     assert max_disp == load_config("model/ea_psmnet_light").max_disp
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
-    assert net.memory_budget_gb is None
+    assert net.runtime.memory_budget_gb is None
     plain, _ = _bench_network("ea_psmnet_light", overrides=["max_disp=96"])
     assert plain.max_disp == 96
     assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in plain.modules())

@@ -94,7 +94,7 @@ def test_runtime_keys_stay_out_of_checkpoints_and_old_checkpoints_load(checkpoin
     torch.save(old, tmp_path / "old.pt")
     runtime = {"eval_chunk_rows": 16, "channels_last_3d": False, "fold_batchnorm": False}  # all parameters kept
     model, _ = load_model(tmp_path / "old.pt", torch.device("cpu"), runtime)
-    assert model.eval_chunk_rows == 16 and model.memory_format == torch.contiguous_format
+    assert model.runtime.eval_chunk_rows == 16 and model.memory_format == torch.contiguous_format
     assert count_parameters(model) == sum(v.numel() for k, v in ckpt["model"].items() if "running" not in k
                                           and "num_batches" not in k)  # fmt: skip
 

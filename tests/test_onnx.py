@@ -73,7 +73,7 @@ def test_export_metadata_and_runtime_left_alone(checkpoint, tmp_path):
     assert props["max_disp"] == "32" and props == meta and "feature" in props["model_config"]
     model, _ = load_model(checkpoint, torch.device("cpu"))
     configure_runtime(model, {"eval_chunk_rows": 64})  # export changed nothing in the checkpoint
-    assert model.eval_chunk_rows == 64
+    assert model.runtime.eval_chunk_rows == 64
 
 
 def test_bad_onnx_files_are_one_line(checkpoint, tmp_path):

@@ -87,15 +87,15 @@ class PSMNet(nn.Module):
         of the largest disparity probability reaches ``exit_threshold``) or ``head`` (always answer with
         head ``exit_head``)."""
         rt = runtime_config(runtime if runtime is not None else getattr(self, "runtime", None), **changes)
-        early_exit, exit_head = str(rt.early_exit), rt.exit_head  # values range-checked by runtime_config
-        if early_exit == "head" and not 1 <= exit_head <= self.hourglasses:
-            raise ConfigError(f"exit_head={exit_head}: the model has heads 1..{self.hourglasses}")
+        if rt.early_exit == "head" and not 1 <= rt.exit_head <= self.hourglasses:  # ranges: runtime_config
+            raise ConfigError(f"exit_head={rt.exit_head}: the model has heads 1..{self.hourglasses}")
         self.runtime = rt
-        self.early_exit, self.exit_threshold, self.exit_head = early_exit, float(rt.exit_threshold), int(exit_head)
-        self.eval_chunk_rows = rt.eval_chunk_rows
-        self.memory_budget_gb = rt.memory_budget_gb
-        self.memory_format = torch.channels_last_3d if rt.channels_last_3d else torch.contiguous_format
         self.aggregation.to(memory_format=self.memory_format)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Layout of the cost volume and the 3-D network (``channels_last_3d``)."""
+        return torch.channels_last_3d if self.runtime.channels_last_3d else torch.contiguous_format
 
     def check_train_shape(self, batch: int, height: int, width: int) -> None:
         """Raise :class:`ConfigError` when a training batch of (batch, 3, height, width) cannot train.
@@ -158,10 +158,10 @@ class PSMNet(nn.Module):
         h, w = left.shape[-2:]
         size = (self.max_disp, h, w)
         fl, fr = self.features(left, right)
-        chunk = self.eval_chunk_rows or None
+        chunk = self.runtime.eval_chunk_rows or None
         radius = float(self.runtime.regression_radius) if self.runtime.regression == "local" else None
         bands = 1
-        if self.early_exit == "off":
+        if self.runtime.early_exit == "off":
             heads = [self.hourglasses] * left.shape[0]
             b, _, h4, w4 = fl.shape
             tile = self.eval_tile_rows(b, h4, w4)
@@ -235,10 +235,10 @@ class PSMNet(nn.Module):
         fits ``memory_budget_gb``; None when the whole frame fits, when no band would be smaller than the
         frame, or there is no budget. Bands are evened out (same count, fewer rows each). A budget below
         the smallest band (4 rows + two halos) runs that band, with a warning that says what it costs."""
-        if self.memory_budget_gb is None:
+        if self.runtime.memory_budget_gb is None:
             return None
         per_row = batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
-        budget_rows = int(self.memory_budget_gb * 2**30 // per_row)
+        budget_rows = int(self.runtime.memory_budget_gb * 2**30 // per_row)
         if budget_rows >= h4:
             return None
         tile = (budget_rows - 2 * self.band_halo) // 4 * 4
@@ -251,7 +251,7 @@ class PSMNet(nn.Module):
         per_band = -(-h4 // n)  # ceil(h4 / n)
         tile = -(-per_band // 4) * 4
         if short:
-            key = (batch, h4, w4, self.memory_budget_gb)
+            key = (batch, h4, w4, self.runtime.memory_budget_gb)
             if key not in _WARNED_BUDGETS:
                 _WARNED_BUDGETS.add(key)
                 work = sum(b - a for a, b, _, _ in self.band_spans(h4, tile)) / h4
@@ -259,7 +259,7 @@ class PSMNet(nn.Module):
                     "memory_budget_gb=%g is below the smallest band of rows for a %dx%d frame (%.2f GB: 4 rows "
                     "at 1/4 resolution + two %d-row halos); running bands of 4 rows: about %.0fx the 3-D work "
                     "of the whole frame (%.2f GB). Raise memory_budget_gb, or null for whole frames",
-                    self.memory_budget_gb, 4 * h4, 4 * w4, (4 + 2 * self.band_halo) * per_row / 2**30,
+                    self.runtime.memory_budget_gb, 4 * h4, 4 * w4, (4 + 2 * self.band_halo) * per_row / 2**30,
                     self.band_halo, work, h4 * per_row / 2**30,
                 )  # fmt: skip
         return tile
@@ -279,10 +279,10 @@ class PSMNet(nn.Module):
 
     def _should_stop(self, head: int, cost: torch.Tensor) -> torch.Tensor:
         """(b,) bool: may the images of this (b, 1, D', H', W') head cost stop here?"""
-        if self.early_exit == "head":
-            return torch.full((cost.shape[0],), head >= self.exit_head, dtype=torch.bool)
+        if self.runtime.early_exit == "head":
+            return torch.full((cost.shape[0],), head >= self.runtime.exit_head, dtype=torch.bool)
         confidence = torch.softmax(cost.squeeze(1).float(), dim=1).amax(1).mean((1, 2))  # (b,)
-        return confidence >= self.exit_threshold
+        return confidence >= self.runtime.exit_threshold
 
 
 def count_parameters(model: nn.Module) -> int:
