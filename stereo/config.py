@@ -82,11 +82,6 @@ def rng(default: Any = MISSING, *, ge: float | None = None, gt: float | None = N
     return field(default=default, metadata={**meta, **kw})
 
 
-def lst(default: list, **kw: Any) -> Any:
-    """A list field without a range (``help=`` as for :func:`rng`)."""
-    return field(default_factory=lambda: list(default), metadata=kw)
-
-
 # ---- model (architecture only: what a checkpoint must reproduce) ----------------------------------------
 
 
@@ -111,7 +106,7 @@ class FeatureConfig:
     blocks: list[int] = rng([3, 16, 3, 3], ge=1, length=4, help="BasicBlocks in layer1..layer4")
     pool_sizes: list[int] = rng([64, 32, 16, 8], ge=1, help="spatial pyramid pooling at 1/4 resolution")
     out_channels: int = rng(32, ge=1, help="channels of the feature map that builds the cost volume")
-    attention: list[AttentionConfig] = lst([], help="attention modules, each at its position (see attention.*)")
+    attention: list[AttentionConfig] = rng([], help="attention modules, each at its position (see attention.*)")
 
 
 @dataclass
@@ -268,7 +263,7 @@ class OptimConfig:
     init_from: str | None = rng(
         None, help="start from these weights (a stereo checkpoint; no optimizer or step state); resume takes precedence"
     )
-    freeze: list[str] = lst(
+    freeze: list[str] = rng(
         [], help="modules whose weights (and BatchNorm statistics) stay as loaded, e.g. [feature_extraction]"
     )
     bn_eval: bool = rng(
