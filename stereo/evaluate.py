@@ -156,9 +156,10 @@ def _log_tensorboard(writer, result: EvalReport, worst: list, ds: StereoDataset,
     from torch.utils.tensorboard.summary import hparams
 
     step = result.checkpoint_step or 0
-    for k in METRIC_KEYS:
-        writer.add_scalar(f"eval/{k}", getattr(result, k), step)
-    rows = "\n".join(f"| {k} | {getattr(result, k):.3f} |" for k in METRIC_KEYS)
+    metrics = result.metrics()
+    for k, v in metrics.items():
+        writer.add_scalar(f"eval/{k}", v, step)
+    rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in metrics.items())
     writer.add_text(
         "eval/summary",
         f"**{result.method}** {result.checkpoint or ''} (step {step}) on {result.pairs} {result.dataset} "
@@ -169,7 +170,7 @@ def _log_tensorboard(writer, result: EvalReport, worst: list, ds: StereoDataset,
     hp = {"method": result.method, "checkpoint": str(result.checkpoint), "step": int(step),
           "dataset": result.dataset, "render_pass": result.render_pass, "mask": result.mask,
           "averaging": result.averaging}  # fmt: skip
-    for summary in hparams(hp, {f"eval/{k}": getattr(result, k) for k in METRIC_KEYS}):
+    for summary in hparams(hp, {f"eval/{k}": v for k, v in metrics.items()}):
         writer.file_writer.add_summary(summary)
 
 
