@@ -166,6 +166,49 @@ def _tuples(x: Any) -> Any:
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+_WORKER_KILLED = re.compile(r"DataLoader worker \(pid \d+\) is killed by signal: (Terminated|Interrupt)")
+
+
+_WORKER_GONE = re.compile(r"DataLoader worker \(pid\(s\) [\d, ]+\) exited unexpectedly")
+
+
+def _killed_by_signal(e: BaseException | None) -> re.Match[str] | None:
+    """The "killed by signal" report in ``e`` or its causes (PyTorch may re-raise it as "exited unexpectedly")."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, RuntimeError) and (found := _WORKER_KILLED.search(str(e))):
+            return found
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _signal_that_killed_workers(e: RuntimeError, received: Any) -> Any:
+    """The stop that ``e`` reports when a signal to the whole process group ended the DataLoader workers,
+    else None (a real error). PyTorch reports such a death either as "killed by signal: Terminated" or,
+    when it notices by a timeout, as "exited unexpectedly", which is the stop only if this process got the
+    signal too (``received``)."""
+    if found := _killed_by_signal(e):
+        return received or (signal.SIGTERM if found.group(1) == "Terminated" else signal.SIGINT)
+    if received is not None and _WORKER_GONE.search(str(e)):
+        return received
+    return None
+
+
+def _shut_down_workers(batches: Iterator[Any]) -> None:
+    """Stop a DataLoader iterator's workers now. When a signal to the process group killed them first,
+    PyTorch's SIGCHLD handler raises inside the shutdown (which still completes); left to the iterator's
+    ``__del__``, that error would be printed as a traceback. It is the stop the run already handles."""
+    shutdown = getattr(batches, "_shutdown_workers", None)  # absent for num_workers=0
+    if shutdown is None:
+        return
+    try:
+        shutdown()
+    except RuntimeError as e:
+        if not _killed_by_signal(e):
+            raise
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[dict[str, Any]]:
     """While active, SIGINT/SIGTERM only set ``flag["signal"]``: the loop finishes its step, writes
@@ -376,13 +419,10 @@ class Trainer:
                 except RuntimeError as e:
                     # A signal sent to the whole process group (a scheduler, `timeout`, `kill -- -PGID`) also
                     # ends the DataLoader workers, and PyTorch reports that as an error: it is the same stop.
-                    by_signal = re.search(
-                        r"DataLoader worker \(pid \d+\) is killed by signal: (Terminated|Interrupt)", str(e)
-                    )
-                    if not by_signal:
+                    stop = _signal_that_killed_workers(e, self.stop["signal"])
+                    if stop is None:
                         raise
-                    if self.stop["signal"] is None:
-                        self.stop["signal"] = signal.SIGTERM if by_signal.group(1) == "Terminated" else signal.SIGINT
+                    self.stop["signal"] = stop
             if self.stop["signal"] is not None:
                 status = f"interrupted by signal {self.stop['signal']}"
             elif self.val_dataset is not None:
@@ -443,15 +483,20 @@ class Trainer:
                 self.dataset, batch_sampler=order[offset:], num_workers=t.num_workers,
                 pin_memory=self.device.type == "cuda",
             )  # fmt: skip
-            yield from loader
+            batches = iter(loader)
+            try:
+                yield from batches
+            finally:
+                _shut_down_workers(batches)
 
     def _run(self, start: int) -> None:
         t = self.cfg.train
         bar = progress(total=self.total, initial=start, desc="train", unit="step", enabled=self.rank == 0)
         window = _Window()
+        batches = self._batches() if self.state.step < self.total else iter(())
         try:
             last = time.perf_counter()
-            for batch in self._batches() if self.state.step < self.total else ():
+            for batch in batches:
                 result = self.train_step(batch)
                 now = time.perf_counter()
                 self.state.train_seconds += now - last
@@ -479,6 +524,8 @@ class Trainer:
                     break
                 last = time.perf_counter()  # logging, validation and checkpoints do not count as step time
         finally:
+            if hasattr(batches, "close"):
+                batches.close()  # the workers stop here, not whenever the garbage collector gets to them
             bar.close()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, list[torch.Tensor]] | None:

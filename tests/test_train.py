@@ -219,6 +219,36 @@ def test_sigint_writes_last_checkpoint_and_resume_continues(sample_root, tmp_pat
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == ckpt["step"] + 2
 
 
+def test_worker_deaths_count_as_the_stop_only_when_a_signal_caused_them():
+    """PyTorch reports workers ended by a group signal in two forms; any other worker error stays an error."""
+    import signal
+
+    from stereo.train import _signal_that_killed_workers
+
+    killed = RuntimeError("DataLoader worker (pid 41) is killed by signal: Terminated. ")
+    gone = RuntimeError("DataLoader worker (pid(s) 41, 42) exited unexpectedly")
+    assert _signal_that_killed_workers(killed, None) == signal.SIGTERM
+    assert (
+        _signal_that_killed_workers(RuntimeError("DataLoader worker (pid 7) is killed by signal: Interrupt. "), None)
+        == signal.SIGINT
+    )
+    assert _signal_that_killed_workers(killed, signal.SIGINT) == signal.SIGINT  # the one this process got
+    try:  # re-raised with the signal report as its cause
+        try:
+            raise killed
+        except RuntimeError as inner:
+            raise RuntimeError("DataLoader worker (pid(s) 41) exited unexpectedly") from inner
+    except RuntimeError as chained:
+        assert _signal_that_killed_workers(chained, None) == signal.SIGTERM
+    assert _signal_that_killed_workers(gone, signal.SIGTERM) == signal.SIGTERM
+    assert _signal_that_killed_workers(gone, None) is None  # a crash (e.g. the OOM killer): an error
+    assert (
+        _signal_that_killed_workers(RuntimeError("DataLoader worker (pid 41) is killed by signal: Killed. "), None)
+        is None
+    )
+    assert _signal_that_killed_workers(RuntimeError("CUDA out of memory"), signal.SIGTERM) is None
+
+
 @pytest.mark.slow
 def test_sigterm_to_the_process_group_with_loader_workers_is_a_clean_stop(sample_root, tmp_path):
     """A scheduler or `timeout` signals every process of the group: the DataLoader workers die too,
