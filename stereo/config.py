@@ -58,7 +58,7 @@ RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final", "both")})
 Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
-Refine = Choice("Refine", {k: k for k in ("none", "residual")})
+Refine = Choice("Refine", {k: k for k in ("none", "residual", "warp")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
@@ -121,7 +121,8 @@ class ModelConfig:
     feature: FeatureConfig = field(default_factory=FeatureConfig)
     refine: Refine = rng(
         Refine.none,
-        help="none (PSMNet) | residual: a full-resolution residual guided by the left image (models/refinement.py)",
+        help="none (PSMNet) | residual: a full-resolution residual guided by the left image | warp: also by "
+        "the photometric error of the right image warped by the disparity (models/refinement.py)",
     )
 
 

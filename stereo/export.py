@@ -41,6 +41,10 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     import onnx
 
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
+    if getattr(getattr(model, "refinement", None), "photometric", False) and opset < 16:
+        raise ConfigError(
+            f"{checkpoint}: model.refine=warp samples the right image (GridSample): it needs opset >= 16, got {opset}"
+        )
     # ONNX-friendly runtime: no row chunking (a Python loop over the height), contiguous 3-D layout.
     configure_runtime(model, {"eval_chunk_rows": 0, "channels_last_3d": False})
     h, w = minimum_size(model)

@@ -62,3 +62,19 @@ def test_model_ratios_compare_ea_psmnet_with_psmnet_at_the_same_size_and_mode():
         "ea_psmnet/psmnet time 256x512 eval": 0.75,
         "ea_psmnet/psmnet process peak 256x512 eval": 0.5,
     }
+
+
+def test_model_ratios_compare_each_refinement_with_the_light_model_and_variants_filter():
+    import pytest
+
+    from stereo.bench.model import main
+    from stereo.errors import ConfigError
+
+    results = [
+        {"label": "ea_psmnet_light", "height": 64, "width": 128, "train": False, "median_s": 2.0},
+        {"label": "ea_psmnet_light refine=warp", "height": 64, "width": 128, "train": False, "median_s": 2.5},
+        {"label": "ea_psmnet_light refine=residual", "height": 32, "width": 64, "train": False, "median_s": 1.0},
+    ]
+    assert _ratios(results) == {"ea_psmnet_light refine=warp/ea_psmnet_light time 64x128": 1.25}
+    with pytest.raises(ConfigError, match="unknown 'ea_psmnet_lite'"):
+        main(["variants=[ea_psmnet_lite]"])

@@ -14,20 +14,26 @@ onnxruntime = pytest.importorskip("onnxruntime")  # the [onnx] extra; CI install
 pytestmark = pytest.mark.slow
 
 
-def _checkpoint(name, path):
+def _checkpoint(name, path, overrides=()):
     torch.manual_seed(0)
-    cfg = load_config(f"model/{name}")
+    cfg = load_config(f"model/{name}", list(overrides))
     model = build_model(cfg)
+    if model.refinement is not None:  # untrained it is the identity: give it something to export
+        torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
     torch.save({"model": model.state_dict(), "model_config": to_plain(cfg), "step": 0}, path)
     return path
 
 
-@pytest.mark.parametrize("name", ["ea_psmnet_light", "ea_psmnet", "psmnet"])
-def test_onnx_runtime_matches_pytorch(name, tmp_path):
+@pytest.mark.parametrize(
+    "name, overrides",
+    [("ea_psmnet_light", []), ("ea_psmnet", []), ("psmnet", []), ("ea_psmnet_light", ["refine=warp"])],
+    ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_light+warp"],
+)
+def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
     from stereo.checkpoint import load_model
     from stereo.export import OnnxStereo, export_onnx
 
-    ckpt = _checkpoint(name, tmp_path / "c.pt")
+    ckpt = _checkpoint(name, tmp_path / "c.pt", overrides)
     meta = export_onnx(ckpt, tmp_path / "m.onnx")
     h0, w0 = int(meta["min_height"]), int(meta["min_width"])
     ort_model = OnnxStereo(tmp_path / "m.onnx")
@@ -95,3 +101,12 @@ def test_bad_onnx_files_are_one_line(checkpoint, tmp_path):
     onnx.save(model, str(tmp_path / "bad_meta.onnx"))
     with pytest.raises(ConfigError, match=r"bad_meta\.onnx: its stereo-export metadata is not numeric"):
         OnnxStereo(tmp_path / "bad_meta.onnx")
+
+
+def test_warp_refinement_needs_an_opset_with_grid_sample(tmp_path):
+    from stereo.export import export_onnx
+
+    ckpt = _checkpoint("ea_psmnet_light", tmp_path / "c.pt", ["refine=warp"])
+    with pytest.raises(ConfigError, match="refine=warp.*opset >= 16.*15"):
+        export_onnx(ckpt, tmp_path / "m.onnx", opset=15)
+    assert not (tmp_path / "m.onnx").exists()

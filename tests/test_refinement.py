@@ -6,7 +6,7 @@ import torch
 from stereo.config import load_config
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
-from stereo.models.refinement import ResidualRefinement
+from stereo.models.refinement import ResidualRefinement, warp_right_to_left
 
 
 def _model(refine, seed=0):
@@ -32,8 +32,53 @@ def test_refinement_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(ref, (disp, img), eps=1e-6, atol=1e-5)
 
 
-def test_refine_none_is_psmnet_and_residual_starts_equal():
-    plain, refined = _model("none"), _model("residual")
+def test_warp_samples_the_right_image_at_x_minus_d_with_linear_interpolation():
+    torch.manual_seed(2)
+    right = torch.rand(1, 2, 3, 9, dtype=torch.float64)
+    disp = torch.full((1, 3, 9), 2.25, dtype=torch.float64)
+    disp[0, 1] = torch.linspace(0, 4, 9, dtype=torch.float64)  # a row of varying disparities
+    warped, inside = warp_right_to_left(right, disp)
+    for y in range(3):
+        for x in range(9):
+            src = x - float(disp[0, y, x])
+            if src < 0:
+                assert inside[0, 0, y, x] == 0
+                continue
+            x0, f = int(src), src - int(src)
+            x1 = min(x0 + 1, 8)
+            expect = (1 - f) * right[0, :, y, x0] + f * right[0, :, y, x1]
+            assert inside[0, 0, y, x] == 1
+            assert torch.allclose(warped[0, :, y, x], expect, atol=1e-12)
+
+
+def test_photometric_refinement_sees_a_zero_error_at_the_true_disparity():
+    torch.manual_seed(3)
+    right = torch.rand(1, 3, 8, 24)
+    left = torch.roll(right, 3, dims=-1)  # left(x) = right(x - 3): disparity 3 everywhere
+    warped, inside = warp_right_to_left(right, torch.full((1, 8, 24), 3.0))
+    assert torch.allclose((left - warped) * inside, torch.zeros_like(left), atol=1e-6)
+    assert inside[..., :3].sum() == 0 and inside[..., 3:].all()
+    ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True)
+    assert torch.equal(ref(torch.full((1, 8, 24), 3.0), left, right), torch.full((1, 8, 24), 3.0))
+    with pytest.raises(ValueError, match="right image"):
+        ref(torch.full((1, 8, 24), 3.0), left)
+
+
+def test_photometric_refinement_gradients_match_finite_differences():
+    torch.manual_seed(4)
+    ref = ResidualRefinement(channels=3, dilations=(1, 2), photometric=True).double()
+    torch.nn.init.normal_(ref.head.weight, std=0.1)
+    # Fractional disparities away from the integer kinks of bilinear sampling.
+    disp = torch.randint(1, 4, (1, 6, 9)).double() + 0.3 + 0.4 * torch.rand(1, 6, 9, dtype=torch.float64)
+    disp.requires_grad_()
+    img = torch.randn(1, 3, 6, 9, dtype=torch.float64, requires_grad=True)
+    right = torch.randn(1, 3, 6, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ref, (disp, img, right), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["residual", "warp"])
+def test_refine_none_is_psmnet_and_refined_starts_equal(kind):
+    plain, refined = _model("none"), _model(kind)
     assert not any(k.startswith("refinement") for k in plain.state_dict())
     assert any(k.startswith("refinement") for k in refined.state_dict())
     missing = refined.load_state_dict(plain.state_dict(), strict=False).missing_keys

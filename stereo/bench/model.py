@@ -4,8 +4,9 @@
 
 Cases (each in a fresh subprocess): eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with
 dot-product attention, ``ea_psmnet_light`` and ``ea_psmnet`` with attention at 1/2 resolution
-(efficient and dot-product), and ``ea_psmnet`` with each linear attention kind (linear, latent,
-multires) at 1/4 resolution, at each size in ``eval_sizes``; a training step (forward, PSMNet's
+(efficient and dot-product), ``ea_psmnet`` with each linear attention kind (linear, latent,
+multires) at 1/4 resolution and ``ea_psmnet_light`` with each sub-pixel refinement (``model.refine``),
+at each size in ``eval_sizes`` (``variants=[label,...]`` runs only those); a training step (forward, PSMNet's
 0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``, in each of
 ``train_precisions`` (fp32 by default; ``train_precisions=[fp32,bf16]`` on hardware with native bf16).
 Dot-product cases whose attention map alone is estimated above ``budget_gb`` are skipped with the
@@ -21,6 +22,7 @@ from omegaconf import OmegaConf
 from stereo.bench.cases import dot_product_attention_bytes
 from stereo.bench.harness import GiB, MeasureConfig, MiB, environment, format_table, run_isolated
 from stereo.cli import parse_overrides
+from stereo.errors import ConfigError
 from stereo.io import write_json
 
 DOT = ["feature.attention.0.kind=dot_product"]
@@ -38,6 +40,8 @@ VARIANTS = [
     ("ea_psmnet latent", "ea_psmnet", ["feature.attention.0.kind=latent"], None),
     ("ea_psmnet multires", "ea_psmnet", ["feature.attention.0.kind=multires", "feature.attention.0.heads=4"], None),
     ("ea_psmnet_light", "ea_psmnet_light", [], None),
+    ("ea_psmnet_light refine=residual", "ea_psmnet_light", ["refine=residual"], None),
+    ("ea_psmnet_light refine=warp", "ea_psmnet_light", ["refine=warp"], None),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]
@@ -53,15 +57,22 @@ class BenchModelConfig(MeasureConfig):
     train_batch: int = 1
     device: str = "cpu"
     budget_gb: float = 12.0
+    variants: list | None = None  # labels of VARIANTS to run; null = all
     out: str = "bench_results/model.json"
 
 
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(BenchModelConfig, argv, doc=__doc__)
+    labels = [v[0] for v in VARIANTS]
+    unknown = [v for v in cfg.variants or [] if v not in labels]
+    if unknown:
+        raise ConfigError(f"variants: unknown {', '.join(map(repr, unknown))}; known: {', '.join(labels)}")
     common = {"device": cfg.device, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs}
     results = []
     for h, w in cfg.eval_sizes:
         for label, model, overrides, attn in VARIANTS:
+            if cfg.variants is not None and label not in cfg.variants:
+                continue
             case = {
                 "label": label,
                 "model": model,
@@ -137,6 +148,9 @@ def _ratios(results: list[dict]) -> dict[str, float]:
     out = {}
     for (label, h, w, train), r in by.items():
         base = by.get(("psmnet", h, w, train))
+        light = by.get(("ea_psmnet_light", h, w, train))
+        if label.startswith("ea_psmnet_light refine=") and light:
+            out[f"{label}/ea_psmnet_light time {h}x{w}"] = r["median_s"] / light["median_s"]
         if label == "ea_psmnet" and base:
             mode = "train" if train else "eval"
             out[f"ea_psmnet/psmnet time {h}x{w} {mode}"] = r["median_s"] / base["median_s"]

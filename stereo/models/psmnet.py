@@ -74,7 +74,9 @@ class PSMNet(nn.Module):
         if refine not in REFINE_KINDS:
             raise ConfigError(f"refine must be one of {', '.join(REFINE_KINDS)}, got {refine!r}")
         # Only a model that refines has the module: a PSMNet's weights stay exactly the original's.
-        self.refinement = ResidualRefinement(scale=cfg.max_disp / 2) if refine == "residual" else None
+        self.refinement = (
+            ResidualRefinement(scale=cfg.max_disp / 2, photometric=refine == "warp") if refine != "none" else None
+        )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()
@@ -130,8 +132,8 @@ class PSMNet(nn.Module):
         heads = [upsample_regress(c, size) for c in costs]
         if self.refinement is None:
             return heads
-        guide = (left - self.mean) / self.std
-        return [self.refinement(d, guide) for d in heads]  # every head, with one shared refinement
+        guide, right_guide = (left - self.mean) / self.std, (right - self.mean) / self.std
+        return [self.refinement(d, guide, right_guide) for d in heads]  # every head, one shared refinement
 
     def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
         """Eval mode: the disparity (B, H, W) in pixels, the confidence when asked for, the head that
@@ -183,7 +185,7 @@ class PSMNet(nn.Module):
                 out = torch.cat(outs)
         disp, conf = out if confidence else (out, None)
         if self.refinement is not None:
-            disp = self.refinement(disp, (left - self.mean) / self.std)
+            disp = self.refinement(disp, (left - self.mean) / self.std, (right - self.mean) / self.std)
         return StereoOutput(disp, conf, heads, bands)
 
     def features(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

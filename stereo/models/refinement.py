@@ -5,6 +5,11 @@ The regression of PSMNet-family networks works on a 1/4-resolution cost volume, 
 out soft and sub-pixel precision is limited. :class:`ResidualRefinement` looks at the left image and the
 disparity at full resolution through a stack of dilated 3x3 convolutions (receptive field 63 px) and
 adds a residual. Its last convolution starts at zero, so an untrained refinement returns its input.
+
+``photometric=True`` (``model.refine=warp``) also gives it the evidence for a sub-pixel correction: the
+right image warped to the left view by the current disparity, as the photometric error (left minus
+warped right, zero where the match falls outside the right image; the idea of iResNet's feature
+constancy, on colours).
 """
 
 from __future__ import annotations
@@ -13,31 +18,61 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REFINE_KINDS = ("none", "residual")
+REFINE_KINDS = ("none", "residual", "warp")
+
+
+def warp_right_to_left(right: torch.Tensor, disp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample the right image (B, C, H, W) at x - d for every left pixel, d the disparity (B, H, W) in
+    pixels (bilinear, differentiable in both). Returns the warped image (B, C, H, W) and the mask
+    (B, 1, H, W) of the pixels whose match lies inside the right image."""
+    _, _, h, w = right.shape
+    xs = torch.arange(w, device=disp.device, dtype=disp.dtype).view(1, 1, w) - disp
+    ys = torch.arange(h, device=disp.device, dtype=disp.dtype).view(1, h, 1).expand_as(xs)
+    # align_corners=True: -1 and 1 are the centres of the first and last pixel.
+    grid = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], dim=-1)
+    warped = F.grid_sample(right.to(disp.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    inside = ((xs >= 0) & (xs <= w - 1)).unsqueeze(1).to(disp.dtype)
+    return warped, inside
 
 
 class ResidualRefinement(nn.Module):
-    """``forward(disp, image)``: disparity (B, H, W) in pixels and the normalised left image
-    (B, 3, H, W) -> refined disparity (B, H, W), never negative.
+    """``forward(disp, image, right=None)``: disparity (B, H, W) in pixels and the normalised left image
+    (B, 3, H, W), and with ``photometric`` the normalised right image (B, 3, H, W) -> refined disparity
+    (B, H, W), never negative.
 
     Args:
         channels: width of the convolutions (16: about 16 GFLOP per 544x960 frame).
         dilations: one dilated 3x3 convolution with a residual connection per entry.
         scale: disparities are divided by this before entering the network, so the layers see values of
             order 1 for any range; the residual comes out in pixels.
+        photometric: also look at the photometric error of the right image warped by the disparity.
     """
 
-    def __init__(self, channels: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1), scale: float = 64.0):
+    def __init__(
+        self,
+        channels: int = 16,
+        dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1),
+        scale: float = 64.0,
+        photometric: bool = False,
+    ):
         super().__init__()
         self.scale = float(scale)
-        self.stem = nn.Conv2d(4, channels, 3, padding=1)
+        self.photometric = photometric
+        self.stem = nn.Conv2d(7 if photometric else 4, channels, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
         self.head = nn.Conv2d(channels, 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([image.to(disp.dtype), disp.unsqueeze(1) / self.scale], dim=1)
+    def forward(self, disp: torch.Tensor, image: torch.Tensor, right: torch.Tensor | None = None) -> torch.Tensor:
+        image = image.to(disp.dtype)
+        parts = [image, disp.unsqueeze(1) / self.scale]
+        if self.photometric:
+            if right is None:
+                raise ValueError("a photometric refinement needs the right image")
+            warped, inside = warp_right_to_left(right, disp)
+            parts.append((image - warped) * inside)
+        x = torch.cat(parts, dim=1)
         x = F.leaky_relu(self.stem(x), 0.2)
         for block in self.blocks:
             x = x + F.leaky_relu(block(x), 0.2)
