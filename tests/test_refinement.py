@@ -6,7 +6,7 @@ import torch
 from stereo.config import load_config
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
-from stereo.models.refinement import ResidualRefinement, warp_right_to_left
+from stereo.models.refinement import PHOTOMETRIC_OFFSETS, ResidualRefinement, warp_right_to_left
 
 
 def _model(refine, seed=0):
@@ -60,6 +60,14 @@ def test_photometric_refinement_sees_a_zero_error_at_the_true_disparity():
     assert inside[..., :3].sum() == 0 and inside[..., 3:].all()
     ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True)
     assert torch.equal(ref(torch.full((1, 8, 24), 3.0), left, right), torch.full((1, 8, 24), 3.0))
+    # The local cost curve (one channel per offset, after image, disparity and signed error) is zero at
+    # offset 0 and positive at every other offset, where the match is inside the right image.
+    x = ref.inputs(torch.full((1, 8, 24), 3.0), left, right)
+    assert x.shape == (1, 4 + 3 + len(PHOTOMETRIC_OFFSETS), 8, 24)
+    curve = x[0, 7:, :, 6:]
+    zero = PHOTOMETRIC_OFFSETS.index(0.0)
+    assert curve[zero].abs().max() < 1e-6
+    assert all((curve[i] > 1e-3).float().mean() > 0.9 for i in range(len(PHOTOMETRIC_OFFSETS)) if i != zero)
     with pytest.raises(ValueError, match="right image"):
         ref(torch.full((1, 8, 24), 3.0), left)
 

@@ -9,7 +9,9 @@ adds a residual. Its last convolution starts at zero, so an untrained refinement
 ``photometric=True`` (``model.refine=warp``) also gives it the evidence for a sub-pixel correction: the
 right image warped to the left view by the current disparity, as the photometric error (left minus
 warped right, zero where the match falls outside the right image; the idea of iResNet's feature
-constancy, on colours).
+constancy, on colours), and a local cost curve: the mean absolute colour error at the disparity
+shifted by each of ``PHOTOMETRIC_OFFSETS`` pixels, from which a correction is read as from a parabola
+through the costs around the minimum, without dividing by an image gradient.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 REFINE_KINDS = ("none", "residual", "warp")
+PHOTOMETRIC_OFFSETS = (-2.0, -1.0, 0.0, 1.0, 2.0)  # pixels: the local cost curve of the warp refinement
 
 
 def warp_right_to_left(right: torch.Tensor, disp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +48,8 @@ class ResidualRefinement(nn.Module):
         dilations: one dilated 3x3 convolution with a residual connection per entry.
         scale: disparities are divided by this before entering the network, so the layers see values of
             order 1 for any range; the residual comes out in pixels.
-        photometric: also look at the photometric error of the right image warped by the disparity.
+        photometric: also look at the photometric error of the right image warped by the disparity, and
+            at the local cost curve around it (``PHOTOMETRIC_OFFSETS``).
     """
 
     def __init__(
@@ -58,13 +62,23 @@ class ResidualRefinement(nn.Module):
         super().__init__()
         self.scale = float(scale)
         self.photometric = photometric
-        self.stem = nn.Conv2d(7 if photometric else 4, channels, 3, padding=1)
+        inputs = 4 + (3 + len(PHOTOMETRIC_OFFSETS) if photometric else 0)
+        self.stem = nn.Conv2d(inputs, channels, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
         self.head = nn.Conv2d(channels, 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, disp: torch.Tensor, image: torch.Tensor, right: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.leaky_relu(self.stem(self.inputs(disp, image, right)), 0.2)
+        for block in self.blocks:
+            x = x + F.leaky_relu(block(x), 0.2)
+        return F.relu(disp + self.head(x).squeeze(1))
+
+    def inputs(self, disp: torch.Tensor, image: torch.Tensor, right: torch.Tensor | None = None) -> torch.Tensor:
+        """The (B, 4 [+ 3 + len(PHOTOMETRIC_OFFSETS)], H, W) input of the first convolution: the left
+        image, disparity / scale, then (photometric) the signed colour error at the disparity and the mean
+        absolute colour error at each offset."""
         image = image.to(disp.dtype)
         parts = [image, disp.unsqueeze(1) / self.scale]
         if self.photometric:
@@ -72,8 +86,7 @@ class ResidualRefinement(nn.Module):
                 raise ValueError("a photometric refinement needs the right image")
             warped, inside = warp_right_to_left(right, disp)
             parts.append((image - warped) * inside)
-        x = torch.cat(parts, dim=1)
-        x = F.leaky_relu(self.stem(x), 0.2)
-        for block in self.blocks:
-            x = x + F.leaky_relu(block(x), 0.2)
-        return F.relu(disp + self.head(x).squeeze(1))
+            for offset in PHOTOMETRIC_OFFSETS:
+                warped, inside = warp_right_to_left(right, disp + offset)
+                parts.append(((image - warped) * inside).abs().mean(dim=1, keepdim=True))
+        return torch.cat(parts, dim=1)
