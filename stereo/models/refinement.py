@@ -84,9 +84,12 @@ class ResidualRefinement(nn.Module):
         if self.photometric:
             if right is None:
                 raise ValueError("a photometric refinement needs the right image")
-            warped, inside = warp_right_to_left(right, disp)
-            parts.append((image - warped) * inside)
+            curve = []
             for offset in PHOTOMETRIC_OFFSETS:
-                warped, inside = warp_right_to_left(right, disp + offset)
-                parts.append(((image - warped) * inside).abs().mean(dim=1, keepdim=True))
+                warped, inside = warp_right_to_left(right, disp + offset if offset else disp)
+                error = (image - warped) * inside
+                if offset == 0:
+                    parts.append(error)
+                curve.append(error.abs().mean(dim=1, keepdim=True))
+            parts += curve
         return torch.cat(parts, dim=1)
