@@ -167,8 +167,6 @@ def _tuples(x: Any) -> Any:
 
 
 _WORKER_KILLED = re.compile(r"DataLoader worker \(pid \d+\) is killed by signal: (Terminated|Interrupt)")
-
-
 _WORKER_GONE = re.compile(r"DataLoader worker \(pid\(s\) [\d, ]+\) exited unexpectedly")
 
 
