@@ -41,7 +41,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     import onnx
 
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
-    if getattr(getattr(model, "refinement", None), "photometric", False) and opset < 16:
+    if model.config.refine == "warp" and opset < 16:
         raise ConfigError(
             f"{checkpoint}: model.refine=warp samples the right image (GridSample): it needs opset >= 16, got {opset}"
         )

@@ -491,10 +491,10 @@ class Trainer:
         t = self.cfg.train
         bar = progress(total=self.total, initial=start, desc="train", unit="step", enabled=self.rank == 0)
         window = _Window()
-        batches = self._batches() if self.state.step < self.total else iter(())
+        batches = self._batches()  # a generator: nothing runs (no DataLoader starts) until the first batch
         try:
             last = time.perf_counter()
-            for batch in batches:
+            for batch in batches if self.state.step < self.total else ():
                 result = self.train_step(batch)
                 now = time.perf_counter()
                 self.state.train_seconds += now - last
@@ -522,8 +522,7 @@ class Trainer:
                     break
                 last = time.perf_counter()  # logging, validation and checkpoints do not count as step time
         finally:
-            if hasattr(batches, "close"):
-                batches.close()  # the workers stop here, not whenever the garbage collector gets to them
+            batches.close()  # the workers stop here, not whenever the garbage collector gets to them
             bar.close()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, list[torch.Tensor]] | None:

@@ -132,7 +132,7 @@ class PSMNet(nn.Module):
         heads = [upsample_regress(c, size) for c in costs]
         if self.refinement is None:
             return heads
-        guide, right_guide = (left - self.mean) / self.std, (right - self.mean) / self.std
+        guide, right_guide = self.normalised(left), self.normalised(right)
         return [self.refinement(d, guide, right_guide) for d in heads]  # every head, one shared refinement
 
     def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
@@ -185,14 +185,19 @@ class PSMNet(nn.Module):
                 out = torch.cat(outs)
         disp, conf = out if confidence else (out, None)
         if self.refinement is not None:
-            disp = self.refinement(disp, (left - self.mean) / self.std, (right - self.mean) / self.std)
+            disp = self.refinement(disp, self.normalised(left), self.normalised(right))
         return StereoOutput(disp, conf, heads, bands)
+
+    def normalised(self, image: torch.Tensor) -> torch.Tensor:
+        """RGB (B, 3, H, W) in [0, 1] -> the ImageNet-normalised input of the feature extractor and the
+        refinement."""
+        return (image - self.mean) / self.std
 
     def features(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) RGB in [0, 1] x2 -> (B, C, H/4, W/4) features of each view."""
         # Two calls, as PSMNet: in training each view's batch gets its own BatchNorm statistics.
-        fl = self.feature_extraction((left - self.mean) / self.std)
-        fr = self.feature_extraction((right - self.mean) / self.std)
+        fl = self.feature_extraction(self.normalised(left))
+        fr = self.feature_extraction(self.normalised(right))
         return fl, fr
 
     def volume_of(self, fl: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:

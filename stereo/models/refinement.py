@@ -86,7 +86,7 @@ class ResidualRefinement(nn.Module):
                 raise ValueError("a photometric refinement needs the right image")
             curve = []
             for offset in PHOTOMETRIC_OFFSETS:
-                warped, inside = warp_right_to_left(right, disp + offset if offset else disp)
+                warped, inside = warp_right_to_left(right, disp + offset)
                 error = (image - warped) * inside
                 if offset == 0:
                     parts.append(error)
