@@ -29,5 +29,42 @@ def test_generated_slice_matches_manifest(tmp_path, name):
 def test_thumbnail_check_detects_a_change():
     a = {"x.png": [0.1, 0.2, 0.3]}
     assert thumbnails_match(a, {"x.png": [0.1, 0.2, 0.31]}) == []
+    assert thumbnails_match({"x.png": [0.52]}, {"x.png": [0.54]}) == []  # 0.020000000000000018 in floats
     assert thumbnails_match(a, {"x.png": [0.1, 0.25, 0.3]}) == ["x.png"]
     assert thumbnails_match(a, {}) == ["x.png"]
+
+
+def test_verify_tells_content_changes_from_rounding():
+    """Ground truth must match bit for bit and fingerprints within rounding; images whose bytes differ
+    (another library build) are only counted."""
+    import copy
+
+    from stereo.data.benchmarks import verify
+
+    ref = json.loads(manifest_path("generated-v1").read_text())
+    assert verify("generated-v1", ref) == ([], [])
+    part = ref["parts"]["272x480"]
+    image = next(f for f in part["files"] if f.endswith(".png"))
+    pfm = next(f for f in part["files"] if f.endswith(".pfm"))
+
+    rounded = copy.deepcopy(ref)
+    rounded["parts"]["272x480"]["files"][image] = "0" * 64
+    problems, notes = verify("generated-v1", rounded)
+    assert problems == [] and notes == [
+        f"272x480: {len(part['files']) * 2 // 3 - 1} of {len(part['files']) * 2 // 3} images bit-identical"
+    ]
+
+    for change in ("pfm", "missing", "thumbnail", "parameters"):
+        bad = copy.deepcopy(ref)
+        p = bad["parts"]["272x480"]
+        if change == "pfm":
+            p["files"][pfm] = "0" * 64
+        elif change == "missing":
+            p["files"][image] = "missing"
+        elif change == "thumbnail":
+            key = next(iter(p["thumbnails"]))
+            p["thumbnails"][key] = [v + 0.1 for v in p["thumbnails"][key]]
+        else:
+            p["parameters"]["seed"] += 1
+        problems, _ = verify("generated-v1", bad)
+        assert len(problems) == 1 and problems[0].startswith("272x480:"), (change, problems)
