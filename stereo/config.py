@@ -243,6 +243,12 @@ class OptimConfig:
     weight_decay: float = rng(0.0, ge=0, help="Adam weight decay")
     epochs: int = rng(100, ge=0, help="passes over the training pairs (max_steps overrides)")
     max_steps: int | None = rng(None, ge=0, help="if set, overrides epochs")
+    time_budget: float | None = rng(
+        None,
+        gt=0,
+        help="minutes of training steps (validation not counted): the run's length, and so its lr schedule, is "
+        "sized from the step rate measured over its first steps; max_steps/epochs stay the upper bound",
+    )
     lr_schedule: LrSchedule = rng(
         LrSchedule.constant, help="constant (PSMNet's) | cosine (to zero at the last step) | step"
     )

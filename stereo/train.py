@@ -127,6 +127,15 @@ def lr_factor(schedule: str, total: int, warmup: int, decay_steps: Sequence[int]
     return f
 
 
+BUDGET_SKIP, BUDGET_PROBE = 2, 20  # steps: not timed for a time budget (loaders start), then timed to size it
+
+
+def budget_steps(step: int, spent: float, seconds_per_step: float, budget: float) -> int:
+    """The step count at which a run that is at ``step`` after ``spent`` seconds of steps fills ``budget``
+    seconds, its remaining steps taking ``seconds_per_step`` each (never fewer than ``step``)."""
+    return step + max(0, math.floor((budget - spent) / seconds_per_step))
+
+
 def freeze_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
     """Stop training the named submodules (``feature_extraction``, ``aggregation.dres0``, ...): their
     parameters get no gradient and the caller keeps them in eval mode. Returns the modules."""
@@ -235,6 +244,8 @@ class TrainState:
     no_valid_run: int = 0
     train_seconds: float = 0.0  # wall time of the steps (data + forward/backward), without validation
     timed_steps: int = 0  # steps that train_seconds covers (fewer than step after resuming an older checkpoint)
+    sized_total: int | None = None  # the length train.time_budget gave the run
+    sized_for: float | None = None  # that budget, minutes
 
 
 class _Window:
@@ -262,6 +273,7 @@ class TrainSummary:
     seconds_this_process: float
     train_seconds: float  # all processes of the run, steps only (data waits included)
     seconds_per_step: float
+    total_steps: int  # the planned length: max_steps, epochs, or what train.time_budget sized
     nonfinite_skipped: int  # steps skipped for a non-finite loss
     no_valid_skipped: int  # batches without a valid pixel
     val: dict[str, float]  # the last validation's metrics (EPE px, bad-N %, D1 %, images, ...); {} = none
@@ -315,7 +327,8 @@ class Trainer:
                 f"{len(self.dataset)} training pairs cannot fill one batch of train.batch_size={t.batch_size} "
                 f"x {self.world} process(es)"
             )
-        self.total = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
+        self.configured_total = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
+        self.total = self.configured_total  # train.time_budget may shorten it once the step rate is known
 
         self.model = build_model(cfg.model, cfg)
         if t.init_from:
@@ -335,8 +348,13 @@ class Trainer:
         self.net = self._wrap_ddp()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(trainable, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-        factor = lr_factor(str(t.lr_schedule), self.total, t.warmup_steps, list(t.lr_decay_steps), float(t.lr_decay))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
+        # The factor reads self.total when called: a time budget may size the run after it started.
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt,
+            lambda step: lr_factor(
+                str(t.lr_schedule), self.total, t.warmup_steps, list(t.lr_decay_steps), float(t.lr_decay)
+            )(step),  # fmt: skip
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.state = TrainState()
         self.writer = None
@@ -400,6 +418,11 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         if self.rank == 0:
             log.info("resumed from %s at step %d", path, self.state.step)
+        budget = self.cfg.train.time_budget
+        if budget and self.state.sized_for == budget:
+            self.total = min(self.state.sized_total, self.configured_total)  # as sized in an earlier sitting
+        elif budget and self.state.timed_steps >= BUDGET_PROBE:  # a new budget: sized by the run's mean rate
+            self._size_to_budget(self.state.train_seconds / self.state.timed_steps, "so far")
 
     # ---- the loop ----
 
@@ -445,6 +468,7 @@ class Trainer:
             seconds_this_process=time.perf_counter() - t0,
             train_seconds=self.state.train_seconds,
             seconds_per_step=self.state.train_seconds / max(self.state.timed_steps, 1),
+            total_steps=self.total,
             nonfinite_skipped=self.state.nonfinite_total,
             no_valid_skipped=self.state.no_valid_total,
             val=self.val_metrics,
@@ -492,6 +516,8 @@ class Trainer:
         bar = progress(total=self.total, initial=start, desc="train", unit="step", enabled=self.rank == 0)
         window = _Window()
         batches = self._batches()  # a generator: nothing runs (no DataLoader starts) until the first batch
+        sizing = bool(t.time_budget) and self.state.sized_for != t.time_budget
+        probe = (self.state.timed_steps + BUDGET_SKIP, self.state.timed_steps + BUDGET_SKIP + BUDGET_PROBE)
         try:
             last = time.perf_counter()
             for batch in batches if self.state.step < self.total else ():
@@ -500,6 +526,13 @@ class Trainer:
                 self.state.train_seconds += now - last
                 self.state.timed_steps += 1
                 last = now
+                if sizing and self.state.timed_steps == probe[0]:
+                    probe_start = self.state.train_seconds
+                elif sizing and self.state.timed_steps == probe[1]:
+                    rate = (self.state.train_seconds - probe_start) / BUDGET_PROBE
+                    self._size_to_budget(all_reduce_sum([rate], self.device, self.world)[0] / self.world, "measured")
+                    bar.total = self.total
+                    sizing = False
                 if result is None:
                     if self.stop["signal"] is not None:
                         break
@@ -524,6 +557,16 @@ class Trainer:
         finally:
             batches.close()  # the workers stop here, not whenever the garbage collector gets to them
             bar.close()
+
+    def _size_to_budget(self, seconds_per_step: float, how: str) -> None:
+        """Fit the run's length (and so its lr schedule) to ``train.time_budget`` at this step rate; the
+        configured length stays the upper bound. Every rank gets the same rate, so the same length."""
+        budget, cap = self.cfg.train.time_budget, self.configured_total
+        self.total = min(cap, budget_steps(self.state.step, self.state.train_seconds, seconds_per_step, budget * 60))
+        self.state.sized_total, self.state.sized_for = self.total, budget
+        if self.rank == 0:
+            log.info("train.time_budget=%g min: %.3f s/step (%s) -> %d steps (%s)", budget, seconds_per_step, how,
+                     self.total, "the configured length" if self.total == cap else f"of at most {cap}")  # fmt: skip
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, list[torch.Tensor]] | None:
         """One optimizer step; returns (loss, EPE of the last head, head outputs), both averaged over ranks,

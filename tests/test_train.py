@@ -61,6 +61,37 @@ def test_seconds_per_step_counts_only_timed_steps_after_resuming_an_older_checkp
     assert saved["seconds_per_step"] == pytest.approx(saved["train_seconds"] / 2)  # not / 4
 
 
+def test_budget_steps_fill_the_remaining_time():
+    from stereo.train import budget_steps
+
+    assert budget_steps(10, 5.0, 0.5, 20.0) == 40  # 15 s left at 0.5 s a step
+    assert budget_steps(10, 5.0, 0.7, 20.0) == 31  # 21.4 steps: the last partial one is not started
+    assert budget_steps(10, 25.0, 0.5, 20.0) == 10  # over budget already: stop here
+
+
+def test_time_budget_sizes_the_cosine_and_a_resume_keeps_or_resizes_it(sample_root, tmp_path, monkeypatch):
+    """A clock that advances 1 s per reading makes every step take 1 s: after 2 untimed and 20 timed
+    steps a 0.5-minute budget leaves 8 more steps; the cosine reaches zero at step 30."""
+    import types
+
+    import stereo.train
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(stereo.train, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    over = {"max_steps": 1000, "lr_schedule": "cosine", "val_every": 0, "image_every": 0, "ckpt_every": 0}
+    run = tmp_path / "run"
+    summary = train(tiny_cfg(sample_root, "val.limit=0", time_budget=0.5, **over), run)
+    assert summary.step == summary.total_steps == 30 and summary.train_seconds == 30
+    values, _ = scalars(run)
+    assert values["lr"][-1] == 0 and values["lr"][20] > 0  # decayed to zero at the sized end
+    again = train(tiny_cfg(sample_root, "val.limit=0", time_budget=0.5, resume=True, **over), run)
+    assert again.step == again.total_steps == 30 and again.steps_this_process == 0  # the same length
+    more = train(tiny_cfg(sample_root, "val.limit=0", time_budget=0.75, resume=True, **over), run)
+    assert more.step == more.total_steps == 45  # a new budget, sized by the mean rate so far (1 s a step)
+    capped = train(tiny_cfg(sample_root, "val.limit=0", time_budget=10.0, **{**over, "max_steps": 25}), tmp_path / "c")
+    assert capped.step == capped.total_steps == 25  # max_steps stays the upper bound
+
+
 def test_resume_gives_the_same_weights(sample_root, tmp_path):
     train(tiny_cfg(sample_root, max_steps=4), tmp_path / "straight")
     train(tiny_cfg(sample_root, max_steps=2), tmp_path / "split")
