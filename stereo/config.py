@@ -238,6 +238,12 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     batch_size: int = rng(24, ge=1, help="per optimizer step, per process (DDP: total = batch_size x processes)")
+    micro_batch: int | None = rng(
+        None,
+        ge=1,
+        help="pairs per forward pass (divides batch_size): the batch's gradient is accumulated over its parts, "
+        "for batches that do not fit in memory; BatchNorm normalises each part (train.bn_eval: exactly the batch)",
+    )
     lr: float = rng(2.0e-3, gt=0, help="Adam learning rate (the paper's EA-PSMNet recipe: 2e-3, batch 24)")
     betas: list[float] = rng([0.9, 0.999], ge=0, le=1, length=2, help="Adam betas")
     weight_decay: float = rng(0.0, ge=0, help="Adam weight decay")

@@ -295,6 +295,8 @@ class Trainer:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         t = cfg.train
+        if t.micro_batch and t.batch_size % t.micro_batch:
+            raise ConfigError(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
         samples = dataset_samples(cfg.data, "train")
         val_samples = []
         if cfg.val.limit != 0:
@@ -341,7 +343,7 @@ class Trainer:
         if t.bn_eval:
             self.fixed += [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         self.model = self.model.to(self.device)
-        self.model.check_train_shape(t.batch_size, *crop)
+        self.model.check_train_shape(t.micro_batch or t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
         if cfg.channels_last:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
@@ -537,7 +539,7 @@ class Trainer:
                     if self.stop["signal"] is not None:
                         break
                     continue
-                loss, epe, outs = result
+                loss, epe, pred = result
                 window.add(loss, epe, batch["left"].shape[0] * self.world)
                 bar.set_postfix_str(f"loss {loss:.3f} epe {epe:.3f}", refresh=False)
                 bar.update()
@@ -546,7 +548,7 @@ class Trainer:
                     self._log_scalars(window)
                     window = _Window()
                 if self.writer and t.image_every and step % t.image_every == 0:
-                    self._log_images(batch, outs[-1].detach())
+                    self._log_images(batch, pred)
                 if self.val_dataset is not None and t.val_every and step % t.val_every == 0 and step < self.total:
                     self.validate_and_checkpoint()
                 if t.ckpt_every and step % t.ckpt_every == 0:
@@ -568,19 +570,39 @@ class Trainer:
             log.info("train.time_budget=%g min: %.3f s/step (%s) -> %d steps (%s)", budget, seconds_per_step, how,
                      self.total, "the configured length" if self.total == cap else f"of at most {cap}")  # fmt: skip
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, list[torch.Tensor]] | None:
-        """One optimizer step; returns (loss, EPE of the last head, head outputs), both averaged over ranks,
-        or None when the step was skipped (non-finite loss, no valid pixel on any rank, or a stop)."""
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, torch.Tensor] | None:
+        """One optimizer step; returns (loss, EPE of the last head), both averaged over ranks, and the last
+        head's (B, H, W) disparity, or None when the step was skipped (non-finite loss, no valid pixel on
+        any rank, or a stop). With ``train.micro_batch`` the batch runs in parts whose gradients add up
+        to the whole batch's (each part's loss weighted by its share of the valid pixels)."""
         dev = self.device
         left, right = batch["left"].to(dev, non_blocking=True), batch["right"].to(dev, non_blocking=True)
         gt, valid = batch["disparity"].to(dev), batch["valid"].to(dev)
         self.net.train()
         for m in self.fixed:  # their BatchNorm statistics stay as loaded
             m.eval()
-        with autocast(dev, self.cfg.precision):
-            outs = self.net(left, right)
-        has_valid = bool(valid.any())
-        loss = sequence_loss(outs, gt, valid, self.weights) if has_valid else outs[-1].sum() * 0.0
+        self.opt.zero_grad(set_to_none=True)
+        size = self.cfg.train.micro_batch or left.shape[0]
+        parts = [slice(i, i + size) for i in range(0, left.shape[0], size)]
+        n_valid, loss, preds = valid.sum(), 0.0, []
+        for i, part in enumerate(parts):
+            # DDP averages the gradients across ranks once, after the last part.
+            sync = i == len(parts) - 1 or self.world == 1
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                with autocast(dev, self.cfg.precision):
+                    outs = self.net(left[part], right[part])
+                v = valid[part]
+                if v.any():
+                    part_loss = sequence_loss(outs, gt[part], v, self.weights)
+                    if len(parts) > 1:
+                        part_loss = part_loss * (v.sum() / n_valid)
+                else:  # every head in the graph, so that DDP sees a gradient for every parameter
+                    part_loss = sum(o.sum() for o in outs) * 0.0
+                self.scaler.scale(part_loss).backward()
+            loss += part_loss.detach()
+            preds.append(outs[-1].detach())
+        pred = preds[0] if len(preds) == 1 else torch.cat(preds)
+        has_valid = bool(n_valid > 0)
         # All ranks must skip or stop together, or DDP would hang: [non-finite, stop requested, valid].
         flags = all_reduce_sum(
             [float(not torch.isfinite(loss)), float(self.stop["signal"] is not None), float(has_valid)],
@@ -589,7 +611,8 @@ class Trainer:
         )
         if flags[1] and self.stop["signal"] is None:
             self.stop["signal"] = "from another rank"  # reported as SIGTERM
-        self.opt.zero_grad(set_to_none=True)
+        if flags[2] == 0 or flags[0]:
+            self.opt.zero_grad(set_to_none=True)
         if flags[2] == 0:
             return self._skip(
                 "no_valid", "batches without a valid ground-truth pixel", "check the dataset's disparities"
@@ -597,7 +620,6 @@ class Trainer:
         if flags[0]:
             return self._skip("nonfinite", "non-finite losses", "lower train.lr or use fp32")
         self.state.nonfinite_run = self.state.no_valid_run = 0
-        self.scaler.scale(loss).backward()
         if self.cfg.train.grad_clip:
             self.scaler.unscale_(self.opt)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
@@ -605,12 +627,11 @@ class Trainer:
         self.scaler.update()
         self.sched.step()
         self.state.step += 1
-        with torch.no_grad():
-            m = disparity_metrics(outs[-1].detach(), gt, valid)
+        m = disparity_metrics(pred, gt, valid)
         loss_sum, epe_sum, n = all_reduce_sum(
-            [loss.item(), 0.0 if math.isnan(m["epe"]) else m["epe"], float(m["pixels"] > 0)], dev, self.world
+            [float(loss), 0.0 if math.isnan(m["epe"]) else m["epe"], float(m["pixels"] > 0)], dev, self.world
         )
-        return loss_sum / self.world, epe_sum / max(n, 1), outs
+        return loss_sum / self.world, epe_sum / max(n, 1), pred
 
     def _skip(self, kind: str, what: str, advice: str) -> None:
         total, run = getattr(self.state, f"{kind}_total") + 1, getattr(self.state, f"{kind}_run") + 1

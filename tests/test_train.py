@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from stereo.checkpoint import load_checkpoint
 from stereo.data.sceneflow import SceneFlowError
+from stereo.errors import ConfigError
 from stereo.metrics import disparity_metrics
 from stereo.train import epoch_batches, train
 from tests.conftest import REPO
@@ -90,6 +91,35 @@ def test_time_budget_sizes_the_cosine_and_a_resume_keeps_or_resizes_it(sample_ro
     assert more.step == more.total_steps == 45  # a new budget, sized by the mean rate so far (1 s a step)
     capped = train(tiny_cfg(sample_root, "val.limit=0", time_budget=10.0, **{**over, "max_steps": 25}), tmp_path / "c")
     assert capped.step == capped.total_steps == 25  # max_steps stays the upper bound
+
+
+def test_micro_batches_add_up_to_the_batch_gradient(sample_root, tmp_path):
+    """With BatchNorm statistics kept (bn_eval), a batch of 4 run as parts of 2, whose valid pixels
+    differ, gives the whole batch's gradient; with BatchNorm normalising each part it does not."""
+    from torch.utils.data import default_collate
+
+    from stereo.train import Trainer
+
+    def grads(micro, bn_eval=True):
+        cfg = tiny_cfg(sample_root, "val.limit=0", batch_size=4, micro_batch=micro, bn_eval=bn_eval)
+        trainer = Trainer(cfg, tmp_path / f"run{micro}{bn_eval}")
+        batch = default_collate([trainer.dataset[i] for i in range(4)])
+        batch["valid"][0, :, : batch["valid"].shape[-1] // 2] = False  # the first part has fewer valid pixels
+        loss, _, pred = trainer.train_step(batch)
+        assert pred.shape == batch["disparity"].shape
+        return loss, {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+    loss, whole = grads(None)
+    loss2, parts = grads(2)
+    assert loss2 == pytest.approx(loss, rel=1e-5) and parts.keys() == whole.keys()
+    scale = max(float(g.abs().max()) for g in whole.values())  # some are zero up to rounding (key biases)
+    for n in whole:
+        torch.testing.assert_close(parts[n], whole[n], rtol=1e-4, atol=1e-6 * scale, msg=n)
+    _, batchnorm = grads(None, bn_eval=False)
+    _, batchnorm2 = grads(2, bn_eval=False)
+    assert any(not torch.allclose(batchnorm2[n], batchnorm[n], rtol=1e-2, atol=1e-6) for n in batchnorm)
+    with pytest.raises(ConfigError, match="train.micro_batch=3 must divide train.batch_size=4"):
+        Trainer(tiny_cfg(sample_root, batch_size=4, micro_batch=3), tmp_path / "bad")
 
 
 def test_resume_gives_the_same_weights(sample_root, tmp_path):
@@ -201,12 +231,14 @@ def _free_port() -> int:
     ],
 )
 def test_two_process_ddp(sample_root, tmp_path, device):
-    """Two processes (torchrun): Gloo on CPUs, NCCL on two GPUs; one checkpoint, rank 0 logs."""
+    """Two processes (torchrun): Gloo on CPUs, NCCL on two GPUs; one checkpoint, rank 0 logs. Batches of 4
+    in parts of 2: the gradients are averaged across ranks once, after the last part (no_sync before)."""
     args = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
         str(REPO / "scripts/train.py"),
         "model=ea_psmnet_light", f"data.root={sample_root}", "data.crop_size=[32,64]", "model.max_disp=32",
-        f"device={device}", "train.batch_size=2", "train.max_steps=3", "train.num_workers=0", "train.log_every=1",
+        f"device={device}", "train.batch_size=4", "train.micro_batch=2", "train.max_steps=3", "train.num_workers=0",
+        "train.log_every=1",
         "val.limit=2", "train.sync_bn=true", f"hydra.run.dir={tmp_path / 'ddp'}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
