@@ -355,7 +355,7 @@ class Trainer:
             self.opt,
             lambda step: lr_factor(
                 str(t.lr_schedule), self.total, t.warmup_steps, list(t.lr_decay_steps), float(t.lr_decay)
-            )(step),  # fmt: skip
+            )(step),
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.state = TrainState()
