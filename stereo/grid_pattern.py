@@ -23,7 +23,7 @@ def periodic_power(maps: Sequence[np.ndarray], axis: int = -1, period: float = P
     power at the neighbouring frequencies (:data:`NEIGHBOURS` bins on each side), pooled over every
     line of every (H, W) map. Each line is Hann-windowed after removing its mean; non-finite values
     count as the line's mean. About 1 without a pattern at that period, above 1 with one."""
-    total = None
+    total, n = None, 0
     for m in maps:
         x = np.asarray(m, np.float64)
         if x.ndim != 2:
@@ -35,11 +35,10 @@ def periodic_power(maps: Sequence[np.ndarray], axis: int = -1, period: float = P
         power = (np.abs(np.fft.rfft(x * np.hanning(x.shape[-1]), axis=-1)) ** 2).sum(0)
         if total is not None and power.shape != total.shape:
             raise ValueError(f"every map must have the same size, got {m.shape} after {len(total)} bins")
-        total = power if total is None else total + power
+        total, n = (power if total is None else total + power), x.shape[-1]
     if total is None:
         raise ValueError("no disparity map to measure")
-    n = 2 * (len(total) - 1)  # the line length
-    k = round(n / period)
+    k = round(n / period)  # the bin of that period in lines of n pixels
     bins = [k + s * d for d in NEIGHBOURS for s in (-1, 1)]
     if min(bins) < 1 or max(bins) >= len(total):
         raise ValueError(f"lines of {n} px are too short to measure a {period:g}-px period")

@@ -43,6 +43,8 @@ def test_non_finite_values_and_bad_input():
         periodic_power([np.zeros((8, 128)), np.zeros((8, 64))])
     with pytest.raises(ValueError, match="too short"):
         periodic_power([np.zeros((8, 24))])
+    odd = [np.pad(m, ((0, 0), (0, 3)), mode="edge") + 0.5 * np.cos(np.pi * np.arange(131) / 2)[None] for m in maps]
+    assert periodic_power(odd, -1) > 5  # lines of 131 px: the 4-px period falls at bin 32.75, read at 33
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         periodic_power([np.zeros((2, 8, 128))])
 
