@@ -48,20 +48,14 @@ def measure(checkpoint: str | None, root: str, render_pass: str = "clean", limit
     """Sparsification of ``checkpoint``'s confidence (None = the shipped weights) on the Scene Flow test
     split of ``root``, over the pixels with 0 < ground truth < ``max_disp``, pooled over the pairs."""
     from stereo.api import load_model
-    from stereo.data.disparity import read_disparity
-    from stereo.data.sceneflow import discover
-    from stereo.progress import progress as bar
+    from stereo.evaluate import predictions_on_test_split
 
     model = load_model(checkpoint, device=device)
-    samples = discover(root, "test", render_pass, cache=False)
-    samples = samples if limit < 0 else samples[:limit]
     errors, confs = [], []
-    for s in bar(samples, desc="sparsification", unit="pair", enabled=progress):
-        p = model.predict(s.left, s.right)
-        gt = read_disparity(s.disparity)
+    for p, gt in predictions_on_test_split(model, root, render_pass, limit, True, "sparsification", progress):
         keep = (gt > 0) & (gt < max_disp)
         errors.append(np.abs(p.disparity - gt)[keep])
         confs.append(p.confidence[keep])
     out = sparsification(np.concatenate(errors), np.concatenate(confs))
-    return {"checkpoint": model.checkpoint, "root": str(root), "render_pass": render_pass, "pairs": len(samples),
+    return {"checkpoint": model.checkpoint, "root": str(root), "render_pass": render_pass, "pairs": len(errors),
             "mask": f"0 < gt < {max_disp:g}", **out}  # fmt: skip

@@ -6,11 +6,13 @@ import csv
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from omegaconf import DictConfig
 
 from stereo.config import EvalAppConfig, check_config, to_plain
@@ -132,6 +134,27 @@ def evaluate(
             with SummaryWriter(str(out_dir / "tensorboard")) as writer:
                 _log_tensorboard(writer, result, r.worst, ds, max_disp)
         return result
+
+
+def predictions_on_test_split(
+    model: Any,
+    root: str | os.PathLike,
+    render_pass: str = "clean",
+    limit: int = -1,
+    confidence: bool = True,
+    desc: str = "predict",
+    progress: bool = True,
+) -> Iterator[tuple[Any, np.ndarray]]:
+    """(:class:`~stereo.api.Prediction`, ground-truth disparity (H, W) in pixels) for each of the first
+    ``limit`` (-1 = all) pairs of the Scene Flow test split of ``root``, predicted by a
+    :class:`~stereo.api.StereoModel`, with a progress bar: the loop of the analysis tools."""
+    from stereo.data.disparity import read_disparity
+    from stereo.data.sceneflow import discover
+    from stereo.progress import progress as bar
+
+    samples = discover(root, "test", render_pass, cache=False)
+    for s in bar(samples if limit < 0 else samples[:limit], desc=desc, unit="pair", enabled=progress):
+        yield model.predict(s.left, s.right, confidence=confidence), read_disparity(s.disparity)
 
 
 def slice_metrics(checkpoint: str | os.PathLike, work_dir: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:

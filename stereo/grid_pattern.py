@@ -50,23 +50,19 @@ def measure(checkpoint: str | None, root: str, render_pass: str = "clean", limit
     """:func:`periodic_power` along rows and columns for ``checkpoint``'s predictions (None = the shipped
     weights, with ``regression``) on the Scene Flow test split of ``root``, and for its ground truth."""
     from stereo.api import load_model
-    from stereo.data.disparity import read_disparity
-    from stereo.data.sceneflow import discover
-    from stereo.progress import progress as bar
+    from stereo.evaluate import predictions_on_test_split
 
     model = load_model(checkpoint, device=device, regression=regression)
-    samples = discover(root, "test", render_pass, cache=False)
-    samples = samples if limit < 0 else samples[:limit]
     preds, gts = [], []
-    for s in bar(samples, desc="grid pattern", unit="pair", enabled=progress):
-        preds.append(model.predict(s.left, s.right, confidence=False).disparity)
-        gts.append(read_disparity(s.disparity))
+    for p, gt in predictions_on_test_split(model, root, render_pass, limit, False, "grid pattern", progress):
+        preds.append(p.disparity)
+        gts.append(gt)
     return {
         "checkpoint": model.checkpoint,
         "root": str(root),
         "render_pass": render_pass,
         "regression": regression,
-        "pairs": len(samples),
+        "pairs": len(preds),
         "period_px": PERIOD,
         "prediction": {"rows": periodic_power(preds, -1), "columns": periodic_power(preds, 0)},
         "ground_truth": {"rows": periodic_power(gts, -1), "columns": periodic_power(gts, 0)},
