@@ -37,8 +37,8 @@ def main(argv: list[str]) -> None:
         r = measure(cfg.checkpoint, cfg.root, cfg.render_pass, cfg.limit, cfg.device, cfg.regression)
     except StereoError as e:
         raise SystemExit(f"error: {e}") from None
-    rows = [[name, f"{r[key]['rows']:.3f}", f"{r[key]['columns']:.3f}"]
-            for name, key in (("prediction", "prediction"), ("ground truth", "ground_truth"))]  # fmt: skip
+    rows = [[key.replace("_", " "), f"{r[key]['rows']:.3f}", f"{r[key]['columns']:.3f}"]
+            for key in ("prediction", "ground_truth")]  # fmt: skip
     print(f"{r['pairs']} pairs of {cfg.root} ({cfg.render_pass}, regression={cfg.regression}): power at a "
           f"{r['period_px']}-px period / its neighbouring frequencies")  # fmt: skip
     print(format_table(rows, ["disparity", "along rows", "along columns"]))
