@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from stereo.calib import Calibration, point_cloud
 from stereo.data.images import read_rgb
-from stereo.device import autocast, resolve_device
+from stereo.device import autocast, check_precision, resolve_device
 from stereo.errors import ConfigError, DataError
 from stereo.models.output import StereoOutput
 
@@ -137,7 +137,7 @@ class StereoModel:
     """
 
     def __init__(self, network: Any, device: torch.device, precision: str = "fp32", checkpoint: str | None = None):
-        autocast(device, precision)  # validates the precision for this device
+        check_precision(device, precision)  # before any work
         self.network, self.device, self.precision, self.checkpoint = network, device, precision, checkpoint
         self.max_disp = float(network.max_disp)
 

@@ -19,7 +19,7 @@ from stereo.config import EvalAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples
-from stereo.device import autocast, resolve_device
+from stereo.device import check_precision, resolve_device
 from stereo.engine import evaluate_model
 from stereo.io import output_lock, write_image, write_json, write_text
 from stereo.methods import build_method
@@ -85,7 +85,7 @@ def evaluate(
     check_config(cfg, EvalAppConfig)
     samples = dataset_samples(cfg.data, "test")
     device = resolve_device(cfg.device)
-    autocast(device, cfg.precision)  # validates the precision for this device
+    check_precision(device, cfg.precision)  # before any work
     model, origin = build_method(cfg.method, cfg, device)
     checkpoint = origin["checkpoint"]
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)

@@ -40,7 +40,7 @@ from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
 from stereo.data.registry import apply_limit, dataset_samples
-from stereo.device import autocast, resolve_device
+from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
 from stereo.io import output_lock, write_json, write_text
@@ -314,7 +314,7 @@ class Trainer:
                     "validate on a held-out split (data.val_fraction, data.val_names) or another val.root"
                 )
         self.rank, self.world, self.device = init_distributed(cfg.device)
-        autocast(self.device, cfg.precision)  # validates the precision for this device before any work
+        check_precision(self.device, cfg.precision)  # before any work
         seed_everything(cfg.seed, cfg.deterministic, self.device)
         crop = [int(c) for c in cfg.data.crop_size]
         _check_crop_fits(samples[0], crop)

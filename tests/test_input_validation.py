@@ -126,6 +126,31 @@ def test_unavailable_devices_and_precisions_are_config_errors(tmp_path):
             infer(cfg, tmp_path / "out")
 
 
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [("fpu sse2 avx2 avx512f avx512bw", False), ("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True)]
+    + [("fp asimd sve", False), ("fp asimd sve bf16", True)],  # Arm: "Features"
+)
+def test_emulated_bf16_on_a_cpu_is_a_warning_naming_the_fix(tmp_path, monkeypatch, caplog, flags, native):
+    import torch
+
+    from stereo import device as dev
+
+    cpuinfo = tmp_path / "cpuinfo"
+    key = "Features" if "asimd" in flags else "flags"
+    cpuinfo.write_text(f"processor\t: 0\n{key}\t\t: {flags}\n\nprocessor\t: 1\n{key}\t\t: {flags}\n")
+    assert dev.cpu_has_native_bf16(cpuinfo) is native
+    assert dev.cpu_has_native_bf16(tmp_path / "absent") is None  # not Linux: unknown, no warning
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: native)
+    caplog.set_level("WARNING", logger="stereo.device")
+    dev.check_precision(torch.device("cpu"), "fp32")
+    assert not caplog.records
+    dev.check_precision(torch.device("cpu"), "bf16")
+    assert ("emulated and far slower than fp32; use precision=fp32" in caplog.text) is not native
+    with pytest.raises(ConfigError, match="precision=fp16 needs CUDA"):
+        dev.check_precision(torch.device("cpu"), "fp16")
+
+
 def test_sgbm_refuses_images_narrower_than_its_range_and_even_blocks():
     import torch
 
