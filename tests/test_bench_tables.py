@@ -64,6 +64,22 @@ def test_model_ratios_compare_ea_psmnet_with_psmnet_at_the_same_size_and_mode():
     }
 
 
+def test_model_ratios_put_each_bf16_case_over_its_fp32_twin():
+    case = {"label": "ea_psmnet_light", "height": 64, "width": 128}
+    results = [
+        {**case, "train": False, "precision": "fp32", "median_s": 2.0},
+        {**case, "train": False, "precision": "bf16", "median_s": 1.0},
+        {**case, "train": True, "precision": "fp32", "median_s": 4.0},
+        {**case, "train": True, "precision": "bf16", "median_s": 3.0},
+        {**case, "height": 32, "train": True, "precision": "bf16", "median_s": 3.0},  # no fp32 twin
+        {**case, "label": "psmnet", "train": False, "precision": "bf16", "skipped": "budget"},
+    ]
+    assert _ratios(results) == {
+        "ea_psmnet_light bf16/fp32 time 64x128 eval": 0.5,
+        "ea_psmnet_light bf16/fp32 time 64x128 train": 0.75,
+    }
+
+
 def test_model_ratios_compare_each_refinement_with_the_light_model_and_variants_filter():
     import pytest
 

@@ -6,9 +6,11 @@ Cases (each in a fresh subprocess): eval forward of ``psmnet``, ``ea_psmnet``, `
 dot-product attention, ``ea_psmnet_light`` and ``ea_psmnet`` with attention at 1/2 resolution
 (efficient and dot-product), ``ea_psmnet`` with each linear attention kind (linear, latent,
 multires) at 1/4 resolution and ``ea_psmnet_light`` with each sub-pixel refinement (``model.refine``),
-at each size in ``eval_sizes`` (``variants=[label,...]`` runs only those); a training step (forward, PSMNet's
+at each size in ``eval_sizes`` (``variants=[label,...]`` runs only those) and in each of
+``eval_precisions``; a training step (forward, PSMNet's
 0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``, in each of
-``train_precisions`` (fp32 by default; ``train_precisions=[fp32,bf16]`` on hardware with native bf16).
+``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with native bf16, for either list:
+the table then adds each bf16 case's time over its fp32 twin).
 Dot-product cases whose attention map alone is estimated above ``budget_gb`` are skipped with the
 estimate.
 """
@@ -52,7 +54,9 @@ class BenchModelConfig(MeasureConfig):
     eval_sizes: list = field(default_factory=lambda: [[256, 512], [544, 960]])
     train_size: list = field(default_factory=lambda: [256, 512])
     train_models: list = field(default_factory=lambda: ["ea_psmnet", "ea_psmnet_light"])
-    # bf16 is emulated on CPUs without AVX512-BF16/AMX (> 30 min for these cases): add it on GPUs.
+    # bf16 is emulated on CPUs without AVX512-BF16/AMX (> 30 min for these cases): add it on GPUs and
+    # CPUs with those instructions.
+    eval_precisions: list = field(default_factory=lambda: ["fp32"])
     train_precisions: list = field(default_factory=lambda: ["fp32"])
     train_batch: int = 1
     device: str = "cpu"
@@ -69,32 +73,34 @@ def main(argv: list[str]) -> dict:
         raise ConfigError(f"variants: unknown {', '.join(map(repr, unknown))}; known: {', '.join(labels)}")
     common = {"device": cfg.device, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs}
     results = []
-    for h, w in cfg.eval_sizes:
-        for label, model, overrides, attn in VARIANTS:
-            if cfg.variants is not None and label not in cfg.variants:
+    eval_cases = [(size, variant, p) for size in cfg.eval_sizes for variant in VARIANTS for p in cfg.eval_precisions]
+    for (h, w), (label, model, overrides, attn), precision in eval_cases:
+        if cfg.variants is not None and label not in cfg.variants:
+            continue
+        case = {
+            "label": label,
+            "model": model,
+            "overrides": overrides,
+            "height": h,
+            "width": w,
+            "train": False,
+            "precision": precision,
+        }
+        if attn is not None:
+            c, k, v, stride = attn
+            n = (h // stride) * (w // stride)
+            est = dot_product_attention_bytes(1, 1, n, c, k, v)
+            if est > cfg.budget_gb * GiB:
+                skip = f"skipped: attention map alone needs {est / GiB:.0f} GB (budget {cfg.budget_gb:g} GB)"
+                print(f"{label} {h}x{w} eval: {skip}", flush=True)
+                results.append({**case, "estimated_bytes": est, "skipped": skip})
                 continue
-            case = {
-                "label": label,
-                "model": model,
-                "overrides": overrides,
-                "height": h,
-                "width": w,
-                "train": False,
-            }
-            if attn is not None:
-                c, k, v, stride = attn
-                n = (h // stride) * (w // stride)
-                est = dot_product_attention_bytes(1, 1, n, c, k, v)
-                if est > cfg.budget_gb * GiB:
-                    skip = f"skipped: attention map alone needs {est / GiB:.0f} GB (budget {cfg.budget_gb:g} GB)"
-                    print(f"{label} {h}x{w} eval: {skip}", flush=True)
-                    results.append({**case, "estimated_bytes": est, "skipped": skip})
-                    continue
-            print(f"{label} {h}x{w} eval ...", end="", flush=True)
-            args = {k: v for k, v in case.items() if k != "label"}
-            r = run_isolated("stereo.bench.cases:model_case", {**common, **args})
-            print(f" {r['median_s']:.2f} s, peak {r['process_peak_bytes'] / GiB:.2f} GB", flush=True)
-            results.append({**case, **r})
+        print(f"{label} {h}x{w} eval {precision} ...", end="", flush=True)
+        args = {k: v for k, v in case.items() if k != "label"}
+        r = run_isolated("stereo.bench.cases:model_case", {**common, **args})
+        peak = r["process_peak_bytes"] or r["peak_bytes"]  # the process's on CPU; CUDA: the allocator's
+        print(f" {r['median_s']:.2f} s, peak {peak / GiB:.2f} GB", flush=True)
+        results.append({**case, **r})
     th, tw = cfg.train_size
     for model in cfg.train_models:
         for precision in cfg.train_precisions:
@@ -106,7 +112,7 @@ def main(argv: list[str]) -> dict:
 
     rows = []
     for r in results:
-        mode = f"train {r.get('precision', 'fp32')}" if r["train"] else "eval fwd"
+        mode = ("train " if r["train"] else "eval fwd ") + r.get("precision", "fp32")
         size = f"{r['height']}x{r['width']}"
         if "skipped" in r:
             rows.append([r["label"], size, mode, "-", r["skipped"].replace("skipped: ", "skip: "), "-", "-"])
@@ -146,6 +152,13 @@ def _ratios(results: list[dict]) -> dict[str, float]:
         if "skipped" not in r and r.get("precision", "fp32") == "fp32"
     }
     out = {}
+    for r in results:
+        twin = by.get((r["label"], r["height"], r["width"], r["train"]))
+        if r.get("precision", "fp32") != "fp32" and "skipped" not in r and twin:
+            mode = "train" if r["train"] else "eval"
+            out[f"{r['label']} {r['precision']}/fp32 time {r['height']}x{r['width']} {mode}"] = (
+                r["median_s"] / twin["median_s"]
+            )
     for (label, h, w, train), r in by.items():
         base = by.get(("psmnet", h, w, train))
         light = by.get(("ea_psmnet_light", h, w, train))
