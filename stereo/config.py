@@ -221,7 +221,8 @@ class DataConfig:
     limit: int = rng(-1, ge=-1, help="use the first N pairs only; -1 = all")
     region: Region = rng(
         Region.all,
-        help="real benchmarks: all (every pixel with ground truth) | nonocc (KITTI disp_noc, Middlebury mask0nocc)",
+        help="all (every pixel with ground truth) | nonocc: visible in both views (KITTI disp_noc, Middlebury/ETH3D "
+        "mask0nocc, Scene Flow: where the right view's disparity confirms the left one)",
     )
     val_fraction: float = rng(
         0.2,

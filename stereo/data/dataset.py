@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from stereo.config import AugmentConfig
 from stereo.data.disparity import read_disparity
 from stereo.data.images import check_same_size, imread_checked, read_rgb, to_tensor
+from stereo.data.occlusion import nonoccluded
 from stereo.data.registry import Sample
 from stereo.errors import ConfigError, DataError
 from stereo.metrics import valid_mask
@@ -96,7 +97,7 @@ class StereoDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         left, right, disp = self.load(index)
-        region = self._region(index, disp.shape)
+        region = self._region(index, disp)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.crop_size is not None:
             win = self._crop_window(rng, index, disp.shape)
@@ -120,15 +121,23 @@ class StereoDataset(Dataset):
             item["left_raw"] = to_tensor(raw_left)
         return item
 
-    def _region(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
-        """The sample's evaluation region (its mask image == 255), or None."""
-        path = getattr(self.samples[index], "mask", None)
+    def _region(self, index: int, disp: np.ndarray) -> np.ndarray | None:
+        """The sample's evaluation region (H, W) bool: its mask image == 255, or where its right-view
+        disparity confirms the left one (:func:`stereo.data.occlusion.nonoccluded`); None = everywhere."""
+        sample, (h, w) = self.samples[index], disp.shape
+        path = getattr(sample, "mask", None)
+        if path is not None:
+            m = imread_checked(path, cv2.IMREAD_GRAYSCALE, "mask image")
+            if m.shape != (h, w):
+                raise DataError(f"mask {path} is {m.shape[1]}x{m.shape[0]}, its disparity is {w}x{h}")
+            return m == 255
+        path = getattr(sample, "right_disparity", None)
         if path is None:
             return None
-        m = imread_checked(path, cv2.IMREAD_GRAYSCALE, "mask image")
-        if m.shape != shape:
-            raise DataError(f"mask {path} is {m.shape[1]}x{m.shape[0]}, its disparity is {shape[1]}x{shape[0]}")
-        return m == 255
+        right = read_disparity(path)
+        if right.shape != (h, w):
+            raise DataError(f"right-view disparity {path} is {right.shape[1]}x{right.shape[0]}, the left is {w}x{h}")
+        return nonoccluded(disp, right)
 
     def _crop_window(self, rng, index: int, shape: tuple[int, int]) -> tuple[slice, slice]:
         ch, cw = self.crop_size

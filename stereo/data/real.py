@@ -104,6 +104,9 @@ def folder_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
     from stereo.data.pairs import find_pairs
 
     root = _root(cfg)
+    if str(getattr(cfg, "region", "all")) == "nonocc":
+        raise DatasetError("data=folder has no occlusion masks: data.region=nonocc works with kitti, middlebury, "
+                           "eth3d and sceneflow; use data.region=all")  # fmt: skip
     missing = [d for d in ("left", "right", "disparity") if not (root / d).is_dir()]
     if missing:
         raise DatasetError(f"{root}: data=folder needs the folders left/, right/ and disparity/ (missing: "

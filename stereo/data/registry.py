@@ -25,6 +25,8 @@ class Sample:
     disparity: Path
     subset: str
     mask: Path | None = None  # evaluate only where this image is 255 (e.g. Middlebury's mask0nocc.png)
+    # with it, evaluate only the left pixels whose match it confirms (stereo.data.occlusion; Scene Flow)
+    right_disparity: Path | None = None
     name: str | None = None  # the pair's name in split files where its paths do not say it (data=folder)
 
 

@@ -21,6 +21,7 @@ while the dataset's top-level folders are unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -57,9 +58,31 @@ class SceneFlowError(DatasetError):
 @register_dataset("sceneflow")
 def sceneflow_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
     """``data=sceneflow``: Scene Flow's ``train`` or ``test`` split under ``cfg.root``; ``render_pass=both``
-    lists every pair twice, clean then final (same disparities)."""
+    lists every pair twice, clean then final (same disparities). ``data.region=nonocc`` also names each
+    pair's right-view disparity, so that only the left pixels visible in the right view are evaluated
+    (:mod:`stereo.data.occlusion`)."""
     passes = RENDER_PASSES if render_pass == "both" else (render_pass,)
-    return [s for p in passes for s in discover(cfg.root, split, p, skip_missing=bool(cfg.skip_missing))]
+    samples = [s for p in passes for s in discover(cfg.root, split, p, skip_missing=bool(cfg.skip_missing))]
+    if str(getattr(cfg, "region", "all")) == "nonocc":
+        samples = _with_right_disparities(samples)
+    return samples
+
+
+def _with_right_disparities(samples: list[Sample]) -> list[Sample]:
+    """The samples with ``right_disparity`` set: ``.../right/<frame>.pfm`` beside each ``.../left/<frame>.pfm``."""
+    out, missing = [], []
+    for s in samples:
+        right = s.disparity.parent.parent / "right" / s.disparity.name
+        if not right.is_file():
+            missing.append(str(right))
+        out.append(dataclasses.replace(s, right_disparity=right))
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise SceneFlowError(
+            f"data.region=nonocc needs the right view's disparity of every pair; missing {missing[0]}{more} "
+            f"(use data.region=all to evaluate every pixel)"
+        )
+    return out
 
 
 def discover(

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from stereo.data import scene3d as s3
+from stereo.data.occlusion import nonoccluded
 from stereo.data.pfm import write_pfm
 from stereo.errors import ConfigError, MissingFileError
 from stereo.progress import progress as progress_bar
@@ -698,15 +699,6 @@ def thumbnail(img: np.ndarray, size: int = 8) -> list[float]:
     return [round(float(v), 2) for v in np.asarray(small).ravel()]
 
 
-def occluded_left(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
-    """Left pixels whose surface point is hidden in the right view (or falls outside it)."""
-    h, w = disp_left.shape
-    xr = np.round(np.arange(w)[None, :] - disp_left).astype(int)
-    inside = xr >= 0
-    seen = disp_right[np.arange(h)[:, None], np.clip(xr, 0, w - 1)]
-    return ~inside | (seen > disp_left + 0.5)
-
-
 def _make_pair(job: tuple) -> dict:
     """Render pair ``index`` and write its files under ``tmp``; returns its statistics and file hashes."""
     tmp, index, (subset, seq, frame), seed, h, w, max_disp, objects, bins, fingerprint, version = job
@@ -734,7 +726,7 @@ def _make_pair(job: tuple) -> dict:
     d = pair["disp_left"]
     return {
         "hist": np.histogram(d, bins=bins)[0].tolist(),
-        "occluded": int(occluded_left(d, pair["disp_right"]).sum()),
+        "occluded": int((~nonoccluded(d, pair["disp_right"])).sum()),  # what data.region=nonocc leaves out
         "textureless": int(pair["textureless"].sum()),
         "pixels": int(d.size),
         "slopes": [spectral_slope(pair["left"]), spectral_slope(pair["final_left"])],
