@@ -5,7 +5,8 @@
 
 Every method goes through ``stereo-eval``'s code (same pairs, mask 0 < gt < ``max_disp``, per-image
 averaging, full density: SGBM's holes filled). Prints a markdown table (EPE, bad-1/2/3, D1, seconds per
-pair) and writes JSON. ``max_disp`` defaults to the generated set's (sample.json) or 192.
+pair) and writes JSON. ``max_disp`` defaults to the generated set's (sample.json) or 192; ``region=nonocc``
+evaluates only the pixels visible in both views (``data.region``, docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from omegaconf import OmegaConf
 from stereo.bench.harness import environment
 from stereo.cli import parse_overrides
 from stereo.config import load_config
+from stereo.errors import ConfigError
 from stereo.evaluate import evaluate
 from stereo.io import write_json
 
@@ -31,6 +33,7 @@ class CompareConfig:
     passes: list = field(default_factory=lambda: ["clean", "final"])
     sgbm: bool = True
     max_disp: float | None = None
+    region: str = "all"
     limit: int = -1
     device: str = "cpu"
     out: str = "bench_results/compare_methods.json"
@@ -46,6 +49,8 @@ def main(argv: list[str]) -> None:
     methods = ([("SGBM (OpenCV, 3-way)", ["method=sgbm"])] if cfg.sgbm else []) + [
         (label, [f"checkpoint={path}"]) for label, path in cfg.checkpoints.items()
     ]
+    if not methods or not cfg.passes:
+        raise ConfigError("nothing to compare: give checkpoints={label: path, ...}, sgbm=true and at least one pass")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, over in methods:
@@ -57,13 +62,15 @@ def main(argv: list[str]) -> None:
                         f"data.root={cfg.root}",
                         f"data.render_pass={p}",
                         f"max_disp={max_disp}",
+                        f"data.region={cfg.region}",
                         f"data.limit={cfg.limit}",
                         f"device={cfg.device}",
                     ],
                 )
                 r = evaluate(ecfg, Path(tmp) / f"{len(results)}", tensorboard=False)  # fmt: skip
                 results.append({**r.to_json(), "label": label})
-    print(f"\n{cfg.root}: {results[0]['pairs']} pairs, mask {results[0]['mask']}, per-image averaging\n")
+    region = "pixels visible in both views" if cfg.region == "nonocc" else "every pixel"
+    print(f"\n{cfg.root}: {results[0]['pairs']} pairs, mask {results[0]['mask']}, {region}, per-image averaging\n")
     print("| method | pass | EPE px | bad-1 % | bad-2 % | bad-3 % | D1 % | s/pair |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
