@@ -162,3 +162,16 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(stereo.api, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_docs_name_every_runtime_setting_of_load_model():
+    """docs/api.md lists load_model's runtime keys; the list is checked against the config schema."""
+    import dataclasses
+    import re
+
+    from stereo.config import RuntimeConfig
+
+    keys = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"device", "precision"}  # own arguments
+    text = (REPO / "docs/api.md").read_text()
+    section = text[text.index("## `stereo.load_model(") : text.index("## `StereoModel.predict(")]
+    assert keys <= set(re.findall(r"`([a-z_0-9]+)`", section)), keys - set(re.findall(r"`([a-z_0-9]+)`", section))
