@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from stereo.checkpoint import convert_checkpoint
 from stereo.cli import parse_overrides
-from stereo.errors import StereoError
 
 
 @dataclass
@@ -28,9 +27,6 @@ class ConvertConfig:
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(ConvertConfig, argv, doc=__doc__)
-    try:
-        ckpt, what = convert_checkpoint(cfg.checkpoint, cfg.out)
-    except StereoError as e:
-        raise SystemExit(f"error: {e}") from None
+    ckpt, what = convert_checkpoint(cfg.checkpoint, cfg.out)
     print(f"{cfg.checkpoint}: {what}")
     print(f"wrote {cfg.out} (step {ckpt.get('step')}); it loads with weights_only=True")

@@ -15,28 +15,20 @@ from dataclasses import dataclass
 from stereo.bench.harness import format_table
 from stereo.cli import parse_overrides
 from stereo.config import rng
-from stereo.errors import StereoError
 from stereo.grid_pattern import measure
 from stereo.io import write_json
+from stereo.tools import AnalysisToolConfig
 
 
 @dataclass
-class GridPatternConfig:
-    checkpoint: str | None = None  # null = the shipped weights
-    root: str = "datasets/generated-v1/272x480"
-    render_pass: str = rng("clean", pattern="clean|final", expect="clean or final")
-    limit: int = rng(-1, ge=-1)  # the first N test pairs; -1 = all
+class GridPatternConfig(AnalysisToolConfig):
     regression: str = rng("soft_argmin", pattern="soft_argmin|local", expect="soft_argmin or local")
-    device: str = "cpu"
     out: str = "bench_results/grid_pattern.json"
 
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(GridPatternConfig, argv, doc=__doc__)
-    try:
-        r = measure(cfg.checkpoint, cfg.root, cfg.render_pass, cfg.limit, cfg.device, cfg.regression)
-    except StereoError as e:
-        raise SystemExit(f"error: {e}") from None
+    r = measure(cfg.checkpoint, cfg.root, cfg.render_pass, cfg.limit, cfg.device, cfg.regression)
     rows = [[key.replace("_", " "), f"{r[key]['rows']:.3f}", f"{r[key]['columns']:.3f}"]
             for key in ("prediction", "ground_truth")]  # fmt: skip
     print(f"{r['pairs']} pairs of {cfg.root} ({cfg.render_pass}, regression={cfg.regression}): power at a "

@@ -16,27 +16,19 @@ from stereo.bench.harness import format_table
 from stereo.cli import parse_overrides
 from stereo.confidence import measure
 from stereo.config import rng
-from stereo.errors import StereoError
 from stereo.io import write_json
+from stereo.tools import AnalysisToolConfig
 
 
 @dataclass
-class SparsificationConfig:
-    checkpoint: str | None = None  # null = the shipped weights
-    root: str = "datasets/generated-v1/272x480"
-    render_pass: str = rng("clean", pattern="clean|final", expect="clean or final")
-    limit: int = rng(-1, ge=-1)  # the first N test pairs; -1 = all
+class SparsificationConfig(AnalysisToolConfig):
     max_disp: float = rng(96.0, gt=0)  # mask 0 < gt < max_disp
-    device: str = "cpu"
     out: str = "bench_results/sparsification.json"
 
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(SparsificationConfig, argv, doc=__doc__)
-    try:
-        r = measure(cfg.checkpoint, cfg.root, cfg.render_pass, cfg.limit, cfg.max_disp, cfg.device)
-    except StereoError as e:
-        raise SystemExit(f"error: {e}") from None
+    r = measure(cfg.checkpoint, cfg.root, cfg.render_pass, cfg.limit, cfg.max_disp, cfg.device)
     rows = [[f"{100 * f:.0f}%", f"{c:.3f}", f"{o:.3f}", f"{q:.3f}"]
             for f, c, o, q in zip(r["fractions"], r["confidence"], r["oracle"], r["random"], strict=True)]  # fmt: skip
     print(f"{r['pairs']} pairs of {cfg.root} ({cfg.render_pass}), {r['mask']}; EPE (px) of the pixels kept")
