@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stereo.data.registry import Sample, register_dataset
+from stereo.data.registry import Sample, region_of, register_dataset
 from stereo.errors import DatasetError
 
 PRIMARY = {"middlebury": "bad2", "eth3d": "bad1", "kitti": "d1", "sceneflow": "epe", "folder": "epe"}
@@ -33,7 +33,7 @@ def _root(cfg: Any) -> Path:
 
 def _two_view_scenes(cfg: Any, name: str, gt_names: tuple[str, ...]) -> list[Sample]:
     root = _root(cfg)
-    region = str(getattr(cfg, "region", "all"))
+    region = region_of(cfg)
     samples, no_gt = [], []
     for left in sorted(root.rglob("im0.png")):
         scene = left.parent
@@ -73,7 +73,7 @@ def eth3d_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
 def kitti_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
     root = _root(cfg)
     base = root / "training" if (root / "training").is_dir() else root
-    region = str(getattr(cfg, "region", "all"))
+    region = region_of(cfg)
     layouts = [("image_2", "image_3", "disp_occ_0", "disp_noc_0"), ("colored_0", "colored_1", "disp_occ", "disp_noc")]
     for left_dir, right_dir, occ, noc in layouts:
         if (base / left_dir).is_dir():
@@ -104,7 +104,7 @@ def folder_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
     from stereo.data.pairs import find_pairs
 
     root = _root(cfg)
-    if str(getattr(cfg, "region", "all")) == "nonocc":
+    if region_of(cfg) == "nonocc":
         raise DatasetError("data=folder has no occlusion masks: data.region=nonocc works with kitti, middlebury, "
                            "eth3d and sceneflow; use data.region=all")  # fmt: skip
     missing = [d for d in ("left", "right", "disparity") if not (root / d).is_dir()]

@@ -48,6 +48,11 @@ def register_dataset(name: str) -> Callable:
 HOLDOUT_DATASETS = {"kitti", "middlebury", "eth3d", "folder"}
 
 
+def region_of(cfg: Any) -> str:
+    """``data.region`` of a data config (``all`` | ``nonocc``); ``all`` for configs without the key."""
+    return str(getattr(cfg, "region", "all"))
+
+
 def sample_name(s: Sample) -> str:
     """A pair's name in split files: its own (data=folder: the path below ``left/``), the frame (KITTI
     ``000160_10``) or the scene folder (``im0.png``'s)."""

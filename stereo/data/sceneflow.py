@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stereo.data.registry import Sample, register_dataset
+from stereo.data.registry import Sample, region_of, register_dataset
 from stereo.errors import DatasetError
 from stereo.io import atomic_write
 
@@ -63,7 +63,7 @@ def sceneflow_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
     (:mod:`stereo.data.occlusion`)."""
     passes = RENDER_PASSES if render_pass == "both" else (render_pass,)
     samples = [s for p in passes for s in discover(cfg.root, split, p, skip_missing=bool(cfg.skip_missing))]
-    if str(getattr(cfg, "region", "all")) == "nonocc":
+    if region_of(cfg) == "nonocc":
         samples = _with_right_disparities(samples)
     return samples
 
