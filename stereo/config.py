@@ -266,6 +266,12 @@ class OptimConfig:
     loss_weights: list[float] | None = rng(
         None, ge=0, help="smooth L1 weight per head; null = the last heads of PSMNet's 0.5, 0.7, 1.0"
     )
+    local_loss_weight: float = rng(
+        0.0,
+        ge=0,
+        help="adds this weight x the same smooth L1 on each head's windowed soft-argmin (the disparities within "
+        "regression_radius of the most likely one: what regression=local answers); 0 = PSMNet's loss",
+    )
     num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
     log_every: int = rng(50, ge=1, help="steps between scalar logs")
     image_every: int = rng(1000, ge=0, help="steps between TensorBoard image panels (0 = never)")

@@ -345,6 +345,9 @@ class Trainer:
         self.model = self.model.to(self.device)
         self.model.check_train_shape(t.micro_batch or t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
+        self.local_loss = float(t.local_loss_weight)
+        if self.local_loss and self.model.refinement is not None:
+            raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
         if cfg.channels_last:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
         self.net = self._wrap_ddp()
@@ -590,14 +593,19 @@ class Trainer:
             sync = i == len(parts) - 1 or self.world == 1
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with autocast(dev, self.cfg.precision):
-                    outs = self.net(left[part], right[part])
+                    if self.local_loss:
+                        outs, local = self.net(left[part], right[part], local_radius=self.cfg.regression_radius)
+                    else:
+                        outs, local = self.net(left[part], right[part]), []
                 v = valid[part]
                 if v.any():
                     part_loss = sequence_loss(outs, gt[part], v, self.weights)
+                    if local:
+                        part_loss = part_loss + self.local_loss * sequence_loss(local, gt[part], v, self.weights)
                     if len(parts) > 1:
                         part_loss = part_loss * (v.sum() / n_valid)
                 else:  # every head in the graph, so that DDP sees a gradient for every parameter
-                    part_loss = sum(o.sum() for o in outs) * 0.0
+                    part_loss = sum(o.sum() for o in outs + local) * 0.0
                 self.scaler.scale(part_loss).backward()
             loss += part_loss.detach()
             preds.append(outs[-1].detach())

@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from stereo.config import load_config
+from stereo.errors import ConfigError
 from stereo.models import build_model, count_parameters, predict, run
 from stereo.models.cost_volume import concat_volume, gwc_volume
-from stereo.models.regression import soft_argmin, upsample_regress
+from stereo.models.regression import soft_argmin, upsample_regress, upsample_regress_windows
 
 
 def tiny(attention_kind="efficient", normalization="softmax", **over):
@@ -338,3 +339,41 @@ def test_local_regression_through_upsampling_and_the_model():
     torch.testing.assert_close(run(model, left, right).disparity, plain, rtol=0, atol=1e-4)
     model.set_runtime(regression_radius=2.0)
     assert (run(model, left, right).disparity - plain).abs().max() > 1e-2
+
+
+def test_training_regressions_from_one_upsampling_equal_the_eval_ones():
+    """upsample_regress_windows gives, from one upsampled volume, what upsample_regress gives for each
+    radius (None = every disparity; a window wider than the range = every disparity), values and
+    gradients, to float64 precision."""
+    torch.manual_seed(10)
+    cost = (torch.randn(2, 1, 8, 9, 13, dtype=torch.float64) * 3).requires_grad_()
+    size, weights = (32, 36, 52), torch.randn(2, 36, 52, dtype=torch.float64)
+    outs = upsample_regress_windows(cost, size, (None, 4.0, 1000.0))
+    refs = [upsample_regress(cost, size), upsample_regress(cost, size, radius=4.0), upsample_regress(cost, size)]
+    assert (outs[0] - outs[1]).abs().max() > 1e-2  # the window matters on this cost
+    for out, ref in zip(outs, refs, strict=True):
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+        (g_out,) = torch.autograd.grad((out * weights).sum(), cost, retain_graph=True)  # one graph for all outs
+        (g_ref,) = torch.autograd.grad((ref * weights).sum(), cost)
+        torch.testing.assert_close(g_out, g_ref, rtol=0, atol=1e-10)
+
+
+def test_training_forward_with_a_local_radius_returns_both_regressions():
+    torch.manual_seed(11)
+    model = _randomise_batchnorm(build_model(tiny())).train()
+    for m in model.modules():  # BatchNorm from its running statistics: two forwards see the same normalisation
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    x, y = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    heads, local = model(x, y, local_radius=2.0)
+    plain = model(x, y)
+    assert len(local) == len(heads) == len(plain) == 2
+    for h, p, loc in zip(heads, plain, local, strict=True):
+        torch.testing.assert_close(h, p, rtol=0, atol=1e-5)
+        assert loc.shape == h.shape and (loc - h).abs().max() > 1e-2
+    wide_heads, wide = model(x, y, local_radius=1000.0)
+    for h, w in zip(wide_heads, wide, strict=True):
+        torch.testing.assert_close(w, h, rtol=0, atol=1e-5)
+    refining = build_model(tiny(refine="residual")).train()
+    with pytest.raises(ConfigError, match="model.refine=none"):
+        refining(x, y, local_radius=2.0)

@@ -122,6 +122,37 @@ def test_micro_batches_add_up_to_the_batch_gradient(sample_root, tmp_path):
         Trainer(tiny_cfg(sample_root, batch_size=4, micro_batch=3), tmp_path / "bad")
 
 
+def test_local_loss_adds_the_windowed_regressions_loss(sample_root, tmp_path):
+    """train.local_loss_weight=w: the step's loss is PSMNet's plus w times the same per-head smooth L1 on
+    each head's windowed soft-argmin (regression_radius), measured here from the model before the step."""
+    from torch.utils.data import default_collate
+
+    from stereo.train import Trainer, sequence_loss
+
+    def step(weight, radius=3.0):
+        cfg = tiny_cfg(sample_root, "val.limit=0", f"regression_radius={radius}", batch_size=2, bn_eval=True,
+                       local_loss_weight=weight)  # fmt: skip
+        trainer = Trainer(cfg, tmp_path / f"run{weight}")
+        batch = default_collate([trainer.dataset[i] for i in range(2)])
+        trainer.model.train()
+        for m in trainer.fixed:
+            m.eval()
+        with torch.no_grad():
+            heads, local = trainer.model(batch["left"], batch["right"], local_radius=radius)
+        v, gt = batch["valid"], batch["disparity"]
+        expected = sequence_loss(heads, gt, v, trainer.weights) + weight * sequence_loss(local, gt, v, trainer.weights)
+        loss, _, _ = trainer.train_step(batch)
+        return loss, float(expected), float(sequence_loss(local, gt, v, trainer.weights))
+
+    plain, expected_plain, _ = step(0.0)
+    mixed, expected_mixed, local_part = step(0.5)
+    assert plain == pytest.approx(expected_plain, rel=1e-5)
+    assert mixed == pytest.approx(expected_mixed, rel=1e-5)
+    assert mixed - plain == pytest.approx(0.5 * local_part, rel=1e-4)
+    with pytest.raises(ConfigError, match="model.refine=none"):
+        Trainer(tiny_cfg(sample_root, "model.refine=residual", local_loss_weight=1.0), tmp_path / "bad")
+
+
 def test_resume_gives_the_same_weights(sample_root, tmp_path):
     train(tiny_cfg(sample_root, max_steps=4), tmp_path / "straight")
     train(tiny_cfg(sample_root, max_steps=2), tmp_path / "split")

@@ -15,7 +15,7 @@ from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
 from stereo.models.output import StereoOutput
 from stereo.models.refinement import REFINE_KINDS, ResidualRefinement
-from stereo.models.regression import upsample_regress
+from stereo.models.regression import upsample_regress, upsample_regress_windows
 
 log = logging.getLogger(__name__)
 _WARNED_BUDGETS: set[tuple] = set()  # (batch, h4, w4, budget) already warned about, once per process
@@ -118,17 +118,27 @@ class PSMNet(nn.Module):
             )
 
     def forward(
-        self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False
-    ) -> list[torch.Tensor] | torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False, local_radius: float | None = None
+    ) -> list[torch.Tensor] | torch.Tensor | tuple[torch.Tensor, torch.Tensor] | tuple[list, list]:
         """See the class docstring; in eval mode ``confidence=True`` also returns a (B, H, W) confidence in
         [0, 1] (the regression's probability mass near its estimate, :func:`~stereo.models.regression.soft_argmin`).
-        :meth:`infer` returns the same with the diagnostics (the head that answered, bands of rows)."""
+        :meth:`infer` returns the same with the diagnostics (the head that answered, bands of rows).
+
+        Training with ``local_radius`` (pixels) returns two lists, the heads as usual and each head's
+        windowed soft-argmin within ``local_radius`` of its most likely disparity (what ``regression=local``
+        answers in eval mode), both from the same upsampled cost: for a loss on both (``train.local_loss_weight``).
+        """
         self._check_inputs(left, right)
         if not self.training:
             out = self._infer(left, right, confidence)
             return (out.disparity, out.confidence) if confidence else out.disparity
         size = (self.max_disp, *left.shape[-2:])
         costs = self.aggregation(self.volume_of(*self.features(left, right)))
+        if local_radius is not None:
+            if self.refinement is not None:
+                raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
+            pairs = [upsample_regress_windows(c, size, (None, float(local_radius))) for c in costs]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
         heads = [upsample_regress(c, size) for c in costs]
         if self.refinement is None:
             return heads

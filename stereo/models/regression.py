@@ -22,16 +22,19 @@ def soft_argmin(
     pixels of the estimate (1 for a distribution concentrated there, low for a flat or split one)."""
     prob = F.softmax(cost, dim=1)
     values = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype)
-    if radius is None:
-        disp = torch.einsum("bdhw,d->bhw", prob, values)
-    else:
-        mode = prob.argmax(1, keepdim=True).to(prob.dtype)
-        window = prob * ((values.view(1, -1, 1, 1) - mode).abs() <= radius)
-        disp = torch.einsum("bdhw,d->bhw", window, values) / window.sum(1)  # the mode is always inside: > 0
+    disp = _expectation(prob, values, radius)
     if not confidence:
         return disp
     near = (values.view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() < CONFIDENCE_RADIUS
     return disp, (prob * near).sum(1).clamp(0, 1)
+
+
+def _expectation(prob: torch.Tensor, values: torch.Tensor, radius: float | None) -> torch.Tensor:
+    if radius is None:
+        return torch.einsum("bdhw,d->bhw", prob, values)
+    mode = prob.argmax(1, keepdim=True).to(prob.dtype)
+    window = prob * ((values.view(1, -1, 1, 1) - mode).abs() <= radius)
+    return torch.einsum("bdhw,d->bhw", window, values) / window.sum(1)  # the mode is always inside: > 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,14 +88,39 @@ def upsample_regress(
         return _upsample_regress(cost, size, chunk_rows, confidence, radius)
 
 
+def upsample_regress_windows(
+    cost: torch.Tensor, size: tuple[int, int, int], radii: tuple[float | None, ...]
+) -> list[torch.Tensor]:
+    """Training: one (B, H, W) disparity per entry of ``radii`` from a single upsampling of the (B, 1, D',
+    H', W') cost to ``size`` = (D, H, W): ``None`` is the soft-argmin over every disparity, a number the
+    windowed one of :func:`soft_argmin`. Each equals ``upsample_regress(cost, size, radius=r)``; the
+    volume is resized and normalised once for all of them (whole images: no chunks, no confidence)."""
+    if cost.dtype in (torch.float16, torch.bfloat16):
+        cost = cost.float()
+    outs: list[list[torch.Tensor]] = [[] for _ in radii]
+    with torch.autocast(cost.device.type, enabled=False):
+        md, mh, mw = _resize_matrices(cost, size)
+        values = torch.arange(size[0], device=cost.device, dtype=cost.dtype)
+        for image in cost[:, 0]:  # image by image, as upsample_regress
+            up = (md @ (mh @ (image @ mw)).reshape(image.shape[0], -1)).view(1, *size)
+            prob = F.softmax(up, dim=1)
+            for out, radius in zip(outs, radii, strict=True):
+                out.append(_expectation(prob, values, radius))
+    return [torch.cat(out) for out in outs]
+
+
+def _resize_matrices(cost: torch.Tensor, size: tuple[int, int, int]):
+    (d_out, h_out, w_out), (d_in, h_in, w_in) = size, cost.shape[-3:]
+    kw = {"device": cost.device, "dtype": cost.dtype}
+    return resize_matrix(d_in, d_out, **kw), resize_matrix(h_in, h_out, **kw), resize_matrix(w_in, w_out, **kw).T
+
+
 def _upsample_regress(
     cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None, confidence: bool, radius: float | None
 ):
-    d_out, h_out, w_out = size
-    _, _, d_in, h_in, w_in = cost.shape
-    kw = {"device": cost.device, "dtype": cost.dtype}
-    md, mh = resize_matrix(d_in, d_out, **kw), resize_matrix(h_in, h_out, **kw)
-    mw = resize_matrix(w_in, w_out, **kw).T
+    _, h_out, w_out = size
+    d_in = cost.shape[2]
+    md, mh, mw = _resize_matrices(cost, size)
     step = chunk_rows or h_out
     out, conf = [], []
     for image in cost[:, 0]:  # image by image: a disparity does not depend on the batch it came in
@@ -101,7 +129,7 @@ def _upsample_regress(
         for r in range(0, h_out, step):
             part = mh[r : r + step] @ x  # (D', rows, W)
             n = part.shape[1]
-            up = (md @ part.reshape(d_in, n * w_out)).view(1, d_out, n, w_out)
+            up = (md @ part.reshape(d_in, n * w_out)).view(1, size[0], n, w_out)
             if confidence:
                 d, c = soft_argmin(up, True, radius)
                 rows.append(d)
