@@ -102,8 +102,7 @@ def upsample_regress_windows(
         md, mh, mw = _resize_matrices(cost, size)
         values = torch.arange(size[0], device=cost.device, dtype=cost.dtype)
         for image in cost[:, 0]:  # image by image, as upsample_regress
-            up = (md @ (mh @ (image @ mw)).reshape(image.shape[0], -1)).view(1, *size)
-            prob = F.softmax(up, dim=1)
+            prob = F.softmax(_upsampled_rows(image @ mw, md, mh), dim=1)
             for out, radius in zip(outs, radii, strict=True):
                 out.append(_expectation(prob, values, radius))
     return [torch.cat(out) for out in outs]
@@ -115,11 +114,18 @@ def _resize_matrices(cost: torch.Tensor, size: tuple[int, int, int]):
     return resize_matrix(d_in, d_out, **kw), resize_matrix(h_in, h_out, **kw), resize_matrix(w_in, w_out, **kw).T
 
 
+def _upsampled_rows(x: torch.Tensor, md: torch.Tensor, mh_rows: torch.Tensor) -> torch.Tensor:
+    """(D', H', W) cost already resized along W -> (1, D, rows, W): the rows of ``mh_rows``, resized along
+    H and then D."""
+    part = mh_rows @ x  # (D', rows, W)
+    rows, width = part.shape[1:]
+    return (md @ part.reshape(x.shape[0], rows * width)).view(1, md.shape[0], rows, width)
+
+
 def _upsample_regress(
     cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None, confidence: bool, radius: float | None
 ):
-    _, h_out, w_out = size
-    d_in = cost.shape[2]
+    h_out = size[1]
     md, mh, mw = _resize_matrices(cost, size)
     step = chunk_rows or h_out
     out, conf = [], []
@@ -127,9 +133,7 @@ def _upsample_regress(
         x = image @ mw  # (D', H', W)
         rows, crows = [], []
         for r in range(0, h_out, step):
-            part = mh[r : r + step] @ x  # (D', rows, W)
-            n = part.shape[1]
-            up = (md @ part.reshape(d_in, n * w_out)).view(1, size[0], n, w_out)
+            up = _upsampled_rows(x, md, mh[r : r + step])
             if confidence:
                 d, c = soft_argmin(up, True, radius)
                 rows.append(d)
