@@ -272,6 +272,14 @@ class OptimConfig:
         help="adds this weight x the same smooth L1 on each head's windowed soft-argmin (the disparities within "
         "regression_radius of the most likely one: what regression=local answers); 0 = PSMNet's loss",
     )
+    distribution_loss_weight: float = rng(
+        0.0,
+        ge=0,
+        help="adds this weight x each head's mean divergence (nats; weighted per head as the smooth L1) of its "
+        "upsampled disparity distribution from a Laplace of distribution_scale pixels around the ground truth: "
+        "one sharp mode at the right disparity (AcfNet's unimodal supervision); 0 = PSMNet's loss",
+    )
+    distribution_scale: float = rng(1.0, gt=0, help="distribution_loss_weight: the target Laplace's scale, pixels")
     num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
     log_every: int = rng(50, ge=1, help="steps between scalar logs")
     image_every: int = rng(1000, ge=0, help="steps between TensorBoard image panels (0 = never)")

@@ -346,6 +346,8 @@ class Trainer:
         self.model.check_train_shape(t.micro_batch or t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
         self.local_loss = float(t.local_loss_weight)
+        self.distribution_loss = float(t.distribution_loss_weight)
+        self.distribution_scale = float(t.distribution_scale)
         if self.local_loss and self.model.refinement is not None:
             raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
         if cfg.channels_last:
@@ -573,6 +575,14 @@ class Trainer:
             log.info("train.time_budget=%g min: %.3f s/step (%s) -> %d steps (%s)", budget, seconds_per_step, how,
                      self.total, "the configured length" if self.total == cap else f"of at most {cap}")  # fmt: skip
 
+    def _forward(self, left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor) -> tuple[list, list, list]:
+        """The heads, and the windowed regressions and divergences that the configured losses need."""
+        if not (self.local_loss or self.distribution_loss):
+            return self.net(left, right), [], []
+        radius = self.cfg.regression_radius if self.local_loss else None
+        target = gt if self.distribution_loss else None
+        return tuple(self.net(left, right, local_radius=radius, target=target, target_scale=self.distribution_scale))
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, torch.Tensor] | None:
         """One optimizer step; returns (loss, EPE of the last head), both averaged over ranks, and the last
         head's (B, H, W) disparity, or None when the step was skipped (non-finite loss, no valid pixel on
@@ -593,19 +603,20 @@ class Trainer:
             sync = i == len(parts) - 1 or self.world == 1
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with autocast(dev, self.cfg.precision):
-                    if self.local_loss:
-                        outs, local = self.net(left[part], right[part], local_radius=self.cfg.regression_radius)
-                    else:
-                        outs, local = self.net(left[part], right[part]), []
+                    outs, local, divergence = self._forward(left[part], right[part], gt[part])
                 v = valid[part]
                 if v.any():
                     part_loss = sequence_loss(outs, gt[part], v, self.weights)
                     if local:
                         part_loss = part_loss + self.local_loss * sequence_loss(local, gt[part], v, self.weights)
+                    if divergence:
+                        part_loss = part_loss + self.distribution_loss * sum(
+                            w * d[v].mean() for w, d in zip(self.weights, divergence, strict=True)
+                        )
                     if len(parts) > 1:
                         part_loss = part_loss * (v.sum() / n_valid)
                 else:  # every head in the graph, so that DDP sees a gradient for every parameter
-                    part_loss = sum(o.sum() for o in outs + local) * 0.0
+                    part_loss = sum(o.sum() for o in outs + local + divergence) * 0.0
                 self.scaler.scale(part_loss).backward()
             loss += part_loss.detach()
             preds.append(outs[-1].detach())

@@ -8,7 +8,13 @@ from stereo.config import load_config
 from stereo.errors import ConfigError
 from stereo.models import build_model, count_parameters, predict, run
 from stereo.models.cost_volume import concat_volume, gwc_volume
-from stereo.models.regression import soft_argmin, upsample_regress, upsample_regress_windows
+from stereo.models.regression import (
+    laplace_divergence,
+    laplace_target,
+    soft_argmin,
+    upsample_regress,
+    upsample_regress_windows,
+)
 
 
 def tiny(attention_kind="efficient", normalization="softmax", **over):
@@ -358,6 +364,78 @@ def test_training_regressions_from_one_upsampling_equal_the_eval_ones():
         torch.testing.assert_close(g_out, g_ref, rtol=0, atol=1e-10)
 
 
+def test_laplace_divergence_is_the_kl_from_the_laplace_mixture():
+    """Per pixel, KL(p || softmax(logits)) with p = (k + 1 - t) L_k + (t - k) L_(k+1), k = floor(t), L_c(d) =
+    exp(-|d - c| / b) / Z over d = 0..D-1, from a direct float64 sum; 0 exactly when the logits have the
+    target's shape (any offset), > 0 otherwise; the target's mean is t (to its truncated tails) away from the
+    ends of the range (one Laplace centred on t would be off by up to 0.05 px); odd targets stay finite."""
+    torch.manual_seed(12)
+    logits = torch.randn(2, 20, 3, 4, dtype=torch.float64) * 2
+    target = torch.rand(2, 3, 4, dtype=torch.float64) * 19
+    target[0, 0, 0] = 7.0  # an integer: one Laplace
+    got = laplace_divergence(logits, target, 1.5)
+    d = torch.arange(20, dtype=torch.float64)
+
+    def laplace(c):
+        w = torch.exp(-(d - c).abs() / 1.5)
+        return w / w.sum()
+
+    for b, y, x in [(0, 0, 0), (1, 2, 3), (1, 1, 2), (0, 2, 1)]:
+        t = float(target[b, y, x])
+        k = float(torch.floor(target[b, y, x]))
+        p = (k + 1 - t) * laplace(k) + (t - k) * laplace(k + 1)
+        q = torch.softmax(logits[b, :, y, x], 0)
+        assert float(got[b, y, x]) == pytest.approx(float((p * torch.log(p / q)).sum()), abs=1e-12)
+    assert (got > 0).all()
+    shaped = laplace_target(target, 20, 1.5) + 7.0
+    assert laplace_divergence(shaped, target, 1.5).abs().max() < 1e-12
+    far = 20 + torch.rand(1, 5, 7, dtype=torch.float64) * 20  # >= 20 scales from both ends of 0..59
+    mean = (laplace_target(far, 60, 1.0).exp() * torch.arange(60, dtype=torch.float64).view(1, -1, 1, 1)).sum(1)
+    torch.testing.assert_close(mean, far, rtol=0, atol=1e-7)  # the tails beyond the ends: < e^-20
+    odd = torch.tensor([[[-5.0, 40.0, float("nan"), float("inf")]]], dtype=torch.float64)
+    assert torch.isfinite(laplace_divergence(logits[:1, :, :1], odd, 1.0)).all()
+
+
+def test_training_divergence_from_one_upsampling_equals_the_direct_one():
+    """upsample_regress_windows' divergence map equals laplace_divergence of the trilinearly upsampled cost
+    (F.interpolate), values and gradients in float64, and leaves the regressions unchanged."""
+    torch.manual_seed(13)
+    cost = (torch.randn(2, 1, 8, 9, 13, dtype=torch.float64) * 3).requires_grad_()
+    size, weights = (32, 36, 52), torch.randn(2, 36, 52, dtype=torch.float64)
+    target = torch.rand(2, 36, 52, dtype=torch.float64) * 31
+    soft, local, kl = upsample_regress_windows(cost, size, (None, 4.0), target, 0.8)
+    up = F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1)
+    ref = laplace_divergence(up, target, 0.8)
+    torch.testing.assert_close(kl, ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(soft, upsample_regress(cost, size), rtol=0, atol=1e-10)
+    torch.testing.assert_close(local, upsample_regress(cost, size, radius=4.0), rtol=0, atol=1e-10)
+    (g_kl,) = torch.autograd.grad((kl * weights).sum(), cost)
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), cost)
+    torch.testing.assert_close(g_kl, g_ref, rtol=0, atol=1e-10)
+
+
+def test_training_forward_with_a_target_returns_the_divergences():
+    torch.manual_seed(14)
+    model = _randomise_batchnorm(build_model(tiny())).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    x, y = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    target = torch.rand(2, 64, 96) * 31
+    out = model(x, y, target=target, target_scale=2.0)
+    plain = model(x, y)
+    assert out.local == [] and len(out.divergence) == len(out.heads) == len(plain) == 2
+    for h, p, kl in zip(out.heads, plain, out.divergence, strict=True):
+        torch.testing.assert_close(h, p, rtol=0, atol=1e-5)
+        assert kl.shape == h.shape and (kl > 0).all()
+    both = model(x, y, local_radius=2.0, target=target, target_scale=2.0)
+    assert len(both.local) == 2
+    for a, b in zip(both.divergence, out.divergence, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    refining = build_model(tiny(refine="residual")).train()  # the divergence is of the heads before refinement
+    assert len(refining(x, y, target=target).divergence) == 2
+
+
 def test_training_forward_with_a_local_radius_returns_both_regressions():
     torch.manual_seed(11)
     model = _randomise_batchnorm(build_model(tiny())).train()
@@ -365,13 +443,13 @@ def test_training_forward_with_a_local_radius_returns_both_regressions():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
     x, y = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
-    heads, local = model(x, y, local_radius=2.0)
+    heads, local, divergence = model(x, y, local_radius=2.0)
     plain = model(x, y)
-    assert len(local) == len(heads) == len(plain) == 2
+    assert len(local) == len(heads) == len(plain) == 2 and divergence == []
     for h, p, loc in zip(heads, plain, local, strict=True):
         torch.testing.assert_close(h, p, rtol=0, atol=1e-5)
         assert loc.shape == h.shape and (loc - h).abs().max() > 1e-2
-    wide_heads, wide = model(x, y, local_radius=1000.0)
+    wide_heads, wide, _ = model(x, y, local_radius=1000.0)
     for h, w in zip(wide_heads, wide, strict=True):
         torch.testing.assert_close(w, h, rtol=0, atol=1e-5)
     refining = build_model(tiny(refine="residual")).train()

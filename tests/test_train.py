@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from stereo.checkpoint import load_checkpoint
 from stereo.data.sceneflow import SceneFlowError
 from stereo.errors import ConfigError
 from stereo.metrics import disparity_metrics
-from stereo.train import epoch_batches, train
+from stereo.train import Trainer, epoch_batches, train
 from tests.conftest import REPO
 from tests.conftest import make_tiny_cfg as tiny_cfg
 
@@ -125,32 +126,64 @@ def test_micro_batches_add_up_to_the_batch_gradient(sample_root, tmp_path):
 def test_local_loss_adds_the_windowed_regressions_loss(sample_root, tmp_path):
     """train.local_loss_weight=w: the step's loss is PSMNet's plus w times the same per-head smooth L1 on
     each head's windowed soft-argmin (regression_radius), measured here from the model before the step."""
-    from torch.utils.data import default_collate
+    from stereo.train import sequence_loss
 
-    from stereo.train import Trainer, sequence_loss
-
-    def step(weight, radius=3.0):
-        cfg = tiny_cfg(sample_root, "val.limit=0", f"regression_radius={radius}", batch_size=2, bn_eval=True,
-                       local_loss_weight=weight)  # fmt: skip
-        trainer = Trainer(cfg, tmp_path / f"run{weight}")
-        batch = default_collate([trainer.dataset[i] for i in range(2)])
-        trainer.model.train()
-        for m in trainer.fixed:
-            m.eval()
-        with torch.no_grad():
-            heads, local = trainer.model(batch["left"], batch["right"], local_radius=radius)
+    def expected(trainer, batch, weight, radius=3.0):
+        heads, local, _ = trainer.model(batch["left"], batch["right"], local_radius=radius)
         v, gt = batch["valid"], batch["disparity"]
-        expected = sequence_loss(heads, gt, v, trainer.weights) + weight * sequence_loss(local, gt, v, trainer.weights)
-        loss, _, _ = trainer.train_step(batch)
-        return loss, float(expected), float(sequence_loss(local, gt, v, trainer.weights))
+        extra = sequence_loss(local, gt, v, trainer.weights)
+        return float(sequence_loss(heads, gt, v, trainer.weights) + weight * extra), float(extra)
 
-    plain, expected_plain, _ = step(0.0)
-    mixed, expected_mixed, local_part = step(0.5)
+    plain, expected_plain, _ = _one_step(sample_root, tmp_path / "plain", expected, 0.0, "regression_radius=3.0",
+                                         local_loss_weight=0.0)  # fmt: skip
+    mixed, expected_mixed, local_part = _one_step(sample_root, tmp_path / "mixed", expected, 0.5,
+                                                  "regression_radius=3.0", local_loss_weight=0.5)  # fmt: skip
     assert plain == pytest.approx(expected_plain, rel=1e-5)
     assert mixed == pytest.approx(expected_mixed, rel=1e-5)
     assert mixed - plain == pytest.approx(0.5 * local_part, rel=1e-4)
     with pytest.raises(ConfigError, match="model.refine=none"):
         Trainer(tiny_cfg(sample_root, "model.refine=residual", local_loss_weight=1.0), tmp_path / "bad")
+
+
+def test_distribution_loss_adds_the_heads_divergences(sample_root, tmp_path):
+    """train.distribution_loss_weight=w: the step's loss is PSMNet's plus w times the per-head weighted mean
+    (over valid pixels) of each head's divergence from a Laplace of distribution_scale pixels around the
+    ground truth, recomputed here from the model before the step with the divergence's own definition."""
+    from stereo.models.regression import laplace_divergence
+    from stereo.train import sequence_loss
+
+    def expected(trainer, batch, weight, scale=2.0):
+        heads = trainer.model(batch["left"], batch["right"])
+        costs = trainer.model.aggregation(trainer.model.volume_of(*trainer.model.features(batch["left"],
+                                                                                          batch["right"])))  # fmt: skip
+        v, gt = batch["valid"], batch["disparity"]
+        size = (trainer.model.max_disp, *gt.shape[-2:])
+        ups = [F.interpolate(c, size, mode="trilinear", align_corners=False).squeeze(1) for c in costs]
+        extra = sum(w * laplace_divergence(u, gt, scale)[v].mean() for w, u in zip(trainer.weights, ups, strict=True))
+        return float(sequence_loss(heads, gt, v, trainer.weights) + weight * extra), float(extra)
+
+    plain, expected_plain, _ = _one_step(sample_root, tmp_path / "plain", expected, 0.0, distribution_scale=2.0)
+    mixed, expected_mixed, part = _one_step(sample_root, tmp_path / "mixed", expected, 0.25,
+                                            distribution_loss_weight=0.25, distribution_scale=2.0)  # fmt: skip
+    assert plain == pytest.approx(expected_plain, rel=1e-5)
+    assert mixed == pytest.approx(expected_mixed, rel=1e-5)
+    assert part > 0 and mixed - plain == pytest.approx(0.25 * part, rel=1e-4)
+
+
+def _one_step(sample_root, run, expected, weight, *overrides, **train_keys):
+    """(the loss of one training step, the loss ``expected`` computes before it, its extra term)."""
+    from torch.utils.data import default_collate
+
+    cfg = tiny_cfg(sample_root, "val.limit=0", *overrides, batch_size=2, bn_eval=True, **train_keys)
+    trainer = Trainer(cfg, run)
+    batch = default_collate([trainer.dataset[i] for i in range(2)])
+    trainer.model.train()
+    for m in trainer.fixed:
+        m.eval()
+    with torch.no_grad():
+        want, extra = expected(trainer, batch, weight)
+    loss, _, _ = trainer.train_step(batch)
+    return loss, want, extra
 
 
 def test_resume_gives_the_same_weights(sample_root, tmp_path):

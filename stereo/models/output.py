@@ -1,9 +1,10 @@
-"""What a stereo method returns at inference: the networks, OpenCV SGBM and ONNX Runtime alike."""
+"""What a stereo method returns: at inference (the networks, OpenCV SGBM and ONNX Runtime alike), and what a
+network's training forward returns when the auxiliary losses need more than the heads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -27,6 +28,17 @@ class StereoOutput:
         """The top-left (height, width) of every map (undoing bottom/right padding)."""
         conf = None if self.confidence is None else self.confidence[:, :height, :width]
         return replace(self, disparity=self.disparity[:, :height, :width], confidence=conf)
+
+
+class TrainingOutput(NamedTuple):
+    """Training forward with extras (:meth:`stereo.models.psmnet.PSMNet.forward`), one (B, H, W) map per head
+    in each list. ``heads``: the disparities (pixels), as without extras. ``local``: each head's windowed
+    soft-argmin (pixels; empty unless asked for). ``divergence``: each head's per-pixel divergence (nats) from
+    the target distribution (empty unless asked for)."""
+
+    heads: list[torch.Tensor]
+    local: list[torch.Tensor]
+    divergence: list[torch.Tensor]
 
 
 class Predictor(Protocol):

@@ -13,7 +13,7 @@ from stereo.errors import ConfigError
 from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
-from stereo.models.output import StereoOutput
+from stereo.models.output import StereoOutput, TrainingOutput
 from stereo.models.refinement import REFINE_KINDS, ResidualRefinement
 from stereo.models.regression import upsample_regress, upsample_regress_windows
 
@@ -118,15 +118,24 @@ class PSMNet(nn.Module):
             )
 
     def forward(
-        self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False, local_radius: float | None = None
-    ) -> list[torch.Tensor] | torch.Tensor | tuple[torch.Tensor, torch.Tensor] | tuple[list, list]:
+        self,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        confidence: bool = False,
+        local_radius: float | None = None,
+        target: torch.Tensor | None = None,
+        target_scale: float = 1.0,
+    ) -> list[torch.Tensor] | torch.Tensor | tuple[torch.Tensor, torch.Tensor] | TrainingOutput:
         """See the class docstring; in eval mode ``confidence=True`` also returns a (B, H, W) confidence in
         [0, 1] (the regression's probability mass near its estimate, :func:`~stereo.models.regression.soft_argmin`).
         :meth:`infer` returns the same with the diagnostics (the head that answered, bands of rows).
 
-        Training with ``local_radius`` (pixels) returns two lists, the heads as usual and each head's
-        windowed soft-argmin within ``local_radius`` of its most likely disparity (what ``regression=local``
-        answers in eval mode), both from the same upsampled cost: for a loss on both (``train.local_loss_weight``).
+        Training with extras returns a :class:`~stereo.models.output.TrainingOutput`, all from the same
+        upsampled cost of each head: with ``local_radius`` (pixels) each head's windowed soft-argmin within
+        ``local_radius`` of its most likely disparity (what ``regression=local`` answers in eval mode;
+        ``train.local_loss_weight``), with ``target`` ((B, H, W) ground truth, pixels) each head's per-pixel
+        divergence from a Laplace distribution of ``target_scale`` pixels around it
+        (:func:`~stereo.models.regression.laplace_divergence`; ``train.distribution_loss_weight``).
         """
         self._check_inputs(left, right)
         if not self.training:
@@ -134,12 +143,17 @@ class PSMNet(nn.Module):
             return (out.disparity, out.confidence) if confidence else out.disparity
         size = (self.max_disp, *left.shape[-2:])
         costs = self.aggregation(self.volume_of(*self.features(left, right)))
-        if local_radius is not None:
-            if self.refinement is not None:
+        if local_radius is not None or target is not None:
+            if local_radius is not None and self.refinement is not None:
                 raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
-            pairs = [upsample_regress_windows(c, size, (None, float(local_radius))) for c in costs]
-            return [p[0] for p in pairs], [p[1] for p in pairs]
-        heads = [upsample_regress(c, size) for c in costs]
+            radii = (None,) if local_radius is None else (None, float(local_radius))
+            maps = [upsample_regress_windows(c, size, radii, target, target_scale) for c in costs]
+            heads = self._refined([m[0] for m in maps], left, right)
+            local = [m[1] for m in maps] if local_radius is not None else []
+            return TrainingOutput(heads, local, [m[-1] for m in maps] if target is not None else [])
+        return self._refined([upsample_regress(c, size) for c in costs], left, right)
+
+    def _refined(self, heads: list[torch.Tensor], left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
         if self.refinement is None:
             return heads
         guide, right_guide = self.normalised(left), self.normalised(right)

@@ -89,23 +89,59 @@ def upsample_regress(
 
 
 def upsample_regress_windows(
-    cost: torch.Tensor, size: tuple[int, int, int], radii: tuple[float | None, ...]
+    cost: torch.Tensor,
+    size: tuple[int, int, int],
+    radii: tuple[float | None, ...],
+    target: torch.Tensor | None = None,
+    target_scale: float = 1.0,
 ) -> list[torch.Tensor]:
     """Training: one (B, H, W) disparity per entry of ``radii`` from a single upsampling of the (B, 1, D',
     H', W') cost to ``size`` = (D, H, W): ``None`` is the soft-argmin over every disparity, a number the
     windowed one of :func:`soft_argmin`. Each equals ``upsample_regress(cost, size, radius=r)``; the
-    volume is resized and normalised once for all of them (whole images: no chunks, no confidence)."""
+    volume is resized and normalised once for all of them (whole images: no chunks, no confidence).
+
+    With ``target`` ((B, H, W) disparities in pixels), one more (B, H, W) map after them: the divergence
+    :func:`laplace_divergence` of each pixel's upsampled distribution from a Laplace distribution of scale
+    ``target_scale`` pixels around the target (a loss that asks for one sharp mode at the right disparity)."""
     if cost.dtype in (torch.float16, torch.bfloat16):
         cost = cost.float()
-    outs: list[list[torch.Tensor]] = [[] for _ in radii]
+    outs: list[list[torch.Tensor]] = [[] for _ in range(len(radii) + (target is not None))]
     with torch.autocast(cost.device.type, enabled=False):
         md, mh, mw = _resize_matrices(cost, size)
         values = torch.arange(size[0], device=cost.device, dtype=cost.dtype)
-        for image in cost[:, 0]:  # image by image, as upsample_regress
-            prob = F.softmax(_upsampled_rows(image @ mw, md, mh), dim=1)
-            for out, radius in zip(outs, radii, strict=True):
+        for i, image in enumerate(cost[:, 0]):  # image by image, as upsample_regress
+            logits = _upsampled_rows(image @ mw, md, mh)
+            prob = F.softmax(logits, dim=1)
+            for out, radius in zip(outs, radii, strict=False):
                 out.append(_expectation(prob, values, radius))
+            if target is not None:
+                outs[-1].append(laplace_divergence(logits, target[i : i + 1].to(cost.dtype), target_scale))
     return [torch.cat(out) for out in outs]
+
+
+def laplace_divergence(logits: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+    """KL(target || softmax(logits)) in nats, per pixel: (B, D, H, W) logits over the disparities 0..D-1 and
+    (B, H, W) target disparities t (pixels) -> (B, H, W). The target distribution is :func:`laplace_target`:
+    0 for a prediction of exactly that shape, and minimised by one sharp mode at t (the unimodal supervision
+    of AcfNet, Zhang et al. 2020, with a fixed scale). Targets outside [0, D-1] and non-finite ones are
+    clamped, so that masked-out pixels stay finite (their gradient is then zero)."""
+    log_p = laplace_target(target, logits.shape[1], scale)
+    return (log_p.exp() * (log_p - F.log_softmax(logits, dim=1))).sum(1)
+
+
+def laplace_target(target: torch.Tensor, depth: int, scale: float) -> torch.Tensor:
+    """(B, H, W) disparities t (pixels) -> (B, D, H, W) log-probabilities over the disparities 0..D-1: two
+    Laplace distributions of ``scale`` pixels discretised on them, centred on the integers k = floor(t) and
+    k + 1 and mixed with weights (k + 1 - t, t - k). Each is symmetric about its integer, so the mixture's
+    mean is exactly t away from the ends of the range (one Laplace centred on t itself, discretised, is
+    biased by up to ~0.05 px between the integers)."""
+    values = torch.arange(depth, device=target.device, dtype=target.dtype).view(1, -1, 1, 1)
+    t = torch.nan_to_num(target, nan=0.0, posinf=0.0, neginf=0.0).clamp(0, depth - 1).unsqueeze(1)
+    k = t.floor()
+    frac = t - k
+    below = F.log_softmax(-(values - k).abs() / scale, dim=1) + torch.log1p(-frac)
+    above = F.log_softmax(-(values - k - 1).abs() / scale, dim=1) + torch.log(frac)  # frac = 0: -inf, no share
+    return torch.logaddexp(below, above)
 
 
 def _resize_matrices(cost: torch.Tensor, size: tuple[int, int, int]):
