@@ -150,6 +150,29 @@ def test_deterministic_from_seed(tmp_path):
     assert (tmp_path / "a" / rel).read_bytes() != (tmp_path / "c" / rel).read_bytes()
 
 
+def _signal_dispositions(job):
+    import signal
+
+    return {"term": signal.getsignal(signal.SIGTERM), "int": signal.getsignal(signal.SIGINT)}
+
+
+def test_generation_workers_die_on_sigterm_and_leave_ctrl_c_to_the_parent(monkeypatch):
+    """A parent with a Python SIGTERM handler (as every stereo-* app has) must not pass it on to its
+    generation workers: the pool's terminate() would then run Python's exit cleanup in them, which can wait
+    forever on a lock held at fork time."""
+    import signal
+
+    from stereo.data import synthetic
+
+    monkeypatch.setattr(synthetic, "_make_pair", _signal_dispositions)  # forked workers see the patched module
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        seen = synthetic._run_jobs([()] * 4, workers=2, desc="", progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [{"term": signal.SIG_DFL, "int": signal.SIG_IGN}] * 4
+
+
 def test_existing_folder_reused_or_refused(tmp_path):
     kw = dict(height=40, width=80, train_pairs=1, test_pairs=1, progress=False)
     generate_sceneflow_sample(tmp_path / "s", seed=1, **kw)

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -837,6 +838,15 @@ def _existing_sample(out: Path, params: dict, replace: bool) -> dict | None:
     return None
 
 
+def _worker_signals() -> None:
+    """In a generation worker: SIGTERM kills at once and Ctrl-C is left to the parent. A forked worker
+    inherits the parent's Python SIGTERM handler (stereo.apps.run's, which raises SystemExit); a worker then
+    stopped by the pool's terminate() ran Python's exit cleanup and could wait forever on a lock held at
+    fork time, leaving the parent waiting for it after the last pair (seen once with workers=2)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_jobs(jobs: list[tuple], workers: int, desc: str, progress: bool) -> list[dict]:
     """:func:`_make_pair` over every job, in order, in ``workers`` processes, with a progress bar."""
     bar = progress_bar(total=len(jobs), desc=desc, unit="pair", enabled=progress)
@@ -848,7 +858,7 @@ def _run_jobs(jobs: list[tuple], workers: int, desc: str, progress: bool) -> lis
     else:
         import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
             for r in pool.imap(_make_pair, jobs, chunksize=4):
                 results.append(r)
                 bar.update()
