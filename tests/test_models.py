@@ -366,9 +366,10 @@ def test_training_regressions_from_one_upsampling_equal_the_eval_ones():
 
 def test_laplace_divergence_is_the_kl_from_the_laplace_mixture():
     """Per pixel, KL(p || softmax(logits)) with p = (k + 1 - t) L_k + (t - k) L_(k+1), k = floor(t), L_c(d) =
-    exp(-|d - c| / b) / Z over d = 0..D-1, from a direct float64 sum; 0 exactly when the logits have the
-    target's shape (any offset), > 0 otherwise; the target's mean is t (to its truncated tails) away from the
-    ends of the range (one Laplace centred on t would be off by up to 0.05 px); odd targets stay finite."""
+    exp(-|d - c| / b) / Z over d = 0..D-1 with |d - c| <= ceil(10 b), from a direct float64 sum over the
+    range; 0 exactly when the logits have the target's shape (any offset), > 0 otherwise; gradcheck; the
+    target's mean is t (to its cut tails) away from the ends of the range (one Laplace centred on t would be
+    off by up to 0.05 px); odd targets stay finite."""
     torch.manual_seed(12)
     logits = torch.randn(2, 20, 3, 4, dtype=torch.float64) * 2
     target = torch.rand(2, 3, 4, dtype=torch.float64) * 19
@@ -376,8 +377,8 @@ def test_laplace_divergence_is_the_kl_from_the_laplace_mixture():
     got = laplace_divergence(logits, target, 1.5)
     d = torch.arange(20, dtype=torch.float64)
 
-    def laplace(c):
-        w = torch.exp(-(d - c).abs() / 1.5)
+    def laplace(c):  # cut at ceil(10 scales) = 15 px from its centre
+        w = torch.exp(-(d - c).abs() / 1.5) * ((d - c).abs() <= 15)
         return w / w.sum()
 
     for b, y, x in [(0, 0, 0), (1, 2, 3), (1, 1, 2), (0, 2, 1)]:
@@ -385,7 +386,8 @@ def test_laplace_divergence_is_the_kl_from_the_laplace_mixture():
         k = float(torch.floor(target[b, y, x]))
         p = (k + 1 - t) * laplace(k) + (t - k) * laplace(k + 1)
         q = torch.softmax(logits[b, :, y, x], 0)
-        assert float(got[b, y, x]) == pytest.approx(float((p * torch.log(p / q)).sum()), abs=1e-12)
+        terms = torch.where(p > 0, p * torch.log(p / q), torch.zeros_like(p))
+        assert float(got[b, y, x]) == pytest.approx(float(terms.sum()), abs=1e-12)
     assert (got > 0).all()
     shaped = laplace_target(target, 20, 1.5) + 7.0
     assert laplace_divergence(shaped, target, 1.5).abs().max() < 1e-12
@@ -394,6 +396,8 @@ def test_laplace_divergence_is_the_kl_from_the_laplace_mixture():
     torch.testing.assert_close(mean, far, rtol=0, atol=1e-7)  # the tails beyond the ends: < e^-20
     odd = torch.tensor([[[-5.0, 40.0, float("nan"), float("inf")]]], dtype=torch.float64)
     assert torch.isfinite(laplace_divergence(logits[:1, :, :1], odd, 1.0)).all()
+    small = logits[:1, :, :2, :2].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: laplace_divergence(x, target[:1, :2, :2], 0.7), (small,))
 
 
 def test_training_divergence_from_one_upsampling_equals_the_direct_one():
