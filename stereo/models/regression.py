@@ -113,7 +113,7 @@ def upsample_regress_windows(
         for i, image in enumerate(cost[:, 0]):  # image by image, as upsample_regress
             logits = _upsampled_rows(image @ mw, md, mh)
             prob = F.softmax(logits, dim=1)
-            for out, radius in zip(outs, radii, strict=False):
+            for out, radius in zip(outs[: len(radii)], radii, strict=True):  # the divergence, if any, is last
                 out.append(_expectation(prob, values, radius))
             if target is not None:
                 outs[-1].append(laplace_divergence(logits, target[i : i + 1].to(cost.dtype), target_scale))
