@@ -64,7 +64,10 @@ LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")}
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
 EarlyExit = Choice("EarlyExit", {k: k for k in ("off", "confidence", "head")})
 Backend = Choice("Backend", {k: k for k in ("torch", "onnxruntime")})
-Region = Choice("Region", {k: k for k in ("all", "nonocc")})
+# How far from a ground-truth depth edge a pixel counts as "at the edge" (data.region=edges, the edge loss):
+# 2 px covers the fattened border that a 1/4-resolution cost volume smears over, and sub-pixel thin structures.
+EDGE_RADIUS = 2
+Region = Choice("Region", {k: k for k in ("all", "nonocc", "edges")})
 Regression = Choice("Regression", {k: k for k in ("soft_argmin", "local")})
 SgbmMode = Choice("SgbmMode", {k: k for k in ("sgbm", "hh", "sgbm_3way", "hh4")})
 
@@ -222,7 +225,11 @@ class DataConfig:
     region: Region = rng(
         Region.all,
         help="all (every pixel with ground truth) | nonocc: visible in both views (KITTI disp_noc, Middlebury/ETH3D "
-        "mask0nocc, Scene Flow: where the right view's disparity confirms the left one)",
+        "mask0nocc, Scene Flow: where the right view's disparity confirms the left one) | edges: within "
+        "edge_radius of a depth edge of the ground truth (borders and thin structures; dense ground truth only)",
+    )
+    edge_radius: int = rng(
+        EDGE_RADIUS, ge=0, help="region=edges: how far from a depth edge (4-neighbours > 1 px apart) a pixel counts, px"
     )
     val_fraction: float = rng(
         0.2,
@@ -280,6 +287,14 @@ class OptimConfig:
         "one sharp mode at the right disparity (AcfNet's unimodal supervision); 0 = PSMNet's loss",
     )
     distribution_scale: float = rng(1.0, gt=0, help="distribution_loss_weight: the target Laplace's scale, pixels")
+    edge_loss_weight: float = rng(
+        0.0,
+        ge=0,
+        help="adds this weight x the same smooth L1 (per head as PSMNet's) over only the valid pixels within "
+        "edge_radius of a ground-truth depth edge (4-neighbours more than 1 px apart): more weight where thin "
+        "structures and object borders are; 0 = PSMNet's loss",
+    )
+    edge_radius: int = rng(EDGE_RADIUS, ge=0, help="edge_loss_weight: how far from a depth edge a pixel counts, px")
     num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
     log_every: int = rng(50, ge=1, help="steps between scalar logs")
     image_every: int = rng(1000, ge=0, help="steps between TensorBoard image panels (0 = never)")

@@ -28,6 +28,27 @@ def valid_mask(gt: torch.Tensor, mask: str = "positive", max_disp: float = 192) 
     raise ValueError(f"mask must be one of {list(MASKS)}, got {mask!r}")
 
 
+def depth_edges(gt: torch.Tensor, radius: int = 2, jump: float = 1.0) -> torch.Tensor:
+    """Boolean mask of the pixels within ``radius`` pixels (a square window) of a depth edge in the
+    (B, H, W) ground truth ``gt`` (pixels): a pair of 4-neighbours whose finite disparities differ by more
+    than ``jump`` pixels marks both of its pixels. Non-finite ground truth makes no edge."""
+    if gt.dim() != 3:
+        raise ValueError(f"gt must be (B, H, W), got {tuple(gt.shape)}")
+    g = gt.float()
+    edge = torch.zeros_like(g, dtype=torch.bool)
+    # A NaN or inf difference compares False, so unknown ground truth never marks an edge.
+    dx = (g[:, :, 1:] - g[:, :, :-1]).abs() > jump
+    dy = (g[:, 1:, :] - g[:, :-1, :]).abs() > jump
+    edge[:, :, 1:] |= dx
+    edge[:, :, :-1] |= dx
+    edge[:, 1:, :] |= dy
+    edge[:, :-1, :] |= dy
+    if radius > 0:
+        k = 2 * radius + 1
+        edge = torch.nn.functional.max_pool2d(edge[:, None].float(), k, stride=1, padding=radius)[:, 0] > 0
+    return edge
+
+
 def describe_mask(mask: str, max_disp: float) -> str:
     return f"{mask}: {MASKS[str(mask)].replace('max_disp', f'{max_disp:g}')}"
 

@@ -44,7 +44,7 @@ from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
 from stereo.io import output_lock, write_json, write_text
-from stereo.metrics import METRIC_KEYS, disparity_metrics
+from stereo.metrics import METRIC_KEYS, depth_edges, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
 from stereo.visualize import ERROR_MAX_PX, result_panels
@@ -348,6 +348,7 @@ class Trainer:
         self.local_loss = float(t.local_loss_weight)
         self.distribution_loss = float(t.distribution_loss_weight)
         self.distribution_scale = float(t.distribution_scale)
+        self.edge_loss, self.edge_radius = float(t.edge_loss_weight), int(t.edge_radius)
         if self.local_loss and self.model.refinement is not None:
             raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
         if cfg.channels_last:
@@ -609,6 +610,10 @@ class Trainer:
                     part_loss = sequence_loss(outs, gt[part], v, self.weights)
                     if local:
                         part_loss = part_loss + self.local_loss * sequence_loss(local, gt[part], v, self.weights)
+                    if self.edge_loss:
+                        near = v & depth_edges(gt[part], self.edge_radius)
+                        if near.any():
+                            part_loss = part_loss + self.edge_loss * sequence_loss(outs, gt[part], near, self.weights)
                     if divergence:
                         part_loss = part_loss + self.distribution_loss * sum(
                             w * d[v].mean() for w, d in zip(self.weights, divergence, strict=True)

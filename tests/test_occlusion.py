@@ -1,4 +1,4 @@
-"""Non-occluded pixels from two ground-truth disparity maps, and ``data.region=nonocc`` on Scene Flow."""
+"""Non-occluded pixels from two ground-truth disparity maps, and ``data.region=nonocc|edges`` on Scene Flow."""
 
 import csv
 import shutil
@@ -73,6 +73,36 @@ def test_sceneflow_nonocc_evaluates_only_pixels_the_right_view_confirms(sample_r
         region = nonoccluded(gl, gr) & in_range
         assert int(row["pixels"]) == region.sum()
         assert 0 < region.sum() < in_range.sum()  # generated scenes have occlusions
+
+
+def _near_edges(gt: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within ``radius`` (square window) of a pair of 4-neighbours more than 1 px apart: numpy shifts."""
+    edge = np.zeros(gt.shape, bool)
+    with np.errstate(invalid="ignore"):
+        dx, dy = np.abs(np.diff(gt, axis=1)) > 1, np.abs(np.diff(gt, axis=0)) > 1
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:] |= dy
+    edge[:-1] |= dy
+    out = np.zeros_like(edge)
+    for y, x in zip(*np.nonzero(edge), strict=True):
+        out[max(y - radius, 0) : y + radius + 1, max(x - radius, 0) : x + radius + 1] = True
+    return out
+
+
+def test_sceneflow_edges_evaluates_only_pixels_near_depth_edges(sample_root, checkpoint, tmp_path):
+    all_px, _ = _eval(sample_root, tmp_path, checkpoint)
+    for radius in (2, 0):
+        edges, out = _eval(sample_root, tmp_path, checkpoint, "data.region=edges", f"data.edge_radius={radius}")
+        assert edges.region == "edges" and edges.pairs == all_px.pairs == 4
+        with open(out / "per_image.csv") as f:
+            rows = list(csv.DictReader(f))
+        for s, row in zip(discover(sample_root, "test", "clean"), rows, strict=True):
+            gt = read_pfm(s.disparity)
+            in_range = (gt > 0) & (gt < 32)
+            region = _near_edges(gt, radius) & in_range
+            assert int(row["pixels"]) == region.sum()
+            assert 0 < region.sum() < in_range.sum()
 
 
 def test_sceneflow_nonocc_names_a_missing_right_disparity_and_folder_refuses(sample_root, checkpoint, tmp_path):

@@ -116,6 +116,8 @@ def test_kitti_layouts_and_d1(checkpoint, sample_root, tmp_path, layout):
     assert r.d1 == pytest.approx(np.mean([_reference(checkpoint, s, "d1") for s in samples]), rel=1e-5, abs=1e-9)
     noc = _eval(checkpoint, tmp_path / "kitti", "kitti", "data.region=nonocc")
     assert noc.pairs == 3
+    with pytest.raises(DatasetError, match="KITTI's ground truth is sparse.*data.region=edges needs dense"):
+        _eval(checkpoint, tmp_path / "kitti", "kitti", "data.region=edges")
 
 
 def test_bad_real_inputs_are_named(sample_root, tmp_path, checkpoint):

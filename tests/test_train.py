@@ -170,6 +170,57 @@ def test_distribution_loss_adds_the_heads_divergences(sample_root, tmp_path):
     assert part > 0 and mixed - plain == pytest.approx(0.25 * part, rel=1e-4)
 
 
+def test_depth_edges_match_a_direct_scan():
+    """Every pixel within ``radius`` (square window) of a pair of 4-neighbours more than ``jump`` px apart,
+    found here by a plain scan of all such pairs; unknown (NaN/inf) ground truth never makes an edge."""
+    from stereo.metrics import depth_edges
+
+    g = torch.Generator().manual_seed(3)
+    # Flat 6x8 blocks of 0, 2 or 4 px with 0.2 px of noise: edges at some block borders only.
+    blocks = torch.randint(0, 3, (2, 2, 3), generator=g).double() * 2
+    gt = blocks.repeat_interleave(6, 1).repeat_interleave(8, 2) + 0.2 * torch.rand(2, 12, 24, generator=g)
+    gt[0, 4, 5], gt[1, 0, 0] = float("nan"), float("inf")
+    B, H, W = gt.shape
+    for radius, jump in [(0, 1.0), (1, 1.0), (2, 0.5)]:
+        want = torch.zeros(B, H, W, dtype=torch.bool)
+        for b in range(B):
+            for y in range(H):
+                for x in range(W):
+                    for y2, x2 in ((y, x + 1), (y + 1, x)):
+                        if y2 < H and x2 < W and abs(float(gt[b, y, x]) - float(gt[b, y2, x2])) > jump:
+                            for yy, xx in ((y, x), (y2, x2)):
+                                want[
+                                    b, max(yy - radius, 0) : yy + radius + 1, max(xx - radius, 0) : xx + radius + 1
+                                ] = True
+        got = depth_edges(gt, radius, jump)
+        assert torch.equal(got, want), (radius, jump)
+        assert 0 < int(got.sum()) < got.numel()
+    with pytest.raises(ValueError, match=r"\(B, H, W\)"):
+        depth_edges(gt[0])
+
+
+def test_edge_loss_adds_the_loss_near_depth_edges(sample_root, tmp_path):
+    """train.edge_loss_weight=w: the step's loss is PSMNet's plus w times the same per-head smooth L1 over
+    only the valid pixels within edge_radius of a ground-truth depth edge, recomputed before the step."""
+    from stereo.metrics import depth_edges
+    from stereo.train import sequence_loss
+
+    def expected(trainer, batch, weight):
+        heads = trainer.model(batch["left"], batch["right"])
+        v, gt = batch["valid"], batch["disparity"]
+        near = v & depth_edges(gt, 1)
+        assert 0 < int(near.sum()) < int(v.sum())  # the generated scenes have edges, and other pixels
+        extra = sequence_loss(heads, gt, near, trainer.weights)
+        return float(sequence_loss(heads, gt, v, trainer.weights) + weight * extra), float(extra)
+
+    plain, expected_plain, _ = _one_step(sample_root, tmp_path / "plain", expected, 0.0, edge_radius=1)
+    mixed, expected_mixed, part = _one_step(sample_root, tmp_path / "mixed", expected, 2.0, edge_loss_weight=2.0,
+                                            edge_radius=1)  # fmt: skip
+    assert plain == pytest.approx(expected_plain, rel=1e-5)
+    assert mixed == pytest.approx(expected_mixed, rel=1e-5)
+    assert part > 0 and mixed - plain == pytest.approx(2.0 * part, rel=1e-4)
+
+
 def _one_step(sample_root, run, expected, weight, *overrides, **train_keys):
     """(the loss of one training step, the loss ``expected`` computes before it, its extra term)."""
     from torch.utils.data import default_collate

@@ -21,7 +21,7 @@ from stereo.data.images import check_same_size, imread_checked, read_rgb, to_ten
 from stereo.data.occlusion import nonoccluded
 from stereo.data.registry import Sample
 from stereo.errors import ConfigError, DataError
-from stereo.metrics import valid_mask
+from stereo.metrics import depth_edges, valid_mask
 
 # The augmentation parameters are the config schema itself (``data.augment.*``).
 Augmentation = AugmentConfig
@@ -53,6 +53,8 @@ class StereoDataset(Dataset):
         augment: an :class:`Augmentation` (``data.augment``), or ``None`` / ``enabled=False`` for none.
         seed: base seed. Item randomness depends on (seed, epoch, index) only, so results do not
             depend on the number of loader workers; call :meth:`set_epoch` each epoch.
+        edge_radius: when given, ``valid`` keeps only the pixels within this many pixels of a depth edge
+            of the (full-frame) ground truth (:func:`stereo.metrics.depth_edges`; ``data.region=edges``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class StereoDataset(Dataset):
         augment: Augmentation | None = None,
         seed: int = 0,
         mask: str = "positive",
+        edge_radius: int | None = None,
     ) -> None:
         if len(samples) == 0:
             raise DataError("StereoDataset needs at least one sample")
@@ -71,6 +74,7 @@ class StereoDataset(Dataset):
         if self.max_disp <= 0:
             raise ConfigError(f"max_disp must be > 0 pixels, got {max_disp}")
         self.mask = str(mask)
+        self.edge_radius = None if edge_radius is None else int(edge_radius)
         self.crop_size = tuple(int(c) for c in crop_size) if crop_size else None
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
@@ -98,6 +102,9 @@ class StereoDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         left, right, disp = self.load(index)
         region = self._region(index, disp)
+        if self.edge_radius is not None:  # from the full frame, so a crop does not invent or hide edges
+            near = depth_edges(torch.from_numpy(np.asarray(disp, np.float32))[None], self.edge_radius)[0].numpy()
+            region = near if region is None else region & near
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.crop_size is not None:
             win = self._crop_window(rng, index, disp.shape)

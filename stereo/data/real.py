@@ -74,6 +74,11 @@ def kitti_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
     root = _root(cfg)
     base = root / "training" if (root / "training").is_dir() else root
     region = region_of(cfg)
+    if region == "edges":
+        raise DatasetError(
+            "KITTI's ground truth is sparse (LiDAR points), so it has no depth edges to find: "
+            "data.region=edges needs dense ground truth (sceneflow, middlebury, eth3d, folder)"
+        )
     layouts = [("image_2", "image_3", "disp_occ_0", "disp_noc_0"), ("colored_0", "colored_1", "disp_occ", "disp_noc")]
     for left_dir, right_dir, occ, noc in layouts:
         if (base / left_dir).is_dir():

@@ -49,7 +49,7 @@ HOLDOUT_DATASETS = {"kitti", "middlebury", "eth3d", "folder"}
 
 
 def region_of(cfg: Any) -> str:
-    """``data.region`` of a data config (``all`` | ``nonocc``); ``all`` for configs without the key."""
+    """``data.region`` of a data config (``all`` | ``nonocc`` | ``edges``); ``all`` for configs without the key."""
     return str(getattr(cfg, "region", "all"))
 
 

@@ -6,7 +6,8 @@
 Every method goes through ``stereo-eval``'s code (same pairs, mask 0 < gt < ``max_disp``, per-image
 averaging, full density: SGBM's holes filled). Prints a markdown table (EPE, bad-1/2/3, D1, seconds per
 pair) and writes JSON. ``max_disp`` defaults to the generated set's (sample.json) or 192; ``region=nonocc``
-evaluates only the pixels visible in both views (``data.region``, docs/evaluation.md).
+evaluates only the pixels visible in both views, ``region=edges`` only those near depth edges (``data.region``,
+docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def main(argv: list[str]) -> None:
                 )
                 r = evaluate(ecfg, Path(tmp) / f"{len(results)}", tensorboard=False)  # fmt: skip
                 results.append({**r.to_json(), "label": label})
-    region = "pixels visible in both views" if cfg.region == "nonocc" else "every pixel"
+    region = {"nonocc": "pixels visible in both views", "edges": "pixels near depth edges"}.get(
+        cfg.region, "every pixel"
+    )
     print(f"\n{cfg.root}: {results[0]['pairs']} pairs, mask {results[0]['mask']}, {region}, per-image averaging\n")
     print("| method | pass | EPE px | bad-1 % | bad-2 % | bad-3 % | D1 % | s/pair |")
     print("|---|---|---|---|---|---|---|---|")
