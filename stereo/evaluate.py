@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from stereo.config import EvalAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
-from stereo.data.registry import dataset_samples, region_of
+from stereo.data.registry import dataset_samples, edge_radius_of
 from stereo.device import check_precision, resolve_device
 from stereo.engine import evaluate_model
 from stereo.io import output_lock, write_image, write_json, write_text
@@ -91,8 +91,7 @@ def evaluate(
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     with output_lock(out_dir, "stereo-eval"):  # one writer per folder; its stale temporary files go
-        edges = cfg.data.edge_radius if region_of(cfg.data) == "edges" else None
-        ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask, edge_radius=edges)
+        ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask, edge_radius=edge_radius_of(cfg.data))
         r = evaluate_model(
             model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
         )

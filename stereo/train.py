@@ -39,7 +39,7 @@ from stereo.checkpoint import (
 from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
-from stereo.data.registry import apply_limit, dataset_samples
+from stereo.data.registry import apply_limit, dataset_samples, edge_radius_of
 from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
@@ -318,11 +318,15 @@ class Trainer:
         seed_everything(cfg.seed, cfg.deterministic, self.device)
         crop = [int(c) for c in cfg.data.crop_size]
         _check_crop_fits(samples[0], crop)
+        # data.region narrows training and validation alike (nonocc through the samples, edges here)
+        edges = edge_radius_of(cfg.data)
         self.dataset = StereoDataset(
-            samples, cfg.model.max_disp, crop, OmegaConf.to_object(cfg.data.augment), seed=cfg.seed
+            samples, cfg.model.max_disp, crop, OmegaConf.to_object(cfg.data.augment), seed=cfg.seed, edge_radius=edges
         )
         val_max = cfg.val.max_disp if cfg.val.max_disp is not None else cfg.model.max_disp
-        self.val_dataset = StereoDataset(val_samples, float(val_max), mask=cfg.val.mask) if val_samples else None
+        self.val_dataset = (
+            StereoDataset(val_samples, float(val_max), mask=cfg.val.mask, edge_radius=edges) if val_samples else None
+        )
         self.steps_per_epoch = len(self.dataset) // (t.batch_size * self.world)
         if self.steps_per_epoch == 0:
             raise ConfigError(

@@ -199,6 +199,22 @@ def test_depth_edges_match_a_direct_scan():
         depth_edges(gt[0])
 
 
+def test_region_edges_narrows_training_and_validation(sample_root, tmp_path):
+    """data.region=edges keeps, in the training crops and the validation frames, only the valid pixels near a
+    depth edge of the full-frame ground truth, as evaluation does."""
+    from stereo.data.pfm import read_pfm
+    from stereo.metrics import depth_edges, valid_mask
+
+    plain = Trainer(tiny_cfg(sample_root, "val.limit=2"), tmp_path / "plain")
+    edges = Trainer(tiny_cfg(sample_root, "val.limit=2", "data.region=edges", "data.edge_radius=1"), tmp_path / "e")
+    for a, b in ((plain.dataset[0], edges.dataset[0]), (plain.val_dataset[1], edges.val_dataset[1])):
+        assert torch.equal(a["disparity"], b["disparity"])  # the same crop: only the mask differs
+        assert torch.equal(b["valid"], a["valid"] & b["valid"]) and 0 < int(b["valid"].sum()) < int(a["valid"].sum())
+    gt = torch.from_numpy(read_pfm(edges.val_dataset.samples[1].disparity).copy())
+    want = valid_mask(gt, "positive", edges.val_dataset.max_disp) & depth_edges(gt[None], 1)[0]
+    assert torch.equal(edges.val_dataset[1]["valid"], want)
+
+
 def test_edge_loss_adds_the_loss_near_depth_edges(sample_root, tmp_path):
     """train.edge_loss_weight=w: the step's loss is PSMNet's plus w times the same per-head smooth L1 over
     only the valid pixels within edge_radius of a ground-truth depth edge, recomputed before the step."""

@@ -53,6 +53,11 @@ def region_of(cfg: Any) -> str:
     return str(getattr(cfg, "region", "all"))
 
 
+def edge_radius_of(cfg: Any) -> int | None:
+    """``data.edge_radius`` when ``data.region=edges`` (the pixels a dataset keeps: near depth edges), else None."""
+    return int(cfg.edge_radius) if region_of(cfg) == "edges" else None
+
+
 def sample_name(s: Sample) -> str:
     """A pair's name in split files: its own (data=folder: the path below ``left/``), the frame (KITTI
     ``000160_10``) or the scene folder (``im0.png``'s)."""
