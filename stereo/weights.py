@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from stereo.checkpoint import load_checkpoint
+from stereo.checkpoint import config_differences, load_checkpoint
 from stereo.errors import ConfigError
 from stereo.io import write_bytes
 
@@ -62,3 +62,41 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, card: 
     torch.save(slim, buf)
     write_bytes(out, buf.getvalue(), fsync=True)
     return buf.getbuffer().nbytes
+
+
+def average_weights(checkpoints: list[str | os.PathLike], weights: list[float] | None = None) -> dict[str, Any]:
+    """A checkpoint whose floating-point tensors are the weighted mean of those of ``checkpoints`` (runs of
+    one architecture, e.g. a fine-tuned model and its start: a "model soup", Wortsman et al. 2022). BatchNorm
+    running statistics are averaged too; integer tensors (``num_batches_tracked``) come from the last file.
+    ``weights`` (default equal) must be positive and are normalised to sum to 1. The result holds ``model``,
+    ``model_config``, the last file's ``config`` and ``step``, and ``averaged`` (the sources and weights)."""
+    if len(checkpoints) < 2:
+        raise ConfigError(f"averaging needs at least two checkpoints, got {len(checkpoints)}")
+    weights = [1.0] * len(checkpoints) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(checkpoints) or min(weights) <= 0:
+        raise ConfigError(f"weights must be {len(checkpoints)} positive numbers, got {weights}")
+    total = sum(weights)
+    weights = [w / total for w in weights]
+    loaded = [load_checkpoint(c) for c in checkpoints]
+    first = loaded[0]
+    for path, ck in zip(checkpoints[1:], loaded[1:], strict=True):
+        diff = config_differences(first["model_config"], ck["model_config"])
+        if diff:
+            raise ConfigError(f"{path}: another architecture than {checkpoints[0]} ({'; '.join(diff)})")
+        if ck["model"].keys() != first["model"].keys():
+            extra = sorted(set(ck["model"]) ^ set(first["model"]))
+            raise ConfigError(f"{path}: its tensors differ from those of {checkpoints[0]} (first: {extra[0]})")
+    model = {}
+    for k, last in loaded[-1]["model"].items():
+        if last.is_floating_point():
+            mean = sum(w * ck["model"][k].double() for w, ck in zip(weights, loaded, strict=True))
+            model[k] = mean.to(last.dtype)
+        else:
+            model[k] = last
+    return {
+        "model": model,
+        "model_config": loaded[-1]["model_config"],
+        "config": loaded[-1].get("config"),
+        "step": loaded[-1].get("step"),
+        "averaged": {"checkpoints": [str(c) for c in checkpoints], "weights": weights},
+    }

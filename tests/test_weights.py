@@ -47,3 +47,38 @@ def test_shipped_weights_reproduce_their_card(tmp_path):
         assert abs(got[p]["epe"] - card[p]["epe"]) <= 0.02 + 0.005 * card[p]["epe"], (p, got[p], card[p])
         for k in ("bad1", "bad2", "bad3"):
             assert abs(got[p][k] - card[p][k]) <= 0.3, (p, k, got[p], card[p])
+
+
+def test_average_weights_is_the_weighted_mean_and_loads(checkpoint, tmp_path):
+    """scripts/average_weights.py: every floating tensor is the weighted mean (checked in float64), integer
+    tensors come from the last file, and the result loads as a model; other architectures are refused."""
+    from stereo.checkpoint import save_checkpoint
+    from stereo.tools.average_weights import main
+
+    a = load_checkpoint(checkpoint)
+    g = torch.Generator().manual_seed(0)
+    b = {**a, "model": {k: v + torch.randn(v.shape, generator=g) if v.is_floating_point() else v + 7
+                        for k, v in a["model"].items()}}  # fmt: skip
+    save_checkpoint(tmp_path / "b.pt", b)
+    main([f"checkpoints=[{checkpoint},{tmp_path / 'b.pt'}]", "weights=[1,3]", f"out={tmp_path / 'soup.pt'}"])
+    soup = load_checkpoint(tmp_path / "soup.pt")
+    assert soup["averaged"]["weights"] == [0.25, 0.75] and soup["model_config"] == a["model_config"]
+    floats = 0
+    for k, v in a["model"].items():
+        if v.is_floating_point():
+            want = 0.25 * v.double() + 0.75 * b["model"][k].double()
+            torch.testing.assert_close(soup["model"][k].double(), want, rtol=1e-6, atol=1e-6, msg=k)
+            floats += 1
+        else:
+            assert torch.equal(soup["model"][k], b["model"][k]), k
+    assert floats > 10
+    model, _ = load_model(tmp_path / "soup.pt", torch.device("cpu"))
+    assert isinstance(model, torch.nn.Module)
+    other = {**a, "model_config": {**a["model_config"], "max_disp": a["model_config"]["max_disp"] + 16}}
+    save_checkpoint(tmp_path / "other.pt", other)
+    with pytest.raises(ConfigError, match=r"other.pt: another architecture .*max_disp"):
+        w.average_weights([checkpoint, tmp_path / "other.pt"])
+    with pytest.raises(ConfigError, match="at least two checkpoints"):
+        w.average_weights([checkpoint])
+    with pytest.raises(ConfigError, match="positive numbers"):
+        w.average_weights([checkpoint, tmp_path / "b.pt"], [1.0, 0.0])
