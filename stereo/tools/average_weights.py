@@ -2,7 +2,7 @@
 weights it started from:
 
     python scripts/average_weights.py 'checkpoints=[stereo/weights/ea_psmnet_light_gen3f.pt, \\
-        runs/experiment/candidate_v8_cpu/checkpoints/last.pt]' out=runs/soup.pt
+        runs/experiment/shipped_v8_cpu/checkpoints/last.pt]' out=runs/soup.pt
 
 Floating-point tensors (BatchNorm statistics included) become their weighted mean (``weights``, default
 equal); the result is a checkpoint without training state that ``checkpoint=``, ``train.init_from=`` and
