@@ -196,7 +196,7 @@ def test_depth_edges_match_a_direct_scan():
         assert torch.equal(got, want), (radius, jump)
         assert 0 < int(got.sum()) < got.numel()
     with pytest.raises(ValueError, match=r"\(B, H, W\)"):
-        depth_edges(gt[0])
+        depth_edges(gt[0], 1)
 
 
 def test_region_edges_narrows_training_and_validation(sample_root, tmp_path):
