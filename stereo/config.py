@@ -58,7 +58,7 @@ RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final", "both")})
 Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
-Refine = Choice("Refine", {k: k for k in ("none", "residual", "warp")})
+Refine = Choice("Refine", {k: k for k in ("none", "residual", "warp", "modes")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
@@ -125,7 +125,8 @@ class ModelConfig:
     refine: Refine = rng(
         Refine.none,
         help="none (PSMNet) | residual: a full-resolution residual guided by the left image | warp: also by "
-        "the photometric error of the right image warped by the disparity (models/refinement.py)",
+        "the photometric error of the right image warped by the disparity | modes: also by the windowed "
+        "estimate around the most likely disparity, chosen per pixel by a gate (models/refinement.py)",
     )
 
 

@@ -41,9 +41,10 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     import onnx
 
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
-    if model.config.refine == "warp" and opset < 16:
+    if model.config.refine in ("warp", "modes") and opset < 16:
         raise ConfigError(
-            f"{checkpoint}: model.refine=warp samples the right image (GridSample): it needs opset >= 16, got {opset}"
+            f"{checkpoint}: model.refine={model.config.refine} samples the right image (GridSample): it needs "
+            f"opset >= 16, got {opset}"
         )
     # ONNX-friendly runtime: no row chunking (a Python loop over the height), contiguous 3-D layout.
     configure_runtime(model, {"eval_chunk_rows": 0, "channels_last_3d": False})

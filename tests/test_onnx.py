@@ -26,7 +26,12 @@ def _checkpoint(name, path, overrides=()):
 
 @pytest.mark.parametrize(
     "name, overrides",
-    [("ea_psmnet_light", []), ("ea_psmnet", []), ("psmnet", []), ("ea_psmnet_light", ["refine=warp"])],
+    [
+        ("ea_psmnet_light", []),
+        ("ea_psmnet", []),
+        ("psmnet", []),
+        ("ea_psmnet_light", ["refine=warp"]),
+    ],
     ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_light+warp"],
 )
 def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
@@ -48,6 +53,42 @@ def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
     small = torch.rand(1, 3, h0 - 40, 50)
     assert ort_model.infer(small, small).disparity.shape == (1, h0 - 40, 50)
     assert ort_model.max_disp == model.max_disp
+
+
+def test_onnx_runtime_matches_pytorch_with_the_modes_refinement(tmp_path):
+    """refine=modes picks each pixel's most likely disparity (an argmax): an untrained network's nearly flat
+    distributions make that a coin toss that rounding decides, so the network here is the shipped one (its
+    refinement head random) on generated scenes, where the modes are clear."""
+    from stereo.checkpoint import init_weights, load_model
+    from stereo.data.images import imread_checked
+    from stereo.data.synthetic import generate_sceneflow_sample
+    from stereo.export import OnnxStereo, export_onnx
+    from stereo.weights import shipped_checkpoint
+
+    shipped = shipped_checkpoint()
+    assert shipped is not None
+    torch.manual_seed(0)
+    cfg = load_config("model/ea_psmnet_light", ["refine=modes"])
+    model = build_model(cfg)
+    init_weights(model, shipped, cfg)
+    torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
+    torch.save({"model": model.state_dict(), "model_config": to_plain(cfg), "step": 0}, tmp_path / "c.pt")
+    meta = export_onnx(tmp_path / "c.pt", tmp_path / "m.onnx")
+    h, w = int(meta["min_height"]) + 16, int(meta["min_width"]) + 32  # not the export size
+    generate_sceneflow_sample(tmp_path / "sf", height=h, width=w, train_pairs=0, test_pairs=2, seed=3, progress=False)
+    ort_model = OnnxStereo(tmp_path / "m.onnx")
+    model, _ = load_model(tmp_path / "c.pt", torch.device("cpu"))
+    lefts = sorted((tmp_path / "sf/FlyingThings3D/frames_finalpass/TEST").rglob("left/*.png"))
+    assert len(lefts) == 2
+    for s in lefts:
+        left, right = (
+            torch.from_numpy(np.asarray(imread_checked(p))).permute(2, 0, 1)[None].float() / 255
+            for p in (s, s.parent.parent / "right" / s.name)
+        )
+        ref = predict(model, left, right)
+        got = ort_model.infer(left, right).disparity
+        assert got.shape == ref.shape == (1, h, w)
+        assert (got - ref).abs().max().item() <= 1e-3, s
 
 
 def test_infer_backends_agree(checkpoint, sample_root, tmp_path):

@@ -6,7 +6,8 @@ import torch
 from stereo.config import load_config
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
-from stereo.models.refinement import PHOTOMETRIC_OFFSETS, ResidualRefinement, warp_right_to_left
+from stereo.models.refinement import MODES_RADIUS, PHOTOMETRIC_OFFSETS, ResidualRefinement, warp_right_to_left
+from stereo.models.regression import regress_modes, soft_argmin, upsample_regress, upsample_regress_modes
 
 
 def _model(refine, seed=0):
@@ -84,7 +85,7 @@ def test_photometric_refinement_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(ref, (disp, img, right), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["residual", "warp"])
+@pytest.mark.parametrize("kind", ["residual", "warp", "modes"])
 def test_refine_none_is_psmnet_and_refined_starts_equal(kind):
     plain, refined = _model("none"), _model(kind)
     assert not any(k.startswith("refinement") for k in plain.state_dict())
@@ -122,3 +123,99 @@ def test_init_from_starts_from_the_weights_and_may_add_the_refinement(checkpoint
     assert torch.count_nonzero(state["refinement.head.weight"]) == 0  # the identity it starts as
     with pytest.raises(CheckpointError, match=r"init_from needs the same architecture.*max_disp: 32 -> 48"):
         Trainer(make_tiny_cfg(sample_root, "model.max_disp=48", init_from=str(checkpoint)), tmp_path / "c")
+
+
+def test_regress_modes_is_the_soft_argmin_the_windowed_one_and_the_window_mass():
+    torch.manual_seed(5)
+    cost = torch.randn(2, 40, 3, 4, dtype=torch.float64) * 3
+    cost[0, 30, 1, 2] += 12  # a second, sharp mode far from the rest
+    prob = torch.softmax(cost, 1)
+    soft, local, mass = regress_modes(prob, 4.0)
+    assert torch.allclose(soft, soft_argmin(cost), atol=1e-12)
+    assert torch.allclose(local, soft_argmin(cost, radius=4.0), atol=1e-12)
+    for b in range(2):
+        for y in range(3):
+            for x in range(4):
+                p = prob[b, :, y, x]
+                k = int(p.argmax())
+                lo, hi = max(0, k - 4), min(39, k + 4)
+                assert abs(float(mass[b, y, x]) - float(p[lo : hi + 1].sum())) < 1e-12
+    assert abs(float(local[0, 1, 2]) - 30) < 1 and mass[0, 1, 2] > 0.99  # on the sharp mode
+
+
+def test_upsample_regress_modes_equals_both_regressions_chunked_or_not():
+    torch.manual_seed(6)
+    cost = torch.randn(2, 1, 8, 5, 6)
+    size = (32, 20, 24)
+    soft, local, mass, conf = upsample_regress_modes(cost, size, MODES_RADIUS, confidence=True)
+    ref_soft, ref_conf = upsample_regress(cost, size, confidence=True)
+    assert torch.allclose(soft, ref_soft, atol=1e-5) and torch.allclose(conf, ref_conf, atol=1e-6)
+    assert torch.allclose(local, upsample_regress(cost, size, radius=MODES_RADIUS), atol=1e-5)
+    assert ((mass > 0) & (mass <= 1)).all()
+    chunked = upsample_regress_modes(cost, size, MODES_RADIUS, chunk_rows=7, confidence=True)
+    for a, b in zip(chunked, (soft, local, mass, conf), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    half = upsample_regress_modes(cost.bfloat16(), size, MODES_RADIUS)  # autocast's cost: regressed in fp32
+    assert half[0].dtype == torch.float32
+
+
+def _modes_inputs(seed, dtype=torch.float32):
+    torch.manual_seed(seed)
+    disp = torch.rand(1, 6, 9, dtype=dtype) * 3 + 1.3
+    local = disp + torch.rand(1, 6, 9, dtype=dtype) * 2 - 1
+    mass = torch.rand(1, 6, 9, dtype=dtype)
+    img, right = torch.randn(1, 3, 6, 9, dtype=dtype), torch.randn(1, 3, 6, 9, dtype=dtype)
+    return disp, img, right, local, mass
+
+
+def test_modes_refinement_starts_as_the_soft_argmin_and_its_gate_reaches_the_windowed_estimate():
+    ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True, modes=True)
+    disp, img, right, local, mass = _modes_inputs(7)
+    assert torch.equal(ref(disp, img, right, local, mass), disp)  # zero head: gate 0, residual 0
+    assert ref.inputs(disp, img, right, local, mass).shape == (1, 4 + 3 + len(PHOTOMETRIC_OFFSETS) + 3, 6, 9)
+    with torch.no_grad():
+        ref.head.bias[1] = 1.0  # gate 1 everywhere, residual 0
+    assert torch.allclose(ref(disp, img, right, local, mass), local.clamp(min=0), atol=1e-6)
+    with torch.no_grad():
+        ref.head.bias[1] = 0.25
+    assert torch.allclose(ref(disp, img, right, local, mass), disp + 0.25 * (local - disp), atol=1e-6)
+    with pytest.raises(ValueError, match="windowed estimate"):
+        ref(disp, img, right)
+    with pytest.raises(ValueError, match="photometric"):
+        ResidualRefinement(modes=True)
+
+
+def test_modes_refinement_gradients_match_finite_differences():
+    ref = ResidualRefinement(channels=3, dilations=(1, 2), photometric=True, modes=True).double()
+    torch.nn.init.normal_(ref.head.weight, std=0.02)
+    with torch.no_grad():
+        ref.head.bias[1] = 0.5  # the gate inside (0, 1), away from the clamp's kinks
+    inputs = [t.requires_grad_() for t in _modes_inputs(8, torch.float64)]
+    assert torch.autograd.gradcheck(ref, tuple(inputs), eps=1e-6, atol=1e-5)
+
+
+def test_modes_refinement_runs_under_bf16_autocast_in_fp32():
+    ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True, modes=True)
+    torch.nn.init.normal_(ref.head.weight, std=0.05)
+    disp, img, right, local, mass = _modes_inputs(9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ref(disp.bfloat16(), img.bfloat16(), right.bfloat16(), local, mass)
+    assert out.dtype == torch.float32
+    expect = ref(disp.bfloat16().float(), img.bfloat16().float(), right.bfloat16().float(), local, mass)
+    assert torch.allclose(out, expect, atol=1e-5)
+
+
+def test_modes_model_early_exit_and_its_refusals():
+    model = _model("modes").eval()
+    torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
+    left, right = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
+    with torch.no_grad():
+        whole, conf = model(left, right, confidence=True)
+        model.set_runtime(early_exit="head", exit_head=2)  # every image to the last head, one by one
+        by_image, conf_b = model(left, right, confidence=True)
+    assert torch.allclose(whole, by_image, atol=1e-4) and torch.allclose(conf, conf_b, atol=1e-5)
+    with pytest.raises(ConfigError, match="regression=local.*refine=modes"):
+        model.set_runtime(regression="local")
+    model.set_runtime(early_exit="off")
+    with pytest.raises(ConfigError, match="refine other than modes"):
+        model.train()(left, right, local_radius=4.0)

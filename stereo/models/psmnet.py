@@ -14,8 +14,8 @@ from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
 from stereo.models.output import StereoOutput, TrainingOutput
-from stereo.models.refinement import REFINE_KINDS, ResidualRefinement
-from stereo.models.regression import upsample_regress, upsample_regress_windows
+from stereo.models.refinement import MODES_RADIUS, REFINE_KINDS, ResidualRefinement
+from stereo.models.regression import upsample_regress, upsample_regress_modes, upsample_regress_windows
 
 log = logging.getLogger(__name__)
 _WARNED_BUDGETS: set[tuple] = set()  # (batch, h4, w4, budget) already warned about, once per process
@@ -75,7 +75,9 @@ class PSMNet(nn.Module):
             raise ConfigError(f"refine must be one of {', '.join(REFINE_KINDS)}, got {refine!r}")
         # Only a model that refines has the module: a PSMNet's weights stay exactly the original's.
         self.refinement = (
-            ResidualRefinement(scale=cfg.max_disp / 2, photometric=refine == "warp") if refine != "none" else None
+            ResidualRefinement(scale=cfg.max_disp / 2, photometric=refine in ("warp", "modes"), modes=refine == "modes")
+            if refine != "none"
+            else None
         )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -91,8 +93,18 @@ class PSMNet(nn.Module):
         rt = runtime_config(runtime if runtime is not None else getattr(self, "runtime", None), **changes)
         if rt.early_exit == "head" and not 1 <= rt.exit_head <= self.hourglasses:  # ranges: runtime_config
             raise ConfigError(f"exit_head={rt.exit_head}: the model has heads 1..{self.hourglasses}")
+        if rt.regression == "local" and self.refines_modes:
+            raise ConfigError(
+                "regression=local with model.refine=modes: the refinement already sees the windowed estimate "
+                "and chooses per pixel; use regression=soft_argmin"
+            )
         self.runtime = rt
         self.aggregation.to(memory_format=self.memory_format)
+
+    @property
+    def refines_modes(self) -> bool:
+        """``model.refine=modes``: the refinement needs each head's windowed estimate and its mass."""
+        return self.refinement is not None and self.refinement.modes
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -143,6 +155,12 @@ class PSMNet(nn.Module):
             return (out.disparity, out.confidence) if confidence else out.disparity
         size = (self.max_disp, *left.shape[-2:])
         costs = self.aggregation(self.volume_of(*self.features(left, right)))
+        if self.refines_modes:
+            if local_radius is not None or target is not None:
+                raise ConfigError(
+                    "train.local_loss_weight and train.distribution_loss_weight need model.refine other than modes"
+                )
+            return [self._refine_modes(c, size, left, right) for c in costs]
         if local_radius is not None or target is not None:
             if local_radius is not None and self.refinement is not None:
                 raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
@@ -158,6 +176,21 @@ class PSMNet(nn.Module):
             return heads
         guide, right_guide = self.normalised(left), self.normalised(right)
         return [self.refinement(d, guide, right_guide) for d in heads]  # every head, one shared refinement
+
+    def _refine_modes(
+        self,
+        cost: torch.Tensor,
+        size: tuple[int, int, int],
+        left: torch.Tensor,
+        right: torch.Tensor,
+        chunk: int | None = None,
+        confidence: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """refine=modes: the (B, 1, D', H', W') cost of a head -> its refined (B, H, W) disparity (and the
+        soft-argmin's confidence)."""
+        maps = upsample_regress_modes(cost, size, MODES_RADIUS, chunk, confidence)
+        disp = self.refinement(maps[0], self.normalised(left), self.normalised(right), maps[1], maps[2])
+        return (disp, maps[3]) if confidence else disp
 
     def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
         """Eval mode: the disparity (B, H, W) in pixels, the confidence when asked for, the head that
@@ -197,20 +230,42 @@ class PSMNet(nn.Module):
                 vol = [self.volume_of(fl, fr)]
                 del fl, fr
                 cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
-            out = upsample_regress(cost, size, chunk, confidence, radius)
+            out = self._regress(cost, size, chunk, confidence, radius, left, right)
         else:  # early exit decides per image from the whole head cost: it runs on whole frames (no bands)
             vol = [self.volume_of(fl, fr)]
             del fl, fr
             costs, heads = self.aggregation.forward_early_exit(vol, self._should_stop)
-            outs = [upsample_regress(c, size, chunk, confidence, radius) for c in costs]
+            # One answer per image, in order (forward_early_exit).
+            outs = [
+                self._regress(c, size, chunk, confidence, radius, left[i : i + 1], right[i : i + 1])
+                for i, c in enumerate(costs)
+            ]
             if confidence:
                 out = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
             else:
                 out = torch.cat(outs)
         disp, conf = out if confidence else (out, None)
-        if self.refinement is not None:
-            disp = self.refinement(disp, self.normalised(left), self.normalised(right))
         return StereoOutput(disp, conf, heads, bands)
+
+    def _regress(
+        self,
+        cost: torch.Tensor,
+        size: tuple[int, int, int],
+        chunk: int | None,
+        confidence: bool,
+        radius: float | None,
+        left: torch.Tensor,
+        right: torch.Tensor,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Eval: a (b, 1, D', H', W') cost and its b images -> the (refined) disparity (and confidence)."""
+        if self.refines_modes:
+            return self._refine_modes(cost, size, left, right, chunk, confidence)
+        out = upsample_regress(cost, size, chunk, confidence, radius)
+        if self.refinement is None:
+            return out
+        disp, conf = out if confidence else (out, None)
+        disp = self.refinement(disp, self.normalised(left), self.normalised(right))
+        return (disp, conf) if confidence else disp
 
     def normalised(self, image: torch.Tensor) -> torch.Tensor:
         """RGB (B, 3, H, W) in [0, 1] -> the ImageNet-normalised input of the feature extractor and the

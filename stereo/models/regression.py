@@ -120,6 +120,62 @@ def upsample_regress_windows(
     return [torch.cat(out) for out in outs]
 
 
+def regress_modes(prob: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, D, H, W) probabilities over the disparities 0..D-1 -> three (B, H, W) maps: the soft-argmin over
+    every disparity, the windowed one within ``radius`` pixels of the most likely disparity (what
+    ``regression=local`` answers) and the probability mass inside that window (1 for a unimodal
+    distribution, lower where a second mode takes a share: object borders, thin structures)."""
+    values = torch.arange(prob.shape[1], device=prob.device, dtype=prob.dtype)
+    soft = torch.einsum("bdhw,d->bhw", prob, values)
+    mode = prob.argmax(1, keepdim=True).to(prob.dtype)
+    window = prob * ((values.view(1, -1, 1, 1) - mode).abs() <= radius)
+    mass = window.sum(1)  # > 0: the mode is always inside
+    return soft, torch.einsum("bdhw,d->bhw", window, values) / mass, mass.clamp(0, 1)
+
+
+def upsample_regress_modes(
+    cost: torch.Tensor,
+    size: tuple[int, int, int],
+    radius: float,
+    chunk_rows: int | None = None,
+    confidence: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """:func:`regress_modes` of the (B, 1, D', H', W') cost trilinearly upsampled to ``size`` = (D, H, W):
+    (soft, local, mass), each (B, H, W), from one upsampling (chunked by rows as :func:`upsample_regress`;
+    regressed in fp32). With ``confidence``, a fourth map: the soft-argmin's confidence of
+    :func:`soft_argmin`. The evidence of ``model.refine=modes``."""
+    if torch.jit.is_tracing():
+        prob = F.softmax(F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1), dim=1)
+        maps = regress_modes(prob, radius)
+        return (*maps, _confidence(prob, maps[0])) if confidence else maps
+    if cost.dtype in (torch.float16, torch.bfloat16):
+        cost = cost.float()
+    n = 4 if confidence else 3
+    outs: list[list[torch.Tensor]] = [[] for _ in range(n)]
+    with torch.autocast(cost.device.type, enabled=False):
+        md, mh, mw = _resize_matrices(cost, size)
+        step = chunk_rows or size[1]
+        for image in cost[:, 0]:  # image by image: a disparity does not depend on the batch it came in
+            x = image @ mw
+            parts: list[list[torch.Tensor]] = [[] for _ in range(n)]
+            for r in range(0, size[1], step):
+                prob = F.softmax(_upsampled_rows(x, md, mh[r : r + step]), dim=1)
+                maps = regress_modes(prob, radius)
+                if confidence:
+                    maps = (*maps, _confidence(prob, maps[0]))
+                for part, m in zip(parts, maps, strict=True):
+                    part.append(m)
+            for out, part in zip(outs, parts, strict=True):
+                out.append(torch.cat(part, 1))
+    return tuple(torch.cat(out) for out in outs)
+
+
+def _confidence(prob: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    values = torch.arange(prob.shape[1], device=prob.device, dtype=prob.dtype)
+    near = (values.view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() < CONFIDENCE_RADIUS
+    return (prob * near).sum(1).clamp(0, 1)
+
+
 TARGET_REACH = 10.0  # scales: each Laplace of the target is cut this many scales from its centre (e^-10)
 
 
