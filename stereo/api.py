@@ -216,7 +216,8 @@ def load_model(
     """A :class:`StereoModel` from a checkpoint (``None`` = the weights shipped with the package).
 
     Args:
-        checkpoint: a stereo checkpoint (training ``last.pt``/``best.pt`` or exported weights).
+        checkpoint: a stereo checkpoint (training ``last.pt``/``best.pt`` or exported weights; ``"shipped"``
+            = the weights shipped with the package, as ``None``).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA).
         runtime: the runtime settings of ``stereo-infer`` (``memory_budget_gb``, ``fold_batchnorm``,

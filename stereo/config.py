@@ -305,7 +305,9 @@ class OptimConfig:
     )
     resume: bool = rng(False, help="continue from <run dir>/checkpoints/last.pt")
     init_from: str | None = rng(
-        None, help="start from these weights (a stereo checkpoint; no optimizer or step state); resume takes precedence"
+        None,
+        help="start from these weights (a stereo checkpoint, or shipped: the package's; no optimizer or step "
+        "state); resume takes precedence",
     )
     freeze: list[str] = rng(
         [], help="modules whose weights (and BatchNorm statistics) stay as loaded, e.g. [feature_extraction]"
@@ -394,7 +396,8 @@ class EvalAppConfig(RuntimeConfig):
     )
     sgbm: SgbmConfig = field(default_factory=SgbmConfig)
     checkpoint: str | None = rng(
-        None, help="a training checkpoint (its model config travels with it); null = the shipped weights"
+        None,
+        help="a training checkpoint (its model config travels with it); null or shipped = the shipped weights",
     )
     data: DataConfig = field(default_factory=lambda: DataConfig(render_pass=EVAL_PASS))
     mask: Mask = rng(EVAL_MASK, help="positive: 0 < gt < max_disp | absolute: |gt| < max_disp | below: gt < max_disp")
@@ -422,7 +425,7 @@ class InferAppConfig(RuntimeConfig):
     backend: Backend = rng(Backend.torch, help="torch | onnxruntime (with onnx=<file.onnx> from stereo-export)")
     onnx: str | None = rng(None, help="backend=onnxruntime: the .onnx file")
     checkpoint: str | None = rng(
-        None, help="a training checkpoint; null = the weights shipped with the package (if any)"
+        None, help="a training checkpoint; null or shipped = the weights shipped with the package (if any)"
     )
     left: str = rng(MISSING, help="an image, a folder (recursive) or a glob ('data/*/left/*.png')")
     right: str = rng(MISSING, help="the same kind; matched by the path below a folder or what the wildcards matched")
@@ -466,7 +469,9 @@ class ExportAppConfig:
     Hydra's own options: stereo-export --hydra-help
     """
 
-    checkpoint: str | None = rng(None, help="a training checkpoint; null = the weights shipped with the package")
+    checkpoint: str | None = rng(
+        None, help="a training checkpoint; null or shipped = the weights shipped with the package"
+    )
     output: str = rng(MISSING, help="the .onnx file to write (atomically)")
     opset: int = rng(17, ge=13, help="ONNX opset")
 

@@ -48,6 +48,7 @@ from stereo.metrics import METRIC_KEYS, depth_edges, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
 from stereo.visualize import ERROR_MAX_PX, result_panels
+from stereo.weights import resolve_checkpoint
 
 __all__ = ["Trainer", "TrainingStopped", "epoch_batches", "sequence_loss", "train"]
 log = logging.getLogger(__name__)
@@ -338,10 +339,11 @@ class Trainer:
 
         self.model = build_model(cfg.model, cfg)
         if t.init_from:
-            kept = init_weights(self.model, t.init_from, cfg.model)
+            source = resolve_checkpoint(t.init_from)  # a path, or shipped
+            kept = init_weights(self.model, source, cfg.model)
             if self.rank == 0:
                 log.info("weights from %s (%d tensors left at their initialisation: the added refinement)",
-                         t.init_from, len(kept))  # fmt: skip
+                         source, len(kept))  # fmt: skip
         # Modules kept in eval mode while the rest trains: frozen ones, and every BatchNorm with train.bn_eval.
         self.fixed = freeze_modules(self.model, list(t.freeze))
         if t.bn_eval:

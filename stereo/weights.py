@@ -32,9 +32,13 @@ def shipped_checkpoint(name: str = DEFAULT_WEIGHTS) -> Path | None:
     return path if path.is_file() else None
 
 
+SHIPPED = "shipped"  # checkpoint=shipped, train.init_from=shipped: the weights that ship with the package
+
+
 def resolve_checkpoint(checkpoint: str | None) -> str:
-    """``checkpoint`` when given, else the shipped weights; a clear error when there are neither."""
-    if checkpoint:
+    """``checkpoint`` when given, else (None, empty or ``shipped``) the shipped weights; a clear error when
+    there are none."""
+    if checkpoint and str(checkpoint) != SHIPPED:
         return str(checkpoint)
     shipped = shipped_checkpoint()
     if shipped is None:
@@ -42,7 +46,8 @@ def resolve_checkpoint(checkpoint: str | None) -> str:
             f"invalid config: checkpoint is required (add checkpoint=...): this installation ships no weights "
             f"({WEIGHTS_DIR / DEFAULT_WEIGHTS} does not exist)"
         )
-    log.info("no checkpoint= given: using the weights shipped with the package, %s", shipped)
+    log.info("%s: using the weights shipped with the package, %s",
+             "checkpoint=shipped" if checkpoint else "no checkpoint= given", shipped)  # fmt: skip
     return str(shipped)
 
 

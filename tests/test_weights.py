@@ -35,6 +35,21 @@ def test_no_checkpoint_means_the_shipped_weights(checkpoint, sample_root, tmp_pa
     assert r["disparity_max"] > r["disparity_min"] >= 0
 
 
+def test_shipped_names_the_packaged_weights_in_checkpoint_and_init_from(checkpoint, sample_root, tmp_path, monkeypatch):
+    from stereo.train import Trainer
+    from tests.conftest import make_tiny_cfg
+
+    monkeypatch.setattr(w, "WEIGHTS_DIR", tmp_path / "weights")
+    with pytest.raises(ConfigError, match="ships no weights"):
+        Trainer(make_tiny_cfg(sample_root, init_from="shipped"), tmp_path / "none")
+    w.export_weights(checkpoint, tmp_path / "weights" / w.DEFAULT_WEIGHTS, {"note": "test"})
+    assert w.resolve_checkpoint("shipped") == str(tmp_path / "weights" / w.DEFAULT_WEIGHTS)
+    assert w.resolve_checkpoint("runs/x.pt") == "runs/x.pt"  # any other value is a path
+    model = Trainer(make_tiny_cfg(sample_root, init_from="shipped"), tmp_path / "run").model.state_dict()
+    saved = load_checkpoint(checkpoint)["model"]
+    assert all(torch.equal(model[k].cpu(), v) for k, v in saved.items())
+
+
 def test_shipped_weights_reproduce_their_card(tmp_path):
     """The committed weights give the metrics their card records, on a slice of generated-v1 rebuilt here."""
     shipped = w.shipped_checkpoint()
