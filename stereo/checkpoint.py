@@ -234,9 +234,14 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
     added_refinement = [d for d in diff if d.startswith("refine: 'none' ->")]
     other = [d for d in diff if d not in added_refinement]
     if other:
+        dropped = [d for d in other if d.startswith("refine: ") and d.endswith("-> 'none'")]
+        hint = ""
+        if dropped:  # "refine: 'modes' -> 'none'"
+            kind = dropped[0].split(" -> ")[0].removeprefix("refine: ").strip("'")
+            hint = f"; its refinement is part of the weights: add model.refine={kind}"
         raise CheckpointError(
             f"{checkpoint}: train.init_from needs the same architecture; the checkpoint's model config differs "
-            f"from the run's ({'; '.join(other)})"
+            f"from the run's ({'; '.join(other)}){hint}"
         )
     state = dict(ckpt["model"])
     kept = []

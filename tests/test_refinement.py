@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stereo.config import load_config
+from stereo.config import load_config, to_plain
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
 from stereo.models.refinement import MODES_RADIUS, PHOTOMETRIC_OFFSETS, ResidualRefinement, warp_right_to_left
@@ -123,6 +123,10 @@ def test_init_from_starts_from_the_weights_and_may_add_the_refinement(checkpoint
     assert torch.count_nonzero(state["refinement.head.weight"]) == 0  # the identity it starts as
     with pytest.raises(CheckpointError, match=r"init_from needs the same architecture.*max_disp: 32 -> 48"):
         Trainer(make_tiny_cfg(sample_root, "model.max_disp=48", init_from=str(checkpoint)), tmp_path / "c")
+    # Weights with a refinement into a model without one: refused, with the key that keeps it.
+    torch.save({"model": state, "model_config": to_plain(refined.model.config), "step": 0}, tmp_path / "r.pt")
+    with pytest.raises(CheckpointError, match=r"refine: 'residual' -> 'none'.*add model.refine=residual"):
+        Trainer(make_tiny_cfg(sample_root, init_from=str(tmp_path / "r.pt")), tmp_path / "d")
 
 
 def test_regress_modes_is_the_soft_argmin_the_windowed_one_and_the_window_mass():
