@@ -22,7 +22,7 @@ from stereo.errors import ConfigError
 from stereo.io import write_bytes
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = "ea_psmnet_light_gen3h.pt"
+DEFAULT_WEIGHTS = "ea_psmnet_light_gen3i.pt"
 log = logging.getLogger(__name__)
 
 

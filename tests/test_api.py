@@ -35,17 +35,21 @@ def test_every_input_kind_gives_the_same_disparity(model, pair):
     for got in (model.predict(str(left), str(right)), model.predict(*arrays),
                 model.predict(*(Image.open(p) for p in (left, right))),
                 model.predict(*(a.astype(np.float32) / 255 for a in arrays))):  # fmt: skip
-        np.testing.assert_allclose(got.disparity, ref.disparity, atol=1e-4)
+        # Up to rounding: float inputs differ from converted uint8 in the last bit, and the shipped
+        # refinement's photometric inputs carry that into ~1e-4 px.
+        np.testing.assert_allclose(got.disparity, ref.disparity, atol=5e-4)
         np.testing.assert_allclose(got.confidence, ref.confidence, atol=1e-5)
     grey = model.predict(arrays[0][..., 0], arrays[1][..., 0])  # grey arrays are replicated to RGB
     assert grey.disparity.shape == (64, 128)
     tensors = [torch.from_numpy(a.transpose(2, 0, 1).copy()).float() / 255 for a in arrays]
     one = model.predict(*tensors)
     assert isinstance(one.disparity, torch.Tensor) and one.disparity.shape == (64, 128)
-    np.testing.assert_allclose(one.disparity.numpy(), ref.disparity, atol=1e-4)
+    np.testing.assert_allclose(one.disparity.numpy(), ref.disparity, atol=5e-4)
     batch = model.predict(torch.stack([tensors[0]] * 2), torch.stack([tensors[1]] * 2))
     assert batch.disparity.shape == (2, 64, 128)
-    np.testing.assert_allclose(batch.disparity[1].numpy(), ref.disparity, atol=1e-4)
+    # A batch of two runs other convolution kernels: rounding, which the refinement's window around the most
+    # likely disparity can carry to ~1e-3 px where two disparities are equally likely.
+    np.testing.assert_allclose(batch.disparity[1].numpy(), ref.disparity, atol=2e-3)
     assert torch.equal(model(*(t[None] for t in tensors)), one.disparity[None])
 
 

@@ -1,6 +1,6 @@
 """Speed/accuracy of early exit over the hourglass heads: one evaluation per setting, side by side.
 
-    python scripts/early_exit_sweep.py checkpoint=runs/x/checkpoints/last.pt data.root=datasets/generated-v1/272x480 \\
+    python scripts/early_exit_sweep.py checkpoint=runs/x/checkpoints/last.pt root=datasets/generated-v1/272x480 \\
         thresholds=[0.3,0.5,0.7,0.9] limit=50 out=bench_results/early_exit.json
 
 Settings: ``off`` (every head), each fixed head, and ``confidence`` at each threshold. Prints a table
