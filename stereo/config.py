@@ -59,6 +59,7 @@ Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
 Refine = Choice("Refine", {k: k for k in ("none", "residual", "warp", "modes")})
+Loss = Choice("Loss", {k: k for k in ("smooth_l1", "log_l1")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
@@ -273,6 +274,11 @@ class OptimConfig:
     grad_clip: float | None = rng(None, gt=0, help="max gradient norm, or null")
     loss_weights: list[float] | None = rng(
         None, ge=0, help="smooth L1 weight per head; null = the last heads of PSMNet's 0.5, 0.7, 1.0"
+    )
+    loss: Loss = rng(
+        Loss.smooth_l1,
+        help="per-pixel loss of every head: smooth_l1 (PSMNet's) | log_l1: log(1 + |error|), which weighs a "
+        "pixel's gradient by 1 / (1 + |error|) and so prefers one mode of an uncertain pixel to their mean",
     )
     local_loss_weight: float = rng(
         0.0,

@@ -96,10 +96,17 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,
     ]
 
 
-def sequence_loss(outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights) -> torch.Tensor:
-    """Weighted smooth L1 over valid pixels, one weight per head (PSMNet: 0.5, 0.7, 1.0)."""
+def sequence_loss(
+    outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights, kind: str = "smooth_l1"
+) -> torch.Tensor:
+    """Weighted mean per-pixel loss over valid pixels, one weight per head (PSMNet: 0.5, 0.7, 1.0):
+    ``smooth_l1`` (PSMNet's) or ``log_l1``, log(1 + |error|) with the error in pixels (``train.loss``)."""
     if len(weights) != len(outs):
         raise ConfigError(f"{len(weights)} loss weights for {len(outs)} heads; set train.loss_weights")
+    if kind == "log_l1":
+        return sum(
+            w * torch.log1p((o.float()[valid] - gt[valid]).abs()).mean() for w, o in zip(weights, outs, strict=True)
+        )
     return sum(w * F.smooth_l1_loss(o.float()[valid], gt[valid]) for w, o in zip(weights, outs, strict=True))
 
 
@@ -351,6 +358,7 @@ class Trainer:
         self.model = self.model.to(self.device)
         self.model.check_train_shape(t.micro_batch or t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
+        self.loss_kind = str(t.loss)
         self.local_loss = float(t.local_loss_weight)
         self.distribution_loss = float(t.distribution_loss_weight)
         self.distribution_scale = float(t.distribution_scale)
@@ -613,13 +621,17 @@ class Trainer:
                     outs, local, divergence = self._forward(left[part], right[part], gt[part])
                 v = valid[part]
                 if v.any():
-                    part_loss = sequence_loss(outs, gt[part], v, self.weights)
+                    part_loss = sequence_loss(outs, gt[part], v, self.weights, self.loss_kind)
                     if local:
-                        part_loss = part_loss + self.local_loss * sequence_loss(local, gt[part], v, self.weights)
+                        part_loss = part_loss + self.local_loss * sequence_loss(
+                            local, gt[part], v, self.weights, self.loss_kind
+                        )
                     if self.edge_loss:
                         near = v & depth_edges(gt[part], self.edge_radius)
                         if near.any():
-                            part_loss = part_loss + self.edge_loss * sequence_loss(outs, gt[part], near, self.weights)
+                            part_loss = part_loss + self.edge_loss * sequence_loss(
+                                outs, gt[part], near, self.weights, self.loss_kind
+                            )
                     if divergence:
                         part_loss = part_loss + self.distribution_loss * sum(
                             w * d[v].mean() for w, d in zip(self.weights, divergence, strict=True)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -235,6 +236,23 @@ def test_edge_loss_adds_the_loss_near_depth_edges(sample_root, tmp_path):
     assert plain == pytest.approx(expected_plain, rel=1e-5)
     assert mixed == pytest.approx(expected_mixed, rel=1e-5)
     assert part > 0 and mixed - plain == pytest.approx(2.0 * part, rel=1e-4)
+
+
+def test_log_l1_loss_is_the_mean_log_of_one_plus_the_error_per_head(sample_root, tmp_path):
+    """train.loss=log_l1: each head's mean of log(1 + |error|) over the valid pixels, weighted per head,
+    recomputed here in float64 from the model before the step."""
+
+    def expected(trainer, batch, weight):
+        heads = trainer.model(batch["left"], batch["right"])
+        v, gt = batch["valid"], batch["disparity"].double()
+        per_head = [float(np.log1p(np.abs((h.double() - gt)[v].numpy())).mean()) for h in heads]
+        return sum(w * x for w, x in zip(trainer.weights, per_head, strict=True)), per_head
+
+    loss, want, per_head = _one_step(sample_root, tmp_path / "log", expected, 0.0, loss="log_l1")
+    assert loss == pytest.approx(want, rel=1e-5)
+    smooth, smooth_want, _ = _one_step(sample_root, tmp_path / "smooth", expected, 0.0)
+    assert smooth != pytest.approx(smooth_want, rel=1e-3)  # the default is another loss (PSMNet's smooth L1)
+    assert all(x > 0 for x in per_head)
 
 
 def _one_step(sample_root, run, expected, weight, *overrides, **train_keys):
