@@ -273,7 +273,7 @@ class OptimConfig:
     warmup_steps: int = rng(0, ge=0, help="linear warm-up")
     grad_clip: float | None = rng(None, gt=0, help="max gradient norm, or null")
     loss_weights: list[float] | None = rng(
-        None, ge=0, help="smooth L1 weight per head; null = the last heads of PSMNet's 0.5, 0.7, 1.0"
+        None, ge=0, help="loss weight per head (train.loss); null = the last heads of PSMNet's 0.5, 0.7, 1.0"
     )
     loss: Loss = rng(
         Loss.smooth_l1,
