@@ -234,11 +234,10 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
     added_refinement = [d for d in diff if d.startswith("refine: 'none' ->")]
     other = [d for d in diff if d not in added_refinement]
     if other:
-        dropped = [d for d in other if d.startswith("refine: ") and d.endswith("-> 'none'")]
+        saved = str(model_config(ckpt["model_config"]).refine)
         hint = ""
-        if dropped:  # "refine: 'modes' -> 'none'"
-            kind = dropped[0].split(" -> ")[0].removeprefix("refine: ").strip("'")
-            hint = f"; its refinement is part of the weights: add model.refine={kind}"
+        if saved != "none" and str(model_config(wanted).refine) == "none":
+            hint = f"; its refinement is part of the weights: add model.refine={saved}"
         raise CheckpointError(
             f"{checkpoint}: train.init_from needs the same architecture; the checkpoint's model config differs "
             f"from the run's ({'; '.join(other)}){hint}"

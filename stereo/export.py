@@ -41,7 +41,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     import onnx
 
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
-    if model.config.refine in ("warp", "modes") and opset < 16:
+    if model.refinement is not None and model.refinement.photometric and opset < 16:
         raise ConfigError(
             f"{checkpoint}: model.refine={model.config.refine} samples the right image (GridSample): it needs "
             f"opset >= 16, got {opset}"

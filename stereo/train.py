@@ -103,11 +103,13 @@ def sequence_loss(
     ``smooth_l1`` (PSMNet's) or ``log_l1``, log(1 + |error|) with the error in pixels (``train.loss``)."""
     if len(weights) != len(outs):
         raise ConfigError(f"{len(weights)} loss weights for {len(outs)} heads; set train.loss_weights")
+    return sum(w * _pixel_loss(o.float()[valid], gt[valid], kind) for w, o in zip(weights, outs, strict=True))
+
+
+def _pixel_loss(pred: torch.Tensor, gt: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "log_l1":
-        return sum(
-            w * torch.log1p((o.float()[valid] - gt[valid]).abs()).mean() for w, o in zip(weights, outs, strict=True)
-        )
-    return sum(w * F.smooth_l1_loss(o.float()[valid], gt[valid]) for w, o in zip(weights, outs, strict=True))
+        return torch.log1p((pred - gt).abs()).mean()
+    return F.smooth_l1_loss(pred, gt)
 
 
 def loss_weights(configured: Any, heads: int) -> list[float]:

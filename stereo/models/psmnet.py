@@ -160,7 +160,8 @@ class PSMNet(nn.Module):
                 raise ConfigError(
                     "train.local_loss_weight and train.distribution_loss_weight need model.refine other than modes"
                 )
-            return [self._refine_modes(c, size, left, right) for c in costs]
+            guides = self.normalised(left), self.normalised(right)
+            return [self._refine_modes(c, size, *guides) for c in costs]
         if local_radius is not None or target is not None:
             if local_radius is not None and self.refinement is not None:
                 raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
@@ -181,15 +182,15 @@ class PSMNet(nn.Module):
         self,
         cost: torch.Tensor,
         size: tuple[int, int, int],
-        left: torch.Tensor,
-        right: torch.Tensor,
+        guide: torch.Tensor,
+        right_guide: torch.Tensor,
         chunk: int | None = None,
         confidence: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """refine=modes: the (B, 1, D', H', W') cost of a head -> its refined (B, H, W) disparity (and the
-        soft-argmin's confidence)."""
+        """refine=modes: the (B, 1, D', H', W') cost of a head and the normalised views -> its refined (B, H, W)
+        disparity (and the soft-argmin's confidence)."""
         maps = upsample_regress_modes(cost, size, MODES_RADIUS, chunk, confidence)
-        disp = self.refinement(maps[0], self.normalised(left), self.normalised(right), maps[1], maps[2])
+        disp = self.refinement(maps[0], guide, right_guide, maps[1], maps[2])
         return (disp, maps[3]) if confidence else disp
 
     def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
@@ -259,7 +260,7 @@ class PSMNet(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Eval: a (b, 1, D', H', W') cost and its b images -> the (refined) disparity (and confidence)."""
         if self.refines_modes:
-            return self._refine_modes(cost, size, left, right, chunk, confidence)
+            return self._refine_modes(cost, size, self.normalised(left), self.normalised(right), chunk, confidence)
         out = upsample_regress(cost, size, chunk, confidence, radius)
         if self.refinement is None:
             return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +25,14 @@ def soft_argmin(
     prob = F.softmax(cost, dim=1)
     values = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype)
     disp = _expectation(prob, values, radius)
-    if not confidence:
-        return disp
+    return (disp, _confidence(prob, disp)) if confidence else disp
+
+
+def _confidence(prob: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    """(B, D, H, W) probabilities and their (B, H, W) estimate -> the mass within CONFIDENCE_RADIUS of it."""
+    values = torch.arange(prob.shape[1], device=prob.device, dtype=prob.dtype)
     near = (values.view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() < CONFIDENCE_RADIUS
-    return disp, (prob * near).sum(1).clamp(0, 1)
+    return (prob * near).sum(1).clamp(0, 1)
 
 
 def _expectation(prob: torch.Tensor, values: torch.Tensor, radius: float | None) -> torch.Tensor:
@@ -126,7 +131,7 @@ def regress_modes(prob: torch.Tensor, radius: float) -> tuple[torch.Tensor, torc
     ``regression=local`` answers) and the probability mass inside that window (1 for a unimodal
     distribution, lower where a second mode takes a share: object borders, thin structures)."""
     values = torch.arange(prob.shape[1], device=prob.device, dtype=prob.dtype)
-    soft = torch.einsum("bdhw,d->bhw", prob, values)
+    soft = _expectation(prob, values, None)
     # The window's 2r + 1 disparities gathered around the mode, not a mask over all D. The mode is the first
     # index of the maximum, as argmax, whose strided reduction over D took twice as long on the CPU.
     reach = int(math.floor(radius))
@@ -152,36 +157,18 @@ def upsample_regress_modes(
     (soft, local, mass), each (B, H, W), from one upsampling (chunked by rows as :func:`upsample_regress`;
     regressed in fp32). With ``confidence``, a fourth map: the soft-argmin's confidence of
     :func:`soft_argmin`. The evidence of ``model.refine=modes``."""
-    if torch.jit.is_tracing():
-        prob = F.softmax(F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1), dim=1)
+
+    def maps_of(logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        prob = F.softmax(logits, dim=1)
         maps = regress_modes(prob, radius)
         return (*maps, _confidence(prob, maps[0])) if confidence else maps
+
+    if torch.jit.is_tracing():
+        return maps_of(F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1))
     if cost.dtype in (torch.float16, torch.bfloat16):
         cost = cost.float()
-    n = 4 if confidence else 3
-    outs: list[list[torch.Tensor]] = [[] for _ in range(n)]
     with torch.autocast(cost.device.type, enabled=False):
-        md, mh, mw = _resize_matrices(cost, size)
-        step = chunk_rows or size[1]
-        for image in cost[:, 0]:  # image by image: a disparity does not depend on the batch it came in
-            x = image @ mw
-            parts: list[list[torch.Tensor]] = [[] for _ in range(n)]
-            for r in range(0, size[1], step):
-                prob = F.softmax(_upsampled_rows(x, md, mh[r : r + step]), dim=1)
-                maps = regress_modes(prob, radius)
-                if confidence:
-                    maps = (*maps, _confidence(prob, maps[0]))
-                for part, m in zip(parts, maps, strict=True):
-                    part.append(m)
-            for out, part in zip(outs, parts, strict=True):
-                out.append(torch.cat(part, 1))
-    return tuple(torch.cat(out) for out in outs)
-
-
-def _confidence(prob: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
-    values = torch.arange(prob.shape[1], device=prob.device, dtype=prob.dtype)
-    near = (values.view(1, -1, 1, 1) - disp.unsqueeze(1)).abs() < CONFIDENCE_RADIUS
-    return (prob * near).sum(1).clamp(0, 1)
+        return _upsampled_maps(cost, size, chunk_rows, maps_of)
 
 
 TARGET_REACH = 10.0  # scales: each Laplace of the target is cut this many scales from its centre (e^-10)
@@ -251,28 +238,35 @@ def _upsampled_rows(x: torch.Tensor, md: torch.Tensor, mh_rows: torch.Tensor) ->
     return (md @ part.reshape(x.shape[0], rows * width)).view(1, md.shape[0], rows, width)
 
 
+def _upsampled_maps(
+    cost: torch.Tensor,
+    size: tuple[int, int, int],
+    chunk_rows: int | None,
+    maps_of: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+) -> tuple[torch.Tensor, ...]:
+    """The (B, H, W) maps that ``maps_of`` computes from (1, D, rows, W) logits, each chunk of ``chunk_rows``
+    rows of the (B, 1, D', H', W') cost upsampled to ``size`` on its own (None = whole images), joined.
+    Images run one by one: a disparity does not depend on the batch it came in."""
+    md, mh, mw = _resize_matrices(cost, size)
+    step = chunk_rows or size[1]
+    images = []
+    for image in cost[:, 0]:
+        x = image @ mw  # (D', H', W)
+        chunks = [maps_of(_upsampled_rows(x, md, mh[r : r + step])) for r in range(0, size[1], step)]
+        images.append([_joined(parts, 1) for parts in zip(*chunks, strict=True)])
+    return tuple(_joined(maps, 0) for maps in zip(*images, strict=True))
+
+
+def _joined(parts: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
 def _upsample_regress(
     cost: torch.Tensor, size: tuple[int, int, int], chunk_rows: int | None, confidence: bool, radius: float | None
 ):
-    h_out = size[1]
-    md, mh, mw = _resize_matrices(cost, size)
-    step = chunk_rows or h_out
-    out, conf = [], []
-    for image in cost[:, 0]:  # image by image: a disparity does not depend on the batch it came in
-        x = image @ mw  # (D', H', W)
-        rows, crows = [], []
-        for r in range(0, h_out, step):
-            up = _upsampled_rows(x, md, mh[r : r + step])
-            if confidence:
-                d, c = soft_argmin(up, True, radius)
-                rows.append(d)
-                crows.append(c)
-            else:
-                rows.append(soft_argmin(up, radius=radius))
-        out.append(rows[0] if len(rows) == 1 else torch.cat(rows, 1))
-        if confidence:
-            conf.append(crows[0] if len(crows) == 1 else torch.cat(crows, 1))
-    disp = out[0] if len(out) == 1 else torch.cat(out)
-    if not confidence:
-        return disp
-    return disp, conf[0] if len(conf) == 1 else torch.cat(conf)
+    def maps_of(logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = soft_argmin(logits, confidence, radius)
+        return out if confidence else (out,)
+
+    maps = _upsampled_maps(cost, size, chunk_rows, maps_of)
+    return maps if confidence else maps[0]
