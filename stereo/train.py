@@ -457,6 +457,7 @@ class Trainer:
         start, t0 = self.state.step, time.perf_counter()
         self._open_logs()
         status = "finished"
+        completed = False  # every rank got through the loop: then the ranks meet once more before tearing down
         try:
             with stop_on_signals() as self.stop:
                 try:
@@ -474,6 +475,7 @@ class Trainer:
                 self.validate_and_checkpoint()
                 self._log_hparams()
             self.save()
+            completed = True
         except BaseException:
             if self.state.step > start:  # keep the progress of this run, then report the error
                 self.save()
@@ -484,6 +486,11 @@ class Trainer:
             if self.writer:
                 self.writer.close()
             if self.world > 1 and dist.is_initialized():
+                # Without this barrier a rank could tear Gloo down while another still finished its last
+                # collective: seen once as an abort at exit ("terminate called without an active exception").
+                # Never after an error: the other rank may be gone, and the barrier would wait for it.
+                if completed:
+                    dist.barrier()
                 dist.destroy_process_group()
         summary = TrainSummary(
             status=status,
