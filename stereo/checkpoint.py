@@ -228,14 +228,11 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
     """Load ``checkpoint``'s weights into ``model`` (built from ``wanted``) to fine-tune from them. The
     architectures must agree, except that the model may add the sub-pixel refinement the checkpoint's
     model lacks (``model.refine``): those layers keep their initialisation, under which the refinement
-    returns its input; or grow a ``modes`` refinement into ``fill``: its new inputs and gates start at zero
-    weight, so the model starts as the checkpoint's. Returns the names of the weights left at (or grown
-    from) their initialisation."""
+    returns its input. Returns the names of the weights left at their initialisation."""
     ckpt = load_checkpoint(checkpoint)
     diff = config_differences(ckpt["model_config"], wanted)
     added_refinement = [d for d in diff if d.startswith("refine: 'none' ->")]
-    grown = [d for d in diff if d == "refine: 'modes' -> 'fill'"]
-    other = [d for d in diff if d not in added_refinement + grown]
+    other = [d for d in diff if d not in added_refinement]
     if other:
         saved = str(model_config(ckpt["model_config"]).refine)
         hint = ""
@@ -250,14 +247,6 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
     if added_refinement:
         kept = [k for k in model.state_dict() if k.startswith("refinement.")]
         state.update({k: v for k, v in model.state_dict().items() if k in kept})
-    if grown:
-        kept = ["refinement.stem.weight", "refinement.head.weight", "refinement.head.bias"]
-        own = model.state_dict()
-        for key in kept:  # the fill inputs come last in the stem, the fill gates last in the head
-            saved_tensor = state[key]
-            bigger = torch.zeros_like(own[key])
-            bigger[tuple(slice(0, n) for n in saved_tensor.shape)] = saved_tensor
-            state[key] = bigger
     load_weights(model, state, checkpoint)
     return kept
 

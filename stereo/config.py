@@ -58,7 +58,7 @@ RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final", "both")})
 Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
-Refine = Choice("Refine", {k: k for k in ("none", "residual", "warp", "modes", "fill")})
+Refine = Choice("Refine", {k: k for k in ("none", "residual", "warp", "modes")})
 Loss = Choice("Loss", {k: k for k in ("smooth_l1", "log_l1")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
@@ -127,8 +127,7 @@ class ModelConfig:
         Refine.none,
         help="none (PSMNet) | residual: a full-resolution residual guided by the left image | warp: also by "
         "the photometric error of the right image warped by the disparity | modes: also by the windowed "
-        "estimate around the most likely disparity, chosen per pixel by a gate | fill: modes and the farther "
-        "surface beside each pixel, for occlusions and the left border (models/refinement.py)",
+        "estimate around the most likely disparity, chosen per pixel by a gate (models/refinement.py)",
     )
 
 

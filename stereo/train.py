@@ -351,8 +351,8 @@ class Trainer:
             source = resolve_checkpoint(t.init_from)  # a path, or shipped
             kept = init_weights(self.model, source, cfg.model)
             if self.rank == 0:
-                grown = f" ({len(kept)} refinement tensors added or grown, starting as the identity)" if kept else ""
-                log.info("weights from %s%s", source, grown)
+                log.info("weights from %s (%d tensors left at their initialisation: the added refinement)",
+                         source, len(kept))  # fmt: skip
         # Modules kept in eval mode while the rest trains: frozen ones, and every BatchNorm with train.bn_eval.
         self.fixed = freeze_modules(self.model, list(t.freeze))
         if t.bn_eval:

@@ -6,15 +6,7 @@ import torch
 from stereo.config import load_config, to_plain
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
-from stereo.models.refinement import (
-    FILL_SCALE,
-    FILL_WINDOWS,
-    MODES_RADIUS,
-    PHOTOMETRIC_OFFSETS,
-    ResidualRefinement,
-    side_min,
-    warp_right_to_left,
-)
+from stereo.models.refinement import MODES_RADIUS, PHOTOMETRIC_OFFSETS, ResidualRefinement, warp_right_to_left
 from stereo.models.regression import regress_modes, soft_argmin, upsample_regress, upsample_regress_modes
 
 
@@ -93,7 +85,7 @@ def test_photometric_refinement_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(ref, (disp, img, right), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["residual", "warp", "modes", "fill"])
+@pytest.mark.parametrize("kind", ["residual", "warp", "modes"])
 def test_refine_none_is_psmnet_and_refined_starts_equal(kind):
     plain, refined = _model("none"), _model(kind)
     assert not any(k.startswith("refinement") for k in plain.state_dict())
@@ -231,76 +223,3 @@ def test_modes_model_early_exit_and_its_refusals():
     model.set_runtime(early_exit="off")
     with pytest.raises(ConfigError, match="refine other than modes"):
         model.train()(left, right, local_radius=4.0)
-
-
-def test_side_min_is_the_smallest_disparity_of_the_window_beside_each_pixel():
-    torch.manual_seed(10)
-    disp = torch.rand(2, 3, 11) * 50
-    for side, width in (("left", 1), ("left", 4), ("right", 5), ("left", 30)):
-        got = side_min(disp, side, width)
-        for x in range(disp.shape[-1]):
-            lo, hi = (max(0, x - width + 1), x + 1) if side == "left" else (x, min(disp.shape[-1], x + width))
-            assert torch.equal(got[..., x], disp[..., lo:hi].amin(dim=-1)), (side, width, x)
-    with pytest.raises(ValueError, match="side"):
-        side_min(disp, "up", 3)
-
-
-def test_fill_refinement_starts_as_the_soft_argmin_and_each_gate_reaches_its_candidate():
-    ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True, modes=True, fill=True)
-    disp, img, right, local, mass = _modes_inputs(11)
-    assert torch.equal(ref(disp, img, right, local, mass), disp)  # zero head: every gate 0, residual 0
-    x = ref.inputs(disp, img, right, local, mass)
-    assert x.shape == (1, 4 + 3 + len(PHOTOMETRIC_OFFSETS) + 3 + len(FILL_WINDOWS), 6, 9)
-    for i, (side, width) in enumerate(FILL_WINDOWS):
-        candidate = side_min(disp, side, width)
-        assert torch.allclose(x[:, -len(FILL_WINDOWS) + i], (candidate - disp) / FILL_SCALE)
-        with torch.no_grad():
-            ref.head.bias.zero_()
-            ref.head.bias[2 + i] = 1.0
-        assert torch.allclose(ref(disp, img, right, local, mass), candidate.clamp(min=0), atol=1e-6)
-    with torch.no_grad():  # gates add their steps from the soft-argmin
-        ref.head.bias.zero_()
-        ref.head.bias[1], ref.head.bias[2] = 0.5, 0.25
-    expect = disp + 0.5 * (local - disp) + 0.25 * (side_min(disp, *FILL_WINDOWS[0]) - disp)
-    assert torch.allclose(ref(disp, img, right, local, mass), expect.clamp(min=0), atol=1e-6)
-    with pytest.raises(ValueError, match="fill needs modes"):
-        ResidualRefinement(photometric=True, fill=True)
-
-
-def test_fill_refinement_gradients_match_finite_differences():
-    ref = ResidualRefinement(channels=3, dilations=(1, 2), photometric=True, modes=True, fill=True).double()
-    torch.nn.init.normal_(ref.head.weight, std=0.02)
-    with torch.no_grad():
-        ref.head.bias[1:] = 0.3  # every gate inside (0, 1), away from the clamp's kinks
-    inputs = [t.requires_grad_() for t in _modes_inputs(12, torch.float64)]
-    assert torch.autograd.gradcheck(ref, tuple(inputs), eps=1e-6, atol=1e-5)
-
-
-def test_fill_model_trains_and_refuses_regression_local():
-    model = _model("fill")
-    assert model.refines_modes and model.refinement.fill
-    torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
-    left, right = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)  # BatchNorm trains on more than one
-    sum(h.sum() for h in model(left, right)).backward()
-    assert model.refinement.head.weight.grad[2:].abs().sum() > 0  # the fill gates learn
-    with pytest.raises(ConfigError, match="regression=local.*refine=fill"):
-        model.eval().set_runtime(regression="local")
-
-
-def test_init_from_grows_a_modes_refinement_into_fill_that_starts_equal(tmp_path):
-    from stereo.checkpoint import init_weights
-
-    modes = _model("modes", seed=3)
-    torch.nn.init.normal_(modes.refinement.head.weight, std=0.05)
-    torch.nn.init.normal_(modes.refinement.head.bias, std=0.05)
-    torch.save({"model": modes.state_dict(), "model_config": to_plain(modes.config), "step": 0}, tmp_path / "m.pt")
-    fill = _model("fill", seed=4)
-    grown = init_weights(fill, tmp_path / "m.pt", fill.config)
-    assert set(grown) == {"refinement.stem.weight", "refinement.head.weight", "refinement.head.bias"}
-    head = fill.refinement.head.weight
-    assert torch.equal(head[:2], modes.refinement.head.weight) and torch.count_nonzero(head[2:]) == 0
-    left, right = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
-    with torch.no_grad():
-        assert torch.allclose(fill.eval()(left, right), modes.eval()(left, right), atol=1e-5)
-    with pytest.raises(CheckpointError, match="refine: 'modes' -> 'warp'"):
-        init_weights(_model("warp"), tmp_path / "m.pt", _model("warp").config)

@@ -75,12 +75,7 @@ class PSMNet(nn.Module):
             raise ConfigError(f"refine must be one of {', '.join(REFINE_KINDS)}, got {refine!r}")
         # Only a model that refines has the module: a PSMNet's weights stay exactly the original's.
         self.refinement = (
-            ResidualRefinement(
-                scale=cfg.max_disp / 2,
-                photometric=refine in ("warp", "modes", "fill"),
-                modes=refine in ("modes", "fill"),
-                fill=refine == "fill",
-            )
+            ResidualRefinement(scale=cfg.max_disp / 2, photometric=refine in ("warp", "modes"), modes=refine == "modes")
             if refine != "none"
             else None
         )
@@ -100,15 +95,15 @@ class PSMNet(nn.Module):
             raise ConfigError(f"exit_head={rt.exit_head}: the model has heads 1..{self.hourglasses}")
         if rt.regression == "local" and self.refines_modes:
             raise ConfigError(
-                f"regression=local with model.refine={self.config.refine}: the refinement already sees the windowed "
-                "estimate and chooses per pixel; use regression=soft_argmin"
+                "regression=local with model.refine=modes: the refinement already sees the windowed estimate "
+                "and chooses per pixel; use regression=soft_argmin"
             )
         self.runtime = rt
         self.aggregation.to(memory_format=self.memory_format)
 
     @property
     def refines_modes(self) -> bool:
-        """``model.refine=modes`` or ``fill``: the refinement needs each head's windowed estimate and its mass."""
+        """``model.refine=modes``: the refinement needs each head's windowed estimate and its mass."""
         return self.refinement is not None and self.refinement.modes
 
     @property
@@ -163,8 +158,7 @@ class PSMNet(nn.Module):
         if self.refines_modes:
             if local_radius is not None or target is not None:
                 raise ConfigError(
-                    "train.local_loss_weight and train.distribution_loss_weight need model.refine other than "
-                    f"{self.config.refine}"
+                    "train.local_loss_weight and train.distribution_loss_weight need model.refine other than modes"
                 )
             guides = self.normalised(left), self.normalised(right)
             return [self._refine_modes(c, size, *guides) for c in costs]
@@ -193,7 +187,7 @@ class PSMNet(nn.Module):
         chunk: int | None = None,
         confidence: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """refine=modes/fill: the (B, 1, D', H', W') cost of a head and the normalised views -> its refined (B, H, W)
+        """refine=modes: the (B, 1, D', H', W') cost of a head and the normalised views -> its refined (B, H, W)
         disparity (and the soft-argmin's confidence)."""
         maps = upsample_regress_modes(cost, size, MODES_RADIUS, chunk, confidence)
         disp = self.refinement(maps[0], guide, right_guide, maps[1], maps[2])

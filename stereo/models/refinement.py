@@ -21,13 +21,6 @@ candidate. Its head also predicts a gate in [0, 1] that moves each pixel from th
 windowed estimate (the soft-argmin has the lower EPE, the windowed one fewer bad pixels; the refinement
 picks per pixel), before the residual.
 
-``fill=True`` (``model.refine=fill``, on top of ``modes``) adds candidates for the pixels the network cannot
-match: in an occluded region (left of a nearer object: hidden in the right view) or beyond the left border
-(no match in the right image) the answer is usually the farther surface beside it, which the 1/4-resolution
-regression smears across the edge. Each candidate is the smallest disparity within a horizontal window on
-one side of the pixel (``FILL_WINDOWS``); the refinement sees each one's offset from the disparity and its head
-predicts one more gate in [0, 1] per candidate.
-
 The refinement computes in fp32 whatever the autocast around it: its inputs and output are disparities in
 pixels, which bf16 would round to 0.5 px at 100 px.
 """
@@ -38,25 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REFINE_KINDS = ("none", "residual", "warp", "modes", "fill")
+REFINE_KINDS = ("none", "residual", "warp", "modes")
 PHOTOMETRIC_OFFSETS = (-2.0, -1.0, 0.0, 1.0, 2.0)  # pixels: the local cost curve of the warp refinement
 MODES_RADIUS = 8.0  # pixels: refine=modes' window around the most likely disparity; fixed, the weights learn it
-# refine=fill's candidates: (side, width in pixels) of the window whose smallest disparity is offered, the side
-# "left" or "right" of the pixel (itself included). Left windows cover occlusions (the farther surface lies to
-# their left in the left view), the right one the left border, where the image has no match.
-FILL_WINDOWS = (("left", 9), ("left", 33), ("right", 33))
-FILL_SCALE = 16.0  # pixels: the candidates' offsets enter the network divided by this
-
-
-def side_min(disp: torch.Tensor, side: str, width: int) -> torch.Tensor:
-    """(B, H, W) disparity -> (B, H, W): at each pixel the smallest disparity among it and the ``width - 1``
-    pixels on its ``side`` ("left" or "right") along the row (fewer at the image border)."""
-    if side not in ("left", "right") or width < 1:
-        raise ValueError(f"side must be 'left' or 'right' and width >= 1, got {side!r}, {width}")
-    pad = (width - 1, 0) if side == "left" else (0, width - 1)
-    # -inf padding never wins the max of the negated map, so the border sees only real pixels.
-    padded = F.pad(-disp.unsqueeze(1), pad, value=float("-inf"))
-    return -F.max_pool2d(padded, (1, width), stride=1).squeeze(1)
 
 
 def warp_right_to_left(right: torch.Tensor, disp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +65,6 @@ class ResidualRefinement(nn.Module):
             at the local cost curve around it (``PHOTOMETRIC_OFFSETS``).
         modes: also look at the windowed estimate, its mass and its colour error (needs ``photometric``),
             and gate between the two estimates.
-        fill: also look at the ``FILL_WINDOWS`` candidates (needs ``modes``) and gate towards each.
     """
 
     def __init__(
@@ -98,22 +74,17 @@ class ResidualRefinement(nn.Module):
         scale: float = 64.0,
         photometric: bool = False,
         modes: bool = False,
-        fill: bool = False,
     ):
         super().__init__()
         if modes and not photometric:
             raise ValueError("modes needs photometric (the colour error of the windowed estimate)")
-        if fill and not modes:
-            raise ValueError("fill needs modes (its gates extend the windowed estimate's)")
         self.scale = float(scale)
         self.photometric = photometric
         self.modes = modes
-        self.fill = fill
-        fills = len(FILL_WINDOWS) if fill else 0
-        inputs = 4 + (3 + len(PHOTOMETRIC_OFFSETS) if photometric else 0) + (3 if modes else 0) + fills
+        inputs = 4 + (3 + len(PHOTOMETRIC_OFFSETS) if photometric else 0) + (3 if modes else 0)
         self.stem = nn.Conv2d(inputs, channels, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
-        self.head = nn.Conv2d(channels, (2 if modes else 1) + fills, 3, padding=1)  # residual[, gates]
+        self.head = nn.Conv2d(channels, 2 if modes else 1, 3, padding=1)  # (residual[, gate])
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -133,18 +104,9 @@ class ResidualRefinement(nn.Module):
             for block in self.blocks:
                 x = x + F.leaky_relu(block(x), 0.2)
             out = self.head(x)
-            if self.modes:  # a zero head (untrained) gives gates 0: the soft-argmin unchanged
-                # Every gate moves the soft-argmin (not the previous gate's result) towards its candidate.
-                step = out[:, 1].clamp(0, 1) * (local.to(disp.dtype) - disp)
-                if self.fill:
-                    for i, candidate in enumerate(self.fill_candidates(disp)):
-                        step = step + out[:, 2 + i].clamp(0, 1) * (candidate - disp)
-                disp = disp + step
+            if self.modes:  # a zero head (untrained) gives gate 0: the soft-argmin unchanged
+                disp = disp + out[:, 1].clamp(0, 1) * (local.to(disp.dtype) - disp)
             return F.relu(disp + out[:, 0])
-
-    def fill_candidates(self, disp: torch.Tensor) -> list[torch.Tensor]:
-        """refine=fill: one (B, H, W) candidate disparity per entry of ``FILL_WINDOWS``, in pixels."""
-        return [side_min(disp, side, width) for side, width in FILL_WINDOWS]
 
     def inputs(
         self,
@@ -157,8 +119,7 @@ class ResidualRefinement(nn.Module):
         """The (B, 4 [+ 3 + len(PHOTOMETRIC_OFFSETS) [+ 3]], H, W) input of the first convolution: the left
         image, disparity / scale, then (photometric) the signed colour error at the disparity and the mean
         absolute colour error at each offset, then (modes) the windowed estimate's offset from the
-        disparity / :data:`MODES_RADIUS`, its window's mass and the mean absolute colour error there, then
-        (fill) each candidate's offset from the disparity / :data:`FILL_SCALE`."""
+        disparity / :data:`MODES_RADIUS`, its window's mass and the mean absolute colour error there."""
         image = image.to(disp.dtype)
         parts = [image, disp.unsqueeze(1) / self.scale]
         if self.photometric:
@@ -183,6 +144,4 @@ class ResidualRefinement(nn.Module):
                 mass.unsqueeze(1),
                 ((image - warped) * inside).abs().mean(dim=1, keepdim=True),
             ]
-        if self.fill:
-            parts += [((c - disp) / FILL_SCALE).unsqueeze(1) for c in self.fill_candidates(disp)]
         return torch.cat(parts, dim=1)
