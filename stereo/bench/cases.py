@@ -246,6 +246,56 @@ def model_case(
     }
 
 
+def interleaved_case(
+    variants: list[dict[str, Any]],
+    height: int,
+    width: int,
+    device: str = "cpu",
+    threads: int = 0,
+    precision: str = "fp32",
+    warmup: int = 1,
+    runs: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Eval time of several networks in one process, taking turns: every round runs each variant once (in
+    reverse order every other round), so a slow spell of a shared machine falls on all of them alike and
+    the ratio of two variants within a round is steadier than the ratio of two separate processes' medians.
+
+    ``variants``: ``{"label", "model", "overrides"}`` each. Returns per label the seconds of every round
+    (``times_s``) and their median, and the parameters; no memory (the networks share one process).
+    """
+    from stereo.models import run
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    nets = {v["label"]: _bench_network(v["model"], v.get("overrides"))[0].to(dev).eval() for v in variants}
+    left, right = _random_pair(1, height, width, dev)
+    amp = autocast(dev, precision)
+
+    def step(net: torch.nn.Module) -> None:
+        with torch.inference_mode(), amp:
+            run(net, left, right)
+
+    for net in nets.values():
+        time_runs(lambda n=net: step(n), dev, warmup=warmup, runs=0)
+    times: dict[str, list[float]] = {label: [] for label in nets}
+    for r in range(runs):
+        for label in list(nets) if r % 2 == 0 else list(nets)[::-1]:
+            times[label] += time_runs(lambda n=nets[label]: step(n), dev, warmup=0, runs=1)
+    return {
+        "height": height,
+        "width": width,
+        "precision": precision,
+        "times_s": times,
+        "median_s": {label: statistics.median(t) for label, t in times.items()},
+        "parameters": {label: sum(p.numel() for p in net.parameters()) for label, net in nets.items()},
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+    }
+
+
 def backend_case(
     model: str,
     height: int,

@@ -1,6 +1,6 @@
 """Benchmark the networks: parameters, eval forward time and peak memory, training step time.
 
-    python scripts/bench_model.py [runs=3] [threads=2] [budget_gb=12] [out=bench_results/model.json]
+    python scripts/bench_model.py [runs=3] [threads=2] [budget_gb=12] [interleave=false] [out=bench_results/model.json]
 
 Cases (each in a fresh subprocess): eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with
 dot-product attention, ``ea_psmnet_light`` and ``ea_psmnet`` with attention at 1/2 resolution
@@ -13,10 +13,16 @@ at each size in ``eval_sizes`` (``variants=[label,...]`` runs only those) and in
 the table then adds each bf16 case's time over its fp32 twin).
 Dot-product cases whose attention map alone is estimated above ``budget_gb`` are skipped with the
 estimate.
+
+``interleave=true`` times the eval variants of each size in one process instead, taking turns round by
+round (:func:`~stereo.bench.cases.interleaved_case`): on a shared, noisy machine the ratios between them
+(each the median over rounds of the ratio within a round) are then trustworthy, where separate processes'
+medians can swing by a third. No memory figures in that mode.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 from omegaconf import OmegaConf
@@ -63,6 +69,7 @@ class BenchModelConfig(MeasureConfig):
     device: str = "cpu"
     budget_gb: float = 12.0
     variants: list | None = None  # labels of VARIANTS to run; null = all
+    interleave: bool = False  # eval variants of a size in one process, taking turns (ratios, no memory)
     out: str = "bench_results/model.json"
 
 
@@ -96,12 +103,17 @@ def main(argv: list[str]) -> dict:
                 print(f"{label} {h}x{w} eval: {skip}", flush=True)
                 results.append({**case, "estimated_bytes": est, "skipped": skip})
                 continue
+        if cfg.interleave:
+            results.append(case)  # timed below with the other variants of its size and precision
+            continue
         print(f"{label} {h}x{w} eval {precision} ...", end="", flush=True)
         args = {k: v for k, v in case.items() if k != "label"}
         r = run_isolated("stereo.bench.cases:model_case", {**common, **args})
         peak = r["process_peak_bytes"] or r["peak_bytes"]  # the process's on CPU; CUDA: the allocator's
         print(f" {r['median_s']:.2f} s, peak {peak / GiB:.2f} GB", flush=True)
         results.append({**case, **r})
+    if cfg.interleave:
+        results = _interleaved(results, common)
     th, tw = cfg.train_size
     for model in cfg.train_models:
         for precision in cfg.train_precisions:
@@ -125,12 +137,13 @@ def main(argv: list[str]) -> dict:
                 mode,
                 f"{r['parameters']:,}",
                 f"{r['median_s']:.2f}" + (f" ({r['batch'] / r['median_s']:.2f} samples/s)" if r["train"] else ""),
-                f"{r['peak_bytes'] / MiB:.0f}",
+                f"{r['peak_bytes'] / MiB:.0f}" if r.get("peak_bytes") is not None else "-",
                 f"{r['process_peak_bytes'] / GiB:.2f}" if r.get("process_peak_bytes") else "-",
             ]
         )
     print()
-    print(f"Model benchmark: {cfg.device}, {cfg.threads} threads, median of {cfg.runs} after {cfg.warmup} warm-up")
+    how = "eval variants of a size interleaved in one process, " if cfg.interleave else ""
+    print(f"Model benchmark: {cfg.device}, {cfg.threads} threads, {how}median of {cfg.runs} after {cfg.warmup} warm-up")
     print(format_table(rows, ["variant", "size", "mode", "params", "median s", "work MiB", "proc GB"]))
     ratios = _ratios(results)
     for k, v in ratios.items():
@@ -144,6 +157,40 @@ def main(argv: list[str]) -> dict:
     write_json(cfg.out, payload)
     print(f"\nwrote {cfg.out}")
     return payload
+
+
+def _interleaved(results: list[dict], common: dict) -> list[dict]:
+    """Time the eval cases of ``results`` that have no time yet, those of one size and precision together in
+    one process (:func:`~stereo.bench.cases.interleaved_case`); returns ``results`` with their times."""
+    pending = [r for r in results if not r["train"] and "skipped" not in r and "median_s" not in r]
+    groups: dict[tuple, list[dict]] = {}
+    for r in pending:
+        groups.setdefault((r["height"], r["width"], r["precision"]), []).append(r)
+    for (h, w, precision), cases in groups.items():
+        labels = ", ".join(c["label"] for c in cases)
+        print(f"{h}x{w} eval {precision}, interleaved: {labels} ...", end="", flush=True)
+        variants = [{"label": c["label"], "model": c["model"], "overrides": c["overrides"]} for c in cases]
+        args = {**common, "variants": variants, "height": h, "width": w, "precision": precision}
+        r = run_isolated("stereo.bench.cases:interleaved_case", args)
+        print(" done", flush=True)
+        for c in cases:
+            c.update(
+                interleaved=True,
+                times_s=r["times_s"][c["label"]],
+                median_s=r["median_s"][c["label"]],
+                parameters=r["parameters"][c["label"]],
+                peak_bytes=None,
+                process_peak_bytes=None,
+            )
+    return results
+
+
+def _ratio(r: dict, base: dict) -> float:
+    """``r``'s time over ``base``'s: the median of the per-round ratios when both ran interleaved (same
+    rounds), else the ratio of the medians."""
+    if r.get("interleaved") and base.get("interleaved"):
+        return statistics.median(a / b for a, b in zip(r["times_s"], base["times_s"], strict=True))
+    return r["median_s"] / base["median_s"]
 
 
 def _ratios(results: list[dict]) -> dict[str, float]:
@@ -164,10 +211,10 @@ def _ratios(results: list[dict]) -> dict[str, float]:
         base = by.get(("psmnet", h, w, train))
         light = by.get(("ea_psmnet_light", h, w, train))
         if label.startswith("ea_psmnet_light refine=") and light:
-            out[f"{label}/ea_psmnet_light time {h}x{w}"] = r["median_s"] / light["median_s"]
+            out[f"{label}/ea_psmnet_light time {h}x{w}"] = _ratio(r, light)
         if label == "ea_psmnet" and base:
             mode = "train" if train else "eval"
-            out[f"ea_psmnet/psmnet time {h}x{w} {mode}"] = r["median_s"] / base["median_s"]
+            out[f"ea_psmnet/psmnet time {h}x{w} {mode}"] = _ratio(r, base)
             if r.get("process_peak_bytes") and base.get("process_peak_bytes"):
                 out[f"ea_psmnet/psmnet process peak {h}x{w} {mode}"] = (
                     r["process_peak_bytes"] / base["process_peak_bytes"]
