@@ -165,6 +165,11 @@ class RuntimeConfig:
         "regression_radius of the most likely one: sharper edges, fewer bad-N pixels)",
     )
     regression_radius: float = rng(8.0, gt=0, help="regression=local: the window's half-width in pixels")
+    refinement: bool = rng(
+        True,
+        help="eval: apply the model's sub-pixel refinement (model.refine); false answers with the network's "
+        "regression alone, which regression=local may then replace",
+    )
 
 
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))

@@ -55,6 +55,8 @@ class EvalReport:
     pairs_per_s: float
     seconds_per_pair: float
     early_exit: str | None  # networks only
+    regression: str | None  # networks only: soft_argmin | local
+    refinement: bool | None  # networks with a sub-pixel refinement (model.refine): whether it ran
     mean_head: float  # the mean hourglass head that answered (NaN without heads)
     d1_definition: str = "error > 3 px and > 5% of gt (KITTI)"
     sgbm: dict[str, Any] | None = None  # method=sgbm: its settings
@@ -113,6 +115,8 @@ def evaluate(
             pairs_per_s=len(r.rows) / max(r.seconds, 1e-9),
             seconds_per_pair=r.summary["seconds_per_pair"],
             early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
+            regression=str(cfg.regression) if cfg.method == "checkpoint" else None,
+            refinement=bool(cfg.refinement) if getattr(model, "refinement", None) is not None else None,
             mean_head=r.summary["mean_head"],
         )
         if cfg.method == "sgbm":

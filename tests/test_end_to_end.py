@@ -31,6 +31,7 @@ def test_evaluate_writes_sane_metrics(checkpoint, sample_root, tmp_path):
     for k in ("epe", "bad1", "bad2", "bad3", "d1", "pairs", "checkpoint", "mask", "averaging"):
         assert k in saved
     assert saved["pairs"] == 3 and saved["mask"] == "positive: 0 < gt < 32"
+    assert saved["regression"] == "soft_argmin" and saved["refinement"] is None  # the tiny model has none
     assert 0 < saved["epe"] < 32 and 0 <= saved["d1"] <= saved["bad3"] <= saved["bad2"] <= saved["bad1"] <= 100
     assert len((tmp_path / "per_image.csv").read_text().splitlines()) == 4
     assert len(list((tmp_path / "worst").glob("*.png"))) == 2

@@ -223,3 +223,22 @@ def test_modes_model_early_exit_and_its_refusals():
     model.set_runtime(early_exit="off")
     with pytest.raises(ConfigError, match="refine other than modes"):
         model.train()(left, right, local_radius=4.0)
+
+
+def test_refinement_false_answers_with_the_network_alone_and_allows_regression_local():
+    plain, refined = _model("none"), _model("modes")
+    refined.load_state_dict(plain.state_dict(), strict=False)  # the same network under both
+    torch.nn.init.normal_(refined.refinement.head.weight, std=0.05)
+    plain.eval(), refined.eval()
+    left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        assert not torch.allclose(refined(left, right), plain(left, right), atol=1e-3)  # the refinement acts
+        refined.set_runtime(refinement=False)
+        soft = refined(left, right)
+        assert torch.equal(soft, plain(left, right))
+        refined.set_runtime(regression="local")  # allowed once the refinement is off
+        plain.set_runtime(regression="local")
+        local = refined(left, right)
+        assert torch.equal(local, plain(left, right)) and not torch.allclose(local, soft, atol=1e-3)
+    with pytest.raises(ConfigError, match="refinement=false"):
+        refined.set_runtime(refinement=True)

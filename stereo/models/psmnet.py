@@ -93,10 +93,11 @@ class PSMNet(nn.Module):
         rt = runtime_config(runtime if runtime is not None else getattr(self, "runtime", None), **changes)
         if rt.early_exit == "head" and not 1 <= rt.exit_head <= self.hourglasses:  # ranges: runtime_config
             raise ConfigError(f"exit_head={rt.exit_head}: the model has heads 1..{self.hourglasses}")
-        if rt.regression == "local" and self.refines_modes:
+        if rt.regression == "local" and self.refines_modes and rt.refinement:
             raise ConfigError(
                 "regression=local with model.refine=modes: the refinement already sees the windowed estimate "
-                "and chooses per pixel; use regression=soft_argmin"
+                "and chooses per pixel; use regression=soft_argmin, or add refinement=false for the windowed "
+                "estimate alone"
             )
         self.runtime = rt
         self.aggregation.to(memory_format=self.memory_format)
@@ -259,10 +260,11 @@ class PSMNet(nn.Module):
         right: torch.Tensor,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Eval: a (b, 1, D', H', W') cost and its b images -> the (refined) disparity (and confidence)."""
-        if self.refines_modes:
+        refine = self.refinement is not None and self.runtime.refinement
+        if refine and self.refines_modes:
             return self._refine_modes(cost, size, self.normalised(left), self.normalised(right), chunk, confidence)
         out = upsample_regress(cost, size, chunk, confidence, radius)
-        if self.refinement is None:
+        if not refine:
             return out
         disp, conf = out if confidence else (out, None)
         disp = self.refinement(disp, self.normalised(left), self.normalised(right))
