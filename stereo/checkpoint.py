@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from stereo.config import runtime_config, to_plain
-from stereo.errors import CheckpointError, MissingFileError
+from stereo.errors import CheckpointError, ConfigError, MissingFileError
 from stereo.io import write_bytes
-from stereo.models import build_model, model_config
+from stereo.models import build_model, configure_runtime, model_config
 from stereo.models.fuse import fold_batchnorm
 
 log = logging.getLogger(__name__)
@@ -260,9 +260,13 @@ def load_model(
     runtime = runtime_config(runtime)
     ckpt = load_checkpoint(checkpoint, "cpu")
     try:
-        model = build_model(ckpt["model_config"], runtime)
+        model = build_model(ckpt["model_config"])
     except ValueError as e:
         raise CheckpointError(f"{checkpoint}: its model config cannot be built: {e}") from e
+    try:  # a runtime setting this model refuses is the run's choice, not a fault of the file
+        configure_runtime(model, runtime)
+    except ConfigError as e:
+        raise ConfigError(f"{checkpoint}: {e}") from None
     load_weights(model, ckpt["model"], checkpoint)
     model = model.to(device).eval()
     if runtime.fold_batchnorm:

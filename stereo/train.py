@@ -351,8 +351,8 @@ class Trainer:
             source = resolve_checkpoint(t.init_from)  # a path, or shipped
             kept = init_weights(self.model, source, cfg.model)
             if self.rank == 0:
-                log.info("weights from %s (%d tensors left at their initialisation: the added refinement)",
-                         source, len(kept))  # fmt: skip
+                added = f" ({len(kept)} tensors of the added refinement left at its identity start)" if kept else ""
+                log.info("weights from %s%s", source, added)
         # Modules kept in eval mode while the rest trains: frozen ones, and every BatchNorm with train.bn_eval.
         self.fixed = freeze_modules(self.model, list(t.freeze))
         if t.bn_eval:

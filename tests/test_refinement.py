@@ -242,3 +242,15 @@ def test_refinement_false_answers_with_the_network_alone_and_allows_regression_l
         assert torch.equal(local, plain(left, right)) and not torch.allclose(local, soft, atol=1e-3)
     with pytest.raises(ConfigError, match="refinement=false"):
         refined.set_runtime(refinement=True)
+
+
+def test_loading_weights_with_a_refused_runtime_names_the_file_and_the_way_out(tmp_path):
+    from stereo.checkpoint import load_model
+
+    model = _model("modes")
+    torch.save({"model": model.state_dict(), "model_config": to_plain(model.config), "step": 0}, tmp_path / "m.pt")
+    with pytest.raises(ConfigError, match=r"m\.pt: regression=local with model\.refine=modes.*refinement=false") as e:
+        load_model(tmp_path / "m.pt", torch.device("cpu"), {"regression": "local"})
+    assert "cannot be built" not in str(e.value)
+    loaded, _ = load_model(tmp_path / "m.pt", torch.device("cpu"), {"regression": "local", "refinement": False})
+    assert loaded.runtime.regression == "local" and not loaded.runtime.refinement
