@@ -457,7 +457,6 @@ class Trainer:
         start, t0 = self.state.step, time.perf_counter()
         self._open_logs()
         status = "finished"
-        completed = False  # every rank got through the loop: then the ranks meet once more before tearing down
         try:
             with stop_on_signals() as self.stop:
                 try:
@@ -475,7 +474,12 @@ class Trainer:
                 self.validate_and_checkpoint()
                 self._log_hparams()
             self.save()
-            completed = True
+            if self.world > 1 and dist.is_initialized():
+                # Every rank got through: they meet once more before tearing down. Without this a rank could
+                # tear Gloo down while another still finished its last collective: seen once as an abort at
+                # exit ("terminate called without an active exception"). Not after an error (the except
+                # below): the other rank may be gone, and a barrier would wait for it.
+                dist.barrier()
         except BaseException:
             if self.state.step > start:  # keep the progress of this run, then report the error
                 self.save()
@@ -486,11 +490,6 @@ class Trainer:
             if self.writer:
                 self.writer.close()
             if self.world > 1 and dist.is_initialized():
-                # Without this barrier a rank could tear Gloo down while another still finished its last
-                # collective: seen once as an abort at exit ("terminate called without an active exception").
-                # Never after an error: the other rank may be gone, and the barrier would wait for it.
-                if completed:
-                    dist.barrier()
                 dist.destroy_process_group()
         summary = TrainSummary(
             status=status,
@@ -599,6 +598,10 @@ class Trainer:
             log.info("train.time_budget=%g min: %.3f s/step (%s) -> %d steps (%s)", budget, seconds_per_step, how,
                      self.total, "the configured length" if self.total == cap else f"of at most {cap}")  # fmt: skip
 
+    def _heads_loss(self, heads: list[torch.Tensor], gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:func:`sequence_loss` of ``heads`` over the ``mask`` pixels, with the run's head weights and loss."""
+        return sequence_loss(heads, gt, mask, self.weights, self.loss_kind)
+
     def _forward(self, left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor) -> tuple[list, list, list]:
         """The heads, and the windowed regressions and divergences that the configured losses need."""
         if not (self.local_loss or self.distribution_loss):
@@ -630,17 +633,13 @@ class Trainer:
                     outs, local, divergence = self._forward(left[part], right[part], gt[part])
                 v = valid[part]
                 if v.any():
-                    part_loss = sequence_loss(outs, gt[part], v, self.weights, self.loss_kind)
+                    part_loss = self._heads_loss(outs, gt[part], v)
                     if local:
-                        part_loss = part_loss + self.local_loss * sequence_loss(
-                            local, gt[part], v, self.weights, self.loss_kind
-                        )
+                        part_loss = part_loss + self.local_loss * self._heads_loss(local, gt[part], v)
                     if self.edge_loss:
                         near = v & depth_edges(gt[part], self.edge_radius)
                         if near.any():
-                            part_loss = part_loss + self.edge_loss * sequence_loss(
-                                outs, gt[part], near, self.weights, self.loss_kind
-                            )
+                            part_loss = part_loss + self.edge_loss * self._heads_loss(outs, gt[part], near)
                     if divergence:
                         part_loss = part_loss + self.distribution_loss * sum(
                             w * d[v].mean() for w, d in zip(self.weights, divergence, strict=True)
