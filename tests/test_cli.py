@@ -1,12 +1,15 @@
 """The real entry points in subprocesses: one clear line for every user mistake, nothing overwritten,
 crash safety under kill -9, and a wheel install that works from any directory."""
 
+import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +20,7 @@ from stereo.checkpoint import load_checkpoint
 from stereo.data.pfm import read_pfm
 from stereo.io import TMP_MARK
 from stereo.train import train
-from tests.conftest import REPO, make_tiny_cfg, train_cli
+from tests.conftest import REPO, TINY_TRAIN, make_tiny_cfg, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -118,38 +121,66 @@ def test_kill9_at_any_moment_leaves_a_loadable_checkpoint_and_exact_resume(sampl
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
+def _isolated_venv(where):
+    """A venv that sees this environment's dependencies (torch, numpy, ...) through a plain path entry, but
+    not its ``.pth`` files: the editable install's import hook, which would serve ``stereo`` from the
+    checkout and hide what the wheel lacks, is never loaded there."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    py = where / "bin" / "python"
+    own = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    deps = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    (Path(own) / "_deps.pth").write_text("\n".join(sorted(deps)) + "\n")
+    return py
+
+
 def test_wheel_install_runs_from_any_directory(checkpoint, sample_root, tmp_path):
-    """A non-editable install (the wheel) carries the configs: the console scripts work outside the checkout."""
-    wheels, target, src = tmp_path / "wheels", tmp_path / "site", tmp_path / "src"
+    """The built wheel, installed into a venv without the editable hook, runs every console script from a
+    folder outside the checkout: it ships every package and the configs."""
+    wheels, src = tmp_path / "wheels", tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md", "stereo", "conf"):  # setuptools writes build/ beside the source
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, src / name)
+    for name in ("pyproject.toml", "setup.py", "README.md", "stereo", "conf"):  # setuptools writes build/ there
+        if (REPO / name).exists():
+            (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, src / name)
     build = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
                   str(src)])  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheels.glob("stereo-*.whl"))
-    inst = _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)])
+    py = _isolated_venv(tmp_path / "venv")
+    inst = _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)])
     assert inst.returncode == 0, inst.stderr[-2000:]
-    assert (target / "stereo/conf/model/ea_psmnet.yaml").is_file()
     away = tmp_path / "elsewhere"
     away.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    where = _run([sys.executable, "-c", "import stereo.config as c; print(c.CONF_DIR)"], cwd=away, env=env)
-    assert where.stdout.strip() == str(target / "stereo/conf"), where.stderr
-    script = shutil.which("stereo-eval", path=str(target / "bin"))
-    proc = _run([script, f"checkpoint={checkpoint}", f"data.root={sample_root}", "device=cpu", "data.limit=1",
-                 "hydra.run.dir=out"], cwd=away, env=env)  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = _run([str(py), "-c", "import sys, stereo, stereo.config as c; print(stereo.__file__); print(c.CONF_DIR); "
+                  "print(any('editable' in type(f).__name__.lower() or 'editable' in repr(f) for f in sys.meta_path))"],
+                 cwd=away, env=env)  # fmt: skip
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    where, conf, hooked = probe.stdout.split()
+    venv = (tmp_path / "venv").resolve()
+    assert Path(where).resolve().is_relative_to(venv) and Path(conf).resolve().is_relative_to(venv)
+    assert hooked == "False"  # the checkout cannot serve a module the wheel lacks
+    bin_ = tmp_path / "venv" / "bin"
+
+    proc = _run([bin_ / "stereo-eval", f"checkpoint={checkpoint}", f"data.root={sample_root}", "device=cpu",
+                 "data.limit=1", "hydra.run.dir=out"], cwd=away, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (away / "out/metrics.json").is_file() and "EPE px" in proc.stdout
     # No checkpoint=: the weights inside the wheel.
     s = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
-    script = shutil.which("stereo-infer", path=str(target / "bin"))
-    proc = _run([script, f"left={s}", f"right={s.parent.parent / 'right' / s.name}", "device=cpu",
+    proc = _run([bin_ / "stereo-infer", f"left={s}", f"right={s.parent.parent / 'right' / s.name}", "device=cpu",
                  "output_dir=inferred"], cwd=away, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert str(target / "stereo/weights") in proc.stdout + proc.stderr
+    assert str(venv) in proc.stdout + proc.stderr  # the shipped weights, named at their installed path
     disp = read_pfm(away / "inferred" / f"{s.stem}.pfm")
     assert disp.shape == (64, 128) and np.isfinite(disp).all() and disp.max() > disp.min() >= 0
+    proc = _run([bin_ / "stereo-train", *TINY_TRAIN, f"data.root={sample_root}", "train.max_steps=2",
+                 "val.limit=1", "hydra.run.dir=trained"], cwd=away, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_checkpoint(away / "trained/checkpoints/last.pt")["step"] == 2
+    if importlib.util.find_spec("onnx") is not None:
+        proc = _run([bin_ / "stereo-export", f"checkpoint={checkpoint}", "output=model.onnx"], cwd=away, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert (away / "model.onnx").stat().st_size > 10_000
 
 
 def test_no_run_folder_when_output_dir_is_given_or_the_run_fails(checkpoint, sample_root, tmp_path):
