@@ -30,28 +30,68 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     write_bytes(path, buf.getvalue(), fsync=True)
 
 
-CONVERT_HINT = "python scripts/convert_checkpoint.py checkpoint={path} out=NEW.pt"
+CONVERT_HINT = (
+    "python scripts/convert_checkpoint.py checkpoint={path} out=NEW.pt trust_code=true (full unpickling runs "
+    "whatever code the file holds, with your rights: only for a file you made or trust)"
+)
+
+
+def _numpy_globals() -> list[Any]:
+    """What pickled NumPy scalars and arrays need (an older checkpoint's random state and metrics), under
+    the names NumPy 1 and 2 write. Nothing here imports or calls anything else: an array's items and a
+    scalar's dtype go through the same restricted unpickler."""
+    core = getattr(np, "_core", None) or np.core
+    reconstruct, scalar = core.multiarray._reconstruct, core.multiarray.scalar
+    safe: list[Any] = [np.ndarray, np.dtype, reconstruct, scalar]
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        safe += [(reconstruct, f"{mod}._reconstruct"), (scalar, f"{mod}.scalar")]
+    safe += [type(np.dtype(t)) for t in "?bBhHiIlLqQefdgFDGUSO"]  # numpy.dtypes.*DType (NumPy >= 1.25)
+    return safe
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``): a checkpoint is
-    data, and a pickle that would import or call anything is refused before it can run code."""
+    """``torch.load`` restricted to tensors, plain containers and NumPy scalars and arrays
+    (``weights_only=True`` with those allowed): a checkpoint is data, and a pickle that would import or call
+    anything else is refused before it can run code."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "global" not in str(e).lower():  # not a forbidden import or call: a damaged or foreign file
             raise CheckpointError(f"{path}: cannot read checkpoint ({_first_line(e)})") from None
         first = _first_line(e)
         raise CheckpointError(
             f"{path}: refused: the file holds more than tensors and plain values and could run code when "
-            f"loaded ({first}); if it is an older stereo checkpoint that you made or trust, convert it once with "
-            f"`{CONVERT_HINT.format(path=path)}`"
+            f"loaded ({first}); nothing in it was run. If it is a checkpoint that you made or trust, convert it "
+            f"once with `{CONVERT_HINT.format(path=path)}`"
         ) from None
     except Exception as e:  # truncated or foreign files: say which file
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    _refuse_interpolations(ckpt, path)
+    rng = ckpt.get("rng") if isinstance(ckpt, dict) else None
+    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):  # written before checkpoints were data
+        rng["numpy"] = numpy_rng_as_data(rng["numpy"])
+    return _plain(ckpt)
+
+
+def _refuse_interpolations(x: Any, path: Path, key: str = "") -> None:
+    """Configs inside a file are data: an OmegaConf interpolation (``${oc.env:NAME}``, ``${now:...}``) in
+    any stored value is refused, never resolved (it could read the environment into an export's metadata
+    or build another network). Saved configs are resolved before they are written, so real files hold none."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            _refuse_interpolations(v, path, f"{key}.{k}" if key else str(k))
+    elif isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            _refuse_interpolations(v, path, f"{key}.{i}")
+    elif isinstance(x, str) and "${" in x:
+        raise CheckpointError(
+            f"{path}: refused: {key}={x!r} is an interpolation; configs stored in a checkpoint are data and "
+            "are never resolved"
+        )
 
 
 def _first_line(e: Exception) -> str:
@@ -118,45 +158,54 @@ def from_original_psmnet(ckpt: dict[str, Any], path: str | os.PathLike = "checkp
     }
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[dict[str, Any], str]:
-    """Write ``src`` as a stereo checkpoint at ``dst``: an original PSMNet checkpoint (read safely) becomes
-    a ``model=psmnet`` one; a stereo checkpoint written before checkpoints were plain data is rewritten by
-    :func:`convert_legacy_checkpoint`. Returns the written checkpoint and what was done."""
-    src, dst = Path(src), Path(dst)
-    if src.resolve() == dst.resolve():
-        raise CheckpointError(f"{dst}: choose an output other than the input (the original stays as it is)")
-    try:
-        ckpt = load_checkpoint(src)
-    except CheckpointError as e:
-        if "refused" not in str(e):
-            raise
-        return convert_legacy_checkpoint(src, dst), "legacy stereo checkpoint rewritten (full unpickling)"
-    save_checkpoint(dst, ckpt)
-    kind = "original PSMNet checkpoint converted to model=psmnet" if "original" in ckpt else "copied (already safe)"
-    return load_checkpoint(dst), kind
-
-
-def convert_legacy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Any]:
-    """Rewrite a checkpoint written before checkpoints were plain data (NumPy's random state as a pickled
-    array) so that :func:`load_checkpoint` accepts it. This unpickles ``src`` fully, which can run code:
-    only for files you made or trust. Returns the converted checkpoint; ``dst`` is checked by loading it
-    back the safe way."""
+def convert_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, trust_code: bool = False
+) -> tuple[dict[str, Any], str]:
+    """Write ``src`` as a stereo checkpoint at ``dst`` that every tool loads: an original PSMNet checkpoint
+    becomes a ``model=psmnet`` one; an older stereo checkpoint (NumPy values inside) is rewritten as plain
+    data. Both are read the safe way. A file that holds anything more is refused unless ``trust_code``:
+    then it is unpickled fully, which runs whatever code it holds (only for files you made or trust).
+    Returns the written checkpoint (loaded back the safe way) and what was done."""
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise MissingFileError(f"checkpoint not found: {src}")
     if src.resolve() == dst.resolve():
         raise CheckpointError(f"{dst}: choose an output other than the input (the original stays as it is)")
     try:
+        ckpt = load_checkpoint(src)
+        kind = "original PSMNet checkpoint converted to model=psmnet" if "original" in ckpt else "rewritten as data"
+    except CheckpointError as e:
+        if "refused" not in str(e) or "interpolation" in str(e):
+            raise
+        if not trust_code:
+            raise CheckpointError(
+                f"{src}: refused: the file holds more than tensors, NumPy values and plain containers, and "
+                "unpickling it could run code; nothing in it was run. Convert it only if you made it or trust "
+                "its source: add trust_code=true (full unpickling runs whatever code the file holds, with your "
+                "rights)"
+            ) from None
+        ckpt, kind = _unpickle_trusted(src), "converted with full unpickling (trust_code=true)"
+    save_checkpoint(dst, ckpt)
+    return load_checkpoint(dst), kind
+
+
+def _unpickle_trusted(src: Path) -> dict[str, Any]:
+    """Full unpickling of a file its user trusts (``trust_code=true``), as plain data."""
+    try:
         ckpt = torch.load(src, map_location="cpu", weights_only=False)
     except Exception as e:
         raise CheckpointError(f"{src}: cannot read checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{src}: not a checkpoint (expected a dict, got {type(ckpt).__name__})")
+    if is_original_psmnet(ckpt):
+        ckpt = from_original_psmnet(ckpt, src)
+    if "model" not in ckpt or "model_config" not in ckpt:
         raise CheckpointError(f"{src}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
     rng = ckpt.get("rng")
     if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
         rng["numpy"] = numpy_rng_as_data(rng["numpy"])
-    save_checkpoint(dst, _plain(ckpt))
-    return load_checkpoint(dst)
+    _refuse_interpolations(ckpt, src)
+    return _plain(ckpt)
 
 
 def numpy_rng_as_data(state: tuple) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from stereo.config import ModelConfig, RuntimeConfig, runtime_config, to_plain
+from stereo.config import ModelConfig, RuntimeConfig, check_config, runtime_config, to_plain
 from stereo.errors import ConfigError
 from stereo.models.output import Predictor, StereoOutput
 from stereo.models.psmnet import PSMNet, count_parameters
@@ -37,7 +37,8 @@ _LEGACY_KEYS = ("eval_chunk_rows", "channels_last_3d", "loss_weights")
 
 def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
     """A typed :class:`~stereo.config.ModelConfig` from a config node, a dict (e.g. a checkpoint's
-    ``model_config``) or a ModelConfig. Unknown keys and wrong types raise :class:`ConfigError`."""
+    ``model_config``) or a ModelConfig. Unknown keys, wrong types and values out of the command line's
+    ranges raise :class:`ConfigError`."""
     if isinstance(cfg, ModelConfig):
         return cfg
     plain = dict(to_plain(cfg))
@@ -50,6 +51,7 @@ def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
         raise ConfigError(
             f"unknown model config keys or bad value: {str(e).splitlines()[0]} (known: {known})"
         ) from None
+    check_config(merged, ModelConfig)  # the same ranges as on the command line: a file's config is input too
     return OmegaConf.to_object(merged)
 
 

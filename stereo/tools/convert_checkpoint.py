@@ -5,10 +5,11 @@
 
 - An original PSMNet checkpoint (JiaRenChang/PSMNet's ``stackhourglass`` files) is read safely and written
   as a ``model=psmnet`` checkpoint (the tools also accept the original file directly).
-- Every tool loads checkpoints with ``torch.load(weights_only=True)`` and refuses files that hold anything
-  but tensors and plain values. Older stereo training checkpoints kept NumPy's random state as a pickled
-  array; such a file is read with full unpickling (which can run code: use this only on files you made or
-  trust), that state stored as a tensor, and ``out`` loaded back the safe way.
+- Every tool loads checkpoints with ``torch.load(weights_only=True)``, allowing NumPy scalars and arrays
+  (older stereo checkpoints kept NumPy's random state), and refuses files that hold anything more: such a
+  file could run code while it is read. This tool rewrites one only with ``trust_code=true``, which
+  unpickles it fully and so runs whatever code it holds, with your rights: only for a file you made or
+  whose source you trust. ``out`` is loaded back the safe way.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from stereo.cli import parse_overrides
 class ConvertConfig:
     checkpoint: str = "???"
     out: str = "???"
+    trust_code: bool = False  # full unpickling of a file that safe loading refuses: runs any code it holds
 
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(ConvertConfig, argv, doc=__doc__)
-    ckpt, what = convert_checkpoint(cfg.checkpoint, cfg.out)
+    ckpt, what = convert_checkpoint(cfg.checkpoint, cfg.out, cfg.trust_code)
     print(f"{cfg.checkpoint}: {what}")
     print(f"wrote {cfg.out} (step {ckpt.get('step')}); it loads with weights_only=True")
