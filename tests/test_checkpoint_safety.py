@@ -109,7 +109,8 @@ def test_legacy_checkpoint_with_numpy_values_loads_safely(checkpoint, tmp_path):
 
 def _original_psmnet_with_payload(checkpoint, out, marker):
     """A file shaped like an original PSMNet ``.tar`` (its marker keys) whose ``train_loss`` is a payload."""
-    state = {"module.feature_extraction.firstconv.0.0.weight": torch.zeros(1), "module.dres0.0.0.weight": torch.zeros(1)}
+    names = ("module.feature_extraction.firstconv.0.0.weight", "module.dres0.0.0.weight")
+    state = {k: torch.zeros(1) for k in names}
     torch.save({"epoch": 10, "state_dict": state, "train_loss": _Payload(marker)}, out)
     return out
 
