@@ -13,6 +13,7 @@ device, precision, memory layout, chunking) do not, and can be changed at evalua
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -21,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -614,6 +616,25 @@ def format_help(schema: type, cfg: Any = None, groups: dict[str, str] | None = N
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _own_hydra() -> Iterator[None]:
+    """Inside a Hydra application (a console script, or a user's own app calling the API) Hydra is
+    initialised already with that app's config path: set it aside while composing ours, then put it back,
+    so that reading a config never fails with 'GlobalHydra is already initialized'."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    outer = GlobalHydra.instance()
+    app = outer.hydra if outer.is_initialized() else None
+    if app is not None:
+        outer.clear()
+    try:
+        yield
+    finally:
+        if app is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(app)
+
+
 def load_config(name: str, overrides: list[str] | None = None, config_dir: str | Path = CONF_DIR) -> DictConfig:
     """Compose ``<config_dir>/<name>.yaml`` (an app such as ``train``, or a group entry such as
     ``model/ea_psmnet``) with Hydra overrides, typed by its schema."""
@@ -628,8 +649,9 @@ def load_config(name: str, overrides: list[str] | None = None, config_dir: str |
     if group in _GROUP_SCHEMAS:
         # A group entry holds only what differs from its schema: its keys may be absent from the file.
         overrides = [o if o.startswith("+") else f"++{o}" for o in overrides]
-    with initialize_config_dir(str(config_dir / group) if group else str(config_dir), version_base=None):
-        cfg = compose(leaf, overrides=overrides)
+    with _own_hydra():
+        with initialize_config_dir(str(config_dir / group) if group else str(config_dir), version_base=None):
+            cfg = compose(leaf, overrides=overrides)
     if group in _GROUP_SCHEMAS:
         cfg = OmegaConf.merge(OmegaConf.structured(_GROUP_SCHEMAS[group]), cfg)
     return cfg

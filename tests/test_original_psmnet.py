@@ -68,3 +68,33 @@ def test_converter_writes_a_project_checkpoint(ours, tmp_path):
     ckpt = torch.load(tmp_path / "psmnet.pt", weights_only=True)
     assert ckpt["model_config"]["max_disp"] == 192 and "module.dres0.0.0.weight" not in ckpt["model"]
     assert torch.equal(ckpt["model"]["aggregation.classif3.2.weight"], ours["aggregation.classif3.2.weight"])
+
+
+@pytest.mark.slow
+def test_consoles_take_an_original_checkpoint(ours, sample_root, tmp_path):
+    """The consoles are Hydra apps: reading the psmnet config for an original file must not initialise
+    Hydra a second time ('GlobalHydra is already initialized')."""
+    import subprocess
+    import sys
+
+    from stereo.data.pfm import read_pfm
+    from tests.conftest import REPO, TINY_TRAIN
+
+    tar = tmp_path / "pretrained.tar"
+    _save_original(tar, ours)
+    left = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
+    runs = {
+        "infer": [sys.executable, str(REPO / "scripts/infer.py"), f"checkpoint={tar}", f"left={left}",
+                  f"right={left.parent.parent / 'right' / left.name}", "device=cpu", f"output_dir={tmp_path / 'i'}"],
+        "eval": [sys.executable, str(REPO / "scripts/evaluate.py"), f"checkpoint={tar}", f"data.root={sample_root}",
+                 "data.limit=1", "device=cpu", f"hydra.run.dir={tmp_path / 'e'}"],
+        "train": [sys.executable, str(REPO / "scripts/train.py"), "model=psmnet", f"data.root={sample_root}",
+                  *(o for o in TINY_TRAIN if not o.startswith(("model", "train.max_steps", "val.limit"))),
+                  f"train.init_from={tar}", "train.max_steps=1", "val.limit=0", f"hydra.run.dir={tmp_path / 't'}"],
+    }  # fmt: skip
+    for name, cmd in runs.items():
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (name, proc.stderr[-2000:])
+        assert "GlobalHydra" not in proc.stderr
+    assert read_pfm(tmp_path / "i" / f"{left.stem}.pfm").shape == (64, 128)
+    assert (tmp_path / "e/metrics.json").is_file() and (tmp_path / "t/checkpoints/last.pt").is_file()
