@@ -19,10 +19,10 @@ import inspect
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
