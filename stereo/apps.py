@@ -153,10 +153,17 @@ def _preflight(app: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base=None)
 def train_main(cfg: DictConfig) -> None:
     """``stereo-train``: train on Scene Flow (conf/train.yaml)."""
-    from stereo.train import train
+    from stereo.train import adopt_init_architecture, train
 
     logging.getLogger("stereo").setLevel(logging.INFO)
-    summary = run(lambda: train(cfg, HydraConfig.get().runtime.output_dir))
+
+    def go():
+        chosen = [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").split("=")[0].split(".")[0] == "model"]
+        if not chosen and (change := adopt_init_architecture(cfg)):  # no model chosen: the weights' own
+            logging.getLogger("stereo.train").info("%s; choose model=... to keep another", change)
+        return train(cfg, HydraConfig.get().runtime.output_dir)
+
+    summary = run(go)
     if summary.rank != 0:
         return
     val = summary.val

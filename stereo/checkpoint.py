@@ -273,15 +273,21 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
     model.load_state_dict(state)
 
 
+def init_conflicts(saved: Any, wanted: Any) -> list[str]:
+    """What keeps weights of model config ``saved`` from initialising a model of ``wanted``: every
+    architecture difference (``key: saved -> wanted``) except a refinement that ``wanted`` adds to a
+    network without one (those layers start as the identity)."""
+    adds_refinement = str(model_config(saved).refine) == "none" and str(model_config(wanted).refine) != "none"
+    return [d for d in config_differences(saved, wanted) if not (adds_refinement and d.startswith("refine:"))]
+
+
 def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
     """Load ``checkpoint``'s weights into ``model`` (built from ``wanted``) to fine-tune from them. The
     architectures must agree, except that the model may add the sub-pixel refinement the checkpoint's
     model lacks (``model.refine``): those layers keep their initialisation, under which the refinement
     returns its input. Returns the names of the weights left at their initialisation."""
     ckpt = load_checkpoint(checkpoint)
-    diff = config_differences(ckpt["model_config"], wanted)
-    added_refinement = [d for d in diff if d.startswith("refine: 'none' ->")]
-    other = [d for d in diff if d not in added_refinement]
+    other = init_conflicts(ckpt["model_config"], wanted)
     if other:
         saved = str(model_config(ckpt["model_config"]).refine)
         hint = ""
@@ -293,7 +299,7 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
         )
     state = dict(ckpt["model"])
     kept = []
-    if added_refinement:
+    if model_config(ckpt["model_config"]).refine != model_config(wanted).refine:  # an added refinement
         kept = [k for k in model.state_dict() if k.startswith("refinement.")]
         state.update({k: v for k, v in model.state_dict().items() if k in kept})
     load_weights(model, state, checkpoint)

@@ -774,6 +774,24 @@ def _check_crop_fits(sample: Any, crop: list[int]) -> None:
         raise ConfigError(f"data.crop_size=[{crop[0]},{crop[1]}] is larger than the {h}x{w} frames of {sample.left}")
 
 
+def adopt_init_architecture(cfg: DictConfig) -> str | None:
+    """With ``train.init_from``, the run's architecture becomes the checkpoint's when the configured one
+    could not start from those weights (``stereo-train`` calls this when the command line chose no
+    ``model``/``model.*``: e.g. ``train.init_from=shipped`` fine-tunes the shipped network, refinement
+    included). Returns what changed, for the log; None when the run's model stays."""
+    from stereo.checkpoint import init_conflicts
+
+    if not cfg.train.init_from:
+        return None
+    source = resolve_checkpoint(cfg.train.init_from)
+    saved = model_config(load_checkpoint(source)["model_config"])
+    conflicts = init_conflicts(saved, cfg.model)
+    if not conflicts:
+        return None
+    cfg.model = OmegaConf.structured(saved)
+    return f"the run takes the architecture of train.init_from={cfg.train.init_from} ({'; '.join(conflicts)})"
+
+
 def train(cfg: DictConfig, run_dir: str | os.PathLike) -> TrainSummary:
     """Train as configured; returns a summary (steps done, final validation metrics, paths).
 

@@ -200,3 +200,30 @@ def test_no_run_folder_when_output_dir_is_given_or_the_run_fails(checkpoint, sam
                f"checkpoint={tmp_path / 'nope.pt'}"], cwd=work)  # fmt: skip
     _one_line_error(ev, "nope.pt")
     assert list(work.iterdir()) == []  # neither runs/infer/<time> nor runs/eval/<time> was left behind
+
+
+def test_init_from_shipped_takes_the_shipped_architecture(sample_root, tmp_path):
+    """The documented fine-tuning commands run as written: with train.init_from=shipped and no model
+    chosen on the command line, the run is the shipped network (its refinement included), also under an
+    overlay that names another model; a model chosen by the user is kept, and refused with the hint."""
+    from stereo.config import load_config
+    from stereo.train import adopt_init_architecture
+    from stereo.weights import resolve_checkpoint
+
+    shipped_model = load_checkpoint(resolve_checkpoint("shipped"))["model_config"]
+    cfg = load_config("train", ["experiment=finetune_kitti", "train.init_from=shipped"])
+    assert cfg.model.name == "psmnet"  # the overlay's model
+    assert "takes the architecture of train.init_from=shipped" in adopt_init_architecture(cfg)
+    assert cfg.model.name == shipped_model["name"] and str(cfg.model.refine) == shipped_model["refine"]
+    kept = load_config("train", ["model=ea_psmnet_light", "model.refine=modes"])  # nothing to init: unchanged
+    assert adopt_init_architecture(kept) is None and kept.model.max_disp == 128
+
+    small = [o for o in TINY_TRAIN if not o.startswith(("model", "data.crop_size", "train.max_steps", "val.limit"))]
+    base = [sys.executable, str(REPO / "scripts/train.py"), *small, f"data.root={sample_root}",
+            "data.crop_size=[64,128]", "train.init_from=shipped", "train.max_steps=1", "val.limit=0"]  # fmt: skip
+    proc = _run([*base, f"hydra.run.dir={tmp_path / 'a'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "takes the architecture of train.init_from=shipped" in proc.stdout + proc.stderr
+    assert load_checkpoint(tmp_path / "a/checkpoints/last.pt")["model_config"]["refine"] == shipped_model["refine"]
+    _one_line_error(_run([*base, "model=ea_psmnet_light", f"hydra.run.dir={tmp_path / 'b'}"]),
+                    "add model.refine=" + shipped_model["refine"])  # fmt: skip
