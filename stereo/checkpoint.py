@@ -15,7 +15,7 @@ import torch
 
 from stereo.config import runtime_config, to_plain
 from stereo.errors import CheckpointError, ConfigError, MissingFileError
-from stereo.io import write_bytes
+from stereo.io import refuse_package_path, write_bytes
 from stereo.models import build_model, configure_runtime, model_config
 from stereo.models.fuse import fold_batchnorm
 
@@ -171,6 +171,7 @@ def convert_checkpoint(
         raise MissingFileError(f"checkpoint not found: {src}")
     if src.resolve() == dst.resolve():
         raise CheckpointError(f"{dst}: choose an output other than the input (the original stays as it is)")
+    refuse_package_path(dst, "out")
     try:
         ckpt = load_checkpoint(src)
         kind = "original PSMNet checkpoint converted to model=psmnet" if "original" in ckpt else "rewritten as data"

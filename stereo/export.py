@@ -22,7 +22,7 @@ import torch
 from stereo.checkpoint import load_model
 from stereo.config import to_plain
 from stereo.errors import CheckpointError, ConfigError, MissingFileError
-from stereo.io import atomic_write
+from stereo.io import atomic_write, refuse_package_path
 from stereo.models import configure_runtime
 from stereo.models.output import StereoOutput
 
@@ -40,6 +40,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     """Export ``checkpoint`` to ``output`` (atomically); returns the metadata stored in the file."""
     import onnx
 
+    refuse_package_path(output, "output")
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
     if model.refinement is not None and model.refinement.photometric and opset < 16:
         raise ConfigError(

@@ -28,6 +28,22 @@ TMP_MARK = ".tmp-"
 log = logging.getLogger(__name__)
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def refuse_package_path(path: str | os.PathLike, key: str) -> Path:
+    """``path`` (returned as given) when it lies outside the installed package; an :class:`OutputError`
+    naming ``key`` otherwise: tools never overwrite the package's own files (its shipped weights, configs),
+    which every later run would then use as if nothing had changed."""
+    where = Path(path).expanduser().resolve()
+    if where == PACKAGE_DIR or PACKAGE_DIR in where.parents:
+        raise OutputError(
+            f"{key}={path}: inside the installed package ({PACKAGE_DIR}), whose files are never overwritten; "
+            f"write it elsewhere (and copy a file that is to ship into the package yourself)"
+        )
+    return Path(path)
+
+
 def temp_path(path: str | os.PathLike) -> Path:
     """A fresh temporary sibling of ``path`` with the same suffix."""
     path = Path(path)

@@ -19,7 +19,7 @@ import torch
 
 from stereo.checkpoint import config_differences, load_checkpoint
 from stereo.errors import ConfigError
-from stereo.io import write_bytes
+from stereo.io import refuse_package_path, write_bytes
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = "ea_psmnet_light_gen3i.pt"
@@ -56,6 +56,7 @@ SLICE = {"benchmark": "generated-v1", "part": "272x480", "pairs": 4, "max_disp":
 
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]) -> int:
     """Write the inference part of a training checkpoint (plus a model card) to ``out``; returns bytes."""
+    refuse_package_path(out, "out")
     ckpt = load_checkpoint(checkpoint)
     slim = {
         "model": {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()},

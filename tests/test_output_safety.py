@@ -109,3 +109,35 @@ def test_second_trainer_in_one_run_folder_is_refused(sample_root, tmp_path):
         with pytest.raises(OutputError, match="run is in use by another run"):
             train(make_tiny_cfg(sample_root, max_steps=1, val_every=0), tmp_path / "run")
     assert not (tmp_path / "run/checkpoints/last.pt").exists()
+
+
+def test_package_files_are_never_overwritten(checkpoint, tmp_path):
+    """export_weights once overwrote the shipped weights when out= was left out; now out= is required and
+    no tool writes inside the installed package (weights, converted or averaged checkpoints, ONNX)."""
+    import hashlib
+
+    from stereo.checkpoint import convert_checkpoint
+    from stereo.tools import average_weights, export_weights
+    from stereo.weights import WEIGHTS_DIR, shipped_checkpoint
+    from stereo.weights import export_weights as export_lib
+
+    shipped = shipped_checkpoint()
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    with pytest.raises(SystemExit, match="out is required"):
+        export_weights.main([f"checkpoint={checkpoint}"])
+    attempts = [
+        lambda: export_weights.main([f"checkpoint={checkpoint}", f"out={shipped}"]),
+        lambda: export_lib(checkpoint, shipped, {}),
+        lambda: convert_checkpoint(checkpoint, shipped),
+        lambda: average_weights.main([f"checkpoints=[{checkpoint},{checkpoint}]", f"out={WEIGHTS_DIR / 'soup.pt'}"]),
+    ]
+    if __import__("importlib").util.find_spec("onnx"):
+        from stereo.export import export_onnx
+
+        attempts.append(lambda: export_onnx(checkpoint, WEIGHTS_DIR / "m.onnx"))
+    for attempt in attempts:
+        with pytest.raises(OutputError, match="inside the installed package"):
+            attempt()
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in WEIGHTS_DIR.iterdir()) == sorted(["MODEL_CARD.md", shipped.name])
+    export_lib(checkpoint, tmp_path / "w.pt", {})  # elsewhere is fine

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from stereo.checkpoint import save_checkpoint
 from stereo.cli import parse_overrides
+from stereo.io import refuse_package_path
 from stereo.weights import average_weights
 
 
@@ -29,6 +30,6 @@ def main(argv: list[str]) -> None:
     cfg = parse_overrides(AverageConfig, argv, doc=__doc__)
     weights = None if cfg.weights is None else list(cfg.weights)
     soup = average_weights(list(cfg.checkpoints), weights)
-    save_checkpoint(cfg.out, soup)
+    save_checkpoint(refuse_package_path(cfg.out, "out"), soup)
     shares = ", ".join(f"{w:.3g} x {c}" for c, w in zip(cfg.checkpoints, soup["averaged"]["weights"], strict=True))
     print(f"wrote {cfg.out}: {shares}")

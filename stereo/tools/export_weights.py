@@ -1,12 +1,12 @@
 """Export a training checkpoint as shipped weights (the model and its config, no training state).
 
-    python scripts/export_weights.py checkpoint=runs/experiment/shipped_v2_gpu/checkpoints/last.pt \\
+    python scripts/export_weights.py checkpoint=runs/experiment/shipped_v2_gpu/checkpoints/last.pt out=new_weights.pt \\
         'tables={generated_v1: bench_results/compare_v1.json, generated_v2: bench_results/compare_v2.json}' \\
         'card={wall_hours: 0.09, hardware: "1 NVIDIA H200"}'
 
-Writes the shipped weights file (``stereo/weights/`` + ``stereo.weights.DEFAULT_WEIGHTS``) by default
-(``out=``), which ``stereo-infer``, ``stereo-eval`` and ``stereo.load_model()`` use when no checkpoint is
-given. The card records the training config and step from the checkpoint, the metrics on a 4-pair slice
+Writes ``out`` (required; never a path inside the installed package: copy a file that is to ship into
+``stereo/weights/`` and name it in ``stereo.weights.DEFAULT_WEIGHTS`` yourself; ``stereo-infer``,
+``stereo-eval`` and ``stereo.load_model()`` use that file when no checkpoint is given). The card records the training config and step from the checkpoint, the metrics on a 4-pair slice
 of generated-v1 (measured here, after the export, on the exported file: ``tests/test_weights.py`` checks
 them again), the results tables of ``scripts/compare_methods.py`` named in ``tables`` (benchmark ->
 its JSON), plus whatever ``card`` adds.
@@ -24,7 +24,8 @@ from omegaconf import OmegaConf
 from stereo.checkpoint import load_checkpoint
 from stereo.cli import parse_overrides
 from stereo.evaluate import slice_metrics
-from stereo.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR, export_weights
+from stereo.io import refuse_package_path
+from stereo.weights import export_weights
 
 TABLE_KEYS = ("label", "render_pass", "pairs", "mask", "epe", "bad1", "bad2", "bad3", "d1", "seconds_per_pair")
 
@@ -32,13 +33,14 @@ TABLE_KEYS = ("label", "render_pass", "pairs", "mask", "epe", "bad1", "bad2", "b
 @dataclass
 class ExportConfig:
     checkpoint: str = "???"
-    out: str = str(WEIGHTS_DIR / DEFAULT_WEIGHTS)
+    out: str = "???"
     tables: dict = field(default_factory=dict)  # benchmark name -> JSON written by scripts/compare_methods.py
     card: dict = field(default_factory=dict)
 
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(ExportConfig, argv, doc=__doc__)
+    refuse_package_path(cfg.out, "out")
     ckpt = load_checkpoint(cfg.checkpoint)
     card = {"training_config": ckpt.get("config"), "step": ckpt.get("step"), **OmegaConf.to_container(cfg.card)}
     for name, table in cfg.tables.items():
