@@ -1,15 +1,17 @@
 """Export a training checkpoint as shipped weights (the model and its config, no training state).
 
-    python scripts/export_weights.py checkpoint=runs/experiment/shipped_v2_gpu/checkpoints/last.pt out=new_weights.pt \\
+    python scripts/export_weights.py checkpoint=runs/experiment/shipped_v2_gpu/checkpoints/last.pt \\
+        out=new_weights.pt \\
         'tables={generated_v1: bench_results/compare_v1.json, generated_v2: bench_results/compare_v2.json}' \\
         'card={wall_hours: 0.09, hardware: "1 NVIDIA H200"}'
 
 Writes ``out`` (required; never a path inside the installed package: copy a file that is to ship into
 ``stereo/weights/`` and name it in ``stereo.weights.DEFAULT_WEIGHTS`` yourself; ``stereo-infer``,
-``stereo-eval`` and ``stereo.load_model()`` use that file when no checkpoint is given). The card records the training config and step from the checkpoint, the metrics on a 4-pair slice
-of generated-v1 (measured here, after the export, on the exported file: ``tests/test_weights.py`` checks
-them again), the results tables of ``scripts/compare_methods.py`` named in ``tables`` (benchmark ->
-its JSON), plus whatever ``card`` adds.
+``stereo-eval`` and ``stereo.load_model()`` use that file when no checkpoint is given). The card records
+the training config and step from the checkpoint, the metrics on a 4-pair slice of generated-v1 (measured
+here, after the export, on the exported file: ``tests/test_weights.py`` checks them again), the results
+tables of ``scripts/compare_methods.py`` named in ``tables`` (benchmark -> its JSON), plus whatever
+``card`` adds.
 """
 
 from __future__ import annotations
