@@ -7,7 +7,8 @@
     ((375, 1242), (375, 1242))
 
 ``left``/``right`` may be file paths, numpy arrays (``uint8``/``uint16`` grey, RGB or RGBA, or float in
-[0, 1]), PIL images, or float tensors ``(3, H, W)``/``(B, 3, H, W)`` in [0, 1]. Disparities are in
+[0, 1]), PIL images (any mode), or tensors ``(3, H, W)``/``(B, 3, H, W)`` (float in [0, 1] or ``uint8``).
+Every kind gets the same checks: finite, in range, at least :data:`MIN_SIDE` px a side. Disparities are in
 pixels of the left view (``x_right = x_left - d``). ``stereo-infer`` runs every pair through
 :meth:`StereoModel.predict`, so both give the same numbers.
 """
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from stereo.calib import Calibration, point_cloud
-from stereo.data.images import read_rgb
+from stereo.data.images import MAX_PIXELS, read_rgb
 from stereo.device import autocast, check_precision, resolve_device
 from stereo.errors import ConfigError, DataError
 from stereo.models.output import StereoOutput
@@ -50,13 +51,17 @@ class Prediction:
 
     def depth(self, calibration: Calibration) -> np.ndarray:
         """Depth (H, W) in the calibration's baseline unit; inf where disparity + doffs <= 0."""
-        return calibration.depth(_numpy(self.disparity))
+        return _calibration(calibration).depth(_numpy(self.disparity))
 
     def point_cloud(
         self, calibration: Calibration, min_confidence: float = 0.0, max_depth: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) float32 points and (N, 3) uint8 colours of the pixels with a finite depth (see
         :func:`stereo.calib.point_cloud`), without those whose confidence is below ``min_confidence``."""
+        calibration = _calibration(calibration)
+        min_confidence = _number(min_confidence, "min_confidence", lo=0.0, hi=1.0)
+        if max_depth is not None:
+            max_depth = _number(max_depth, "max_depth", lo=0.0, open_lo=True)
         disp = _numpy(self.disparity)
         if disp.ndim != 2:
             raise DataError(f"point_cloud needs one image's disparity (H, W), got shape {disp.shape}")
@@ -69,13 +74,43 @@ class Prediction:
 
 
 def scaled_size(height: int, width: int, scale: float, what: str | None = None) -> tuple[int, int]:
-    """(height, width) of an image resized by ``scale`` for the network; a :class:`ConfigError` naming
-    ``what`` (default: the image's size) when a side falls below :data:`MIN_SIDE` pixels."""
+    """(height, width) of an image resized by ``scale`` for the network; an error naming ``what``
+    (default: the image's size) when a side falls below :data:`MIN_SIDE` pixels: a :class:`DataError`
+    when the image itself is that small (no scale can help), else a :class:`ConfigError` about ``scale``."""
+    what = what or f"a {width}x{height} image"
+    if min(height, width) < MIN_SIDE:
+        raise DataError(f"{what} is too small: the network needs at least {MIN_SIDE} px a side")
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     if min(size) < MIN_SIDE:
-        raise ConfigError(f"scale={scale:g} makes {what or f'a {width}x{height} image'} {size[1]}x{size[0]} px; the "
-                          f"network needs at least {MIN_SIDE} px a side: use a larger scale")  # fmt: skip
+        least = MIN_SIDE / min(height, width)
+        raise ConfigError(f"scale={scale:g} makes {what} {size[1]}x{size[0]} px; the network needs at least "
+                          f"{MIN_SIDE} px a side: use scale >= {least:.3g}")  # fmt: skip
     return size
+
+
+def _number(value: Any, name: str, lo: float | None = None, hi: float | None = None, open_lo: bool = False) -> float:
+    """``value`` as a float, or a :class:`ConfigError` naming ``name`` (a string, bool, NaN or out of range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name}={value!r}: expected a number, got {type(value).__name__}")
+    v = float(value)
+    bad = not np.isfinite(v) or (lo is not None and (v <= lo if open_lo else v < lo)) or (hi is not None and v > hi)
+    if bad:
+        low, high = "-inf" if lo is None else f"{lo:g}", "inf" if hi is None else f"{hi:g}"
+        bounds = f"{'(' if open_lo else '['}{low}, {high}]"
+        raise ConfigError(f"{name}={value!r}: must be a finite number in {bounds}")
+    return v
+
+
+def _calibration(calibration: Any) -> Calibration:
+    """A :class:`Calibration` made in code gets the checks a file's gets: focal and baseline > 0, finite."""
+    if not isinstance(calibration, Calibration):
+        raise ConfigError(f"calibration: expected a stereo.calib.Calibration, got {type(calibration).__name__}")
+    for key in ("f", "baseline"):
+        _number(getattr(calibration, key), f"calibration.{key}", lo=0.0, open_lo=True)
+    for key in ("cx", "cy", "doffs"):
+        if getattr(calibration, key) is not None:
+            _number(getattr(calibration, key), f"calibration.{key}")
+    return calibration
 
 
 def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -90,10 +125,15 @@ def as_image(x: Any, name: str) -> np.ndarray:
         from PIL import ImageOps
 
         x = ImageOps.exif_transpose(x)  # what a viewer shows, as for paths
-        if x.mode.startswith("I;16"):
-            x = np.asarray(x).astype(np.uint16)
-        else:
-            x = np.asarray(x.convert("RGBA" if "A" in x.getbands() else "RGB"))
+        if x.mode.startswith("I"):  # 16-bit greys (I;16*, or I as PNG decoders give them): as uint16
+            mode, x = x.mode, np.asarray(x)
+            if x.size and (x.min() < 0 or x.max() > 65535):
+                raise DataError(f"{name}: PIL mode {mode} image with values {x.min()}..{x.max()}; expected 0..65535")
+            x = x.astype(np.uint16)
+        elif x.mode == "F":  # float greys: the float rule below (values in [0, 1])
+            x = np.asarray(x, dtype=np.float32)
+        else:  # palette (P), 1-bit, L, LA, RGB, RGBA, CMYK, YCbCr, ...: converted by PIL
+            x = np.asarray(x.convert("RGBA" if "A" in x.getbands() or "transparency" in x.info else "RGB"))
     if not isinstance(x, np.ndarray):
         raise DataError(f"{name}: expected a file path, numpy array, PIL image or tensor, got {type(x).__name__}")
     if x.size == 0:
@@ -106,12 +146,9 @@ def as_image(x: Any, name: str) -> np.ndarray:
         img = x.astype(np.float32) / 255
     elif x.dtype == np.uint16:
         img = x.astype(np.float32) / 65535
-    elif x.dtype in (np.float32, np.float64):
-        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-        if not (np.isfinite(x).all() and lo >= 0 and hi <= 1):
-            raise DataError(f"{name}: float images must hold finite values in [0, 1], got {lo:g}..{hi:g} "
-                            "(divide 0-255 images by 255, or pass uint8)")  # fmt: skip
+    elif x.dtype in (np.float16, np.float32, np.float64):
         img = x.astype(np.float32)
+        _check_unit_range(torch.from_numpy(img), name)
     else:
         raise DataError(f"{name}: unsupported dtype {x.dtype} (expected uint8, uint16, or float in [0, 1])")
     if img.ndim == 2:
@@ -119,13 +156,32 @@ def as_image(x: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
+def _check_unit_range(x: torch.Tensor, name: str) -> None:
+    """Float images hold finite values in [0, 1]: a NaN pixel would make the whole map NaN, and 0-255
+    values give disparities far beyond the network's range."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise DataError(f"{name}: {bad} pixel value(s) are NaN or infinite; images must hold finite values in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise DataError(f"{name}: float images must hold values in [0, 1], got {lo:g}..{hi:g} "
+                        "(divide 0-255 images by 255, or pass uint8)")  # fmt: skip
+
+
 def _as_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A (3, H, W)/(B, 3, H, W) tensor as float32 in [0, 1], with the checks arrays get: float (any
+    precision) in [0, 1] or uint8 (/255), finite, not empty."""
     if x.dim() not in (3, 4) or x.shape[-3] != 3:
         raise DataError(f"{name}: expected a (3, H, W) or (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise DataError(f"{name}: expected a float tensor in [0, 1], got {x.dtype}")
     if x.numel() == 0:
         raise DataError(f"{name}: empty tensor of shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return x.float() / 255
+    if not x.is_floating_point():
+        raise DataError(f"{name}: expected a float tensor in [0, 1] or uint8, got {x.dtype}")
+    x = x.float()
+    _check_unit_range(x, name)
     return x
 
 
@@ -163,8 +219,9 @@ class StereoModel:
         Returns:
             :class:`Prediction`; numpy arrays for non-tensor input, tensors for tensor input.
         """
-        if not (0 < scale <= 1) or not np.isfinite(scale):
-            raise ConfigError(f"scale={scale}: must be in (0, 1]")
+        scale = _number(scale, "scale", lo=0.0, hi=1.0, open_lo=True)
+        if not isinstance(confidence, bool):
+            raise ConfigError(f"confidence={confidence!r}: expected True or False")
         tensors = isinstance(left, torch.Tensor)
         if tensors != isinstance(right, torch.Tensor):
             raise DataError("left and right must both be tensors, or both images (paths, arrays, PIL)")
@@ -180,6 +237,10 @@ class StereoModel:
         if lt.shape != rt.shape:
             raise DataError(f"left and right differ in size: left is {lt.shape[-1]}x{lt.shape[-2]}, right is "
                             f"{rt.shape[-1]}x{rt.shape[-2]}")  # fmt: skip
+        h, w = lt.shape[-2:]
+        scaled_size(h, w, scale, f"left ({w}x{h})")
+        if h * w > MAX_PIXELS:
+            raise DataError(f"left: {w}x{h} is larger than {MAX_PIXELS:,} pixels (the limit of every input path)")
         disp, conf, heads = self._run(lt.to(self.device), rt.to(self.device), scale, confidence)
         if single:
             disp, conf = disp[0], None if conf is None else conf[0]

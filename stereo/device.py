@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 from pathlib import Path
 
 import torch
 
+from stereo.config import DEVICE_PATTERN
 from stereo.errors import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -20,14 +22,15 @@ CPUINFO = Path("/proc/cpuinfo")
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; otherwise the named device, checked to exist."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str) or not re.fullmatch(DEVICE_PATTERN, name):
+        raise ConfigError(f"device={name!r}: expected auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"device={name}: {str(e).splitlines()[0]}") from None
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device={name}: CUDA is not available on this machine (use device=cpu or auto)")

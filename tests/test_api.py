@@ -113,7 +113,23 @@ def _z(*shape, dtype=np.uint8):
         (_z(32, 64, 2), _z(32, 64, 2), r"left: expected an \(H, W\) grey"),
         (_z(0, 64, 3), _z(0, 64, 3), "left: empty image"),
         (_z(32, 64, 3), torch.zeros(3, 32, 64), "both be tensors"),
-        (torch.zeros(3, 32, 64, dtype=torch.uint8), torch.zeros(3, 32, 64), "left: expected a float"),
+        (torch.zeros(3, 32, 64, dtype=torch.int16), torch.zeros(3, 32, 64), "left: expected a float tensor"),
+        # tensors get the checks arrays get: range, NaN, size
+        (torch.full((3, 32, 64), 200.0), torch.full((3, 32, 64), 200.0), r"left: float images .* got 200\.\.200"),
+        (torch.full((3, 32, 64), -0.5), torch.zeros(3, 32, 64), r"left: float images .* \[0, 1\], got -0\.5"),
+        (
+            torch.zeros(3, 32, 64).index_fill_(2, torch.tensor([5]), float("nan")),
+            torch.zeros(3, 32, 64),
+            "left: 96 pixel value.s. are NaN or infinite",
+        ),
+        (
+            np.full((32, 64, 3), np.nan, np.float32),
+            _z(32, 64, 3, dtype=np.float32),
+            "left: 6144 pixel value.s. are NaN",
+        ),
+        (_z(1, 1, 3), _z(1, 1, 3), r"left \(1x1\) is too small: the network needs at least 16 px a side"),
+        (_z(1, 128, 3), _z(1, 128, 3), r"left \(128x1\) is too small"),
+        (torch.zeros(3, 64, 1), torch.zeros(3, 64, 1), r"left \(1x64\) is too small"),
         (42, 42, "left: expected a file path, numpy array, PIL image or tensor, got int"),
     ],
 )
@@ -128,8 +144,16 @@ def test_bad_paths_and_settings(model, tmp_path):
         model.predict(tmp_path / "x.png", tmp_path / "x.png")
     with pytest.raises(FileNotFoundError, match="nope.png"):
         model.predict(tmp_path / "nope.png", tmp_path / "nope.png")
-    with pytest.raises(ConfigError, match=r"scale=2: must be in \(0, 1\]"):
-        model.predict(np.zeros((32, 64, 3), np.uint8), np.zeros((32, 64, 3), np.uint8), scale=2)
+    img = np.zeros((32, 64, 3), np.uint8)
+    scales = ((2, r"scale=2: must be a finite number in \(0, 1\]"), ("0.5", "scale='0.5': expected a number"),
+              (float("nan"), "scale=nan"), (0.1, r"makes left \(64x32\) 6x3 px.*use scale >= 0.5"))  # fmt: skip
+    for scale, match in scales:
+        with pytest.raises(ConfigError, match=match):
+            model.predict(img, img, scale=scale)
+    for device, match in ((None, "device=None: expected auto, cpu, cuda, cuda:N or mps"),
+                          ("gpu", "device='gpu': expected auto, cpu, cuda, cuda:N or mps$")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            stereo.load_model(device=device)
     with pytest.raises(ConfigError, match="unknown runtime setting.*memory_budget"):
         stereo.load_model(device="cpu", memory_budget=4)
 
@@ -142,8 +166,52 @@ def test_torch_hub_entries(pair):
     for name, rng_ in (("psmnet", 192), ("ea_psmnet", 192)):
         untrained = torch.hub.load(str(REPO), name, source="local", device="cpu")
         assert untrained.max_disp == rng_ and untrained.checkpoint is None
-    with pytest.raises(ValueError, match="no pretrained weights ship for psmnet"):
+    with pytest.raises(ConfigError, match="no pretrained weights ship for psmnet"):
         torch.hub.load(str(REPO), "psmnet", source="local", pretrained=True)
+    from stereo.weights import shipped_checkpoint
+
+    own = torch.hub.load(str(REPO), "ea_psmnet_light", source="local", device="cpu", checkpoint=shipped_checkpoint())
+    assert np.array_equal(own.predict(left, right).disparity, light.predict(left, right).disparity)
+    with pytest.raises(ConfigError, match="holds a ea_psmnet_light network, not psmnet"):
+        torch.hub.load(str(REPO), "psmnet", source="local", device="cpu", checkpoint=shipped_checkpoint())
+
+
+def test_pil_modes_keep_their_values(model):
+    """Every PIL mode arrives with its values: F and I are not cut to 0/1 or 0..255 by a conversion."""
+    rng = np.random.default_rng(0)
+    grey = rng.random((32, 64)).astype(np.float32)
+    as_f = stereo.api.as_image(Image.fromarray(grey, mode="F"), "left")
+    np.testing.assert_array_equal(as_f[..., 0], grey)
+    with pytest.raises(DataError, match=r"left: float images must hold values in \[0, 1\], got 0\.\.255"):
+        stereo.api.as_image(Image.fromarray(np.linspace(0, 255, 2048, dtype=np.float32).reshape(32, 64)), "left")
+    grey16 = rng.integers(0, 65536, (32, 64)).astype(np.uint16)
+    for pil in (Image.fromarray(grey16), Image.fromarray(grey16.astype(np.int32), mode="I")):
+        np.testing.assert_allclose(stereo.api.as_image(pil, "left")[..., 0], grey16 / 65535, rtol=0, atol=1e-7)
+    rgb = rng.integers(0, 256, (32, 64, 3)).astype(np.uint8)
+    palette = Image.fromarray(rgb).quantize(64)
+    np.testing.assert_array_equal(
+        stereo.api.as_image(palette, "left"), np.asarray(palette.convert("RGB")).astype(np.float32) / 255
+    )
+
+
+def test_prediction_checks_its_arguments(model, pair):
+    left, right, _ = pair
+    pred = model.predict(left, right)
+    cal = Calibration(f=100.0, cx=64.0, cy=32.0, baseline=0.1)
+    for kw, match in (({"min_confidence": float("nan")}, "min_confidence=nan"),
+                      ({"min_confidence": 1.5}, r"min_confidence=1.5: must be a finite number in \[0, 1\]"),
+                      ({"max_depth": 0}, r"max_depth=0: must be a finite number in \(0, inf\]"),
+                      ({"max_depth": -3.0}, "max_depth=-3.0"), ({"max_depth": "far"}, "max_depth='far'")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            pred.point_cloud(cal, **kw)
+    with pytest.raises(ConfigError, match="calibration: expected a stereo.calib.Calibration, got dict"):
+        pred.depth({"f": 100})
+    for bad, match in (({"f": 0.0}, "f=0.0"), ({"baseline": float("nan")}, "baseline=nan"),
+                       ({"baseline": -1.0}, "baseline=-1.0"), ({"doffs": float("inf")}, "doffs=inf")):  # fmt: skip
+        bad_cal = Calibration(**{"f": 100.0, "cx": 64.0, "cy": 32.0, "baseline": 0.1, **bad})
+        for use in (pred.depth, pred.point_cloud):
+            with pytest.raises(ConfigError, match=f"calibration.{match}"):
+                use(bad_cal)
 
 
 def test_tensors_stay_on_their_device(device, pair):
