@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from stereo.cli import repeated_keys
 from stereo.config import CONF_DIR
 from stereo.errors import StereoError
 from stereo.io import LOCK_NAME
@@ -141,6 +142,9 @@ def _preflight(app: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
             if any(a in ("-h", "--help") for a in argv):
                 _print_help(app, argv)
                 return None
+            if twice := repeated_keys(argv):
+                print(f"error: {twice}", file=sys.stderr)
+                sys.exit(1)
             _check_run_dir(argv)
             return main()
 

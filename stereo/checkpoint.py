@@ -271,6 +271,10 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
             if items:
                 parts.append(f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
         raise CheckpointError(f"{path}: weights do not fit the model built from its config: {'; '.join(parts)}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # every output would be NaN: stop here, not after writing NaN files
+        raise CheckpointError(f"{path}: {len(broken)} weight tensor(s) hold NaN or inf (first: {broken[0]}); the file "
+                              "is damaged or its training diverged")  # fmt: skip
     model.load_state_dict(state)
 
 

@@ -10,6 +10,20 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
+def repeated_keys(argv: list[str]) -> str | None:
+    """One line naming the keys given more than once in ``key=value`` arguments (``+``/``++``/``~``
+    prefixes aside), or None. Hydra would take the last value without a word."""
+    seen: dict[str, list[str]] = {}
+    for arg in argv:
+        if "=" in arg:
+            seen.setdefault(arg.split("=", 1)[0].lstrip("+~"), []).append(arg)
+    twice = {k: v for k, v in seen.items() if len(v) > 1}
+    if not twice:
+        return None
+    shown = "; ".join(f"{k} ({', '.join(v)})" for k, v in twice.items())
+    return f"invalid command line: key(s) given more than once: {shown}; give each once"
+
+
 def parse_overrides(schema: type, argv: list[str], doc: str | None = None) -> DictConfig:
     """Merge ``key=value`` arguments into a dataclass schema. ``--help`` prints ``doc`` (the tool's
     docstring; default: the running script's) and its keys with their defaults and help
@@ -28,6 +42,8 @@ def parse_overrides(schema: type, argv: list[str], doc: str | None = None) -> Di
     for arg in argv:
         if "=" not in arg:
             raise SystemExit(f"error: expected key=value overrides (--help lists them), got {arg!r}")
+    if twice := repeated_keys(argv):
+        raise SystemExit(f"error: {twice}")
     from hydra import compose, initialize
     from hydra.core.config_store import ConfigStore
     from hydra.errors import HydraException

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import inspect
 import json
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -198,7 +199,30 @@ def runtime_config(source: Any = None, **changes: Any) -> RuntimeConfig:
     errors = _walk(RuntimeConfig, values, "")  # the values as given, so the message shows them
     if errors:
         raise ConfigError("invalid runtime settings: " + "; ".join(errors))
+    for line in unused_runtime_settings(runtime):
+        if line not in _WARNED:
+            _WARNED.add(line)
+            logging.getLogger("stereo").warning(line)
     return runtime
+
+
+_WARNED: set[str] = set()  # each no-effect warning once per process (runtime_config runs several times a run)
+_RUNTIME_DEFAULTS = RuntimeConfig()
+
+
+def unused_runtime_settings(runtime: RuntimeConfig) -> list[str]:
+    """One line for each runtime setting changed from its default that has no effect with the others."""
+    d, r = _RUNTIME_DEFAULTS, runtime
+    lines = []
+    if r.exit_head != d.exit_head and r.early_exit != EarlyExit.head:
+        lines.append(f"exit_head={r.exit_head} has no effect with early_exit={r.early_exit} (it needs early_exit=head)")
+    if r.exit_threshold != d.exit_threshold and r.early_exit != EarlyExit.confidence:
+        lines.append(f"exit_threshold={r.exit_threshold:g} has no effect with early_exit={r.early_exit} (it needs "
+                     "early_exit=confidence)")  # fmt: skip
+    if r.regression_radius != d.regression_radius and r.regression != Regression.local:
+        lines.append(f"regression_radius={r.regression_radius:g} has no effect with regression={r.regression} (it "
+                     "needs regression=local)")  # fmt: skip
+    return lines
 
 
 # ---- data -------------------------------------------------------------------------------------------------

@@ -41,6 +41,11 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     import onnx
 
     refuse_package_path(output, "output")
+    from torch.onnx import _constants
+
+    top = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET  # the exporter used below (dynamo=False)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= top:
+        raise ConfigError(f"opset={opset}: this PyTorch's ONNX exporter writes opsets 13 to {top}")
     model, ckpt = load_model(checkpoint, torch.device("cpu"))
     if model.refinement is not None and model.refinement.photometric and opset < 16:
         raise ConfigError(

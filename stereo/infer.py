@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from omegaconf import DictConfig
 
 from stereo.api import StereoModel, scaled_size
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
-from stereo.config import InferAppConfig, check_config
+from stereo.config import RUNTIME_KEYS, InferAppConfig, check_config, runtime_config
 from stereo.data.images import check_same_size, image_size, read_rgb
 from stereo.data.pairs import Pair, find_pairs
 from stereo.data.pfm import write_pfm
@@ -126,15 +127,21 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     pairs = find_pairs(str(cfg.left), str(cfg.right))
     dev = resolve_device(cfg.device)
     want_conf = bool(cfg.confidence) or (bool(cfg.point_cloud) and cfg.min_confidence > 0)
+    if cfg.min_confidence > 0 and not cfg.point_cloud:
+        log.warning("min_confidence=%g has no effect without point_cloud=true (it drops points of the cloud)",
+                    cfg.min_confidence)  # fmt: skip
     if cfg.backend == "onnxruntime":
         if not cfg.onnx:
             raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
-        ignored = [f"{k}={cfg[k]}" for k, unset in (("checkpoint", None), ("early_exit", "off")) if cfg[k] != unset]
+        # The .onnx file is the network as exported: a setting it cannot honour is refused, never ignored.
+        defaults = runtime_config(None)
+        ignored = [f"checkpoint={cfg.checkpoint}"] if cfg.checkpoint is not None else []
+        ignored += [f"{k}={_shown(cfg[k])}" for k in RUNTIME_KEYS if k != "device" and cfg[k] != getattr(defaults, k)]
         ignored += ["confidence=true" if cfg.confidence else "min_confidence"] if want_conf else []
         if ignored:
             raise ConfigError(f"{', '.join(ignored)}: not available with backend=onnxruntime (the .onnx file holds "
-                              "the network, which runs every head and returns the disparity only); drop it or use "
-                              "backend=torch")  # fmt: skip
+                              "the network as exported, in fp32, with every head, its regression and refinement, "
+                              "returning the disparity only); drop it or use backend=torch")  # fmt: skip
     network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
     model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
     _check_scaled_sizes(pairs, float(cfg.scale))
@@ -142,6 +149,13 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
     with output_lock(out_dir, "stereo-infer"):  # one writer per folder; its stale temporary files go
         return [_infer_pair(pair, plan[pair.name], model, cfg, calib, want_conf) for pair in pairs]
+
+
+def _shown(value: Any) -> str:
+    """A config value as it is written on the command line (``false``, ``local``, ``4.0``)."""
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:

@@ -345,6 +345,9 @@ class Trainer:
             )
         self.configured_total = t.max_steps if t.max_steps is not None else t.epochs * self.steps_per_epoch
         self.total = self.configured_total  # train.time_budget may shorten it once the step rate is known
+        if t.warmup_steps >= self.total and self.rank == 0:
+            log.warning("train.warmup_steps=%d >= the run's %d steps: the learning rate never reaches train.lr",
+                        t.warmup_steps, self.total)  # fmt: skip
 
         self.model = build_model(cfg.model, cfg)
         if t.init_from:

@@ -119,7 +119,9 @@ def test_unavailable_devices_and_precisions_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="precision=fp16 needs CUDA"):
         autocast(torch.device("cpu"), "fp16")
     Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(tmp_path / "a.png")
-    for extra in ("checkpoint=some.pt", "early_exit=head"):
+    # every setting the exported graph cannot honour is refused, not silently ignored
+    for extra in ("checkpoint=some.pt", "early_exit=head", "refinement=false", "regression=local", "precision=bf16",
+                  "exit_head=2", "memory_budget_gb=2.0", "fold_batchnorm=false"):  # fmt: skip
         cfg = load_config("infer", [f"left={tmp_path / 'a.png'}", f"right={tmp_path / 'a.png'}",
                                     "backend=onnxruntime", "onnx=x.onnx", extra])  # fmt: skip
         with pytest.raises(ConfigError, match=rf"{extra}: not available with backend=onnxruntime"):
