@@ -21,6 +21,7 @@ from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples, edge_radius_of
 from stereo.device import check_precision, resolve_device
 from stereo.engine import evaluate_model
+from stereo.errors import DataError
 from stereo.io import output_lock, write_image, write_json, write_text
 from stereo.methods import build_method
 from stereo.metrics import METRIC_KEYS, describe_mask
@@ -97,6 +98,12 @@ def evaluate(
         r = evaluate_model(
             model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
         )
+        if r.summary["images"] == 0:  # every metric would be NaN: say why instead of reporting it
+            raise DataError(
+                f"data.root={cfg.data.root}: none of the {r.summary['pairs']} test pair(s) has a pixel with valid "
+                f"ground truth under mask={cfg.mask} ({describe_mask(cfg.mask, max_disp)}), region="
+                f"{cfg.data.region}; check the disparity files, or widen the mask (max_disp=..., mask=...)"
+            )
         result = EvalReport(
             **{k: r.summary[k] for k in METRIC_KEYS},
             pairs=r.summary["pairs"],

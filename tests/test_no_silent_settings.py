@@ -98,3 +98,21 @@ def test_onnx_opset_out_of_range_is_one_line(checkpoint, tmp_path):
         with pytest.raises(ConfigError, match=rf"opset={opset}: this PyTorch's ONNX exporter writes opsets 13 to"):
             export_onnx(checkpoint, tmp_path / "m.onnx", opset)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_eval_without_any_valid_ground_truth_is_an_error(checkpoint, sample_root, tmp_path):
+    """Every metric would be NaN: one line naming the root and the mask instead of a report of NaN."""
+    import shutil
+
+    from stereo.data.pfm import read_pfm, write_pfm
+    from stereo.errors import DataError
+    from stereo.evaluate import evaluate
+
+    root = tmp_path / "SceneFlow"
+    shutil.copytree(sample_root, root)
+    for pfm in (root / "FlyingThings3D/disparity/TEST").rglob("*.pfm"):
+        write_pfm(pfm, np.zeros_like(read_pfm(pfm)))  # 0 = no ground truth under mask=positive
+    cfg = load_config("eval", [f"checkpoint={checkpoint}", f"data.root={root}", "device=cpu", "data.limit=2"])
+    with pytest.raises(DataError, match=r"none of the 2 test pair\(s\) has a pixel with valid ground truth"):
+        evaluate(cfg, tmp_path / "out")
+    assert not (tmp_path / "out/metrics.json").exists()
