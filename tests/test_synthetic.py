@@ -213,3 +213,41 @@ def test_union_prunes_rays_without_changing_hits():
     np.testing.assert_array_equal(t, best[0])
     for ours, full in zip((n, u, v), best[1:], strict=True):
         np.testing.assert_array_equal(ours[hit], full[hit])
+
+
+@pytest.mark.slow
+def test_generator_workers_exit_quietly_when_it_is_killed(tmp_path):
+    """kill -9 of the generator: its workers die with it, without BrokenPipeError tracebacks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    def alive(pid):  # a zombie (dead, not yet reaped by whoever adopted it) is not alive
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    log = tmp_path / "stderr.txt"
+    args = [f"out={tmp_path / 's'}", "height=128", "width=256", "train_pairs=400", "test_pairs=0", "workers=2"]
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, str(REPO / "scripts/make_sceneflow_sample.py"), *args],
+                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        deadline, kids = time.time() + 120, []
+        while time.time() < deadline and len(kids) < 2:
+            kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            time.sleep(0.1)
+        assert len(kids) == 2, "no worker processes to watch"
+        time.sleep(2.0)  # workers busy with their pairs
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(alive(k) for k in kids):
+            time.sleep(0.1)
+    assert not any(alive(k) for k in kids), "workers outlived the generator"
+    time.sleep(0.5)
+    text = log.read_text()
+    assert "Traceback" not in text and "BrokenPipe" not in text, text[-2000:]

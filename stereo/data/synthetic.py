@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -845,6 +846,23 @@ def _worker_signals() -> None:
     fork time, leaving the parent waiting for it after the last pair (seen once with workers=2)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when its parent dies (``kill -9`` of the generator), instead
+    of leaving it to finish its pair and print a BrokenPipeError traceback into the user's terminal."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(0)
 
 
 def _run_jobs(jobs: list[tuple], workers: int, desc: str, progress: bool) -> list[dict]:
