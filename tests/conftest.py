@@ -85,7 +85,10 @@ def checkpoint(sample_root, tmp_path_factory):
 
 
 def train_cli(*args: str) -> list[str]:
-    """argv of scripts/train.py in a subprocess with the tiny config."""
+    """argv of scripts/train.py in a subprocess with the tiny config; ``args`` replace the tiny config's
+    values of the same keys (the apps refuse a key given twice)."""
     import sys
 
-    return [sys.executable, str(REPO / "scripts/train.py"), *TINY_TRAIN, *args]
+    given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+    tiny = [o for o in TINY_TRAIN if o.split("=", 1)[0] not in given]
+    return [sys.executable, str(REPO / "scripts/train.py"), *tiny, *args]

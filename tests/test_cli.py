@@ -53,9 +53,9 @@ def test_train_config_mistakes(sample_root, tmp_path):
 
 
 def test_eval_and_infer_mistakes(checkpoint, sample_root, tmp_path):
-    ev = [sys.executable, str(REPO / "scripts/evaluate.py"), f"data.root={sample_root}", "device=cpu",
-          f"hydra.run.dir={tmp_path / 'e'}"]  # fmt: skip
+    ev = [sys.executable, str(REPO / "scripts/evaluate.py"), f"data.root={sample_root}", "device=cpu"]
     shipped = _run([*ev, f"hydra.run.dir={tmp_path / 'shipped'}"])  # no checkpoint=: the packaged weights
+    ev.append(f"hydra.run.dir={tmp_path / 'e'}")
     assert shipped.returncode == 0 and "weights shipped with the package" in shipped.stdout + shipped.stderr
     _one_line_error(_run([*ev, f"checkpoint={checkpoint}", "max_disp=0"]), "max_disp=0.0: must be > 0")
     _one_line_error(_run([*ev, f"checkpoint={tmp_path / 'nope.pt'}"]), f"checkpoint not found: {tmp_path / 'nope.pt'}")
@@ -173,7 +173,8 @@ def test_wheel_install_runs_from_any_directory(checkpoint, sample_root, tmp_path
     assert str(venv) in proc.stdout + proc.stderr  # the shipped weights, named at their installed path
     disp = read_pfm(away / "inferred" / f"{s.stem}.pfm")
     assert disp.shape == (64, 128) and np.isfinite(disp).all() and disp.max() > disp.min() >= 0
-    proc = _run([bin_ / "stereo-train", *TINY_TRAIN, f"data.root={sample_root}", "train.max_steps=2",
+    tiny = [o for o in TINY_TRAIN if not o.startswith(("train.max_steps", "val.limit"))]
+    proc = _run([bin_ / "stereo-train", *tiny, f"data.root={sample_root}", "train.max_steps=2",
                  "val.limit=1", "hydra.run.dir=trained"], cwd=away, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert load_checkpoint(away / "trained/checkpoints/last.pt")["step"] == 2
