@@ -3,10 +3,11 @@
 ``generated-v1``: generator v2 (:mod:`stereo.data.synthetic`), seed 20261125, FlyingThings3D TEST layout
 in two parts, ``272x480`` (200 pairs, disparities up to 96 px) and ``540x960`` (20 pairs, up to 192 px),
 clean and final passes. The committed manifest (``generated-v1.json`` beside this file) holds the
-SHA-256 of every file and coarse thumbnails of the first pairs, so a change to the generator cannot
-change the benchmark silently: :func:`verify` compares a built copy (ground truth bit for bit; images by
-their thumbnails, since library builds round a few pixels differently), and the tests regenerate a slice.
-A generator change that alters the pairs needs a new name.
+SHA-256 of every file, and ``generated-v1.fingerprints.npz`` the 8x8-block means of every file (ground
+truth in px, images in grey levels), so a change to the generator or to a built copy cannot pass
+silently: :func:`verify` checks every file of a built copy by value, within tolerances that hold across
+CPUs (:data:`GT_TOLERANCE_PX`, :data:`IMAGE_TOLERANCE`), and the tests regenerate a slice. A generator
+change that alters the pairs beyond them needs a new name.
 
 ``generated-v2``: generator v3 (natural textures, thin structures, a camera model), seed 20261127, the
 same parts and rules.
@@ -60,6 +61,7 @@ def build(name: str, out: str | os.PathLike, workers: int = 0, progress: bool = 
                                       version=spec["generator_version"])  # fmt: skip
         # Hash what is on disk now: a reused folder may have been modified since it was generated.
         m = {**m, "files": {f: _sha256(Path(out) / part / f) for f in m["files"]}}
+        m["fingerprints"] = fingerprints_of(Path(out) / part, list(m["files"]))
         parts[part] = m
     return {"name": name, "generator_version": spec["generator_version"], "parts": parts}
 
@@ -82,18 +84,116 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def verify(name: str, built: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Compare a built manifest with the committed one: ``(problems, notes)``.
+# Verification by value. Ground truth: 8x8-block means within 1e-3 px (a single pixel changed by more than
+# 0.064 px shows); the copies built here on CPUs with different OpenBLAS kernels differed by 7.6e-6 px at one
+# pixel. Images: 8x8-block means of the grey levels within 48 levels. The generator's geometry goes through
+# BLAS, whose kernels (chosen per CPU) round differently and move edge pixels of a few images: between
+# OpenBLAS's Zen and SkylakeX kernels, 14 of generated-v2's 80 540x960 images had a block mean off by more
+# than 2 levels, at most 29.2. A local edit that moves a block's mean by more than 48 levels fails; a
+# subtler one needs a generator that does not depend on BLAS (a new generator version).
+FINGERPRINT_BLOCK = 8
+GT_TOLERANCE_PX = 1e-3
+IMAGE_TOLERANCE = 48.0
 
-    A problem is a difference of content: parameters, any ground-truth file (PFM, bit for bit), a missing
-    file, or a fingerprint thumbnail. Images that differ only in their bytes are a note: PNG encoders and
-    the SIMD paths of OpenCV and NumPy builds round a few pixel values differently, which the thumbnails
-    (robust to that) would show if it were more.
+
+def fingerprint(path: str | os.PathLike) -> np.ndarray:
+    """The (ceil(H/8), ceil(W/8)) block means of a file: a PFM's disparities in px, or an image's grey
+    levels (the mean of its colour channels, 0-255), in float64; partial blocks at the border are means of
+    what they hold. Computed with NumPy's plain sums, so the same file gives the same values everywhere."""
+    path = Path(path)
+    if path.suffix == ".pfm":
+        from stereo.data.pfm import read_pfm
+
+        values = np.nan_to_num(read_pfm(path).astype(np.float64), posinf=0.0, neginf=0.0)
+    else:
+        import cv2
+
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise DataError(f"{path}: cannot decode the image")
+        values = img.astype(np.float64)
+        values = values[..., :3].mean(axis=2) if values.ndim == 3 else values
+    h, w = values.shape
+    k = FINGERPRINT_BLOCK
+    rows, cols = np.arange(0, h, k), np.arange(0, w, k)
+    sums = np.add.reduceat(np.add.reduceat(values, rows, axis=0), cols, axis=1)
+    counts = np.outer(np.minimum(k, h - rows), np.minimum(k, w - cols))
+    return sums / counts
+
+
+def fingerprints_path(name: str) -> Path:
+    return MANIFEST_DIR / f"{name}.fingerprints.npz"
+
+
+def fingerprints_of(root: str | os.PathLike, files: list[str]) -> dict[str, np.ndarray]:
+    """:func:`fingerprint` of each of ``files`` under ``root`` (those that exist)."""
+    return {f: fingerprint(Path(root) / f) for f in files if (Path(root) / f).is_file()}
+
+
+GT_QUANTUM = 1 / 4096  # px: stored ground-truth block means are multiples of this (a 1.2e-4 px rounding)
+
+
+def write_fingerprints(name: str, built: dict[str, Any]) -> Path:
+    """The committed fingerprints of ``name`` from a build, compactly: ground truth in steps of
+    :data:`GT_QUANTUM` px, delta-coded along rows (int32); images rounded to whole grey levels (uint8).
+    Both roundings are far inside the tolerances."""
+    arrays = {}
+    for part, m in built["parts"].items():
+        for f, fp in m["fingerprints"].items():
+            if f.endswith(".pfm"):
+                q = np.round(fp / GT_QUANTUM).astype(np.int64)
+                arrays[f"{part}/{f}"] = np.diff(q, axis=1, prepend=0).astype(np.int32)
+            else:
+                arrays[f"{part}/{f}"] = np.clip(np.round(fp), 0, 255).astype(np.uint8)
+    path = fingerprints_path(name)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def load_fingerprints(name: str) -> dict[str, dict[str, np.ndarray]]:
+    """The committed fingerprints of ``name``: part -> file -> block means (px or grey levels)."""
+    path = fingerprints_path(name)
+    if not path.is_file():
+        raise MissingFileError(f"no committed fingerprints for {name} at {path}")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path) as npz:
+        for key in npz.files:
+            part, f = key.split("/", 1)
+            a = npz[key]
+            out.setdefault(part, {})[f] = np.cumsum(a, axis=1) * GT_QUANTUM if f.endswith(".pfm") else a.astype(float)
+    return out
+
+
+def compare_fingerprints(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """Files missing from ``got``, ground truth off by more than :data:`GT_TOLERANCE_PX` and images off by
+    more than :data:`IMAGE_TOLERANCE` in any block: ``{"missing": [...], "ground truth": [...], "images": [...]}``."""
+    out: dict[str, list[str]] = {"missing": [], "ground truth": [], "images": []}
+    for f, ref in expected.items():
+        if f not in got:
+            out["missing"].append(f)
+            continue
+        tol, kind = (GT_TOLERANCE_PX, "ground truth") if f.endswith(".pfm") else (IMAGE_TOLERANCE, "images")
+        # the stored reference is rounded (write_fingerprints): GT_QUANTUM / 2 px, half a grey level
+        slack = GT_QUANTUM / 2 + 1e-9 if kind == "ground truth" else 0.5
+        if got[f].shape != ref.shape or np.abs(got[f] - ref).max() > tol + slack:
+            out[kind].append(f)
+    return out
+
+
+def verify(name: str, built: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Compare a built copy (:func:`build`'s manifest, with the fingerprints of the files on disk) with
+    the committed manifest and fingerprints: ``(problems, notes)``.
+
+    Every file counts. A problem is a difference of parameters, a missing file, ground truth off by more
+    than :data:`GT_TOLERANCE_PX` or an image off by more than :data:`IMAGE_TOLERANCE` (block means). Files
+    that differ only in their bytes, within those tolerances, are a note (other CPUs and library builds
+    round differently).
     """
     path = manifest_path(name)
     if not path.is_file():
         raise MissingFileError(f"no committed manifest for {name} at {path}")
     ref = json.loads(path.read_text())
+    prints = load_fingerprints(name)
     problems, notes = [], []
     for part, m in ref["parts"].items():
         got = built["parts"].get(part)
@@ -102,25 +202,19 @@ def verify(name: str, built: dict[str, Any]) -> tuple[list[str], list[str]]:
             continue
         if got["parameters"] != m["parameters"]:
             problems.append(f"{part}: parameters differ")
-        changed = [f for f, h in m["files"].items() if got["files"].get(f) != h]
-        missing = [f for f in changed if got["files"].get(f, "missing") == "missing"]
-        for what, files in (
-            ("missing", missing),
-            ("ground-truth files differ", [f for f in changed if f.endswith(".pfm") and f not in missing]),
-            ("fingerprints differ", thumbnails_match(m.get("thumbnails", {}), got.get("thumbnails", {}))),
-        ):
+        expected = prints.get(part, {})
+        unprinted = sorted(set(m["files"]) - set(expected))
+        if unprinted:
+            raise DataError(f"{fingerprints_path(name)}: no fingerprint for {len(unprinted)} file(s) of {part} "
+                            f"(first: {unprinted[0]})")  # fmt: skip
+        for what, files in compare_fingerprints(expected, got.get("fingerprints", {})).items():
             if files:
-                problems.append(f"{part}: {len(files)} {what} (first: {files[0]})")
-        images = [f for f in m["files"] if not f.endswith(".pfm")]
-        if differ := sum(f in changed for f in images):
-            notes.append(f"{part}: {len(images) - differ} of {len(images)} images bit-identical")
+                what = "missing" if what == "missing" else f"{what} differ beyond the tolerance"
+                problems.append(f"{part}: {len(files)} file(s) {what} (first: {files[0]})")
+        differ = [f for f, h in m["files"].items() if got["files"].get(f) != h]
+        if differ:
+            notes.append(f"{part}: {len(m['files']) - len(differ)} of {len(m['files'])} files bit-identical")
     return problems, notes
-
-
-def thumbnails_match(expected: dict[str, list[float]], got: dict[str, list[float]], tol: float = 0.02) -> list[str]:
-    """Files whose thumbnails differ by more than ``tol`` (robust to encoder and SIMD rounding)."""
-    # 1e-9: the values are decimals in binary floats (0.54 - 0.52 = 0.020000000000000018 is within 0.02)
-    return [f for f, t in expected.items() if f not in got or np.abs(np.subtract(t, got[f])).max() > tol + 1e-9]
 
 
 def build_slice(name: str, part: str, pairs: int, out: str | os.PathLike) -> Path:
