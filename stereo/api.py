@@ -226,6 +226,8 @@ class StereoModel:
         if tensors != isinstance(right, torch.Tensor):
             raise DataError("left and right must both be tensors, or both images (paths, arrays, PIL)")
         if tensors:
+            if left.shape == right.shape and left.dim() in (3, 4) and left.numel():  # before any copy is made
+                self._check_size(1 if left.dim() == 3 else left.shape[0], *left.shape[-2:], scale)
             lt, rt = _as_tensor(left, "left"), _as_tensor(right, "right")
             single = lt.dim() == 3
             lt, rt = (lt[None], rt[None]) if single else (lt, rt)
@@ -237,16 +239,35 @@ class StereoModel:
         if lt.shape != rt.shape:
             raise DataError(f"left and right differ in size: left is {lt.shape[-1]}x{lt.shape[-2]}, right is "
                             f"{rt.shape[-1]}x{rt.shape[-2]}")  # fmt: skip
-        h, w = lt.shape[-2:]
-        scaled_size(h, w, scale, f"left ({w}x{h})")
-        if h * w > MAX_PIXELS:
-            raise DataError(f"left: {w}x{h} is larger than {MAX_PIXELS:,} pixels (the limit of every input path)")
+        self._check_size(lt.shape[0], *lt.shape[-2:], scale)
         disp, conf, heads = self._run(lt.to(self.device), rt.to(self.device), scale, confidence)
         if single:
             disp, conf = disp[0], None if conf is None else conf[0]
         if tensors:
             return Prediction(disp.to(where), None if conf is None else conf.to(where), heads=heads)
         return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image, heads)
+
+    def _check_size(self, batch: int, height: int, width: int, scale: float) -> None:
+        """Refuse, before any work, images below :data:`MIN_SIDE` px a side after ``scale``, above the pixel
+        limit of every input path, or whose estimated peak exceeds the network's ``memory_budget_gb``
+        (bands of rows bound the 3-D part, not the full-resolution rest)."""
+        scaled_size(height, width, scale, f"left ({width}x{height})")
+        if height * width > MAX_PIXELS:
+            raise DataError(f"left: {width}x{height} is larger than {MAX_PIXELS:,} pixels (the limit of every input "
+                            "path)")  # fmt: skip
+        budget = getattr(getattr(self.network, "runtime", None), "memory_budget_gb", None)
+        estimate = getattr(self.network, "peak_bytes", None)
+        if budget is None or estimate is None:
+            return
+        h, w = scaled_size(height, width, scale) if scale != 1 else (height, width)
+        need = estimate(batch, h, w) / 2**30
+        if need > budget:
+            fits = scale * (budget / need) ** 0.5 * 0.95
+            raise ConfigError(
+                f"a {batch}x{width}x{height} prediction at scale={scale:g} needs about {need:.1f} GB, above "
+                f"memory_budget_gb={budget:g} (rows of the 3-D part run in bands, the full-resolution part "
+                f"cannot): use scale={fits:.2g} or less, or raise memory_budget_gb (null = no limit)"
+            )
 
     def _run(self, lt: torch.Tensor, rt: torch.Tensor, scale: float, confidence: bool):
         h, w = lt.shape[-2:]

@@ -154,7 +154,8 @@ class RuntimeConfig:
     memory_budget_gb: float | None = rng(
         8.0,
         gt=0,
-        help="eval: a frame whose 3-D part would need more runs in bands of rows (same result); null = no limit",
+        help="eval: the peak a prediction may need: the 3-D part runs in bands of rows (same result) within what "
+        "the full-resolution part leaves; stereo-infer and the API refuse a pair that cannot fit; null = no limit",
     )
     fold_batchnorm: bool = rng(True, help="BatchNorm folded into the convolutions (same result up to rounding, faster)")
     early_exit: EarlyExit = rng(

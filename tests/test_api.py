@@ -247,3 +247,16 @@ def test_docs_name_every_runtime_setting_of_load_model():
     text = (REPO / "docs/api.md").read_text()
     section = text[text.index("## `stereo.load_model(") : text.index("## `StereoModel.predict(")]
     assert keys <= set(re.findall(r"`([a-z_0-9]+)`", section)), keys - set(re.findall(r"`([a-z_0-9]+)`", section))
+
+
+def test_memory_budget_covers_the_whole_prediction(model):
+    """An 8000x12000 pair grew past 14 GB under the default 8 GB budget: bands of rows bound only the
+    3-D part. Now the estimate covers the full-resolution part too, and the pair is refused before any
+    work, with a scale that fits; what fits runs, and a larger budget lets it through the check."""
+    big = torch.zeros(3, 8000, 12000, dtype=torch.uint8)  # 288 MB each; refused before any float copy
+    match = r"needs about 4\d\.\d GB, above memory_budget_gb=8.*use scale=0\.\d+ or less"
+    with pytest.raises(ConfigError, match=match) as e:
+        model.predict(big, big)
+    fits = float(str(e.value).split("use scale=")[1].split()[0])
+    need = model.network.peak_bytes(1, round(8000 * fits), round(12000 * fits))
+    assert 0.9 * 8 * 2**30 <= need <= 8 * 2**30  # the suggested scale fits, and is not needlessly small

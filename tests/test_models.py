@@ -248,7 +248,8 @@ def test_eval_in_bands_equals_the_whole_frame(hourglasses, volume, monkeypatch):
     whole = out.disparity
     assert out.bands == 1 and out.heads == [hourglasses] and whole.std() > 2  # disparities that vary
     per_row = 16 * (model.max_disp // 4) * model.bytes_per_cell()  # one 1/4-resolution row, 16 columns
-    model.set_runtime(memory_budget_gb=(2 * model.band_halo + 8) * per_row / 2**30)
+    full_res = model.bytes_2d_per_pixel() * 480 * 64  # what the budget keeps for the full-resolution part
+    model.set_runtime(memory_budget_gb=(full_res + (2 * model.band_halo + 8) * per_row) / 2**30)
     assert model.eval_tile_rows(1, 120, 16) == 8
     out = run(model, left, right)
     banded = out.disparity
@@ -256,18 +257,19 @@ def test_eval_in_bands_equals_the_whole_frame(hourglasses, volume, monkeypatch):
     torch.testing.assert_close(banded, whole, rtol=0, atol=1e-3)
     # The check has teeth: a halo smaller than the receptive field changes the result.
     monkeypatch.setattr(type(model), "band_halo", property(lambda self: 4))
-    model.set_runtime(memory_budget_gb=(2 * 4 + 8) * per_row / 2**30)
+    model.set_runtime(memory_budget_gb=(full_res + (2 * 4 + 8) * per_row) / 2**30)
     assert (predict(model, left, right) - whole).abs().max() > 1e-2
 
 
 def test_memory_budget_below_the_smallest_band_warns_or_runs_whole(caplog):
     model = build_model(tiny(hourglasses=2))
     halo, per_row = model.band_halo, 16 * (model.max_disp // 4) * model.bytes_per_cell()  # 16 columns at 1/4
-    model.set_runtime(memory_budget_gb=(2 * halo + 40) * per_row / 2**30)
+    full_res = model.bytes_2d_per_pixel() * 800 * 64  # the budget first keeps the full-resolution part
+    model.set_runtime(memory_budget_gb=(full_res + (2 * halo + 40) * per_row) / 2**30)
     assert model.eval_tile_rows(1, 200, 16) == 40  # 5 bands of 40 rows
-    model.set_runtime(memory_budget_gb=(2 * halo + 44) * per_row / 2**30)
+    model.set_runtime(memory_budget_gb=(full_res + (2 * halo + 44) * per_row) / 2**30)
     assert model.eval_tile_rows(1, 200, 16) == 40  # 44 would need 5 bands too: evened out to 40
-    model.set_runtime(memory_budget_gb=halo * per_row / 2**30)  # below one band of 4 rows + two halos
+    model.set_runtime(memory_budget_gb=(full_res + halo * per_row) / 2**30)  # below 4 rows + two halos
     with caplog.at_level("WARNING"):
         assert model.eval_tile_rows(1, 200, 16) == 4
         assert model.eval_tile_rows(1, 200, 16) == 4

@@ -313,21 +313,45 @@ class PSMNet(nn.Module):
         c = self.config.volume_channels
         return 4 * max(vol_channels + 2 * c, 6 * c)
 
+    def bytes_2d_per_pixel(self) -> int:
+        """Estimated peak bytes per input pixel and image of everything but the 3-D part, fp32, eval: the
+        two views and their padded copies, the feature extractor's activations at 1/2 and 1/4 resolution,
+        the regression's full-resolution maps and the refinement's convolutions. Calibrated on the shipped
+        ea_psmnet_light (refine=modes) with confidence: 437 bytes per pixel measured by peak RSS between
+        1088x1920 and 2176x3840 with the 3-D part in bands (2026-12-05); this gives 448 there."""
+        base = self.config.feature.base_channels
+        refine = 0 if self.refinement is None else 2 * self.refinement.stem.out_channels
+        return 4 * (24 + 3 * base + refine + self.max_disp // 16)
+
+    def peak_bytes(self, batch: int, height: int, width: int) -> int:
+        """Estimated peak bytes of :meth:`infer` on (batch, 3, height, width) images (padded to
+        :attr:`size_divisor`), fp32: the 3-D part (whole, or its largest band under ``memory_budget_gb``)
+        plus :meth:`bytes_2d_per_pixel`, which bands of rows cannot split."""
+        h, w = -(-height // self.size_divisor) * self.size_divisor, -(-width // self.size_divisor) * self.size_divisor
+        h4, w4 = h // 4, w // 4
+        per_row = batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
+        tile = self.eval_tile_rows(batch, h4, w4, warn=False) if self.runtime.early_exit == "off" else None
+        rows = h4 if tile is None else min(h4, tile + 2 * self.band_halo)
+        return rows * per_row + self.bytes_2d_per_pixel() * batch * h * w
+
     def band_spans(self, h4: int, tile: int) -> list[tuple[int, int, int, int]]:
         """The bands of ``tile`` rows over ``h4`` rows at 1/4 resolution: (first, end) of the rows each
         band computes, halo included, and (first, end) of the rows it keeps."""
         halo = self.band_halo
         return [(max(0, r0 - halo), min(h4, r0 + tile + halo), r0, min(r0 + tile, h4)) for r0 in range(0, h4, tile)]
 
-    def eval_tile_rows(self, batch: int, h4: int, w4: int) -> int | None:
+    def eval_tile_rows(self, batch: int, h4: int, w4: int, warn: bool = True) -> int | None:
         """Rows (at 1/4 resolution, a multiple of 4) per band of the 3-D part so that a band with its halo
         fits ``memory_budget_gb``; None when the whole frame fits, when no band would be smaller than the
         frame, or there is no budget. Bands are evened out (same count, fewer rows each). A budget below
-        the smallest band (4 rows + two halos) runs that band, with a warning that says what it costs."""
+        the smallest band (4 rows + two halos) runs that band, with a warning that says what it costs. The
+        budget is what :meth:`bytes_2d_per_pixel` leaves of ``memory_budget_gb`` for this frame."""
         if self.runtime.memory_budget_gb is None:
             return None
         per_row = batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
-        budget_rows = int(self.runtime.memory_budget_gb * 2**30 // per_row)
+        # what the full-resolution part leaves of the budget (the 2-D part cannot run in bands)
+        room = self.runtime.memory_budget_gb * 2**30 - self.bytes_2d_per_pixel() * batch * 16 * h4 * w4
+        budget_rows = int(max(room, 0) // per_row)
         if budget_rows >= h4:
             return None
         tile = (budget_rows - 2 * self.band_halo) // 4 * 4
@@ -339,17 +363,18 @@ class PSMNet(nn.Module):
         n = len(spans)
         per_band = -(-h4 // n)  # ceil(h4 / n)
         tile = -(-per_band // 4) * 4
-        if short:
+        if short and warn:
             key = (batch, h4, w4, self.runtime.memory_budget_gb)
             if key not in _WARNED_BUDGETS:
                 _WARNED_BUDGETS.add(key)
                 work = sum(b - a for a, b, _, _ in self.band_spans(h4, tile)) / h4
                 log.warning(
-                    "memory_budget_gb=%g is below the smallest band of rows for a %dx%d frame (%.2f GB: 4 rows "
-                    "at 1/4 resolution + two %d-row halos); running bands of 4 rows: about %.0fx the 3-D work "
-                    "of the whole frame (%.2f GB). Raise memory_budget_gb, or null for whole frames",
-                    self.runtime.memory_budget_gb, 4 * h4, 4 * w4, (4 + 2 * self.band_halo) * per_row / 2**30,
-                    self.band_halo, work, h4 * per_row / 2**30,
+                    "memory_budget_gb=%g leaves %.2f GB beside the full-resolution part, below the smallest band "
+                    "of rows for a %dx%d frame (%.2f GB: 4 rows at 1/4 resolution + two %d-row halos); running "
+                    "bands of 4 rows: about %.0fx the 3-D work of the whole frame (%.2f GB). Raise "
+                    "memory_budget_gb, or null for whole frames",
+                    self.runtime.memory_budget_gb, max(room, 0) / 2**30, 4 * h4, 4 * w4,
+                    (4 + 2 * self.band_halo) * per_row / 2**30, self.band_halo, work, h4 * per_row / 2**30,
                 )  # fmt: skip
         return tile
 
