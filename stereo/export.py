@@ -2,10 +2,12 @@
 
 The exported graph takes ``left`` and ``right`` (B, 3, H, W) RGB in [0, 1] and returns ``disparity``
 (B, H, W) in pixels, with batch, height and width dynamic. Two things are fixed at export time, so
-the graph is exact only above a minimum size (stored in the file's metadata with the model config):
-the spatial-pyramid pools (a pool wider than the 1/4-resolution map would change its kernel) and the
-cost volume's shifts (the width at 1/4 must cover max_disp/4). :class:`OnnxStereo` pads smaller inputs
-(edge replication, bottom/right, as :func:`stereo.models.predict` does to multiples of 16) and crops back.
+the traced network is exact only above a minimum size (stored in the file's metadata with the model
+config): the spatial-pyramid pools (a pool wider than the 1/4-resolution map would change its kernel) and
+the cost volume's shifts (the width at 1/4 must cover max_disp/4). The graph therefore pads its inputs
+itself (edge replication, bottom/right, as :func:`stereo.models.predict` does to multiples of 16) to a
+multiple of 16 and at least that size, and crops the disparity back: any input size gives the network's
+answer, also in plain ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -34,6 +36,30 @@ def minimum_size(model: torch.nn.Module) -> tuple[int, int]:
     h = -(-max(pool, k) // k) * k
     w = -(-max(pool, model.max_disp, k) // k) * k
     return h, w
+
+
+class _PaddedToMinimum(torch.nn.Module):
+    """The network as exported: inputs padded inside the graph (edge replication, bottom and right) to a
+    multiple of its size divisor and at least the size the graph was traced at, output cropped back. The
+    traced branches hold from that size up, so the graph answers correctly for any input size, also when
+    run without stereo's own padding (plain ONNX Runtime)."""
+
+    def __init__(self, network: torch.nn.Module, min_height: int, min_width: int) -> None:
+        super().__init__()
+        self.network, self.min_height, self.min_width = network, min_height, min_width
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        k = self.network.size_divisor
+        shape = torch._shape_as_tensor(left)  # traced as a Shape op: the sizes stay dynamic in the graph
+        h, w = shape[2], shape[3]
+        th = torch.clamp((h + k - 1) // k * k, min=self.min_height)
+        tw = torch.clamp((w + k - 1) // k * k, min=self.min_width)
+        # edge replication as a gather: row/column i of the padded image is min(i, last) of the input
+        rows, cols = torch.clamp(torch.arange(th), max=h - 1), torch.clamp(torch.arange(tw), max=w - 1)
+        left = left.index_select(2, rows).index_select(3, cols)
+        right = right.index_select(2, rows).index_select(3, cols)
+        disparity = self.network(left, right)
+        return disparity.index_select(1, torch.arange(h)).index_select(2, torch.arange(w))
 
 
 def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset: int = 17) -> dict[str, Any]:
@@ -68,10 +94,11 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     }
     dims = {0: "batch", 2: "height", 3: "width"}
     axes = {"left": dims, "right": dims, "disparity": {0: "batch", 1: "height", 2: "width"}}
+    graph = _PaddedToMinimum(model, h, w)
     with atomic_write(output) as tmp, torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about every shape-dependent Python branch; minimum_size() is what makes them safe.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(model, (x, x), str(tmp), input_names=["left", "right"], output_names=["disparity"],
+        torch.onnx.export(graph, (x, x), str(tmp), input_names=["left", "right"], output_names=["disparity"],
                           dynamic_axes=axes, opset_version=opset, dynamo=False)  # fmt: skip
         proto = onnx.load(str(tmp))
         for k, v in meta.items():

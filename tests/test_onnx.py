@@ -156,3 +156,28 @@ def test_warp_refinement_needs_an_opset_with_grid_sample(tmp_path):
     with pytest.raises(ConfigError, match="refine=warp.*opset >= 16.*15"):
         export_onnx(ckpt, tmp_path / "m.onnx", opset=15)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_raw_onnx_runtime_below_the_minimum_size_pads_inside_the_graph(checkpoint, tmp_path):
+    """Plain ONNX Runtime, without stereo's own padding, on inputs smaller than the size the graph was
+    traced at (and not multiples of 16): the graph pads them itself, so the answer is the network's on
+    the padded input, cropped back; it gave wrong disparities there before, without a word."""
+    import onnxruntime as ort
+    import torch.nn.functional as F
+
+    from stereo.checkpoint import load_model
+    from stereo.export import export_onnx
+
+    meta = export_onnx(checkpoint, tmp_path / "m.onnx")
+    mh, mw = int(meta["min_height"]), int(meta["min_width"])
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    model, _ = load_model(checkpoint, torch.device("cpu"))
+    configure_runtime(model, {"eval_chunk_rows": 0, "channels_last_3d": False})
+    torch.manual_seed(0)
+    for h, w in ((mh // 2 + 3, mw // 2 + 5), (17, 21), (mh + 16, mw + 32)):
+        left, right = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
+        (got,) = session.run(None, {"left": left.numpy(), "right": right.numpy()})
+        pad = (0, max(mw, -(-w // 16) * 16) - w, 0, max(mh, -(-h // 16) * 16) - h)
+        ref = predict(model, F.pad(left, pad, mode="replicate"), F.pad(right, pad, mode="replicate"))[:, :h, :w]
+        assert got.shape == (1, h, w)
+        assert np.abs(got - ref.numpy()).max() <= 1e-3, (h, w)
