@@ -21,8 +21,8 @@ def test_bench_network_applies_runtime_and_folding():
 def test_model_case_eval_reports_bands_under_a_small_budget():
     net, _ = _bench_network("ea_psmnet_light")
     per_row = (64 // 4) * (net.max_disp // 4) * net.bytes_per_cell()  # 3-D bytes of one row at 1/4
-    # 480 rows = 120 at 1/4, in bands of 8 rows (+ halo on each side)
-    budget = (2 * net.band_halo + 8) * per_row / 2**30
+    # 480 rows = 120 at 1/4, in bands of 8 rows (+ halo on each side), beside the full-resolution part
+    budget = (net.bytes_2d_per_pixel() * 480 * 64 + (2 * net.band_halo + 8) * per_row) / 2**30
     r = model_case("ea_psmnet_light", 480, 64, runtime={"memory_budget_gb": budget}, fold_bn=True, runs=1, warmup=0)
     assert r["bands"] == 15 and r["times_s"][0] > 0 and not r["train"]
     whole = model_case("ea_psmnet_light", 480, 64, runtime={"memory_budget_gb": None}, runs=1, warmup=0)
