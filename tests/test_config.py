@@ -109,8 +109,9 @@ def test_loss_weights_follow_the_heads():
 
 
 def test_experiment_overlay_and_both_passes(sample_root):
-    cfg = load_config("train", ["experiment=shipped_light"])
-    assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 10000
+    cfg = load_config("train", ["experiment=shipped"])
+    assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 1200
+    assert str(cfg.model.refine) == "modes" and list(cfg.train.freeze) == ["feature_extraction", "aggregation"]
     check_config(cfg, TrainAppConfig)
     from stereo.data.registry import dataset_samples
 

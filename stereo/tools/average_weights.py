@@ -1,8 +1,8 @@
 """Average the weights of checkpoints of one architecture (a "model soup"), e.g. a fine-tuned run and the
 weights it started from:
 
-    python scripts/average_weights.py 'checkpoints=[datasets/ea_psmnet_light_gen3f.pt, \\
-        runs/experiment/shipped_v8_cpu/checkpoints/last.pt]' out=runs/soup.pt
+    python scripts/average_weights.py 'checkpoints=[stereo/weights/ea_psmnet_light_gen3i.pt, \\
+        runs/finetune/checkpoints/last.pt]' out=runs/soup.pt
 
 Floating-point tensors (BatchNorm statistics included) become their weighted mean (``weights``, default
 equal); the result is a checkpoint without training state that ``checkpoint=``, ``train.init_from=`` and

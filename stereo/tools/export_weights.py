@@ -1,6 +1,6 @@
 """Export a training checkpoint as shipped weights (the model and its config, no training state).
 
-    python scripts/export_weights.py checkpoint=runs/experiment/shipped_v2_gpu/checkpoints/last.pt \\
+    python scripts/export_weights.py checkpoint=runs/experiment/shipped/checkpoints/last.pt \\
         out=new_weights.pt \\
         'tables={generated_v1: bench_results/compare_v1.json, generated_v2: bench_results/compare_v2.json}' \\
         'card={wall_hours: 0.09, hardware: "1 NVIDIA H200"}'
