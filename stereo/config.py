@@ -95,7 +95,7 @@ def rng(default: Any = MISSING, *, ge: float | None = None, gt: float | None = N
 @dataclass
 class AttentionConfig:
     position: str = rng("layer4", help="firstconv | layer1 (1/2 resolution) | layer2 | layer3 | layer4 (1/4)")
-    kind: str = rng("efficient", help="a name in stereo.attention.ATTENTION_KINDS")
+    kind: str = rng("efficient", help="a name in stereo.models.attention.ATTENTION_KINDS")
     normalization: Normalization = rng(
         Normalization.softmax, help="softmax (keys over positions, queries over channels) | scaling (1/n)"
     )

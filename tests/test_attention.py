@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from stereo.attention import (
+from stereo.models.attention import (
     DotProductAttention,
     EfficientAttention,
     LatentAttention,

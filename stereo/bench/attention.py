@@ -35,7 +35,7 @@ class BenchAttentionConfig(MeasureConfig):
     max_dot_tflop: float = 1.5  # ... or more floating-point work than this (per measured call)
     dot_max_positions: int = 136 * 240  # dot-product only up to 1/4 of 544x960; efficient alone above
     sdpa: bool = True  # also measure torch's fused scaled_dot_product_attention
-    # The linear kinds measured beside efficient and dot-product (stereo.attention.ATTENTION_KINDS).
+    # The linear kinds measured beside efficient and dot-product (stereo.models.attention.ATTENTION_KINDS).
     kinds: list = field(default_factory=lambda: ["linear", "latent", "multires"])
     latents: int = 64  # kind=latent
     latent_layers: int = 1

@@ -25,7 +25,7 @@ def dot_product_attention_bytes(
     backward: bool = False,
     element_size: int = 4,
 ) -> int:
-    """Estimated peak working memory of :class:`~stereo.attention.DotProductAttention` (explicit map).
+    """Estimated peak working memory of :class:`~stereo.models.attention.DotProductAttention` (explicit map).
 
     Softmax holds logits and probabilities at once (2 maps) in the forward pass and, in the backward
     pass, the saved probabilities, their gradient and the logits' gradient (3 maps). Scaling needs one
@@ -57,14 +57,14 @@ def attention_case(
 ) -> dict[str, Any]:
     """Time and peak memory of one attention module on a (batch, channels, height, width) input.
 
-    ``kind``: a kind of :data:`stereo.attention.ATTENTION_KINDS` (``efficient``, ``linear``, ``latent``,
+    ``kind``: a kind of :data:`stereo.models.attention.ATTENTION_KINDS` (``efficient``, ``linear``, ``latent``,
     ``multires``; ``extra`` holds its own keys), ``dot_product`` (explicit n x n map) or
     ``dot_product_sdpa`` (PyTorch's fused ``scaled_dot_product_attention``). Peak memory is above the
     process's footprint once the module and the input exist, i.e. the attention's own working memory
     (activations, gradients).
     Run it in a fresh process (:func:`run_isolated`) so the figure is not polluted by other cases.
     """
-    from stereo.attention import DotProductAttention, build_attention
+    from stereo.models.attention import DotProductAttention, build_attention
 
     if threads:
         torch.set_num_threads(threads)
@@ -73,7 +73,7 @@ def attention_case(
     if kind in ("dot_product", "dot_product_sdpa"):
         fused = kind == "dot_product_sdpa"
         module = DotProductAttention(channels, key_channels, value_channels, heads, normalization, fused)
-    else:  # efficient and the linear kinds of stereo.attention.ATTENTION_KINDS
+    else:  # efficient and the linear kinds of stereo.models.attention.ATTENTION_KINDS
         extra = dict(extra or {})
         if kind == "multires":
             heads = len(extra.setdefault("scales", [1, 2, 4, 8]))

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stereo.attention import build_attention
 from stereo.errors import ConfigError
+from stereo.models.attention import build_attention
 from stereo.models.layers import convbn
 
 # Stage after which attention may sit, with its resolution (fraction of the image) for the docs.
