@@ -246,13 +246,16 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
-def config_differences(saved: Any, wanted: Any) -> list[str]:
-    """Architecture fields that differ between two model configs, as ``key: saved -> wanted``."""
+def _differing(saved: Any, wanted: Any) -> dict[str, tuple[Any, Any]]:
+    """Architecture fields (dotted keys) that differ between two model configs: key -> (saved, wanted)."""
     a = _flatten(to_plain(model_config(saved)))
     b = _flatten(to_plain(model_config(wanted)))
-    return [
-        f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k != "name"
-    ]
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k != "name"}
+
+
+def config_differences(saved: Any, wanted: Any) -> list[str]:
+    """Architecture fields that differ between two model configs, as ``key: saved -> wanted``."""
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _differing(saved, wanted).items()]
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
@@ -283,7 +286,8 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     architecture difference (``key: saved -> wanted``) except a refinement that ``wanted`` adds to a
     network without one (those layers start as the identity)."""
     adds_refinement = str(model_config(saved).refine) == "none" and str(model_config(wanted).refine) != "none"
-    return [d for d in config_differences(saved, wanted) if not (adds_refinement and d.startswith("refine:"))]
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _differing(saved, wanted).items()
+            if not (adds_refinement and k == "refine")]  # fmt: skip
 
 
 def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
