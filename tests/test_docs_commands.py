@@ -94,3 +94,135 @@ def test_documented_command_composes(doc, line, program, args):
                 parse_overrides(schema, one)
             except SystemExit as e:
                 pytest.fail(f"{doc}: {line}: {e}")
+
+
+# ---- Running them: every CPU command, on generated data laid out as the docs name it ---------------------
+
+# Values that shorten a run (steps, sizes, counts); a command's own value of such a key is replaced.
+SHORTEN = {
+    "train": {"train.max_steps": "1", "train.batch_size": "2", "data.crop_size": "[32,64]", "val.limit": "1",
+              "train.num_workers": "0", "train.val_every": "0", "train.ckpt_every": "1", "train.log_every": "1",
+              "train.image_every": "0"},
+    "eval": {"data.limit": "1"},
+    "make_sceneflow_sample.py": {"height": "64", "width": "128", "train_pairs": "4", "test_pairs": "2", "workers": "1"},
+}  # fmt: skip
+# Paths outside the working folder that the docs use, as paths inside it.
+OUTSIDE = {"/data/SceneFlow": "datasets/SceneFlow", "/data/kitti2015": "datasets/KITTI/2015"}
+# What composes but does not run here, and why.
+COMPOSE_ONLY = {
+    "device=cuda": "a GPU command",
+    "torchrun": "several processes on GPUs",
+    "train.resume=true": "continues the GPU run of the block above",
+    "make_generated_benchmark.py": "builds all 440 pairs of a benchmark (tests/test_benchmark_set.py rebuilds slices)",
+    "attention_study.py": "collects the study's runs into docs/attention_study.md (it would rewrite the docs)",
+}
+
+
+def _why_not(line: str, program: str) -> str | None:
+    return next((why for key, why in COMPOSE_ONLY.items() if key in line or key == program), None)
+
+
+def _shortened(program: str, args: list[str]) -> list[str]:
+    kind = APPS.get(program, program)
+    short = SHORTEN.get(kind, {})
+    out = []
+    for a in args:
+        key, _, value = a.partition("=")
+        value = OUTSIDE.get(value, value)
+        out.append(f"{key}={short[key]}" if key in short else f"{key}={value}" if _ else a)
+    given = {a.partition("=")[0].lstrip("+") for a in args}
+    return out + [f"{k}={v}" for k, v in short.items() if k not in given]
+
+
+@pytest.fixture(scope="module")
+def workspace(sample_root, checkpoint, tmp_path_factory):
+    """A working folder holding, from generated pairs, every file and dataset the documented commands
+    name: Scene Flow roots, Middlebury/ETH3D/KITTI/folder layouts, image pairs, calibrations, checkpoints
+    (the tiny trained one) and an original PSMNet file."""
+    import shutil
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from stereo.checkpoint import ours_to_original
+    from stereo.data.benchmarks import build_slice
+    from stereo.data.pfm import read_pfm, write_pfm
+    from stereo.data.sceneflow import discover
+
+    work = tmp_path_factory.mktemp("docs")
+    pairs = discover(sample_root, "train", "clean")[:5]  # enough to hold out validation pairs and fill a batch
+    (work / "datasets").mkdir()
+    (work / "datasets/SceneFlow").symlink_to(sample_root)  # gen2_train: made by a documented command
+    build_slice("generated-v1", "272x480", 1, work / "datasets/generated-v1/272x480")  # its first pair
+    for i, s in enumerate(pairs):
+        gt = read_pfm(s.disparity)
+        for root, gt_name in (("datasets/MiddEval3/trainingQ", "disp0GT.pfm"), ("datasets/ETH3D/two_view_training",
+                                                                                  "disp0GT.pfm")):  # fmt: skip
+            scene = work / root / f"scene{i}"
+            scene.mkdir(parents=True)
+            shutil.copy(s.left, scene / "im0.png")
+            shutil.copy(s.right, scene / "im1.png")
+            write_pfm(scene / gt_name, gt)
+            cv2.imwrite(str(scene / "mask0nocc.png"), np.full(gt.shape, 255, np.uint8))
+        kitti = work / "datasets/KITTI/2015/training"
+        for sub, src in (("image_2", s.left), ("image_3", s.right)):
+            (kitti / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, kitti / sub / f"{i:06d}_10.png")
+        for sub in ("disp_occ_0", "disp_noc_0"):
+            (kitti / sub).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(kitti / sub / f"{i:06d}_10.png"), np.round(gt * 256).astype(np.uint16))
+        for root in ("pairs", f"data/scene{i % 2}", "my_pairs"):
+            for sub, src in (("left", s.left), ("right", s.right)):
+                (work / root / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, work / root / sub / f"{i:04d}.png")
+        (work / "my_pairs/disparity").mkdir(exist_ok=True)
+        write_pfm(work / "my_pairs/disparity" / f"{i:04d}.pfm", gt)
+    s = pairs[0]
+    for left, right in (("left.png", "right.png"), ("l.png", "r.png"), ("Adirondack/im0.png", "Adirondack/im1.png"),
+                        ("kitti/image_2/000000_10.png", "kitti/image_3/000000_10.png")):  # fmt: skip
+        for name, src in ((left, s.left), (right, s.right)):
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, work / name)
+    calib = "cam0=[100 0 64; 0 100 32; 0 0 1]\ncam1=[100 0 64; 0 100 32; 0 0 1]\ndoffs=0\nbaseline=100\n"
+    (work / "calib.txt").write_text(calib + "width=128\nheight=64\n")
+    (work / "Adirondack/calib.txt").write_text(calib + "width=128\nheight=64\n")
+    (work / "kitti/calib").mkdir()
+    p = "100 0 64 {} 0 100 32 0 0 0 1 0"
+    (work / "kitti/calib/000000.txt").write_text(f"P2: {p.format(0)}\nP3: {p.format(-54)}\n")
+    for ckpt in ("best.pt", "runs/ea/checkpoints/best.pt", "runs/ea_psmnet/checkpoints/best.pt"):
+        (work / ckpt).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(checkpoint, work / ckpt)
+    from stereo.api import untrained_model
+
+    torch.manual_seed(0)
+    psmnet = untrained_model("psmnet", device="cpu").network.state_dict()
+    torch.save({"epoch": 1, "state_dict": {ours_to_original(k): v for k, v in psmnet.items()}, "train_loss": 0.0},
+               work / "pretrained_sceneflow_new.tar")  # fmt: skip
+    return work
+
+
+RUNNABLE = []
+for _doc, _line, _program, _args in COMMANDS:
+    if "--help" in _args or _why_not(_line, _program) or _line in {c for _, c, _, _ in RUNNABLE}:  # once each
+        continue
+    RUNNABLE.append((_doc, _line, _program, _args))
+
+
+@pytest.mark.slow
+def test_documented_cpu_commands_run(workspace):
+    """Every documented command that runs on a CPU, in the order the docs give (an export before the
+    ONNX Runtime command that uses its file), shortened only by the allow-listed keys (SHORTEN)."""
+    import subprocess
+    import sys
+
+    assert len(RUNNABLE) >= 25
+    failures = []
+    for doc, line, program, args in RUNNABLE:
+        script = {"stereo-train": "train.py", "stereo-eval": "evaluate.py", "stereo-infer": "infer.py",
+                  "stereo-export": "export.py"}.get(program, program)  # fmt: skip
+        argv = [sys.executable, str(REPO / "scripts" / script), *_shortened(program, args)]
+        proc = subprocess.run(argv, cwd=workspace, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            failures.append(f"{doc}: {line}\n  ran {' '.join(argv[1:])}\n  {proc.stderr.strip()[-600:]}")
+    assert not failures, "\n".join(failures)
