@@ -310,7 +310,7 @@ def load_model(
         >>> model.max_disp
         128.0
     """
-    from stereo.checkpoint import load_model as load_network
+    from stereo.checkpoint import load_network
     from stereo.config import runtime_config
     from stereo.weights import resolve_checkpoint
 

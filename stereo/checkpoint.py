@@ -315,7 +315,7 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
     return kept
 
 
-def load_model(
+def load_network(
     checkpoint: str | os.PathLike, device: torch.device, runtime: Any = None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Model rebuilt from the checkpoint's own config, weights loaded, ``runtime`` settings applied (see

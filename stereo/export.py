@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stereo.checkpoint import load_model
+from stereo.checkpoint import load_network
 from stereo.config import to_plain
 from stereo.errors import CheckpointError, ConfigError, MissingFileError
 from stereo.io import atomic_write, refuse_package_path
@@ -72,7 +72,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     top = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET  # the exporter used below (dynamo=False)
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= top:
         raise ConfigError(f"opset={opset}: this PyTorch's ONNX exporter writes opsets 13 to {top}")
-    model, ckpt = load_model(checkpoint, torch.device("cpu"))
+    model, ckpt = load_network(checkpoint, torch.device("cpu"))
     if model.refinement is not None and model.refinement.photometric and opset < 16:
         raise ConfigError(
             f"{checkpoint}: model.refine={model.config.refine} samples the right image (GridSample): it needs "

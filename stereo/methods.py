@@ -18,11 +18,11 @@ from stereo.models.output import Predictor
 
 def _network(cfg: Any, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
     """``cfg.checkpoint`` (None: the shipped weights) rebuilt from its own config, ``cfg``'s runtime settings."""
-    from stereo.checkpoint import load_model
+    from stereo.checkpoint import load_network
     from stereo.weights import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(cfg.checkpoint)
-    model, ckpt = load_model(checkpoint, device, cfg)
+    model, ckpt = load_network(checkpoint, device, cfg)
     return model, {"checkpoint": checkpoint, "step": ckpt.get("step")}
 
 

@@ -57,11 +57,11 @@ def check_equality(
 ) -> list[dict[str, Any]]:
     """Disparities of the original code and of our loader for the same weights, at each (H, W) in
     ``sizes`` (multiples of 16): the original in eval mode fed ImageNet-normalised RGB as its loader
-    does; ours through :func:`stereo.checkpoint.load_model` (BatchNorm folded, as ``stereo-infer`` runs).
+    does; ours through :func:`stereo.checkpoint.load_network` (BatchNorm folded, as ``stereo-infer`` runs).
     The weights are ``checkpoint`` (an original PSMNet file) or random ones with BatchNorm statistics
     measured on random images, saved in the original's format first. Returns, per size, the median, 99.9th percentile
     and maximum absolute difference in pixels."""
-    from stereo.checkpoint import load_model
+    from stereo.checkpoint import load_network
     from stereo.models import predict
 
     gen = torch.Generator().manual_seed(seed)
@@ -78,7 +78,7 @@ def check_equality(
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
             net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=False)
         net.eval()
-        ours, _ = load_model(checkpoint, torch.device("cpu"), {"memory_budget_gb": None, "fold_batchnorm": False})
+        ours, _ = load_network(checkpoint, torch.device("cpu"), {"memory_budget_gb": None, "fold_batchnorm": False})
     rows = []
     for h, w in sizes:
         left, right = torch.rand(1, 3, h, w, generator=gen), torch.rand(1, 3, h, w, generator=gen)

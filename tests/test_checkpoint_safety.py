@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stereo.checkpoint import convert_checkpoint, load_checkpoint, load_model
+from stereo.checkpoint import convert_checkpoint, load_checkpoint, load_network
 from stereo.errors import CheckpointError
 from stereo.train import rng_state, set_rng_state, train
 from tests.conftest import REPO, make_tiny_cfg
@@ -37,7 +37,7 @@ def _hostile_copy(checkpoint, out, marker):
 def test_checkpoint_with_payload_is_refused_by_every_loader(checkpoint, tmp_path):
     marker = tmp_path / "code_ran"
     bad = _hostile_copy(checkpoint, tmp_path / "hostile.pt", marker)
-    for load in (lambda: load_checkpoint(bad), lambda: load_model(bad, torch.device("cpu"))):
+    for load in (lambda: load_checkpoint(bad), lambda: load_network(bad, torch.device("cpu"))):
         with pytest.raises(CheckpointError, match="hostile.pt: refused: .*could run code.*convert_checkpoint.py"):
             load()
     assert not marker.exists()
@@ -147,7 +147,7 @@ def test_interpolations_in_stored_configs_are_refused(checkpoint, tmp_path, monk
         bad = {**ckpt, where: {**ckpt[where], key: "${oc.env:STEREO_SECRET}"}}
         torch.save(bad, tmp_path / "interp.pt")
         for load in (lambda: load_checkpoint(tmp_path / "interp.pt"),
-                     lambda: load_model(tmp_path / "interp.pt", torch.device("cpu"))):  # fmt: skip
+                     lambda: load_network(tmp_path / "interp.pt", torch.device("cpu"))):  # fmt: skip
             with pytest.raises(CheckpointError, match=rf"interp.pt: refused: {where}.{key}=.*interpolation") as e:
                 load()
             assert "hunter2" not in str(e.value)
@@ -160,4 +160,4 @@ def test_stored_model_config_is_checked_by_the_schema(checkpoint, tmp_path):
     ckpt = torch.load(checkpoint, weights_only=True)
     torch.save({**ckpt, "model_config": {**ckpt["model_config"], "max_disp": 0}}, tmp_path / "zero.pt")
     with pytest.raises((CheckpointError, ConfigError), match=r"zero.pt.*max_disp=0: must be >= 16"):
-        load_model(tmp_path / "zero.pt", torch.device("cpu"))
+        load_network(tmp_path / "zero.pt", torch.device("cpu"))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from stereo.checkpoint import load_model
+from stereo.checkpoint import load_network
 from stereo.config import CONF_DIR, TrainAppConfig, check_config, load_config
 from stereo.errors import ConfigError
 from stereo.models import build_model, count_parameters
@@ -93,7 +93,7 @@ def test_runtime_keys_stay_out_of_checkpoints_and_old_checkpoints_load(checkpoin
                                     "loss_weights": [0.7, 1.0], "name": "ea_psmnet_light"}}  # fmt: skip
     torch.save(old, tmp_path / "old.pt")
     runtime = {"eval_chunk_rows": 16, "channels_last_3d": False, "fold_batchnorm": False}  # all parameters kept
-    model, _ = load_model(tmp_path / "old.pt", torch.device("cpu"), runtime)
+    model, _ = load_network(tmp_path / "old.pt", torch.device("cpu"), runtime)
     assert model.runtime.eval_chunk_rows == 16 and model.memory_format == torch.contiguous_format
     assert count_parameters(model) == sum(v.numel() for k, v in ckpt["model"].items() if "running" not in k
                                           and "num_batches" not in k)  # fmt: skip
@@ -146,10 +146,10 @@ def test_runtime_settings_have_one_default(checkpoint):
     from stereo.config import RuntimeConfig, runtime_config
 
     assert build_model(load_config("model/ea_psmnet_light")).runtime == RuntimeConfig()
-    loaded, _ = load_model(checkpoint, torch.device("cpu"))
+    loaded, _ = load_network(checkpoint, torch.device("cpu"))
     assert loaded.runtime == RuntimeConfig()
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in loaded.modules())
-    kept, _ = load_model(checkpoint, torch.device("cpu"), {"fold_batchnorm": False, "eval_chunk_rows": 8})
+    kept, _ = load_network(checkpoint, torch.device("cpu"), {"fold_batchnorm": False, "eval_chunk_rows": 8})
     assert kept.runtime == runtime_config(None, fold_batchnorm=False, eval_chunk_rows=8)
     assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in kept.modules())
     with pytest.raises(ConfigError, match="exit_threshold=2: must be <= 1"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stereo.checkpoint import load_model
+from stereo.checkpoint import load_network
 from stereo.cli import repeated_keys
 from stereo.config import load_config, runtime_config
 from stereo.errors import CheckpointError, ConfigError
@@ -87,7 +87,7 @@ def test_nan_weights_stop_with_the_file_named(checkpoint, tmp_path):
     ckpt["model"][name] = ckpt["model"][name].clone().fill_(float("nan"))
     torch.save(ckpt, tmp_path / "nan.pt")
     with pytest.raises(CheckpointError, match=rf"nan.pt: 1 weight tensor.s. hold NaN or inf \(first: {name}\)"):
-        load_model(tmp_path / "nan.pt", torch.device("cpu"))
+        load_network(tmp_path / "nan.pt", torch.device("cpu"))
 
 
 def test_onnx_opset_out_of_range_is_one_line(checkpoint, tmp_path):

@@ -35,14 +35,14 @@ def _checkpoint(name, path, overrides=()):
     ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_light+warp"],
 )
 def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
-    from stereo.checkpoint import load_model
+    from stereo.checkpoint import load_network
     from stereo.export import OnnxStereo, export_onnx
 
     ckpt = _checkpoint(name, tmp_path / "c.pt", overrides)
     meta = export_onnx(ckpt, tmp_path / "m.onnx")
     h0, w0 = int(meta["min_height"]), int(meta["min_width"])
     ort_model = OnnxStereo(tmp_path / "m.onnx")
-    model, _ = load_model(ckpt, torch.device("cpu"))
+    model, _ = load_network(ckpt, torch.device("cpu"))
     for h, w in ((h0 + 16, w0 + 32), (h0 + 48, w0 - 8 + 16)):  # neither is the export size
         left, right = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
         ref = predict(model, left, right)
@@ -59,7 +59,7 @@ def test_onnx_runtime_matches_pytorch_with_the_modes_refinement(tmp_path):
     """refine=modes picks each pixel's most likely disparity (an argmax): an untrained network's nearly flat
     distributions make that a coin toss that rounding decides, so the network here is the shipped one (its
     refinement head random) on generated scenes, where the modes are clear (but not every one)."""
-    from stereo.checkpoint import init_weights, load_model
+    from stereo.checkpoint import init_weights, load_network
     from stereo.data.images import imread_checked
     from stereo.data.synthetic import generate_sceneflow_sample
     from stereo.export import OnnxStereo, export_onnx
@@ -77,7 +77,7 @@ def test_onnx_runtime_matches_pytorch_with_the_modes_refinement(tmp_path):
     h, w = int(meta["min_height"]) + 16, int(meta["min_width"]) + 32  # not the export size
     generate_sceneflow_sample(tmp_path / "sf", height=h, width=w, train_pairs=0, test_pairs=2, seed=3, progress=False)
     ort_model = OnnxStereo(tmp_path / "m.onnx")
-    model, _ = load_model(tmp_path / "c.pt", torch.device("cpu"))
+    model, _ = load_network(tmp_path / "c.pt", torch.device("cpu"))
     lefts = sorted((tmp_path / "sf/FlyingThings3D/frames_finalpass/TEST").rglob("left/*.png"))
     assert len(lefts) == 2
     for s in lefts:
@@ -117,13 +117,13 @@ def test_infer_backends_agree(checkpoint, sample_root, tmp_path):
 def test_export_metadata_and_runtime_left_alone(checkpoint, tmp_path):
     import onnx
 
-    from stereo.checkpoint import load_model
+    from stereo.checkpoint import load_network
     from stereo.export import export_onnx
 
     meta = export_onnx(checkpoint, tmp_path / "m.onnx")
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert props["max_disp"] == "32" and props == meta and "feature" in props["model_config"]
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    model, _ = load_network(checkpoint, torch.device("cpu"))
     configure_runtime(model, {"eval_chunk_rows": 64})  # export changed nothing in the checkpoint
     assert model.runtime.eval_chunk_rows == 64
 
@@ -165,13 +165,13 @@ def test_raw_onnx_runtime_below_the_minimum_size_pads_inside_the_graph(checkpoin
     import onnxruntime as ort
     import torch.nn.functional as F
 
-    from stereo.checkpoint import load_model
+    from stereo.checkpoint import load_network
     from stereo.export import export_onnx
 
     meta = export_onnx(checkpoint, tmp_path / "m.onnx")
     mh, mw = int(meta["min_height"]), int(meta["min_width"])
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    model, _ = load_network(checkpoint, torch.device("cpu"))
     configure_runtime(model, {"eval_chunk_rows": 0, "channels_last_3d": False})
     torch.manual_seed(0)
     for h, w in ((mh // 2 + 3, mw // 2 + 5), (17, 21), (mh + 16, mw + 32)):

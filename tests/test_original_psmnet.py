@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stereo.api import untrained_model
-from stereo.checkpoint import load_checkpoint, load_model, original_to_ours, ours_to_original
+from stereo.checkpoint import load_checkpoint, load_network, original_to_ours, ours_to_original
 from stereo.errors import CheckpointError
 
 
@@ -40,7 +40,7 @@ def test_original_checkpoint_loads_as_psmnet(ours, tmp_path, old):
     for k, v in ours.items():
         if not (old and k.endswith("num_batches_tracked")):
             assert torch.equal(ckpt["model"][k], v), k
-    model, _ = load_model(tmp_path / "pretrained.tar", torch.device("cpu"), {"fold_batchnorm": False})
+    model, _ = load_network(tmp_path / "pretrained.tar", torch.device("cpu"), {"fold_batchnorm": False})
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in ours.items() if not k.endswith("num_batches_tracked"))
 
@@ -51,7 +51,7 @@ def test_other_original_models_are_refused_naming_keys(ours, tmp_path):
     torch.save({"epoch": 1, "state_dict": state, "train_loss": 1.0}, tmp_path / "basic.tar")
     with pytest.raises(CheckpointError, match=r"basic\.tar: weights do not fit .*missing \(aggregation\.dres4.*"
                                               r"unexpected \(classify"):  # fmt: skip
-        load_model(tmp_path / "basic.tar", torch.device("cpu"))
+        load_network(tmp_path / "basic.tar", torch.device("cpu"))
 
 
 def test_converter_writes_a_project_checkpoint(ours, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stereo.calib import read_calib, read_ply
-from stereo.checkpoint import load_model
+from stereo.checkpoint import load_network
 from stereo.config import load_config
 from stereo.data.pfm import read_pfm, write_pfm
 from stereo.data.sceneflow import discover
@@ -48,7 +48,7 @@ def _middlebury(sample_root, root, gt_name="disp0.pfm", gray=False, mask=True):
 
 def _reference(checkpoint, sample, metric, region=None, max_disp=32):
     """Predict, then compute the metric with numpy over finite 0 < gt < max_disp (and the region)."""
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    model, _ = load_network(checkpoint, torch.device("cpu"))
     left = cv2.imread(str(sample.left), cv2.IMREAD_COLOR)[..., ::-1] / 255.0
     right = cv2.imread(str(sample.right), cv2.IMREAD_COLOR)[..., ::-1] / 255.0
     to = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), np.float32))  # noqa: E731

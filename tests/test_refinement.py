@@ -245,12 +245,12 @@ def test_refinement_false_answers_with_the_network_alone_and_allows_regression_l
 
 
 def test_loading_weights_with_a_refused_runtime_names_the_file_and_the_way_out(tmp_path):
-    from stereo.checkpoint import load_model
+    from stereo.checkpoint import load_network
 
     model = _model("modes")
     torch.save({"model": model.state_dict(), "model_config": to_plain(model.config), "step": 0}, tmp_path / "m.pt")
     with pytest.raises(ConfigError, match=r"m\.pt: regression=local with model\.refine=modes.*refinement=false") as e:
-        load_model(tmp_path / "m.pt", torch.device("cpu"), {"regression": "local"})
+        load_network(tmp_path / "m.pt", torch.device("cpu"), {"regression": "local"})
     assert "cannot be built" not in str(e.value)
-    loaded, _ = load_model(tmp_path / "m.pt", torch.device("cpu"), {"regression": "local", "refinement": False})
+    loaded, _ = load_network(tmp_path / "m.pt", torch.device("cpu"), {"regression": "local", "refinement": False})
     assert loaded.runtime.regression == "local" and not loaded.runtime.refinement

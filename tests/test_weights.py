@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import stereo.weights as w
-from stereo.checkpoint import load_checkpoint, load_model
+from stereo.checkpoint import load_checkpoint, load_network
 from stereo.config import load_config
 from stereo.errors import ConfigError
 from stereo.evaluate import slice_metrics
@@ -17,8 +17,8 @@ def test_export_keeps_what_inference_needs(checkpoint, tmp_path):
     slim = load_checkpoint(tmp_path / "w.pt")
     assert set(slim) == {"model", "model_config", "step", "card"} and slim["card"] == card
     assert size == (tmp_path / "w.pt").stat().st_size < checkpoint.stat().st_size  # no optimizer state
-    full, _ = load_model(checkpoint, torch.device("cpu"))
-    slim_model, _ = load_model(tmp_path / "w.pt", torch.device("cpu"))
+    full, _ = load_network(checkpoint, torch.device("cpu"))
+    slim_model, _ = load_network(tmp_path / "w.pt", torch.device("cpu"))
     for (k, a), b in zip(full.state_dict().items(), slim_model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=k)
 
@@ -87,7 +87,7 @@ def test_average_weights_is_the_weighted_mean_and_loads(checkpoint, tmp_path):
         else:
             assert torch.equal(soup["model"][k], b["model"][k]), k
     assert floats > 10
-    model, _ = load_model(tmp_path / "soup.pt", torch.device("cpu"))
+    model, _ = load_network(tmp_path / "soup.pt", torch.device("cpu"))
     assert isinstance(model, torch.nn.Module)
     other = {**a, "model_config": {**a["model_config"], "max_disp": a["model_config"]["max_disp"] + 16}}
     save_checkpoint(tmp_path / "other.pt", other)
