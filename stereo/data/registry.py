@@ -49,8 +49,8 @@ HOLDOUT_DATASETS = {"kitti", "middlebury", "eth3d", "folder"}
 
 
 def region_of(cfg: Any) -> str:
-    """``data.region`` of a data config (``all`` | ``nonocc`` | ``edges``); ``all`` for configs without the key."""
-    return str(getattr(cfg, "region", "all"))
+    """``data.region`` of a data config (``all`` | ``nonocc`` | ``edges``)."""
+    return str(cfg.region)
 
 
 def edge_radius_of(cfg: Any) -> int | None:

@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from stereo.config import ModelConfig, RuntimeConfig, runtime_config, to_plain
+from stereo.config import ModelConfig, Refine, RuntimeConfig, runtime_config, to_plain
 from stereo.errors import ConfigError
 from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
 from stereo.models.output import StereoOutput, TrainingOutput
-from stereo.models.refinement import MODES_RADIUS, REFINE_KINDS, ResidualRefinement
+from stereo.models.refinement import MODES_RADIUS, ResidualRefinement
 from stereo.models.regression import upsample_regress, upsample_regress_modes, upsample_regress_windows
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,9 @@ class PSMNet(nn.Module):
         fc = self.feature_extraction.out_channels
         in_channels = 2 * fc if self.volume == "concat" else cfg.gwc_groups
         self.aggregation = StackedHourglass(in_channels, cfg.volume_channels, cfg.hourglasses)
-        refine = str(getattr(cfg, "refine", "none"))
-        if refine not in REFINE_KINDS:
-            raise ConfigError(f"refine must be one of {', '.join(REFINE_KINDS)}, got {refine!r}")
+        refine = str(cfg.refine)
+        if refine not in Refine.__members__:  # a ModelConfig built in code is not checked by OmegaConf
+            raise ConfigError(f"refine must be one of {', '.join(Refine.__members__)}, got {refine!r}")
         # Only a model that refines has the module: a PSMNet's weights stay exactly the original's.
         self.refinement = (
             ResidualRefinement(scale=cfg.max_disp / 2, photometric=refine in ("warp", "modes"), modes=refine == "modes")

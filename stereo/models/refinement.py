@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REFINE_KINDS = ("none", "residual", "warp", "modes")
 PHOTOMETRIC_OFFSETS = (-2.0, -1.0, 0.0, 1.0, 2.0)  # pixels: the local cost curve of the warp refinement
 MODES_RADIUS = 8.0  # pixels: refine=modes' window around the most likely disparity; fixed, the weights learn it
 
