@@ -39,7 +39,7 @@ from stereo.checkpoint import (
 from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
-from stereo.data.registry import apply_limit, dataset_samples, edge_radius_of
+from stereo.data.registry import Sample, apply_limit, dataset_samples, edge_radius_of
 from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
@@ -307,27 +307,43 @@ class Trainer:
         t = cfg.train
         if t.micro_batch and t.batch_size % t.micro_batch:
             raise ConfigError(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
-        samples = dataset_samples(cfg.data, "train")
-        val_samples = []
-        if cfg.val.limit != 0:
-            # The test split of data.root, or of val.root (e.g. a fixed benchmark) whole before val.limit.
-            val_data = (
-                cfg.data if cfg.val.root is None else OmegaConf.merge(cfg.data, {"root": cfg.val.root, "limit": -1})
-            )
-            # data.root's own validation split: held out from training (real benchmarks) or its test split
-            split = "val" if cfg.val.root is None else "test"
-            val_samples = apply_limit(dataset_samples(val_data, split, cfg.val.render_pass), cfg.val.limit, "val.limit")
-            overlap = {s.left.resolve() for s in samples} & {s.left.resolve() for s in val_samples}
-            if overlap:
-                raise DatasetError(
-                    f"{len(overlap)} validation pair(s) are also training pairs (first: {sorted(overlap)[0]}); "
-                    "validate on a held-out split (data.val_fraction, data.val_names) or another val.root"
-                )
+        samples, val_samples = self._samples()
         self.rank, self.world, self.device = init_distributed(cfg.device)
         check_precision(self.device, cfg.precision)  # before any work
         seed_everything(cfg.seed, cfg.deterministic, self.device)
         crop = [int(c) for c in cfg.data.crop_size]
         _check_crop_fits(samples[0], crop)
+        self._datasets(samples, val_samples, crop)
+        self._build_model(crop)
+        self._optimizer()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.state = TrainState()
+        self.writer = None
+        self.stop: dict[str, Any] = {"signal": None}
+        self.val_metrics: dict[str, float] = {}
+
+    def _samples(self) -> tuple[list[Sample], list[Sample]]:
+        """The training pairs and the validation pairs: the test split of data.root, or of val.root (e.g.
+        a fixed benchmark) whole before val.limit; never a training pair."""
+        cfg = self.cfg
+        samples = dataset_samples(cfg.data, "train")
+        if cfg.val.limit == 0:
+            return samples, []
+        val_data = cfg.data if cfg.val.root is None else OmegaConf.merge(cfg.data, {"root": cfg.val.root, "limit": -1})
+        # data.root's own validation split: held out from training (real benchmarks) or its test split
+        split = "val" if cfg.val.root is None else "test"
+        val_samples = apply_limit(dataset_samples(val_data, split, cfg.val.render_pass), cfg.val.limit, "val.limit")
+        overlap = {s.left.resolve() for s in samples} & {s.left.resolve() for s in val_samples}
+        if overlap:
+            raise DatasetError(
+                f"{len(overlap)} validation pair(s) are also training pairs (first: {sorted(overlap)[0]}); "
+                "validate on a held-out split (data.val_fraction, data.val_names) or another val.root"
+            )
+        return samples, val_samples
+
+    def _datasets(self, samples: list[Sample], val_samples: list[Sample], crop: list[int]) -> None:
+        """The training and validation datasets, and the run's length in steps."""
+        cfg, t = self.cfg, self.cfg.train
         # data.region narrows training and validation alike (nonocc through the samples, edges here)
         edges = edge_radius_of(cfg.data)
         self.dataset = StereoDataset(
@@ -349,6 +365,10 @@ class Trainer:
             log.warning("train.warmup_steps=%d >= the run's %d steps: the learning rate never reaches train.lr",
                         t.warmup_steps, self.total)  # fmt: skip
 
+    def _build_model(self, crop: list[int]) -> None:
+        """The network (from train.init_from's weights when given), what stays fixed, the losses' settings,
+        and its DDP wrapper."""
+        cfg, t = self.cfg, self.cfg.train
         self.model = build_model(cfg.model, cfg)
         if t.init_from:
             source = resolve_checkpoint(t.init_from)  # a path, or shipped
@@ -373,6 +393,10 @@ class Trainer:
         if cfg.channels_last:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
         self.net = self._wrap_ddp()
+
+    def _optimizer(self) -> None:
+        """Adam over the trainable weights and the learning-rate schedule."""
+        t = self.cfg.train
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(trainable, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
         # The factor reads self.total when called: a time budget may size the run after it started.
@@ -382,11 +406,6 @@ class Trainer:
                 str(t.lr_schedule), self.total, t.warmup_steps, list(t.lr_decay_steps), float(t.lr_decay)
             )(step),
         )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
-        self.state = TrainState()
-        self.writer = None
-        self.stop: dict[str, Any] = {"signal": None}
-        self.val_metrics: dict[str, float] = {}
 
     def _wrap_ddp(self) -> torch.nn.Module:
         if self.world == 1:
