@@ -20,7 +20,7 @@ from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples, edge_radius_of
 from stereo.device import check_precision, resolve_device
-from stereo.engine import evaluate_model
+from stereo.engine import EvalResult, evaluate_model
 from stereo.errors import DataError
 from stereo.io import output_lock, write_image, write_json, write_text
 from stereo.methods import build_method
@@ -104,31 +104,7 @@ def evaluate(
                 f"ground truth under mask={cfg.mask} ({describe_mask(cfg.mask, max_disp)}), region="
                 f"{cfg.data.region}; check the disparity files, or widen the mask (max_disp=..., mask=...)"
             )
-        result = EvalReport(
-            **{k: r.summary[k] for k in METRIC_KEYS},
-            pairs=r.summary["pairs"],
-            pairs_with_valid_pixels=r.summary["images"],
-            method=str(cfg.method),
-            checkpoint=checkpoint,
-            checkpoint_step=origin["step"],
-            root=str(cfg.data.root),
-            dataset=str(cfg.data.name),
-            render_pass=str(cfg.data.render_pass),
-            mask=describe_mask(cfg.mask, max_disp),
-            averaging="per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
-            primary_metric=PRIMARY.get(str(cfg.data.name), "epe"),
-            region=str(cfg.data.region),
-            seconds=r.seconds,
-            pairs_per_s=len(r.rows) / max(r.seconds, 1e-9),
-            seconds_per_pair=r.summary["seconds_per_pair"],
-            early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
-            regression=str(cfg.regression) if cfg.method == "checkpoint" else None,
-            refinement=bool(cfg.refinement) if getattr(model, "refinement", None) is not None else None,
-            mean_head=r.summary["mean_head"],
-        )
-        if cfg.method == "sgbm":
-            result.sgbm = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
-            result.sgbm_density_before_fill = model.density
+        result = _report(cfg, r, model, origin, max_disp)
         write_json(out_dir / "metrics.json", result.to_json())
         log.info(
             "%s on %d %s pairs (%s; %s): EPE %.3f px, bad-1 %.2f%%, bad-2 %.2f%%, bad-3 %.2f%%, D1 %.2f%% -> %s",
@@ -145,6 +121,36 @@ def evaluate(
             with SummaryWriter(str(out_dir / "tensorboard")) as writer:
                 _log_tensorboard(writer, result, r.worst, ds, max_disp)
         return result
+
+
+def _report(cfg: DictConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
+    """The :class:`EvalReport` of an evaluation loop's result ``r`` and how it was measured."""
+    result = EvalReport(
+        **{k: r.summary[k] for k in METRIC_KEYS},
+        pairs=r.summary["pairs"],
+        pairs_with_valid_pixels=r.summary["images"],
+        method=str(cfg.method),
+        checkpoint=origin["checkpoint"],
+        checkpoint_step=origin["step"],
+        root=str(cfg.data.root),
+        dataset=str(cfg.data.name),
+        render_pass=str(cfg.data.render_pass),
+        mask=describe_mask(cfg.mask, max_disp),
+        averaging="per image, then mean over images" if cfg.averaging == "image" else "over all valid pixels",
+        primary_metric=PRIMARY.get(str(cfg.data.name), "epe"),
+        region=str(cfg.data.region),
+        seconds=r.seconds,
+        pairs_per_s=len(r.rows) / max(r.seconds, 1e-9),
+        seconds_per_pair=r.summary["seconds_per_pair"],
+        early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
+        regression=str(cfg.regression) if cfg.method == "checkpoint" else None,
+        refinement=bool(cfg.refinement) if getattr(model, "refinement", None) is not None else None,
+        mean_head=r.summary["mean_head"],
+    )
+    if cfg.method == "sgbm":
+        result.sgbm = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}
+        result.sgbm_density_before_fill = model.density
+    return result
 
 
 def predictions_on_test_split(
