@@ -653,23 +653,9 @@ class Trainer:
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with autocast(dev, self.cfg.precision):
                     outs, local, divergence = self._forward(left[part], right[part], gt[part])
-                v = valid[part]
-                if v.any():
-                    part_loss = self._heads_loss(outs, gt[part], v)
-                    if local:
-                        part_loss = part_loss + self.local_loss * self._heads_loss(local, gt[part], v)
-                    if self.edge_loss:
-                        near = v & depth_edges(gt[part], self.edge_radius)
-                        if near.any():
-                            part_loss = part_loss + self.edge_loss * self._heads_loss(outs, gt[part], near)
-                    if divergence:
-                        part_loss = part_loss + self.distribution_loss * sum(
-                            w * d[v].mean() for w, d in zip(self.weights, divergence, strict=True)
-                        )
-                    if len(parts) > 1:
-                        part_loss = part_loss * (v.sum() / n_valid)
-                else:  # every head in the graph, so that DDP sees a gradient for every parameter
-                    part_loss = sum(o.sum() for o in outs + local + divergence) * 0.0
+                part_loss = self._part_loss(outs, local, divergence, gt[part], valid[part])
+                if len(parts) > 1:
+                    part_loss = part_loss * (valid[part].sum() / n_valid.clamp(min=1))
                 self.scaler.scale(part_loss).backward()
             loss += part_loss.detach()
             preds.append(outs[-1].detach())
@@ -704,6 +690,32 @@ class Trainer:
             [float(loss), 0.0 if math.isnan(m["epe"]) else m["epe"], float(m["pixels"] > 0)], dev, self.world
         )
         return loss_sum / self.world, epe_sum / max(n, 1), pred
+
+    def _part_loss(
+        self,
+        outs: list[torch.Tensor],
+        local: list[torch.Tensor],
+        divergence: list[torch.Tensor],
+        gt: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """The training loss of one (micro-)batch: every head's per-pixel loss over the valid pixels, plus
+        the optional local, edge and distribution terms. Without a valid pixel, zero with every head in the
+        graph, so that DDP sees a gradient for every parameter."""
+        if not valid.any():
+            return sum(o.sum() for o in outs + local + divergence) * 0.0
+        loss = self._heads_loss(outs, gt, valid)
+        if local:
+            loss = loss + self.local_loss * self._heads_loss(local, gt, valid)
+        if self.edge_loss:
+            near = valid & depth_edges(gt, self.edge_radius)
+            if near.any():
+                loss = loss + self.edge_loss * self._heads_loss(outs, gt, near)
+        if divergence:
+            loss = loss + self.distribution_loss * sum(
+                w * d[valid].mean() for w, d in zip(self.weights, divergence, strict=True)
+            )
+        return loss
 
     def _skip(self, kind: str, what: str, advice: str) -> None:
         total, run = getattr(self.state, f"{kind}_total") + 1, getattr(self.state, f"{kind}_run") + 1
