@@ -85,6 +85,54 @@ def _with_right_disparities(samples: list[Sample]) -> list[Sample]:
     return out
 
 
+def _split_dirs(root: Path, split: str, render_pass: str, subsets: Sequence[str]) -> dict[str, tuple[Path, Path]]:
+    """Per subset, the (frames, disparity) folders of ``split`` and ``render_pass`` under ``root``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if render_pass not in RENDER_PASSES:
+        raise ValueError(f"render_pass must be one of {RENDER_PASSES}, got {render_pass!r}")
+    unknown = [s for s in subsets if s not in SUBSETS]
+    if unknown:
+        raise ValueError(f"unknown subsets {unknown}; choose from {SUBSETS}")
+    if not root.is_dir():
+        raise SceneFlowError(f"Scene Flow root {root} does not exist or is not a directory")
+    wanted = ["flyingthings3d"] if split == "test" else [s for s in SUBSETS if s in subsets]
+    dirs = _locate(root, wanted, render_pass)
+    if split == "test":
+        dirs = {"flyingthings3d": (dirs["flyingthings3d"][0] / "TEST", dirs["flyingthings3d"][1] / "TEST")}
+    elif "flyingthings3d" in dirs:
+        dirs["flyingthings3d"] = (dirs["flyingthings3d"][0] / "TRAIN", dirs["flyingthings3d"][1] / "TRAIN")
+    return dirs
+
+
+def _complete_pairs(
+    root: Path, dirs: dict[str, tuple[Path, Path]], split: str, render_pass: str, skip_missing: bool
+) -> list[Sample]:
+    """The complete pairs under ``dirs`` (unsorted); incomplete ones raise, or are skipped with a warning."""
+    samples: list[Sample] = []
+    missing: list[str] = []
+    for subset, (frames, disparity) in dirs.items():
+        found, lost = _pairs(subset, frames, disparity)
+        samples += found
+        missing += lost
+    if missing:
+        if not skip_missing:
+            shown = "\n  ".join(missing[:10])
+            more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise SceneFlowError(
+                f"{len(missing)} left image(s) under {root} lack their right image or disparity:\n"
+                f"  {shown}{more}\n(set data.skip_missing=true to skip incomplete pairs with a warning)"
+            )
+        log.warning("skipped %d incomplete pair(s) under %s (first: %s)", len(missing), root, missing[0])
+    if not samples:
+        looked = ", ".join(f"{f}" for f, _ in dirs.values())
+        raise SceneFlowError(
+            f"no {render_pass}pass stereo pairs for split {split!r} under {root}: looked for "
+            f".../left/*.png|webp with .../right/ and disparity .pfm files in {looked}"
+        )
+    return samples
+
+
 def discover(
     root: str | os.PathLike,
     split: str = "train",
@@ -112,51 +160,14 @@ def discover(
         SceneFlowError: the root is missing or empty, no folder of the expected layout is found, the
             split has no pairs, or pairs are incomplete (the first missing files are listed).
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if render_pass not in RENDER_PASSES:
-        raise ValueError(f"render_pass must be one of {RENDER_PASSES}, got {render_pass!r}")
-    unknown = [s for s in subsets if s not in SUBSETS]
-    if unknown:
-        raise ValueError(f"unknown subsets {unknown}; choose from {SUBSETS}")
     root = Path(root).expanduser()
-    if not root.is_dir():
-        raise SceneFlowError(f"Scene Flow root {root} does not exist or is not a directory")
-    wanted = ["flyingthings3d"] if split == "test" else [s for s in SUBSETS if s in subsets]
-
-    dirs = _locate(root, wanted, render_pass)
-    if split == "test":
-        dirs = {"flyingthings3d": (dirs["flyingthings3d"][0] / "TEST", dirs["flyingthings3d"][1] / "TEST")}
-    elif "flyingthings3d" in dirs:
-        dirs["flyingthings3d"] = (dirs["flyingthings3d"][0] / "TRAIN", dirs["flyingthings3d"][1] / "TRAIN")
-
+    dirs = _split_dirs(root, split, render_pass, subsets)
     cache_file = _cache_file(root, split, render_pass, dirs, skip_missing, cache_dir) if cache else None
     if cache_file is not None:
         cached = _read_cache(cache_file, root, dirs)
         if cached is not None:
             return cached
-
-    samples: list[Sample] = []
-    missing: list[str] = []
-    for subset, (frames, disparity) in dirs.items():
-        found, lost = _pairs(subset, frames, disparity)
-        samples += found
-        missing += lost
-    if missing:
-        if not skip_missing:
-            shown = "\n  ".join(missing[:10])
-            more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise SceneFlowError(
-                f"{len(missing)} left image(s) under {root} lack their right image or disparity:\n"
-                f"  {shown}{more}\n(set data.skip_missing=true to skip incomplete pairs with a warning)"
-            )
-        log.warning("skipped %d incomplete pair(s) under %s (first: %s)", len(missing), root, missing[0])
-    if not samples:
-        looked = ", ".join(f"{f}" for f, _ in dirs.values())
-        raise SceneFlowError(
-            f"no {render_pass}pass stereo pairs for split {split!r} under {root}: looked for "
-            f".../left/*.png|webp with .../right/ and disparity .pfm files in {looked}"
-        )
+    samples = _complete_pairs(root, dirs, split, render_pass, skip_missing)
     samples.sort(key=lambda s: str(s.left))
     if cache_file is not None:
         _write_cache(cache_file, root, dirs, samples)
