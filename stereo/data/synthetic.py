@@ -768,16 +768,7 @@ def generate_sceneflow_sample(
     else there is an error.
     """
     out = Path(out)
-    if height < 32 or width < 64:
-        raise ConfigError(f"sample frames must be at least 32x64, got {height}x{width}")
-    if train_pairs < 0 or test_pairs < 0 or train_pairs + test_pairs == 0:
-        raise ConfigError(f"need a positive number of pairs, got train={train_pairs} test={test_pairs}")
-    if not 1 <= objects[0] <= objects[1]:
-        raise ConfigError(f"objects must be (min, max) with 1 <= min <= max, got {objects}")
-    if version not in GENERATOR_VERSIONS:
-        raise ConfigError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
-    if version >= 3:
-        photos()  # a missing texture source stops here, before any folder is made
+    _check_sample_arguments(height, width, train_pairs, test_pairs, objects, version)
     max_disp = float(max_disp if max_disp is not None else 0.2 * width)
     params = {
         "generator": "stereo.data.synthetic",
@@ -793,6 +784,14 @@ def generate_sceneflow_sample(
     existing = _existing_sample(out, params, replace)
     if existing is not None:
         return existing
+    return _write_sample(out, params, objects, fingerprint_pairs, workers, progress)
+
+
+def _write_sample(out: Path, params: dict, objects: tuple[int, int], fingerprint_pairs: int, workers: int,
+                  progress: bool) -> dict:  # fmt: skip
+    """Generate the pairs of ``params`` in a temporary sibling folder and rename it to ``out``."""
+    height, width, seed, version = params["height"], params["width"], params["seed"], params["version"]
+    max_disp, train_pairs, test_pairs = params["max_disp"], params["train_pairs"], params["test_pairs"]
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -812,13 +811,29 @@ def generate_sceneflow_sample(
         (tmp / "sample.json").write_text(json.dumps(manifest, indent=1) + "\n")
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
         if out.exists():
-            out.rmdir()  # empty (checked above)
+            out.rmdir()  # empty (_existing_sample checked it)
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _check_sample_arguments(
+    height: int, width: int, train_pairs: int, test_pairs: int, objects: tuple[int, int], version: int
+) -> None:
+    """Refuse arguments that cannot make a sample, before any folder is made."""
+    if height < 32 or width < 64:
+        raise ConfigError(f"sample frames must be at least 32x64, got {height}x{width}")
+    if train_pairs < 0 or test_pairs < 0 or train_pairs + test_pairs == 0:
+        raise ConfigError(f"need a positive number of pairs, got train={train_pairs} test={test_pairs}")
+    if not 1 <= objects[0] <= objects[1]:
+        raise ConfigError(f"objects must be (min, max) with 1 <= min <= max, got {objects}")
+    if version not in GENERATOR_VERSIONS:
+        raise ConfigError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
+    if version >= 3:
+        photos()  # a missing texture source stops here
 
 
 def _existing_sample(out: Path, params: dict, replace: bool) -> dict | None:
