@@ -579,12 +579,37 @@ def _walk(schema: type, node: Any, prefix: str) -> list[str]:
 
 
 def check_config(cfg: DictConfig, schema: type) -> None:
-    """Raise :class:`ConfigError` listing every missing key and out-of-range value of ``cfg``."""
+    """Raise :class:`ConfigError` listing every missing key, out-of-range value and refused combination
+    of keys (:func:`combination_errors`) of ``cfg``."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     errors = [f"{k} is required (add {k}=...)" for k in missing]
     errors += _walk(schema, cfg, "")
+    if not errors:
+        errors += combination_errors(cfg, schema)
     if errors:
         raise ConfigError("invalid config: " + "; ".join(errors))
+
+
+def combination_errors(cfg: Any, schema: type) -> list[str]:
+    """The keys that each hold a valid value but refuse each other, in one place, checked with the rest
+    of the config before any work. A training config knows its model; stereo-eval's and stereo-infer's
+    model comes from a checkpoint, so the model refuses its own runtime there (``PSMNet.set_runtime``)."""
+    if schema is not TrainAppConfig:
+        return []
+    errors = []
+    t, refine = cfg.train, Refine(str(cfg.model.refine))
+    if t.micro_batch and t.batch_size % t.micro_batch:
+        errors.append(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
+    if t.local_loss_weight and refine != Refine.none:
+        errors.append("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
+    if t.distribution_loss_weight and refine == Refine.modes:
+        errors.append("train.distribution_loss_weight > 0 needs model.refine other than modes")
+    if Regression(str(cfg.regression)) == Regression.local and refine == Refine.modes and cfg.refinement:
+        errors.append("regression=local with model.refine=modes: the refinement already sees the windowed "
+                      "estimate; use regression=soft_argmin, or add refinement=false")  # fmt: skip
+    if EarlyExit(str(cfg.early_exit)) == EarlyExit.head and cfg.exit_head > cfg.model.hourglasses:
+        errors.append(f"exit_head={cfg.exit_head}: model.hourglasses={cfg.model.hourglasses} heads")
+    return errors
 
 
 def to_plain(cfg: Any) -> Any:

@@ -304,9 +304,6 @@ class Trainer:
         check_config(cfg, TrainAppConfig)
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        t = cfg.train
-        if t.micro_batch and t.batch_size % t.micro_batch:
-            raise ConfigError(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
         samples, val_samples = self._samples()
         self.rank, self.world, self.device = init_distributed(cfg.device)
         check_precision(self.device, cfg.precision)  # before any work
@@ -388,8 +385,6 @@ class Trainer:
         self.distribution_loss = float(t.distribution_loss_weight)
         self.distribution_scale = float(t.distribution_scale)
         self.edge_loss, self.edge_radius = float(t.edge_loss_weight), int(t.edge_radius)
-        if self.local_loss and self.model.refinement is not None:
-            raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
         if cfg.channels_last:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
         self.net = self._wrap_ddp()

@@ -195,3 +195,27 @@ def test_no_yaml_value_restates_what_it_would_be_anyway(rel, tmp_path):
     restated = [k for k in values if OmegaConf.select(OmegaConf.create(full), prefix + k) ==
                 OmegaConf.select(OmegaConf.create(bare), prefix + k)]  # fmt: skip
     assert not restated, f"conf/{rel} restates what the schema or an earlier file already gives: {restated}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["train.local_loss_weight=1", "model.refine=warp"], "train.local_loss_weight > 0 needs model.refine=none"),
+        (["train.distribution_loss_weight=1", "model.refine=modes"], "needs model.refine other than modes"),
+        (["regression=local", "model.refine=modes"], "regression=local with model.refine=modes"),
+        (["train.batch_size=4", "train.micro_batch=3"], "train.micro_batch=3 must divide train.batch_size=4"),
+        (["early_exit=head", "exit_head=3", "model.hourglasses=2"], "exit_head=3: model.hourglasses=2 heads"),
+    ],
+)
+def test_refused_combinations_stop_before_any_work(tmp_path, overrides, match):
+    """Keys that refuse each other are refused by check_config, with the config, before the dataset is
+    looked at (its root here does not exist) or a model is built."""
+    from stereo.train import Trainer
+
+    cfg = load_config("train", ["model=ea_psmnet_light", f"data.root={tmp_path / 'nowhere'}", *overrides])
+    with pytest.raises(ConfigError, match=match):
+        check_config(cfg, TrainAppConfig)
+    with pytest.raises(ConfigError, match=match):
+        Trainer(cfg, tmp_path / "run")
+    fine = load_config("train", ["model=ea_psmnet_light", "regression=local", "model.refine=modes", "refinement=false"])
+    check_config(fine, TrainAppConfig)  # the windowed estimate alone: allowed
