@@ -11,6 +11,8 @@ import pytest
 from stereo.data.benchmarks import (
     BENCHMARKS,
     GT_TOLERANCE_PX,
+    IMAGE_BLOCK_LIMIT,
+    IMAGE_BLOCKS,
     IMAGE_TOLERANCE,
     compare_fingerprints,
     fingerprint,
@@ -88,20 +90,24 @@ def test_verify_checks_every_file_by_value(tmp_path, sample_root):
     rounded = copy.deepcopy(built)
     r = rounded["parts"]["272x480"]
     r["files"][images[-1]] = "0" * 64  # other bytes, same content within tolerance
-    r["fingerprints"][images[-1]][3, 4] += IMAGE_TOLERANCE / 2
+    r["fingerprints"][images[-1]][3, 4] += IMAGE_BLOCK_LIMIT - 1  # one flipped edge: a block far off
+    r["fingerprints"][images[-1]][5, 6 : 6 + IMAGE_BLOCKS - 2] += IMAGE_TOLERANCE + 1  # 3 blocks beyond in all
     r["fingerprints"][pfm][0, 0] += GT_TOLERANCE_PX / 2
     problems, notes = verify("generated-v1", rounded)
     assert problems == [] and notes == [
         f"272x480: {len(part['files']) - 1} of {len(part['files'])} files bit-identical"
     ]
 
-    for change in ("gt", "image", "last image", "missing", "parameters"):
+    for change in ("gt", "image", "last image", "one block", "missing", "parameters"):
         bad = copy.deepcopy(built)
         p = bad["parts"]["272x480"]
         if change == "gt":
             p["fingerprints"][pfm][5, 7] += 2 * GT_TOLERANCE_PX
         elif change in ("image", "last image"):  # not only the first pairs: any of the 800 images
-            p["fingerprints"][images[0 if change == "image" else -1]][10, 20] -= IMAGE_TOLERANCE + 1
+            p["fingerprints"][images[0 if change == "image" else -1]][10, 20:22] -= IMAGE_TOLERANCE + 2
+            p["fingerprints"][images[0 if change == "image" else -1]][11, 20:22] -= IMAGE_TOLERANCE + 2
+        elif change == "one block":
+            p["fingerprints"][images[7]][2, 2] += IMAGE_BLOCK_LIMIT + 2
         elif change == "missing":
             del p["fingerprints"][images[5]]
         else:
@@ -111,8 +117,8 @@ def test_verify_checks_every_file_by_value(tmp_path, sample_root):
 
 
 def test_one_altered_patch_fails_its_image(sample_root, tmp_path):
-    """A 16x16 patch painted over a generated image, wherever it falls on the 8x8 grid, takes a block
-    beyond the tolerance; the untouched file matches itself."""
+    """A 16x16 patch painted over a generated image, wherever it falls on the 8x8 grid, takes the image
+    beyond the tolerance (4 whole blocks when aligned, 9 in part otherwise); the untouched file matches."""
     import shutil
 
     import cv2

@@ -22,6 +22,7 @@ from stereo.cli import parse_overrides
 from stereo.config import rng
 from stereo.data.benchmarks import (
     GT_TOLERANCE_PX,
+    IMAGE_BLOCK_LIMIT,
     IMAGE_TOLERANCE,
     build,
     manifest_path,
@@ -61,7 +62,8 @@ def main(argv: list[str]) -> None:
     if notes:
         print(
             f"{cfg.name} matches {manifest_path(cfg.name)}: every file within tolerance (ground truth "
-            f"{GT_TOLERANCE_PX:g} px, images {IMAGE_TOLERANCE:g} grey levels, 8x8-block means); {'; '.join(notes)} "
+            f"{GT_TOLERANCE_PX:g} px, images {IMAGE_TOLERANCE:g}/{IMAGE_BLOCK_LIMIT:g} grey levels, 8x8-block "
+            f"means); {'; '.join(notes)} "
             "(the others differ in their bytes: other CPUs and OpenCV/NumPy/OpenBLAS builds round differently)"
         )
     else:
