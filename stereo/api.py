@@ -169,6 +169,12 @@ def _check_unit_range(x: torch.Tensor, name: str) -> None:
                         "(divide 0-255 images by 255, or pass uint8)")  # fmt: skip
 
 
+def _check_same_shape(left: torch.Size | tuple[int, ...], right: torch.Size | tuple[int, ...]) -> None:
+    if left != right:
+        raise DataError(f"left and right differ in size: left is {left[-1]}x{left[-2]}, right is "
+                        f"{right[-1]}x{right[-2]}")  # fmt: skip
+
+
 def _as_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
     """A (3, H, W)/(B, 3, H, W) tensor as float32 in [0, 1], with the checks arrays get: float (any
     precision) in [0, 1] or uint8 (/255), finite, not empty."""
@@ -226,9 +232,10 @@ class StereoModel:
         if tensors != isinstance(right, torch.Tensor):
             raise DataError("left and right must both be tensors, or both images (paths, arrays, PIL)")
         if tensors:
-            if left.shape == right.shape and left.dim() in (3, 4) and left.numel():  # before any copy is made
+            if left.shape == right.shape and left.dim() in (3, 4) and left.numel():  # before any float copy
                 self._check_size(1 if left.dim() == 3 else left.shape[0], *left.shape[-2:], scale)
             lt, rt = _as_tensor(left, "left"), _as_tensor(right, "right")
+            _check_same_shape(lt.shape, rt.shape)
             single = lt.dim() == 3
             lt, rt = (lt[None], rt[None]) if single else (lt, rt)
             where = left.device
@@ -236,10 +243,8 @@ class StereoModel:
             limg, rimg = as_image(left, "left"), as_image(right, "right")
             lt, rt = (torch.from_numpy(i.transpose(2, 0, 1).copy())[None] for i in (limg, rimg))
             single, image, where = True, limg, None
-        if lt.shape != rt.shape:
-            raise DataError(f"left and right differ in size: left is {lt.shape[-1]}x{lt.shape[-2]}, right is "
-                            f"{rt.shape[-1]}x{rt.shape[-2]}")  # fmt: skip
-        self._check_size(lt.shape[0], *lt.shape[-2:], scale)
+            _check_same_shape(lt.shape, rt.shape)
+            self._check_size(1, *lt.shape[-2:], scale)
         disp, conf, heads = self._run(lt.to(self.device), rt.to(self.device), scale, confidence)
         if single:
             disp, conf = disp[0], None if conf is None else conf[0]
@@ -251,7 +256,7 @@ class StereoModel:
         """Refuse, before any work, images below :data:`MIN_SIDE` px a side after ``scale``, above the pixel
         limit of every input path, or whose estimated peak exceeds the network's ``memory_budget_gb``
         (bands of rows bound the 3-D part, not the full-resolution rest)."""
-        scaled_size(height, width, scale, f"left ({width}x{height})")
+        h, w = scaled_size(height, width, scale, f"left ({width}x{height})")
         if height * width > MAX_PIXELS:
             raise DataError(f"left: {width}x{height} is larger than {MAX_PIXELS:,} pixels (the limit of every input "
                             "path)")  # fmt: skip
@@ -259,7 +264,6 @@ class StereoModel:
         estimate = getattr(self.network, "peak_bytes", None)
         if budget is None or estimate is None:
             return
-        h, w = scaled_size(height, width, scale) if scale != 1 else (height, width)
         need = estimate(batch, h, w) / 2**30
         if need > budget:
             fits = scale * (budget / need) ** 0.5 * 0.95

@@ -36,6 +36,10 @@ CONVERT_HINT = (
 )
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """The file's pickle would import or call something beyond plain data: refused before it ran."""
+
+
 def _numpy_globals() -> list[Any]:
     """What pickled NumPy scalars and arrays need (an older checkpoint's random state and metrics), under
     the names NumPy 1 and 2 write. Nothing here imports or calls anything else: an array's items and a
@@ -63,16 +67,22 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if "global" not in str(e).lower():  # not a forbidden import or call: a damaged or foreign file
             raise CheckpointError(f"{path}: cannot read checkpoint ({_first_line(e)})") from None
         first = _first_line(e)
-        raise CheckpointError(
+        raise UnsafeCheckpointError(
             f"{path}: refused: the file holds more than tensors and plain values and could run code when "
             f"loaded ({first}); nothing in it was run. If it is a checkpoint that you made or trust, convert it "
             f"once with `{CONVERT_HINT.format(path=path)}`"
         ) from None
     except Exception as e:  # truncated or foreign files: say which file
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    return _as_data(ckpt, path)
+
+
+def _as_data(ckpt: Any, path: Path) -> Any:
+    """An unpickled checkpoint as plain data: stored interpolations refused, NumPy's random state (files
+    written before checkpoints were data) and other NumPy values as tensors and Python numbers."""
     _refuse_interpolations(ckpt, path)
     rng = ckpt.get("rng") if isinstance(ckpt, dict) else None
-    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):  # written before checkpoints were data
+    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
         rng["numpy"] = numpy_rng_as_data(rng["numpy"])
     return _plain(ckpt)
 
@@ -175,9 +185,7 @@ def convert_checkpoint(
     try:
         ckpt = load_checkpoint(src)
         kind = "original PSMNet checkpoint converted to model=psmnet" if "original" in ckpt else "rewritten as data"
-    except CheckpointError as e:
-        if "refused" not in str(e) or "interpolation" in str(e):
-            raise
+    except UnsafeCheckpointError:
         if not trust_code:
             raise CheckpointError(
                 f"{src}: refused: the file holds more than tensors, NumPy values and plain containers, and "
@@ -202,11 +210,7 @@ def _unpickle_trusted(src: Path) -> dict[str, Any]:
         ckpt = from_original_psmnet(ckpt, src)
     if "model" not in ckpt or "model_config" not in ckpt:
         raise CheckpointError(f"{src}: not a stereo checkpoint (expected keys 'model' and 'model_config')")
-    rng = ckpt.get("rng")
-    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
-        rng["numpy"] = numpy_rng_as_data(rng["numpy"])
-    _refuse_interpolations(ckpt, src)
-    return _plain(ckpt)
+    return _as_data(ckpt, src)
 
 
 def numpy_rng_as_data(state: tuple) -> dict[str, Any]:
@@ -246,16 +250,15 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
-def _differing(saved: Any, wanted: Any) -> dict[str, tuple[Any, Any]]:
-    """Architecture fields (dotted keys) that differ between two model configs: key -> (saved, wanted)."""
+def config_differences(saved: Any, wanted: Any, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Architecture fields (dotted keys, but ``name`` and ``ignore``) that differ between two model
+    configs, as ``key: saved -> wanted``."""
     a = _flatten(to_plain(model_config(saved)))
     b = _flatten(to_plain(model_config(wanted)))
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k != "name"}
-
-
-def config_differences(saved: Any, wanted: Any) -> list[str]:
-    """Architecture fields that differ between two model configs, as ``key: saved -> wanted``."""
-    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _differing(saved, wanted).items()]
+    skip = {"name", *ignore}
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in skip
+    ]
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
@@ -286,8 +289,7 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     architecture difference (``key: saved -> wanted``) except a refinement that ``wanted`` adds to a
     network without one (those layers start as the identity)."""
     adds_refinement = str(model_config(saved).refine) == "none" and str(model_config(wanted).refine) != "none"
-    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _differing(saved, wanted).items()
-            if not (adds_refinement and k == "refine")]  # fmt: skip
+    return config_differences(saved, wanted, ignore=("refine",) if adds_refinement else ())
 
 
 def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
