@@ -604,11 +604,21 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
         errors.append("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
     if t.distribution_loss_weight and refine == Refine.modes:
         errors.append("train.distribution_loss_weight > 0 needs model.refine other than modes")
-    if Regression(str(cfg.regression)) == Regression.local and refine == Refine.modes and cfg.refinement:
-        errors.append("regression=local with model.refine=modes: the refinement already sees the windowed "
-                      "estimate; use regression=soft_argmin, or add refinement=false")  # fmt: skip
-    if EarlyExit(str(cfg.early_exit)) == EarlyExit.head and cfg.exit_head > cfg.model.hourglasses:
-        errors.append(f"exit_head={cfg.exit_head}: model.hourglasses={cfg.model.hourglasses} heads")
+    return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
+
+
+def runtime_model_errors(runtime: RuntimeConfig, refine: Refine | str, hourglasses: int) -> list[str]:
+    """Runtime settings a model refuses: a training config checks them (:func:`combination_errors`), and
+    so does a model loaded from a checkpoint (``PSMNet.set_runtime``), whose architecture only the file
+    tells."""
+    errors = []
+    if runtime.early_exit == EarlyExit.head and not 1 <= runtime.exit_head <= hourglasses:
+        errors.append(f"exit_head={runtime.exit_head}: the model has heads 1..{hourglasses} (model.hourglasses)")
+    if runtime.regression == Regression.local and Refine(str(refine)) == Refine.modes and runtime.refinement:
+        errors.append(
+            "regression=local with model.refine=modes: the refinement already sees the windowed estimate and "
+            "chooses per pixel; use regression=soft_argmin, or add refinement=false for the windowed estimate alone"
+        )
     return errors
 
 

@@ -204,7 +204,10 @@ def test_no_yaml_value_restates_what_it_would_be_anyway(rel, tmp_path):
         (["train.distribution_loss_weight=1", "model.refine=modes"], "needs model.refine other than modes"),
         (["regression=local", "model.refine=modes"], "regression=local with model.refine=modes"),
         (["train.batch_size=4", "train.micro_batch=3"], "train.micro_batch=3 must divide train.batch_size=4"),
-        (["early_exit=head", "exit_head=3", "model.hourglasses=2"], "exit_head=3: model.hourglasses=2 heads"),
+        (
+            ["early_exit=head", "exit_head=3", "model.hourglasses=2"],
+            r"exit_head=3: the model has heads 1..2 \(model.hourglasses\)",
+        ),
     ],
 )
 def test_refused_combinations_stop_before_any_work(tmp_path, overrides, match):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stereo.config import ModelConfig, Refine, RuntimeConfig, runtime_config, to_plain
+from stereo.config import ModelConfig, Refine, RuntimeConfig, runtime_config, runtime_model_errors, to_plain
 from stereo.errors import ConfigError
 from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
@@ -91,14 +91,9 @@ class PSMNet(nn.Module):
         of the largest disparity probability reaches ``exit_threshold``) or ``head`` (always answer with
         head ``exit_head``)."""
         rt = runtime_config(runtime if runtime is not None else getattr(self, "runtime", None), **changes)
-        if rt.early_exit == "head" and not 1 <= rt.exit_head <= self.hourglasses:  # ranges: runtime_config
-            raise ConfigError(f"exit_head={rt.exit_head}: the model has heads 1..{self.hourglasses}")
-        if rt.regression == "local" and self.refines_modes and rt.refinement:
-            raise ConfigError(
-                "regression=local with model.refine=modes: the refinement already sees the windowed estimate "
-                "and chooses per pixel; use regression=soft_argmin, or add refinement=false for the windowed "
-                "estimate alone"
-            )
+        errors = runtime_model_errors(rt, self.config.refine, self.hourglasses)
+        if errors:
+            raise ConfigError("; ".join(errors))
         self.runtime = rt
         self.aggregation.to(memory_format=self.memory_format)
 
@@ -329,10 +324,17 @@ class PSMNet(nn.Module):
         plus :meth:`bytes_2d_per_pixel`, which bands of rows cannot split."""
         h, w = -(-height // self.size_divisor) * self.size_divisor, -(-width // self.size_divisor) * self.size_divisor
         h4, w4 = h // 4, w // 4
-        per_row = batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
         tile = self.eval_tile_rows(batch, h4, w4, warn=False) if self.runtime.early_exit == "off" else None
         rows = h4 if tile is None else min(h4, tile + 2 * self.band_halo)
-        return rows * per_row + self.bytes_2d_per_pixel() * batch * h * w
+        return rows * self._row_bytes(batch, w4) + self._full_resolution_bytes(batch, h4, w4)
+
+    def _row_bytes(self, batch: int, w4: int) -> int:
+        """Estimated bytes of the 3-D part for one row at 1/4 resolution (:meth:`bytes_per_cell`)."""
+        return batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
+
+    def _full_resolution_bytes(self, batch: int, h4: int, w4: int) -> int:
+        """Estimated bytes of the part of a (4 h4, 4 w4) frame that bands cannot split."""
+        return self.bytes_2d_per_pixel() * batch * 16 * h4 * w4
 
     def band_spans(self, h4: int, tile: int) -> list[tuple[int, int, int, int]]:
         """The bands of ``tile`` rows over ``h4`` rows at 1/4 resolution: (first, end) of the rows each
@@ -348,9 +350,8 @@ class PSMNet(nn.Module):
         budget is what :meth:`bytes_2d_per_pixel` leaves of ``memory_budget_gb`` for this frame."""
         if self.runtime.memory_budget_gb is None:
             return None
-        per_row = batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
-        # what the full-resolution part leaves of the budget (the 2-D part cannot run in bands)
-        room = self.runtime.memory_budget_gb * 2**30 - self.bytes_2d_per_pixel() * batch * 16 * h4 * w4
+        per_row = self._row_bytes(batch, w4)
+        room = self.runtime.memory_budget_gb * 2**30 - self._full_resolution_bytes(batch, h4, w4)
         budget_rows = int(max(room, 0) // per_row)
         if budget_rows >= h4:
             return None
