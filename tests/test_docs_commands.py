@@ -149,6 +149,7 @@ def workspace(sample_root, checkpoint, tmp_path_factory):
     from stereo.data.benchmarks import build_slice
     from stereo.data.pfm import read_pfm, write_pfm
     from stereo.data.sceneflow import discover
+    from tests.test_real_benchmarks import _middlebury as two_view_scenes
 
     work = tmp_path_factory.mktemp("docs")
     pairs = discover(sample_root, "train", "clean")[:5]  # enough to hold out validation pairs and fill a batch
@@ -157,14 +158,6 @@ def workspace(sample_root, checkpoint, tmp_path_factory):
     build_slice("generated-v1", "272x480", 1, work / "datasets/generated-v1/272x480")  # its first pair
     for i, s in enumerate(pairs):
         gt = read_pfm(s.disparity)
-        for root, gt_name in (("datasets/MiddEval3/trainingQ", "disp0GT.pfm"), ("datasets/ETH3D/two_view_training",
-                                                                                  "disp0GT.pfm")):  # fmt: skip
-            scene = work / root / f"scene{i}"
-            scene.mkdir(parents=True)
-            shutil.copy(s.left, scene / "im0.png")
-            shutil.copy(s.right, scene / "im1.png")
-            write_pfm(scene / gt_name, gt)
-            cv2.imwrite(str(scene / "mask0nocc.png"), np.full(gt.shape, 255, np.uint8))
         kitti = work / "datasets/KITTI/2015/training"
         for sub, src in (("image_2", s.left), ("image_3", s.right)):
             (kitti / sub).mkdir(parents=True, exist_ok=True)
@@ -178,6 +171,9 @@ def workspace(sample_root, checkpoint, tmp_path_factory):
                 shutil.copy(src, work / root / sub / f"{i:04d}.png")
         (work / "my_pairs/disparity").mkdir(exist_ok=True)
         write_pfm(work / "my_pairs/disparity" / f"{i:04d}.pfm", gt)
+    # MiddEval3 and ETH3D: the two-view scenes tests/test_real_benchmarks.py evaluates
+    two_view_scenes(sample_root, work / "datasets/MiddEval3/trainingQ", gt_name="disp0GT.pfm")
+    two_view_scenes(sample_root, work / "datasets/ETH3D/two_view_training", gt_name="disp0GT.pfm", gray=True)
     s = pairs[0]
     for left, right in (("left.png", "right.png"), ("l.png", "r.png"), ("Adirondack/im0.png", "Adirondack/im1.png"),
                         ("kitti/image_2/000000_10.png", "kitti/image_3/000000_10.png")):  # fmt: skip
