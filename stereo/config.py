@@ -61,14 +61,14 @@ RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final", "both")})
 Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
-Refine = Choice("Refine", {k: k for k in ("none", "residual", "warp", "modes")})
-Loss = Choice("Loss", {k: k for k in ("smooth_l1", "log_l1")})
+Refine = Choice("Refine", {k: k for k in ("none", "modes")})
+Loss = Choice("Loss", {k: k for k in ("smooth_l1",)})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
 EarlyExit = Choice("EarlyExit", {k: k for k in ("off", "confidence", "head")})
 Backend = Choice("Backend", {k: k for k in ("torch", "onnxruntime")})
-# How far from a ground-truth depth edge a pixel counts as "at the edge" (data.region=edges, the edge loss):
+# How far from a ground-truth depth edge a pixel counts as "at the edge" (data.region=edges):
 # 2 px covers the fattened border that a 1/4-resolution cost volume smears over, and sub-pixel thin structures.
 EDGE_RADIUS = 2
 Region = Choice("Region", {k: k for k in ("all", "nonocc", "edges")})
@@ -128,9 +128,9 @@ class ModelConfig:
     feature: FeatureConfig = field(default_factory=FeatureConfig)
     refine: Refine = rng(
         Refine.none,
-        help="none (PSMNet) | residual: a full-resolution residual guided by the left image | warp: also by "
-        "the photometric error of the right image warped by the disparity | modes: also by the windowed "
-        "estimate around the most likely disparity, chosen per pixel by a gate (models/refinement.py)",
+        help="none (PSMNet) | modes: a full-resolution residual guided by the left image, the photometric error "
+        "of the right image warped by the disparity and the windowed estimate around the most likely "
+        "disparity, chosen per pixel by a gate (models/refinement.py)",
     )
 
 
@@ -307,33 +307,7 @@ class OptimConfig:
     loss_weights: list[float] | None = rng(
         None, ge=0, help="loss weight per head (train.loss); null = the last heads of PSMNet's 0.5, 0.7, 1.0"
     )
-    loss: Loss = rng(
-        Loss.smooth_l1,
-        help="per-pixel loss of every head: smooth_l1 (PSMNet's) | log_l1: log(1 + |error|), which weighs a "
-        "pixel's gradient by 1 / (1 + |error|) and so prefers one mode of an uncertain pixel to their mean",
-    )
-    local_loss_weight: float = rng(
-        0.0,
-        ge=0,
-        help="adds this weight x the same smooth L1 on each head's windowed soft-argmin (the disparities within "
-        "regression_radius of the most likely one: what regression=local answers); 0 = PSMNet's loss",
-    )
-    distribution_loss_weight: float = rng(
-        0.0,
-        ge=0,
-        help="adds this weight x each head's mean divergence (nats; weighted per head as the smooth L1) of its "
-        "upsampled disparity distribution from a Laplace of distribution_scale pixels around the ground truth: "
-        "one sharp mode at the right disparity (AcfNet's unimodal supervision); 0 = PSMNet's loss",
-    )
-    distribution_scale: float = rng(1.0, gt=0, help="distribution_loss_weight: the target Laplace's scale, pixels")
-    edge_loss_weight: float = rng(
-        0.0,
-        ge=0,
-        help="adds this weight x the same smooth L1 (per head as PSMNet's) over only the valid pixels within "
-        "edge_radius of a ground-truth depth edge (4-neighbours more than 1 px apart): more weight where thin "
-        "structures and object borders are; 0 = PSMNet's loss",
-    )
-    edge_radius: int = rng(EDGE_RADIUS, ge=0, help="edge_loss_weight: how far from a depth edge a pixel counts, px")
+    loss: Loss = rng(Loss.smooth_l1, help="per-pixel loss of every head: smooth_l1 (PSMNet's)")
     num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
     log_every: int = rng(50, ge=1, help="steps between scalar logs")
     image_every: int = rng(1000, ge=0, help="steps between TensorBoard image panels (0 = never)")
@@ -600,10 +574,6 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
     t, refine = cfg.train, Refine(str(cfg.model.refine))
     if t.micro_batch and t.batch_size % t.micro_batch:
         errors.append(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
-    if t.local_loss_weight and refine != Refine.none:
-        errors.append("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
-    if t.distribution_loss_weight and refine == Refine.modes:
-        errors.append("train.distribution_loss_weight > 0 needs model.refine other than modes")
     return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
 
 

@@ -123,6 +123,11 @@ def evaluate(
         return result
 
 
+def _refines(method: Any) -> bool:
+    """Whether a method is a network with a learned refinement (SGBM and ONNX Runtime have none)."""
+    return bool(getattr(getattr(method, "refinement", None), "refines", False))
+
+
 def _report(cfg: DictConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
     """The :class:`EvalReport` of an evaluation loop's result ``r`` and how it was measured."""
     result = EvalReport(
@@ -144,7 +149,7 @@ def _report(cfg: DictConfig, r: EvalResult, model: Any, origin: dict[str, Any], 
         seconds_per_pair=r.summary["seconds_per_pair"],
         early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
         regression=str(cfg.regression) if cfg.method == "checkpoint" else None,
-        refinement=bool(cfg.refinement) if getattr(model, "refinement", None) is not None else None,
+        refinement=bool(cfg.refinement) if _refines(model) else None,
         mean_head=r.summary["mean_head"],
     )
     if cfg.method == "sgbm":

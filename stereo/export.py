@@ -58,7 +58,7 @@ class _PaddedToMinimum(torch.nn.Module):
         rows, cols = torch.clamp(torch.arange(th), max=h - 1), torch.clamp(torch.arange(tw), max=w - 1)
         left = left.index_select(2, rows).index_select(3, cols)
         right = right.index_select(2, rows).index_select(3, cols)
-        disparity = self.network(left, right)
+        disparity = self.network.infer(left, right).disparity
         return disparity.index_select(1, torch.arange(h)).index_select(2, torch.arange(w))
 
 
@@ -73,7 +73,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= top:
         raise ConfigError(f"opset={opset}: this PyTorch's ONNX exporter writes opsets 13 to {top}")
     model, ckpt = load_network(checkpoint, torch.device("cpu"))
-    if model.refinement is not None and model.refinement.photometric and opset < 16:
+    if model.refinement.refines and opset < 16:
         raise ConfigError(
             f"{checkpoint}: model.refine={model.config.refine} samples the right image (GridSample): it needs "
             f"opset >= 16, got {opset}"

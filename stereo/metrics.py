@@ -32,7 +32,7 @@ def depth_edges(gt: torch.Tensor, radius: int, jump: float = 1.0) -> torch.Tenso
     """Boolean mask of the pixels within ``radius`` pixels (a square window) of a depth edge in the
     (B, H, W) ground truth ``gt`` (pixels): a pair of 4-neighbours whose finite disparities differ by more
     than ``jump`` pixels marks both of its pixels. Non-finite ground truth makes no edge. The radius of
-    ``data.region=edges`` and of the edge loss is :data:`stereo.config.EDGE_RADIUS` unless configured."""
+    ``data.region=edges`` is :data:`stereo.config.EDGE_RADIUS` unless configured."""
     if gt.dim() != 3:
         raise ValueError(f"gt must be (B, H, W), got {tuple(gt.shape)}")
     g = gt.float()

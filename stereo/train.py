@@ -44,7 +44,7 @@ from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
 from stereo.io import output_lock, write_json, write_text
-from stereo.metrics import METRIC_KEYS, depth_edges, disparity_metrics
+from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
 from stereo.visualize import ERROR_MAX_PX, result_panels
@@ -96,20 +96,12 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,
     ]
 
 
-def sequence_loss(
-    outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights, kind: str = "smooth_l1"
-) -> torch.Tensor:
-    """Weighted mean per-pixel loss over valid pixels, one weight per head (PSMNet: 0.5, 0.7, 1.0):
-    ``smooth_l1`` (PSMNet's) or ``log_l1``, log(1 + |error|) with the error in pixels (``train.loss``)."""
+def sequence_loss(outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights) -> torch.Tensor:
+    """Weighted mean per-pixel smooth L1 over valid pixels (errors in pixels), one weight per head (PSMNet:
+    0.5, 0.7, 1.0; ``train.loss=smooth_l1``)."""
     if len(weights) != len(outs):
         raise ConfigError(f"{len(weights)} loss weights for {len(outs)} heads; set train.loss_weights")
-    return sum(w * _pixel_loss(o.float()[valid], gt[valid], kind) for w, o in zip(weights, outs, strict=True))
-
-
-def _pixel_loss(pred: torch.Tensor, gt: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "log_l1":
-        return torch.log1p((pred - gt).abs()).mean()
-    return F.smooth_l1_loss(pred, gt)
+    return sum(w * F.smooth_l1_loss(o.float()[valid], gt[valid]) for w, o in zip(weights, outs, strict=True))
 
 
 def loss_weights(configured: Any, heads: int) -> list[float]:
@@ -380,11 +372,6 @@ class Trainer:
         self.model = self.model.to(self.device)
         self.model.check_train_shape(t.micro_batch or t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
-        self.loss_kind = str(t.loss)
-        self.local_loss = float(t.local_loss_weight)
-        self.distribution_loss = float(t.distribution_loss_weight)
-        self.distribution_scale = float(t.distribution_scale)
-        self.edge_loss, self.edge_radius = float(t.edge_loss_weight), int(t.edge_radius)
         if cfg.channels_last:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
         self.net = self._wrap_ddp()
@@ -615,18 +602,6 @@ class Trainer:
             log.info("train.time_budget=%g min: %.3f s/step (%s) -> %d steps (%s)", budget, seconds_per_step, how,
                      self.total, "the configured length" if self.total == cap else f"of at most {cap}")  # fmt: skip
 
-    def _heads_loss(self, heads: list[torch.Tensor], gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """:func:`sequence_loss` of ``heads`` over the ``mask`` pixels, with the run's head weights and loss."""
-        return sequence_loss(heads, gt, mask, self.weights, self.loss_kind)
-
-    def _forward(self, left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor) -> tuple[list, list, list]:
-        """The heads, and the windowed regressions and divergences that the configured losses need."""
-        if not (self.local_loss or self.distribution_loss):
-            return self.net(left, right), [], []
-        radius = self.cfg.regression_radius if self.local_loss else None
-        target = gt if self.distribution_loss else None
-        return tuple(self.net(left, right, local_radius=radius, target=target, target_scale=self.distribution_scale))
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float, torch.Tensor] | None:
         """One optimizer step; returns (loss, EPE of the last head), both averaged over ranks, and the last
         head's (B, H, W) disparity, or None when the step was skipped (non-finite loss, no valid pixel on
@@ -647,8 +622,8 @@ class Trainer:
             sync = i == len(parts) - 1 or self.world == 1
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with autocast(dev, self.cfg.precision):
-                    outs, local, divergence = self._forward(left[part], right[part], gt[part])
-                part_loss = self._part_loss(outs, local, divergence, gt[part], valid[part])
+                    outs = self.net(left[part], right[part]).heads
+                part_loss = self._part_loss(outs, gt[part], valid[part])
                 if len(parts) > 1:
                     part_loss = part_loss * (valid[part].sum() / n_valid.clamp(min=1))
                 self.scaler.scale(part_loss).backward()
@@ -686,31 +661,12 @@ class Trainer:
         )
         return loss_sum / self.world, epe_sum / max(n, 1), pred
 
-    def _part_loss(
-        self,
-        outs: list[torch.Tensor],
-        local: list[torch.Tensor],
-        divergence: list[torch.Tensor],
-        gt: torch.Tensor,
-        valid: torch.Tensor,
-    ) -> torch.Tensor:
-        """The training loss of one (micro-)batch: every head's per-pixel loss over the valid pixels, plus
-        the optional local, edge and distribution terms. Without a valid pixel, zero with every head in the
-        graph, so that DDP sees a gradient for every parameter."""
+    def _part_loss(self, outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The training loss of one (micro-)batch: every head's per-pixel loss over the valid pixels. Without
+        a valid pixel, zero with every head in the graph, so that DDP sees a gradient for every parameter."""
         if not valid.any():
-            return sum(o.sum() for o in outs + local + divergence) * 0.0
-        loss = self._heads_loss(outs, gt, valid)
-        if local:
-            loss = loss + self.local_loss * self._heads_loss(local, gt, valid)
-        if self.edge_loss:
-            near = valid & depth_edges(gt, self.edge_radius)
-            if near.any():
-                loss = loss + self.edge_loss * self._heads_loss(outs, gt, near)
-        if divergence:
-            loss = loss + self.distribution_loss * sum(
-                w * d[valid].mean() for w, d in zip(self.weights, divergence, strict=True)
-            )
-        return loss
+            return sum(o.sum() for o in outs) * 0.0
+        return sequence_loss(outs, gt, valid, self.weights)
 
     def _skip(self, kind: str, what: str, advice: str) -> None:
         total, run = getattr(self.state, f"{kind}_total") + 1, getattr(self.state, f"{kind}_run") + 1

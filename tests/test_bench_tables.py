@@ -88,9 +88,9 @@ def test_model_ratios_compare_each_refinement_with_the_light_model_and_variants_
 
     results = [
         {"label": "ea_psmnet_light", "height": 64, "width": 128, "train": False, "median_s": 2.0},
-        {"label": "ea_psmnet_light refine=warp", "height": 64, "width": 128, "train": False, "median_s": 2.5},
-        {"label": "ea_psmnet_light refine=residual", "height": 32, "width": 64, "train": False, "median_s": 1.0},
+        {"label": "ea_psmnet_light refine=modes", "height": 64, "width": 128, "train": False, "median_s": 2.5},
+        {"label": "psmnet", "height": 32, "width": 64, "train": False, "median_s": 1.0},
     ]
-    assert _ratios(results) == {"ea_psmnet_light refine=warp/ea_psmnet_light time 64x128": 1.25}
+    assert _ratios(results) == {"ea_psmnet_light refine=modes/ea_psmnet_light time 64x128": 1.25}
     with pytest.raises(ConfigError, match="unknown 'ea_psmnet_lite'"):
         main(["variants=[ea_psmnet_lite]"])

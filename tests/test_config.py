@@ -200,8 +200,6 @@ def test_no_yaml_value_restates_what_it_would_be_anyway(rel, tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["train.local_loss_weight=1", "model.refine=warp"], "train.local_loss_weight > 0 needs model.refine=none"),
-        (["train.distribution_loss_weight=1", "model.refine=modes"], "needs model.refine other than modes"),
         (["regression=local", "model.refine=modes"], "regression=local with model.refine=modes"),
         (["train.batch_size=4", "train.micro_batch=3"], "train.micro_batch=3 must divide train.batch_size=4"),
         (

@@ -5,16 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from stereo.config import load_config
-from stereo.errors import ConfigError
 from stereo.models import build_model, count_parameters, predict, run
 from stereo.models.cost_volume import concat_volume, gwc_volume
-from stereo.models.regression import (
-    laplace_divergence,
-    laplace_target,
-    soft_argmin,
-    upsample_regress,
-    upsample_regress_windows,
-)
+from stereo.models.output import StereoOutput, TrainingOutput
+from stereo.models.regression import soft_argmin, upsample_regress
 
 
 def tiny(attention_kind="efficient", normalization="softmax", **over):
@@ -39,10 +33,15 @@ def test_output_shapes_in_both_modes():
     model = build_model(tiny())
     x = torch.rand(2, 3, 64, 96)
     outs = model.train()(x, x)
-    assert isinstance(outs, list) and len(outs) == 2 and all(o.shape == (2, 64, 96) for o in outs)
+    assert isinstance(outs, TrainingOutput) and len(outs.heads) == 2
+    assert all(o.shape == (2, 64, 96) for o in outs.heads)
+    with pytest.raises(RuntimeError, match="eval mode"):
+        model.infer(x, x)
     model.eval()
     with torch.no_grad():
-        out = model(x, x)
+        result = model.infer(x, x)
+    out = result.disparity
+    assert isinstance(result, StereoOutput) and result.confidence is None and result.heads == [2, 2]
     assert out.shape == (2, 64, 96)
     assert (out >= 0).all() and (out <= 31).all()  # soft-argmin stays within [0, D - 1]
 
@@ -51,7 +50,7 @@ def test_gradients_reach_every_parameter():
     torch.manual_seed(1)
     model = build_model(tiny()).train()
     left, right = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)  # batch 2: BatchNorm on 1x1 pools
-    sum(o.mean() for o in model(left, right)).backward()
+    sum(o.mean() for o in model.forward_train(left, right).heads).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
 
@@ -81,10 +80,10 @@ def test_scaling_efficient_and_dot_product_networks_agree(device):
     dot.load_state_dict(eff.state_dict())
     x1, x2 = (torch.rand(1, 3, 64, 96, dtype=torch.float64).to(device) for _ in range(2))
     with torch.no_grad():
-        a, b = eff(x1, x2), dot(x1, x2)
+        a, b = eff.infer(x1, x2).disparity, dot.infer(x1, x2).disparity
         plain = build_model(tiny("none")).double().eval().to(device)
         plain.load_state_dict(eff.state_dict(), strict=False)
-        c = plain(x1, x2)
+        c = plain.infer(x1, x2).disparity
     assert a.device.type == device
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     assert (a - c).abs().max() > 1e-6  # the attention actually changes the output
@@ -95,7 +94,7 @@ def test_deterministic_with_seed():
         torch.manual_seed(4)
         model = build_model(tiny()).train()
         x = torch.rand(2, 3, 64, 64)
-        return model(x, x.flip(-1))[-1]
+        return model(x, x.flip(-1)).heads[-1]
 
     torch.testing.assert_close(run(), run(), rtol=0, atol=0)
 
@@ -105,7 +104,7 @@ def test_bf16_autocast_forward_is_finite(device):
     model = build_model(tiny()).eval().to(device)
     x = torch.rand(1, 3, 64, 64, device=device)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
-        out = model(x, x)
+        out = model.infer(x, x).disparity
     assert torch.isfinite(out).all() and out.device.type == device
 
 
@@ -176,7 +175,7 @@ def test_cost_volumes_shift_right_features():
 def test_gwc_volume_model_runs():
     model = build_model(tiny(volume="gwc", gwc_groups=8)).eval()
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
+        assert model.infer(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)).disparity.shape == (1, 64, 64)
 
 
 def test_config_errors():
@@ -188,9 +187,14 @@ def test_config_errors():
         build_model(cfg)
     with pytest.raises(ValueError, match="unknown model config keys"):
         build_model({**load_config("model/psmnet"), "maxdisp": 192})
+    # a removed refinement kind names the commit that still loads it
+    with pytest.raises(ValueError, match=r"model.refine=warp was removed.*git checkout [0-9a-f]{7}"):
+        build_model({**load_config("model/psmnet"), "refine": "warp"})
     model = build_model(tiny())
     with pytest.raises(ValueError, match="multiples of 16"):
         model(torch.rand(1, 3, 60, 64), torch.rand(1, 3, 60, 64))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model.eval().infer(torch.rand(1, 3, 60, 64), torch.rand(1, 3, 60, 64))
     with pytest.raises(FileNotFoundError, match="available"):
         load_config("model/nope")
 
@@ -203,7 +207,7 @@ def test_half_resolution_attention_placement():
     model = build_model(cfg).eval()
     assert model.feature_extraction.attention_layer1.in_channels == 16
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)).shape == (1, 64, 64)
+        assert model.infer(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)).disparity.shape == (1, 64, 64)
 
 
 def _randomise_batchnorm(model):
@@ -347,117 +351,3 @@ def test_local_regression_through_upsampling_and_the_model():
     torch.testing.assert_close(run(model, left, right).disparity, plain, rtol=0, atol=1e-4)
     model.set_runtime(regression_radius=2.0)
     assert (run(model, left, right).disparity - plain).abs().max() > 1e-2
-
-
-def test_training_regressions_from_one_upsampling_equal_the_eval_ones():
-    """upsample_regress_windows gives, from one upsampled volume, what upsample_regress gives for each
-    radius (None = every disparity; a window wider than the range = every disparity), values and
-    gradients, to float64 precision."""
-    torch.manual_seed(10)
-    cost = (torch.randn(2, 1, 8, 9, 13, dtype=torch.float64) * 3).requires_grad_()
-    size, weights = (32, 36, 52), torch.randn(2, 36, 52, dtype=torch.float64)
-    outs = upsample_regress_windows(cost, size, (None, 4.0, 1000.0))
-    refs = [upsample_regress(cost, size), upsample_regress(cost, size, radius=4.0), upsample_regress(cost, size)]
-    assert (outs[0] - outs[1]).abs().max() > 1e-2  # the window matters on this cost
-    for out, ref in zip(outs, refs, strict=True):
-        torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
-        (g_out,) = torch.autograd.grad((out * weights).sum(), cost, retain_graph=True)  # one graph for all outs
-        (g_ref,) = torch.autograd.grad((ref * weights).sum(), cost)
-        torch.testing.assert_close(g_out, g_ref, rtol=0, atol=1e-10)
-
-
-def test_laplace_divergence_is_the_kl_from_the_laplace_mixture():
-    """Per pixel, KL(p || softmax(logits)) with p = (k + 1 - t) L_k + (t - k) L_(k+1), k = floor(t), L_c(d) =
-    exp(-|d - c| / b) / Z over d = 0..D-1 with |d - c| <= ceil(10 b), from a direct float64 sum over the
-    range; 0 exactly when the logits have the target's shape (any offset), > 0 otherwise; gradcheck; the
-    target's mean is t (to its cut tails) away from the ends of the range (one Laplace centred on t would be
-    off by up to 0.05 px); odd targets stay finite."""
-    torch.manual_seed(12)
-    logits = torch.randn(2, 20, 3, 4, dtype=torch.float64) * 2
-    target = torch.rand(2, 3, 4, dtype=torch.float64) * 19
-    target[0, 0, 0] = 7.0  # an integer: one Laplace
-    got = laplace_divergence(logits, target, 1.5)
-    d = torch.arange(20, dtype=torch.float64)
-
-    def laplace(c):  # cut at ceil(10 scales) = 15 px from its centre
-        w = torch.exp(-(d - c).abs() / 1.5) * ((d - c).abs() <= 15)
-        return w / w.sum()
-
-    for b, y, x in [(0, 0, 0), (1, 2, 3), (1, 1, 2), (0, 2, 1)]:
-        t = float(target[b, y, x])
-        k = float(torch.floor(target[b, y, x]))
-        p = (k + 1 - t) * laplace(k) + (t - k) * laplace(k + 1)
-        q = torch.softmax(logits[b, :, y, x], 0)
-        terms = torch.where(p > 0, p * torch.log(p / q), torch.zeros_like(p))
-        assert float(got[b, y, x]) == pytest.approx(float(terms.sum()), abs=1e-12)
-    assert (got > 0).all()
-    shaped = laplace_target(target, 20, 1.5) + 7.0
-    assert laplace_divergence(shaped, target, 1.5).abs().max() < 1e-12
-    far = 20 + torch.rand(1, 5, 7, dtype=torch.float64) * 20  # >= 20 scales from both ends of 0..59
-    mean = (laplace_target(far, 60, 1.0).exp() * torch.arange(60, dtype=torch.float64).view(1, -1, 1, 1)).sum(1)
-    torch.testing.assert_close(mean, far, rtol=0, atol=1e-7)  # the tails beyond the ends: < e^-20
-    odd = torch.tensor([[[-5.0, 40.0, float("nan"), float("inf")]]], dtype=torch.float64)
-    assert torch.isfinite(laplace_divergence(logits[:1, :, :1], odd, 1.0)).all()
-    small = logits[:1, :, :2, :2].clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda x: laplace_divergence(x, target[:1, :2, :2], 0.7), (small,))
-
-
-def test_training_divergence_from_one_upsampling_equals_the_direct_one():
-    """upsample_regress_windows' divergence map equals laplace_divergence of the trilinearly upsampled cost
-    (F.interpolate), values and gradients in float64, and leaves the regressions unchanged."""
-    torch.manual_seed(13)
-    cost = (torch.randn(2, 1, 8, 9, 13, dtype=torch.float64) * 3).requires_grad_()
-    size, weights = (32, 36, 52), torch.randn(2, 36, 52, dtype=torch.float64)
-    target = torch.rand(2, 36, 52, dtype=torch.float64) * 31
-    soft, local, kl = upsample_regress_windows(cost, size, (None, 4.0), target, 0.8)
-    up = F.interpolate(cost, size, mode="trilinear", align_corners=False).squeeze(1)
-    ref = laplace_divergence(up, target, 0.8)
-    torch.testing.assert_close(kl, ref, rtol=0, atol=1e-10)
-    torch.testing.assert_close(soft, upsample_regress(cost, size), rtol=0, atol=1e-10)
-    torch.testing.assert_close(local, upsample_regress(cost, size, radius=4.0), rtol=0, atol=1e-10)
-    (g_kl,) = torch.autograd.grad((kl * weights).sum(), cost)
-    (g_ref,) = torch.autograd.grad((ref * weights).sum(), cost)
-    torch.testing.assert_close(g_kl, g_ref, rtol=0, atol=1e-10)
-
-
-def test_training_forward_with_a_target_returns_the_divergences():
-    torch.manual_seed(14)
-    model = _randomise_batchnorm(build_model(tiny())).train()
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-    x, y = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
-    target = torch.rand(2, 64, 96) * 31
-    out = model(x, y, target=target, target_scale=2.0)
-    plain = model(x, y)
-    assert out.local == [] and len(out.divergence) == len(out.heads) == len(plain) == 2
-    for h, p, kl in zip(out.heads, plain, out.divergence, strict=True):
-        torch.testing.assert_close(h, p, rtol=0, atol=1e-5)
-        assert kl.shape == h.shape and (kl > 0).all()
-    both = model(x, y, local_radius=2.0, target=target, target_scale=2.0)
-    assert len(both.local) == 2
-    for a, b in zip(both.divergence, out.divergence, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
-    refining = build_model(tiny(refine="residual")).train()  # the divergence is of the heads before refinement
-    assert len(refining(x, y, target=target).divergence) == 2
-
-
-def test_training_forward_with_a_local_radius_returns_both_regressions():
-    torch.manual_seed(11)
-    model = _randomise_batchnorm(build_model(tiny())).train()
-    for m in model.modules():  # BatchNorm from its running statistics: two forwards see the same normalisation
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-    x, y = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
-    heads, local, divergence = model(x, y, local_radius=2.0)
-    plain = model(x, y)
-    assert len(local) == len(heads) == len(plain) == 2 and divergence == []
-    for h, p, loc in zip(heads, plain, local, strict=True):
-        torch.testing.assert_close(h, p, rtol=0, atol=1e-5)
-        assert loc.shape == h.shape and (loc - h).abs().max() > 1e-2
-    wide_heads, wide, _ = model(x, y, local_radius=1000.0)
-    for h, w in zip(wide_heads, wide, strict=True):
-        torch.testing.assert_close(w, h, rtol=0, atol=1e-5)
-    refining = build_model(tiny(refine="residual")).train()
-    with pytest.raises(ConfigError, match="model.refine=none"):
-        refining(x, y, local_radius=2.0)

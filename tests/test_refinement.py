@@ -1,4 +1,4 @@
-"""Sub-pixel refinement (model.refine): identity when untrained, gradients right, off = PSMNet unchanged."""
+"""The refinement (model.refine): identity when untrained, gradients right, none = PSMNet unchanged."""
 
 import pytest
 import torch
@@ -6,7 +6,14 @@ import torch
 from stereo.config import load_config, to_plain
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
-from stereo.models.refinement import MODES_RADIUS, PHOTOMETRIC_OFFSETS, ResidualRefinement, warp_right_to_left
+from stereo.models.refinement import (
+    MODES_RADIUS,
+    PHOTOMETRIC_OFFSETS,
+    ModesRefinement,
+    NoRefinement,
+    build_refinement,
+    warp_right_to_left,
+)
 from stereo.models.regression import regress_modes, soft_argmin, upsample_regress, upsample_regress_modes
 
 
@@ -17,20 +24,11 @@ def _model(refine, seed=0):
 
 
 def test_untrained_refinement_returns_its_input_and_trains():
-    ref = ResidualRefinement(channels=4, dilations=(1, 2))
-    disp, img = torch.rand(2, 12, 20) * 30, torch.randn(2, 3, 12, 20)
-    assert torch.equal(ref(disp, img), disp)  # zero-initialised head: exactly the input
-    ref(disp, img).sum().backward()
+    ref = ModesRefinement(channels=4, dilations=(1, 2))
+    disp, img, right, local, mass = _modes_inputs(0)
+    assert torch.equal(ref(disp, img, right, local, mass), disp)  # zero-initialised head: exactly the input
+    ref(disp, img, right, local, mass).sum().backward()
     assert ref.head.weight.grad.abs().sum() > 0  # and it can learn from there
-
-
-def test_refinement_gradients_match_finite_differences():
-    torch.manual_seed(1)
-    ref = ResidualRefinement(channels=3, dilations=(1, 2)).double()
-    torch.nn.init.normal_(ref.head.weight, std=0.1)
-    disp = (torch.rand(1, 6, 7, dtype=torch.float64) * 10 + 5).requires_grad_()
-    img = torch.randn(1, 3, 6, 7, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(ref, (disp, img), eps=1e-6, atol=1e-5)
 
 
 def test_warp_samples_the_right_image_at_x_minus_d_with_linear_interpolation():
@@ -52,42 +50,33 @@ def test_warp_samples_the_right_image_at_x_minus_d_with_linear_interpolation():
             assert torch.allclose(warped[0, :, y, x], expect, atol=1e-12)
 
 
-def test_photometric_refinement_sees_a_zero_error_at_the_true_disparity():
+def test_refinement_sees_a_zero_photometric_error_at_the_true_disparity():
     torch.manual_seed(3)
     right = torch.rand(1, 3, 8, 24)
     left = torch.roll(right, 3, dims=-1)  # left(x) = right(x - 3): disparity 3 everywhere
     warped, inside = warp_right_to_left(right, torch.full((1, 8, 24), 3.0))
     assert torch.allclose((left - warped) * inside, torch.zeros_like(left), atol=1e-6)
     assert inside[..., :3].sum() == 0 and inside[..., 3:].all()
-    ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True)
-    assert torch.equal(ref(torch.full((1, 8, 24), 3.0), left, right), torch.full((1, 8, 24), 3.0))
+    ref = ModesRefinement(channels=4, dilations=(1, 2))
+    three = torch.full((1, 8, 24), 3.0)
+    assert torch.equal(ref(three, left, right, three + 1, torch.ones_like(three)), three)
     # The local cost curve (one channel per offset, after image, disparity and signed error) is zero at
-    # offset 0 and positive at every other offset, where the match is inside the right image.
-    x = ref.inputs(torch.full((1, 8, 24), 3.0), left, right)
-    assert x.shape == (1, 4 + 3 + len(PHOTOMETRIC_OFFSETS), 8, 24)
-    curve = x[0, 7:, :, 6:]
+    # offset 0 and positive at every other offset, where the match is inside the right image; the windowed
+    # estimate 1 px off shows as its offset / MODES_RADIUS and a positive colour error.
+    x = ref.inputs(three, left, right, three + 1, torch.ones_like(three))
+    n = len(PHOTOMETRIC_OFFSETS)
+    assert x.shape == (1, 4 + 3 + n + 3, 8, 24)
+    curve = x[0, 7 : 7 + n, :, 6:]
     zero = PHOTOMETRIC_OFFSETS.index(0.0)
     assert curve[zero].abs().max() < 1e-6
-    assert all((curve[i] > 1e-3).float().mean() > 0.9 for i in range(len(PHOTOMETRIC_OFFSETS)) if i != zero)
-    with pytest.raises(ValueError, match="right image"):
-        ref(torch.full((1, 8, 24), 3.0), left)
+    assert all((curve[i] > 1e-3).float().mean() > 0.9 for i in range(n) if i != zero)
+    assert torch.allclose(x[0, 7 + n], torch.full((8, 24), 1 / MODES_RADIUS))
+    assert torch.equal(x[0, 8 + n], torch.ones(8, 24)) and (x[0, 9 + n, :, 6:] > 1e-3).float().mean() > 0.9
 
 
-def test_photometric_refinement_gradients_match_finite_differences():
-    torch.manual_seed(4)
-    ref = ResidualRefinement(channels=3, dilations=(1, 2), photometric=True).double()
-    torch.nn.init.normal_(ref.head.weight, std=0.1)
-    # Fractional disparities away from the integer kinks of bilinear sampling.
-    disp = torch.randint(1, 4, (1, 6, 9)).double() + 0.3 + 0.4 * torch.rand(1, 6, 9, dtype=torch.float64)
-    disp.requires_grad_()
-    img = torch.randn(1, 3, 6, 9, dtype=torch.float64, requires_grad=True)
-    right = torch.randn(1, 3, 6, 9, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(ref, (disp, img, right), eps=1e-6, atol=1e-5)
-
-
-@pytest.mark.parametrize("kind", ["residual", "warp", "modes"])
-def test_refine_none_is_psmnet_and_refined_starts_equal(kind):
-    plain, refined = _model("none"), _model(kind)
+def test_refine_none_is_psmnet_and_refined_starts_equal():
+    plain, refined = _model("none"), _model("modes")
+    assert isinstance(plain.refinement, NoRefinement) and not plain.refinement.refines and refined.refinement.refines
     assert not any(k.startswith("refinement") for k in plain.state_dict())
     assert any(k.startswith("refinement") for k in refined.state_dict())
     missing = refined.load_state_dict(plain.state_dict(), strict=False).missing_keys
@@ -96,9 +85,10 @@ def test_refine_none_is_psmnet_and_refined_starts_equal(kind):
     with torch.no_grad():
         for m in (plain, refined):
             m.eval()
-        assert torch.equal(plain(left, right), refined(left, right))  # untrained refinement = identity
+        # untrained refinement = identity
+        assert torch.equal(plain.infer(left, right).disparity, refined.infer(left, right).disparity)
         refined.train(), plain.train()
-        heads_r, heads_p = refined(left, right), plain(left, right)
+        heads_r, heads_p = refined(left, right).heads, plain(left, right).heads
     assert len(heads_r) == len(heads_p) == 2
     for a, b in zip(heads_r, heads_p, strict=True):
         assert a.shape == (2, 64, 128) and torch.allclose(a, b)
@@ -107,6 +97,8 @@ def test_refine_none_is_psmnet_and_refined_starts_equal(kind):
 def test_unknown_refine_kind_is_one_clear_error():
     with pytest.raises(ConfigError, match="refine"):
         build_model({"arch": "psmnet", "max_disp": 32, "refine": "convexx"})
+    with pytest.raises(ConfigError, match="model.refine must be one of none, modes, got 'warp'"):
+        build_refinement("warp", 32)
 
 
 def test_init_from_starts_from_the_weights_and_may_add_the_refinement(checkpoint, sample_root, tmp_path):
@@ -117,7 +109,7 @@ def test_init_from_starts_from_the_weights_and_may_add_the_refinement(checkpoint
     saved = load_checkpoint(checkpoint)["model"]
     same = Trainer(make_tiny_cfg(sample_root, init_from=str(checkpoint)), tmp_path / "a").model.state_dict()
     assert all(torch.equal(same[k].cpu(), v) for k, v in saved.items())
-    refined = Trainer(make_tiny_cfg(sample_root, "model.refine=residual", init_from=str(checkpoint)), tmp_path / "b")
+    refined = Trainer(make_tiny_cfg(sample_root, "model.refine=modes", init_from=str(checkpoint)), tmp_path / "b")
     state = refined.model.state_dict()
     assert all(torch.equal(state[k].cpu(), v) for k, v in saved.items())
     assert torch.count_nonzero(state["refinement.head.weight"]) == 0  # the identity it starts as
@@ -125,7 +117,7 @@ def test_init_from_starts_from_the_weights_and_may_add_the_refinement(checkpoint
         Trainer(make_tiny_cfg(sample_root, "model.max_disp=48", init_from=str(checkpoint)), tmp_path / "c")
     # Weights with a refinement into a model without one: refused, with the key that keeps it.
     torch.save({"model": state, "model_config": to_plain(refined.model.config), "step": 0}, tmp_path / "r.pt")
-    with pytest.raises(CheckpointError, match=r"refine: 'residual' -> 'none'.*add model.refine=residual"):
+    with pytest.raises(CheckpointError, match=r"refine: 'modes' -> 'none'.*add model.refine=modes"):
         Trainer(make_tiny_cfg(sample_root, init_from=str(tmp_path / "r.pt")), tmp_path / "d")
 
 
@@ -163,6 +155,10 @@ def test_upsample_regress_modes_equals_both_regressions_chunked_or_not():
     assert half[0].dtype == torch.float32
 
 
+def _infer(model, left, right):
+    return model.infer(left, right).disparity
+
+
 def _modes_inputs(seed, dtype=torch.float32):
     torch.manual_seed(seed)
     disp = torch.rand(1, 6, 9, dtype=dtype) * 3 + 1.3
@@ -173,7 +169,7 @@ def _modes_inputs(seed, dtype=torch.float32):
 
 
 def test_modes_refinement_starts_as_the_soft_argmin_and_its_gate_reaches_the_windowed_estimate():
-    ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True, modes=True)
+    ref = ModesRefinement(channels=4, dilations=(1, 2))
     disp, img, right, local, mass = _modes_inputs(7)
     assert torch.equal(ref(disp, img, right, local, mass), disp)  # zero head: gate 0, residual 0
     assert ref.inputs(disp, img, right, local, mass).shape == (1, 4 + 3 + len(PHOTOMETRIC_OFFSETS) + 3, 6, 9)
@@ -183,14 +179,10 @@ def test_modes_refinement_starts_as_the_soft_argmin_and_its_gate_reaches_the_win
     with torch.no_grad():
         ref.head.bias[1] = 0.25
     assert torch.allclose(ref(disp, img, right, local, mass), disp + 0.25 * (local - disp), atol=1e-6)
-    with pytest.raises(ValueError, match="windowed estimate"):
-        ref(disp, img, right)
-    with pytest.raises(ValueError, match="photometric"):
-        ResidualRefinement(modes=True)
 
 
 def test_modes_refinement_gradients_match_finite_differences():
-    ref = ResidualRefinement(channels=3, dilations=(1, 2), photometric=True, modes=True).double()
+    ref = ModesRefinement(channels=3, dilations=(1, 2)).double()
     torch.nn.init.normal_(ref.head.weight, std=0.02)
     with torch.no_grad():
         ref.head.bias[1] = 0.5  # the gate inside (0, 1), away from the clamp's kinks
@@ -199,7 +191,7 @@ def test_modes_refinement_gradients_match_finite_differences():
 
 
 def test_modes_refinement_runs_under_bf16_autocast_in_fp32():
-    ref = ResidualRefinement(channels=4, dilations=(1, 2), photometric=True, modes=True)
+    ref = ModesRefinement(channels=4, dilations=(1, 2))
     torch.nn.init.normal_(ref.head.weight, std=0.05)
     disp, img, right, local, mass = _modes_inputs(9)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -214,15 +206,13 @@ def test_modes_model_early_exit_and_its_refusals():
     torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
     left, right = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
     with torch.no_grad():
-        whole, conf = model(left, right, confidence=True)
+        whole = model.infer(left, right, confidence=True)
         model.set_runtime(early_exit="head", exit_head=2)  # every image to the last head, one by one
-        by_image, conf_b = model(left, right, confidence=True)
+        by_image = model.infer(left, right, confidence=True)
+    whole, conf, by_image, conf_b = whole.disparity, whole.confidence, by_image.disparity, by_image.confidence
     assert torch.allclose(whole, by_image, atol=1e-4) and torch.allclose(conf, conf_b, atol=1e-5)
     with pytest.raises(ConfigError, match="regression=local.*refine=modes"):
         model.set_runtime(regression="local")
-    model.set_runtime(early_exit="off")
-    with pytest.raises(ConfigError, match="refine other than modes"):
-        model.train()(left, right, local_radius=4.0)
 
 
 def test_refinement_false_answers_with_the_network_alone_and_allows_regression_local():
@@ -232,14 +222,14 @@ def test_refinement_false_answers_with_the_network_alone_and_allows_regression_l
     plain.eval(), refined.eval()
     left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
     with torch.no_grad():
-        assert not torch.allclose(refined(left, right), plain(left, right), atol=1e-3)  # the refinement acts
+        assert not torch.allclose(_infer(refined, left, right), _infer(plain, left, right), atol=1e-3)  # it acts
         refined.set_runtime(refinement=False)
-        soft = refined(left, right)
-        assert torch.equal(soft, plain(left, right))
+        soft = _infer(refined, left, right)
+        assert torch.equal(soft, _infer(plain, left, right))
         refined.set_runtime(regression="local")  # allowed once the refinement is off
         plain.set_runtime(regression="local")
-        local = refined(left, right)
-        assert torch.equal(local, plain(left, right)) and not torch.allclose(local, soft, atol=1e-3)
+        local = _infer(refined, left, right)
+        assert torch.equal(local, _infer(plain, left, right)) and not torch.allclose(local, soft, atol=1e-3)
     with pytest.raises(ConfigError, match="refinement=false"):
         refined.set_runtime(refinement=True)
 

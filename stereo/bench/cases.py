@@ -186,8 +186,10 @@ def model_case(
     torch.manual_seed(seed)
     net, max_disp = _bench_network(model, overrides, runtime, fold_bn and not train, original)
     net = net.to(dev)
+    # What a step calls: the original code's forward; ours trains through forward and answers through infer.
+    call = net if train or original else net.infer
     if compile:
-        net = torch.compile(net)
+        call = torch.compile(call)
     left, right = _random_pair(batch, height, width, dev)
     amp = autocast(dev, precision)
     if train:
@@ -204,7 +206,8 @@ def model_case(
         def step() -> None:  # what a training step does: the training loss itself, over every pixel
             opt.zero_grad(set_to_none=True)
             with amp:
-                outs = net(left, right)
+                outs = call(left, right)
+                outs = outs if original else outs.heads
             sequence_loss(outs, gt, valid, loss_weights(None, len(outs))).backward()
             opt.step()
     else:
@@ -212,8 +215,8 @@ def model_case(
 
         def step() -> None:
             with torch.inference_mode(), amp:
-                if original or compile:  # the original code, or the compiled forward (sizes: multiples of 16)
-                    net(left, right)
+                if original or compile:  # the original code, or the compiled infer (sizes: multiples of 16)
+                    call(left, right)
                 else:
                     last["bands"] = run(net, left, right).bands
 
@@ -352,7 +355,7 @@ def flops_case(model: str, height: int, width: int, original: str | None = None)
     left, right = _random_pair(1, height, width, torch.device("cpu"))
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        net(left, right)
+        (net if original else net.infer)(left, right)
     return {"flops": counter.get_total_flops()}
 
 

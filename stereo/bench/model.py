@@ -48,8 +48,6 @@ VARIANTS = [
     ("ea_psmnet latent", "ea_psmnet", ["feature.attention.0.kind=latent"], None),
     ("ea_psmnet multires", "ea_psmnet", ["feature.attention.0.kind=multires", "feature.attention.0.heads=4"], None),
     ("ea_psmnet_light", "ea_psmnet_light", [], None),
-    ("ea_psmnet_light refine=residual", "ea_psmnet_light", ["refine=residual"], None),
-    ("ea_psmnet_light refine=warp", "ea_psmnet_light", ["refine=warp"], None),
     ("ea_psmnet_light refine=modes", "ea_psmnet_light", ["refine=modes"], None),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),

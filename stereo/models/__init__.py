@@ -33,6 +33,9 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"psmnet": PSMNet}
 
 # Keys that older checkpoints stored in their model config; they are runtime or training settings now.
 _LEGACY_KEYS = ("eval_chunk_rows", "channels_last_3d", "loss_weights")
+# Refinement kinds that no shipped weights used, removed with the commit after this one: checkpoints with
+# them load with stereo at that commit (MODEL_CARD.md, History, has what each measured).
+_REMOVED_REFINE = {"residual": "41829a3", "warp": "41829a3"}
 
 
 def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
@@ -44,6 +47,12 @@ def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
     plain = dict(to_plain(cfg))
     for k in _LEGACY_KEYS:
         plain.pop(k, None)
+    if str(plain.get("refine")) in _REMOVED_REFINE:
+        kind = plain["refine"]
+        raise ConfigError(
+            f"model.refine={kind} was removed (no shipped weights used it; MODEL_CARD.md History has its results). "
+            f"Weights with it load with stereo at commit {_REMOVED_REFINE[kind]} (git checkout {_REMOVED_REFINE[kind]})"
+        )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), plain)
     except OmegaConfBaseException as e:

@@ -1,10 +1,10 @@
 """What a stereo method returns: at inference (the networks, OpenCV SGBM and ONNX Runtime alike), and what a
-network's training forward returns when the auxiliary losses need more than the heads."""
+network's training forward returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import torch
 
@@ -30,15 +30,12 @@ class StereoOutput:
         return replace(self, disparity=self.disparity[:, :height, :width], confidence=conf)
 
 
-class TrainingOutput(NamedTuple):
-    """Training forward with extras (:meth:`stereo.models.psmnet.PSMNet.forward`), one (B, H, W) map per head
-    in each list. ``heads``: the disparities (pixels), as without extras. ``local``: each head's windowed
-    soft-argmin (pixels; empty unless asked for). ``divergence``: each head's per-pixel divergence (nats) from
-    the target distribution (empty unless asked for)."""
+@dataclass
+class TrainingOutput:
+    """A batch's result of a network's training forward (``forward_train``). ``heads``: one (B, H, W)
+    disparity in pixels per output head, coarsest first; the loss weighs each (``train.loss_weights``)."""
 
     heads: list[torch.Tensor]
-    local: list[torch.Tensor]
-    divergence: list[torch.Tensor]
 
 
 class Predictor(Protocol):

@@ -8,14 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from stereo.config import ModelConfig, Refine, RuntimeConfig, runtime_config, runtime_model_errors, to_plain
+from stereo.config import ModelConfig, RuntimeConfig, runtime_config, runtime_model_errors, to_plain
 from stereo.errors import ConfigError
 from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
 from stereo.models.output import StereoOutput, TrainingOutput
-from stereo.models.refinement import MODES_RADIUS, ResidualRefinement
-from stereo.models.regression import upsample_regress, upsample_regress_modes, upsample_regress_windows
+from stereo.models.refinement import Guides, build_refinement
 
 log = logging.getLogger(__name__)
 _WARNED_BUDGETS: set[tuple] = set()  # (batch, h4, w4, budget) already warned about, once per process
@@ -27,10 +26,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class PSMNet(nn.Module):
     """Cost-volume stereo network: features at 1/4, cost volume, stacked hourglasses, soft-argmin.
 
-    ``forward(left, right)`` takes RGB in [0, 1], (B, 3, H, W) with H and W multiples of
-    :attr:`size_divisor` (use :func:`stereo.models.predict` for any size), and normalises them itself.
-    Training mode returns the list of head disparities, each (B, H, W) in pixels; eval mode returns the
-    final (B, H, W) disparity, computed with only what it needs.
+    Two methods, both on RGB in [0, 1], (B, 3, H, W) with H and W multiples of :attr:`size_divisor` (use
+    :func:`stereo.models.predict` for any size), normalised by the network itself:
+    :meth:`forward_train` (what ``model(left, right)`` and DDP call) returns every head's disparity
+    (:class:`~stereo.models.output.TrainingOutput`); :meth:`infer` (eval mode) returns the final disparity,
+    computed with only what it needs, and what it may need to report
+    (:class:`~stereo.models.output.StereoOutput`). Each head's cost becomes a disparity in the model's
+    :class:`~stereo.models.refinement.Refinement` (``model.refine``), which owns its regression.
 
     Args:
         cfg: the architecture (:class:`~stereo.config.ModelConfig`): ``max_disp`` (pixels, a multiple of
@@ -70,15 +72,8 @@ class PSMNet(nn.Module):
         fc = self.feature_extraction.out_channels
         in_channels = 2 * fc if self.volume == "concat" else cfg.gwc_groups
         self.aggregation = StackedHourglass(in_channels, cfg.volume_channels, cfg.hourglasses)
-        refine = str(cfg.refine)
-        if refine not in Refine.__members__:  # a ModelConfig built in code is not checked by OmegaConf
-            raise ConfigError(f"refine must be one of {', '.join(Refine.__members__)}, got {refine!r}")
-        # Only a model that refines has the module: a PSMNet's weights stay exactly the original's.
-        self.refinement = (
-            ResidualRefinement(scale=cfg.max_disp / 2, photometric=refine in ("warp", "modes"), modes=refine == "modes")
-            if refine != "none"
-            else None
-        )
+        # refine=none has no weights: a PSMNet's state dict stays exactly the original's.
+        self.refinement = build_refinement(str(cfg.refine), cfg.max_disp)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()
@@ -96,11 +91,6 @@ class PSMNet(nn.Module):
             raise ConfigError("; ".join(errors))
         self.runtime = rt
         self.aggregation.to(memory_format=self.memory_format)
-
-    @property
-    def refines_modes(self) -> bool:
-        """``model.refine=modes``: the refinement needs each head's windowed estimate and its mass."""
-        return self.refinement is not None and self.refinement.modes
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -125,77 +115,62 @@ class PSMNet(nn.Module):
                 f">= {8 * coarsest} (e.g. data.crop_size=[{height},{max(width, 8 * coarsest)}])"
             )
 
-    def forward(
-        self,
-        left: torch.Tensor,
-        right: torch.Tensor,
-        confidence: bool = False,
-        local_radius: float | None = None,
-        target: torch.Tensor | None = None,
-        target_scale: float = 1.0,
-    ) -> list[torch.Tensor] | torch.Tensor | tuple[torch.Tensor, torch.Tensor] | TrainingOutput:
-        """See the class docstring; in eval mode ``confidence=True`` also returns a (B, H, W) confidence in
-        [0, 1] (the regression's probability mass near its estimate, :func:`~stereo.models.regression.soft_argmin`).
-        :meth:`infer` returns the same with the diagnostics (the head that answered, bands of rows).
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> TrainingOutput:
+        """:meth:`forward_train`: the call of ``nn.Module`` (and of DDP, which synchronises gradients there)."""
+        return self.forward_train(left, right)
 
-        Training with extras returns a :class:`~stereo.models.output.TrainingOutput`, all from the same
-        upsampled cost of each head: with ``local_radius`` (pixels) each head's windowed soft-argmin within
-        ``local_radius`` of its most likely disparity (what ``regression=local`` answers in eval mode;
-        ``train.local_loss_weight``), with ``target`` ((B, H, W) ground truth, pixels) each head's per-pixel
-        divergence from a Laplace distribution of ``target_scale`` pixels around it
-        (:func:`~stereo.models.regression.laplace_divergence`; ``train.distribution_loss_weight``).
-        """
+    def forward_train(self, left: torch.Tensor, right: torch.Tensor) -> TrainingOutput:
+        """Every head's (B, H, W) disparity in pixels, through the model's refinement, for the loss. In
+        training mode BatchNorm uses the batch's statistics (PSMNet's training forward)."""
         self._check_inputs(left, right)
-        if not self.training:
-            out = self._infer(left, right, confidence)
-            return (out.disparity, out.confidence) if confidence else out.disparity
         size = (self.max_disp, *left.shape[-2:])
         costs = self.aggregation(self.volume_of(*self.features(left, right)))
-        if self.refines_modes:
-            if local_radius is not None or target is not None:
-                raise ConfigError(
-                    "train.local_loss_weight and train.distribution_loss_weight need model.refine other than modes"
-                )
-            guides = self.normalised(left), self.normalised(right)
-            return [self._refine_modes(c, size, *guides) for c in costs]
-        if local_radius is not None or target is not None:
-            if local_radius is not None and self.refinement is not None:
-                raise ConfigError("train.local_loss_weight > 0 needs model.refine=none (the loss is on the regression)")
-            radii = (None,) if local_radius is None else (None, float(local_radius))
-            maps = [upsample_regress_windows(c, size, radii, target, target_scale) for c in costs]
-            heads = self._refined([m[0] for m in maps], left, right)
-            local = [m[1] for m in maps] if local_radius is not None else []
-            return TrainingOutput(heads, local, [m[-1] for m in maps] if target is not None else [])
-        return self._refined([upsample_regress(c, size) for c in costs], left, right)
-
-    def _refined(self, heads: list[torch.Tensor], left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
-        if self.refinement is None:
-            return heads
-        guide, right_guide = self.normalised(left), self.normalised(right)
-        return [self.refinement(d, guide, right_guide) for d in heads]  # every head, one shared refinement
-
-    def _refine_modes(
-        self,
-        cost: torch.Tensor,
-        size: tuple[int, int, int],
-        guide: torch.Tensor,
-        right_guide: torch.Tensor,
-        chunk: int | None = None,
-        confidence: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """refine=modes: the (B, 1, D', H', W') cost of a head and the normalised views -> its refined (B, H, W)
-        disparity (and the soft-argmin's confidence)."""
-        maps = upsample_regress_modes(cost, size, MODES_RADIUS, chunk, confidence)
-        disp = self.refinement(maps[0], guide, right_guide, maps[1], maps[2])
-        return (disp, maps[3]) if confidence else disp
+        guides = self.guides(left, right)
+        return TrainingOutput([self.refinement.train_head(c, size, guides) for c in costs])  # one shared refinement
 
     def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
-        """Eval mode: the disparity (B, H, W) in pixels, the confidence when asked for, the head that
-        answered each image and the bands of rows of the 3-D part (:class:`~stereo.models.output.StereoOutput`)."""
+        """Eval mode: the disparity (B, H, W) in pixels, the confidence (B, H, W) in [0, 1] when asked for
+        (the regression's probability mass near its estimate, :func:`~stereo.models.regression.soft_argmin`),
+        the head that answered each image and the bands of rows of the 3-D part."""
         if self.training:
             raise RuntimeError("PSMNet.infer runs in eval mode (model.eval())")
         self._check_inputs(left, right)
-        return self._infer(left, right, confidence)
+        h, w = left.shape[-2:]
+        size = (self.max_disp, h, w)
+        fl, fr = self.features(left, right)
+        if self.runtime.early_exit != "off":  # early exit decides per image from the whole head cost: no bands
+            return self._infer_early_exit(fl, fr, size, left, right, confidence)
+        b, _, h4, w4 = fl.shape
+        tile = self.eval_tile_rows(b, h4, w4)
+        if tile is not None:
+            cost, bands = self._aggregate_in_bands(fl, fr, tile)
+        else:
+            vol, bands = [self.volume_of(fl, fr)], 1
+            del fl, fr
+            cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
+        disp, conf = self.refinement.infer_head(cost, size, self.guides(left, right), self.runtime, confidence)
+        return StereoOutput(disp, conf, [self.hourglasses] * left.shape[0], bands)
+
+    def _infer_early_exit(
+        self,
+        fl: torch.Tensor,
+        fr: torch.Tensor,
+        size: tuple[int, int, int],
+        left: torch.Tensor,
+        right: torch.Tensor,
+        confidence: bool,
+    ) -> StereoOutput:
+        """:meth:`infer` with early exit: each image answers from the head it stopped at, one by one."""
+        vol = [self.volume_of(fl, fr)]
+        del fl, fr
+        costs, heads = self.aggregation.forward_early_exit(vol, self._should_stop)
+        rt = self.runtime
+        outs = [  # one answer per image, in order (forward_early_exit)
+            self.refinement.infer_head(c, size, self.guides(left[i : i + 1], right[i : i + 1]), rt, confidence)
+            for i, c in enumerate(costs)
+        ]
+        conf = torch.cat([o[1] for o in outs]) if confidence else None
+        return StereoOutput(torch.cat([o[0] for o in outs]), conf, heads, 1)
 
     def _check_inputs(self, left: torch.Tensor, right: torch.Tensor) -> None:
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
@@ -210,65 +185,14 @@ class PSMNet(nn.Module):
                 "use stereo.models.predict() to pad any size"
             )
 
-    def _infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool) -> StereoOutput:
-        h, w = left.shape[-2:]
-        size = (self.max_disp, h, w)
-        fl, fr = self.features(left, right)
-        chunk = self.runtime.eval_chunk_rows or None
-        radius = float(self.runtime.regression_radius) if self.runtime.regression == "local" else None
-        bands = 1
-        if self.runtime.early_exit == "off":
-            heads = [self.hourglasses] * left.shape[0]
-            b, _, h4, w4 = fl.shape
-            tile = self.eval_tile_rows(b, h4, w4)
-            if tile is not None:
-                cost, bands = self._aggregate_in_bands(fl, fr, tile)
-            else:
-                vol = [self.volume_of(fl, fr)]
-                del fl, fr
-                cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
-            out = self._regress(cost, size, chunk, confidence, radius, left, right)
-        else:  # early exit decides per image from the whole head cost: it runs on whole frames (no bands)
-            vol = [self.volume_of(fl, fr)]
-            del fl, fr
-            costs, heads = self.aggregation.forward_early_exit(vol, self._should_stop)
-            # One answer per image, in order (forward_early_exit).
-            outs = [
-                self._regress(c, size, chunk, confidence, radius, left[i : i + 1], right[i : i + 1])
-                for i, c in enumerate(costs)
-            ]
-            if confidence:
-                out = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
-            else:
-                out = torch.cat(outs)
-        disp, conf = out if confidence else (out, None)
-        return StereoOutput(disp, conf, heads, bands)
-
-    def _regress(
-        self,
-        cost: torch.Tensor,
-        size: tuple[int, int, int],
-        chunk: int | None,
-        confidence: bool,
-        radius: float | None,
-        left: torch.Tensor,
-        right: torch.Tensor,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Eval: a (b, 1, D', H', W') cost and its b images -> the (refined) disparity (and confidence)."""
-        refine = self.refinement is not None and self.runtime.refinement
-        if refine and self.refines_modes:
-            return self._refine_modes(cost, size, self.normalised(left), self.normalised(right), chunk, confidence)
-        out = upsample_regress(cost, size, chunk, confidence, radius)
-        if not refine:
-            return out
-        disp, conf = out if confidence else (out, None)
-        disp = self.refinement(disp, self.normalised(left), self.normalised(right))
-        return (disp, conf) if confidence else disp
-
     def normalised(self, image: torch.Tensor) -> torch.Tensor:
         """RGB (B, 3, H, W) in [0, 1] -> the ImageNet-normalised input of the feature extractor and the
         refinement."""
         return (image - self.mean) / self.std
+
+    def guides(self, left: torch.Tensor, right: torch.Tensor) -> Guides:
+        """The normalised views (B, 3, H, W) that guide the refinement."""
+        return self.normalised(left), self.normalised(right)
 
     def features(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) RGB in [0, 1] x2 -> (B, C, H/4, W/4) features of each view."""
@@ -315,8 +239,7 @@ class PSMNet(nn.Module):
         ea_psmnet_light (refine=modes) with confidence: 437 bytes per pixel measured by peak RSS between
         1088x1920 and 2176x3840 with the 3-D part in bands (2026-12-05); this gives 448 there."""
         base = self.config.feature.base_channels
-        refine = 0 if self.refinement is None else 2 * self.refinement.stem.out_channels
-        return 4 * (24 + 3 * base + refine + self.max_disp // 16)
+        return 4 * (24 + 3 * base + self.refinement.full_resolution_channels + self.max_disp // 16)
 
     def peak_bytes(self, batch: int, height: int, width: int) -> int:
         """Estimated peak bytes of :meth:`infer` on (batch, 3, height, width) images (padded to

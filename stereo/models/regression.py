@@ -94,37 +94,6 @@ def upsample_regress(
         return _upsample_regress(cost, size, chunk_rows, confidence, radius)
 
 
-def upsample_regress_windows(
-    cost: torch.Tensor,
-    size: tuple[int, int, int],
-    radii: tuple[float | None, ...],
-    target: torch.Tensor | None = None,
-    target_scale: float = 1.0,
-) -> list[torch.Tensor]:
-    """Training: one (B, H, W) disparity per entry of ``radii`` from a single upsampling of the (B, 1, D',
-    H', W') cost to ``size`` = (D, H, W): ``None`` is the soft-argmin over every disparity, a number the
-    windowed one of :func:`soft_argmin`. Each equals ``upsample_regress(cost, size, radius=r)``; the
-    volume is resized and normalised once for all of them (whole images: no chunks, no confidence).
-
-    With ``target`` ((B, H, W) disparities in pixels), one more (B, H, W) map after them: the divergence
-    :func:`laplace_divergence` of each pixel's upsampled distribution from a Laplace distribution of scale
-    ``target_scale`` pixels around the target (a loss that asks for one sharp mode at the right disparity)."""
-    if cost.dtype in (torch.float16, torch.bfloat16):
-        cost = cost.float()
-    outs: list[list[torch.Tensor]] = [[] for _ in range(len(radii) + (target is not None))]
-    with torch.autocast(cost.device.type, enabled=False):
-        md, mh, mw = _resize_matrices(cost, size)
-        values = torch.arange(size[0], device=cost.device, dtype=cost.dtype)
-        for i, image in enumerate(cost[:, 0]):  # image by image, as upsample_regress
-            logits = _upsampled_rows(image @ mw, md, mh)
-            prob = F.softmax(logits, dim=1)
-            for out, radius in zip(outs[: len(radii)], radii, strict=True):  # the divergence, if any, is last
-                out.append(_expectation(prob, values, radius))
-            if target is not None:
-                outs[-1].append(laplace_divergence(logits, target[i : i + 1].to(cost.dtype), target_scale))
-    return [torch.cat(out) for out in outs]
-
-
 def regress_modes(prob: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, D, H, W) probabilities over the disparities 0..D-1 -> three (B, H, W) maps: the soft-argmin over
     every disparity, the windowed one within ``radius`` pixels of the most likely disparity (what
@@ -169,59 +138,6 @@ def upsample_regress_modes(
         cost = cost.float()
     with torch.autocast(cost.device.type, enabled=False):
         return _upsampled_maps(cost, size, chunk_rows, maps_of)
-
-
-TARGET_REACH = 10.0  # scales: each Laplace of the target is cut this many scales from its centre (e^-10)
-
-
-def laplace_divergence(logits: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
-    """KL(target || softmax(logits)) in nats, per pixel: (B, D, H, W) logits over the disparities 0..D-1 and
-    (B, H, W) target disparities t (pixels) -> (B, H, W). The target distribution is :func:`laplace_target`:
-    0 for a prediction of exactly that shape, and minimised by one sharp mode at t (the unimodal supervision
-    of AcfNet, Zhang et al. 2020, with a fixed scale). Targets outside [0, D-1] and non-finite ones are
-    clamped, so that masked-out pixels stay finite (their gradient is then zero).
-
-    Computed on the target's support only (2 x ceil(:data:`TARGET_REACH` x scale) + 2 disparities around t):
-    KL = sum_d p (log p - logits_d) + logsumexp(logits), so besides one logsumexp nothing runs over
-    the whole range (a step of the CPU recipe took 3x as long with every term over all 128 disparities)."""
-    log_p, index = _target_window(target, logits.shape[1], scale)
-    p = log_p.exp()
-    terms = torch.where(p > 0, p * (log_p - logits.gather(1, index)), torch.zeros_like(p))  # 0 off the support
-    return terms.sum(1) + torch.logsumexp(logits, dim=1)
-
-
-def laplace_target(target: torch.Tensor, depth: int, scale: float) -> torch.Tensor:
-    """(B, H, W) disparities t (pixels) -> (B, D, H, W) log-probabilities over the disparities 0..D-1 (-inf
-    off the support): two Laplace distributions of ``scale`` pixels on those disparities, each centred on an
-    integer, k = floor(t) and k + 1, cut at ``TARGET_REACH x scale`` pixels from it and renormalised, mixed
-    with weights (k + 1 - t, t - k). Each is symmetric about its integer, so the mixture's mean is exactly t
-    away from the ends of the range (one Laplace centred on t itself, discretised, is biased by up to ~0.05
-    px between the integers)."""
-    log_p, index = _target_window(target, depth, scale)
-    full = torch.full((target.shape[0], depth, *target.shape[1:]), float("-inf"), dtype=log_p.dtype,
-                      device=log_p.device)  # fmt: skip
-    return full.scatter_reduce(1, index, log_p, "amax")  # amax: the window's clamped duplicates carry -inf
-
-
-def _target_window(target: torch.Tensor, depth: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The target of :func:`laplace_target` on its support: (B, N, H, W) log-probabilities (-inf off the
-    range) and the (B, N, H, W) disparity index of each entry (clamped into the range)."""
-    reach = math.ceil(TARGET_REACH * scale)
-    t = torch.nan_to_num(target, nan=0.0, posinf=0.0, neginf=0.0).clamp(0, depth - 1).unsqueeze(1)
-    k = t.floor()
-    frac = t - k
-    offsets = torch.arange(-reach, reach + 2, device=t.device, dtype=t.dtype).view(1, -1, 1, 1)  # around k
-    d = k + offsets
-    inside = (d >= 0) & (d <= depth - 1)
-    minus_inf = torch.tensor(float("-inf"), dtype=t.dtype, device=t.device)
-
-    def laplace(shift: int) -> torch.Tensor:  # centred on k + shift, cut at reach, normalised on the range
-        near = (offsets - shift).abs()
-        return F.log_softmax(torch.where(inside & (near <= reach), -near / scale, minus_inf), dim=1)
-
-    below = laplace(0) + torch.log1p(-frac)
-    above = laplace(1) + torch.log(frac)  # frac = 0: -inf, no share
-    return torch.logaddexp(below, above), d.clamp(0, depth - 1).long()
 
 
 def _resize_matrices(cost: torch.Tensor, size: tuple[int, int, int]):
