@@ -191,8 +191,10 @@ def eval_main(cfg: DictConfig) -> None:
     out_dir = HydraConfig.get().runtime.output_dir
     logging.getLogger("stereo").setLevel(logging.INFO)
     r = run(lambda: evaluate(cfg, out_dir))
-    values = [r.pairs, *(f"{v:.3f}" if k == "epe" else f"{v:.2f}" for k, v in r.metrics().items())]
+    m = r.metrics()
+    values = [r.pairs, f"{m['epe']:.3f}", *(f"{m[k]:.2f}" for k in ("bad1", "bad2", "bad3", "d1"))]
     print(format_table([values], ["pairs", "EPE px", "bad1 %", "bad2 %", "bad3 %", "D1 %"]))
+    print("error bands (% of pixels): " + ", ".join(f"{k} px {v:.1f}" for k, v in r.bands.items()))
     print(f"mask {r.mask}; averaging {r.averaging}; {r.render_pass}pass; {r.dataset} reports "
           f"{r.primary_metric} = {getattr(r, r.primary_metric):.3f}")  # fmt: skip
     print(f"metrics: {out_dir}/metrics.json")

@@ -24,7 +24,7 @@ from stereo.engine import EvalResult, evaluate_model
 from stereo.errors import DataError
 from stereo.io import output_lock, write_image, write_json, write_text
 from stereo.methods import build_method
-from stereo.metrics import METRIC_KEYS, describe_mask
+from stereo.metrics import METRIC_KEYS, describe_mask, error_bands
 from stereo.visualize import result_panels, stack_panels
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class EvalReport:
     measured. ``metrics.json`` holds :meth:`to_json`."""
 
     epe: float
+    bad05: float  # % of pixels with error > 0.5 px
     bad1: float
     bad2: float
     bad3: float
@@ -64,12 +65,18 @@ class EvalReport:
     sgbm_density_before_fill: float | None = None
 
     def metrics(self) -> dict[str, float]:
-        """EPE, bad-1/2/3 and D1 by name (:data:`stereo.metrics.METRIC_KEYS`)."""
+        """EPE, bad-0.5/1/2/3 and D1 by name (:data:`stereo.metrics.METRIC_KEYS`)."""
         return {k: getattr(self, k) for k in METRIC_KEYS}
 
+    @property
+    def bands(self) -> dict[str, float]:
+        """The share (%) of pixels in each error band (<= 0.5, 0.5-1, 1-2, 2-3, > 3 px)."""
+        return error_bands(self.metrics())
+
     def to_json(self) -> dict[str, Any]:
-        """The report as ``metrics.json`` holds it (the SGBM keys only for SGBM)."""
+        """The report as ``metrics.json`` holds it, with the error bands (the SGBM keys only for SGBM)."""
         out = asdict(self)
+        out["bands"] = self.bands
         if self.method != "sgbm":
             del out["sgbm"], out["sgbm_density_before_fill"]
         return out
@@ -106,10 +113,11 @@ def evaluate(
             )
         result = _report(cfg, r, model, origin, max_disp)
         write_json(out_dir / "metrics.json", result.to_json())
+        m = result.metrics()
         log.info(
             "%s on %d %s pairs (%s; %s): EPE %.3f px, bad-1 %.2f%%, bad-2 %.2f%%, bad-3 %.2f%%, D1 %.2f%% -> %s",
-            checkpoint or "sgbm", result.pairs, cfg.data.name,
-            result.mask, result.averaging, *result.metrics().values(), out_dir / "metrics.json",
+            checkpoint or "sgbm", result.pairs, cfg.data.name, result.mask, result.averaging,
+            m["epe"], m["bad1"], m["bad2"], m["bad3"], m["d1"], out_dir / "metrics.json",
         )  # fmt: skip
         if cfg.per_image_csv:
             _write_csv(out_dir / "per_image.csv", r.rows)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "d1")
+METRIC_KEYS = ("epe", "bad05", "bad1", "bad2", "bad3", "d1")
+# The error bands (pixels) every evaluation reports beside bad-N: sub-pixel work moves the 0.5-3 px bands,
+# gross errors sit beyond 3 px. Each band is a difference of two bad-N shares (:func:`error_bands`).
+BAND_EDGES = (0.5, 1.0, 2.0, 3.0)
+BAND_LABELS = ("<=0.5", "0.5-1", "1-2", "2-3", ">3")
 
 # Valid-pixel masks in use by published evaluations: GwcNet (github.com/xy-guo/GwcNet), RAFT-Stereo
 # (github.com/princeton-vl/RAFT-Stereo), PSMNet (github.com/JiaRenChang/PSMNet) evaluation code.
@@ -57,8 +61,8 @@ def describe_mask(mask: str, max_disp: float) -> str:
 def disparity_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
     """Metrics over the valid pixels of (..., H, W) predictions and ground truth, in pixels.
 
-    Returns ``epe`` (mean absolute error, px), ``bad1``/``bad2``/``bad3`` (% of pixels with error > 1, 2,
-    3 px), ``d1`` (KITTI: % with error > 3 px and > 5% of the ground truth) and ``pixels`` (valid count).
+    Returns ``epe`` (mean absolute error, px), ``bad05``/``bad1``/``bad2``/``bad3`` (% of pixels with error
+    > 0.5, 1, 2, 3 px), ``d1`` (KITTI: % with error > 3 px and > 5% of the ground truth) and ``pixels`` (valid count).
     With no valid pixel the metrics are NaN (and ``pixels`` 0), never a misleading zero.
     """
     valid = valid.bool() & torch.isfinite(gt)
@@ -69,9 +73,19 @@ def disparity_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor)
     g = gt.float()[valid]
     return {
         "epe": err.mean().item(),
+        "bad05": (err > 0.5).float().mean().item() * 100,
         "bad1": (err > 1).float().mean().item() * 100,
         "bad2": (err > 2).float().mean().item() * 100,
         "bad3": (err > 3).float().mean().item() * 100,
         "d1": ((err > 3) & (err > 0.05 * g.abs())).float().mean().item() * 100,
         "pixels": n,
     }
+
+
+def error_bands(metrics: dict[str, float]) -> dict[str, float]:
+    """The share (%) of valid pixels in each error band of :data:`BAND_LABELS` (<= 0.5, 0.5-1, 1-2, 2-3,
+    > 3 px), from the bad-N shares of :func:`disparity_metrics` (or their means: bands are differences of
+    them, so averaging per image or per pixel carries over). They sum to 100."""
+    bad = [metrics[k] for k in ("bad05", "bad1", "bad2", "bad3")]  # > each of BAND_EDGES
+    shares = [100 - bad[0], *(a - b for a, b in zip(bad[:-1], bad[1:], strict=True)), bad[-1]]
+    return dict(zip(BAND_LABELS, shares, strict=True))

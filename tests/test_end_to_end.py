@@ -33,6 +33,8 @@ def test_evaluate_writes_sane_metrics(checkpoint, sample_root, tmp_path):
     assert saved["pairs"] == 3 and saved["mask"] == "positive: 0 < gt < 32"
     assert saved["regression"] == "soft_argmin" and saved["refinement"] is None  # the tiny model has none
     assert 0 < saved["epe"] < 32 and 0 <= saved["d1"] <= saved["bad3"] <= saved["bad2"] <= saved["bad1"] <= 100
+    assert saved["bad1"] <= saved["bad05"] and list(saved["bands"]) == ["<=0.5", "0.5-1", "1-2", "2-3", ">3"]
+    assert sum(saved["bands"].values()) == pytest.approx(100) and saved["bands"][">3"] == pytest.approx(r.bad3)
     assert len((tmp_path / "per_image.csv").read_text().splitlines()) == 4
     assert len(list((tmp_path / "worst").glob("*.png"))) == 2
     cfg = eval_cfg(checkpoint, sample_root, "data.render_pass=clean", "data.limit=3", "averaging=pixel")

@@ -281,11 +281,26 @@ def test_metrics_hand_computed():
     assert m["bad1"] == pytest.approx(200 / 3) and m["bad2"] == pytest.approx(200 / 3)
     assert m["bad3"] == pytest.approx(100 / 3)
     assert m["d1"] == pytest.approx(0.0)  # 4.0 px is only 4% of 100
+    assert m["bad05"] == pytest.approx(200 / 3)  # 0.5 px is not above 0.5
     assert m["pixels"] == 3
     perfect = disparity_metrics(gt, gt, valid)
-    assert all(perfect[k] == 0 for k in ("epe", "bad1", "bad2", "bad3", "d1"))
+    assert all(perfect[k] == 0 for k in ("epe", "bad05", "bad1", "bad2", "bad3", "d1"))
     empty = disparity_metrics(pred, gt, torch.zeros_like(valid))
     assert empty["pixels"] == 0 and empty["epe"] != empty["epe"]
+
+
+def test_error_bands_count_the_pixels_in_each_band():
+    """Each band's share, counted here pixel by pixel with the bounds on the lower side: (a, b] px."""
+    from stereo.metrics import error_bands
+
+    errors = torch.tensor([0.0, 0.2, 0.5, 0.51, 0.9, 1.0, 1.7, 2.0, 2.2, 3.0, 3.1, 40.0])
+    gt = torch.full((1, 12), 50.0)
+    m = disparity_metrics(gt + errors * torch.tensor([1.0, -1.0] * 6), gt, torch.ones(1, 12, dtype=torch.bool))
+    counts = {"<=0.5": 3, "0.5-1": 3, "1-2": 2, "2-3": 2, ">3": 2}
+    bands = error_bands(m)
+    assert list(bands) == list(counts)
+    for k, n in counts.items():
+        assert bands[k] == pytest.approx(100 * n / 12, abs=1e-4), k
 
 
 def _free_port() -> int:
