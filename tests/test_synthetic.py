@@ -251,3 +251,50 @@ def test_generator_workers_exit_quietly_when_it_is_killed(tmp_path):
     time.sleep(0.5)
     text = log.read_text()
     assert "Traceback" not in text and "BrokenPipe" not in text, text[-2000:]
+
+
+def test_generator_v4_integrates_each_pixel_and_keeps_the_centre_ground_truth(monkeypatch):
+    """v4 renders 3 x 3 samples per pixel: its image is the block mean of that fine render, its disparity the
+    centre sample's, which is the disparity of a render at the pixel centres (to rounding); both views stay
+    photo-consistent; its photographs are the benchmark set only."""
+    from stereo.data import synthetic as syn
+
+    asked = []
+    real = syn.photos
+    monkeypatch.setattr(syn, "photos", lambda photo_set="train": asked.append(photo_set) or real(photo_set))
+    rng = np.random.default_rng(5)
+    cam = syn.s3.Camera(f=1.1 * 96, cx=47.5, cy=23.5)
+    style = syn._STYLES[4]
+    objects = [syn._background(rng, cam, 48, 96, 4.0, style)]
+    objects += [syn._make_object(rng, cam, 48, 96, 4.0, 20.0, None, style) for _ in range(6)]
+    light = np.array([0.3, -0.4, -1.0]) / np.linalg.norm([0.3, -0.4, -1.0])
+    with syn.s3.explicit_products():
+        image, disp, _ = syn._render_view(objects, cam, 48, 96, False, light, 3)
+        coarse_image, coarse, _ = syn._render(objects, cam, 48, 96, False, light)
+        fine = syn.s3.Camera(cam.f * 3, cam.cx * 3 + 1, cam.cy * 3 + 1)
+        fine_image, _, _ = syn._render(objects, fine, 144, 288, False, light)
+    assert np.abs(disp - coarse).max() < 1e-3
+    np.testing.assert_allclose(image, fine_image.reshape(48, 3, 96, 3, 3).mean((1, 3)), atol=1e-5)
+    assert np.abs(image - coarse_image).max() > 0.05  # edges and textures are integrated, not point-sampled
+    assert asked and set(asked) == {"benchmark"}
+    pair = render_pair(np.random.default_rng(6), 64, 128, 24, 6, version=4)
+    left, right, d_left, d_right = pair["left"], pair["right"], pair["disp_left"], pair["disp_right"]
+    xs = (np.arange(128)[None, :] - d_left).astype(np.float32)
+    rows = np.repeat(np.arange(64)[:, None], 128, 1).astype(np.float32)
+    warped = cv2.remap(right, xs, rows, cv2.INTER_LINEAR)
+    x0 = np.clip(np.floor(xs).astype(int), 0, 127)
+    same = (xs >= 1) & (np.abs(d_right[rows.astype(int), x0] - d_left) < 0.2)
+    same = cv2.erode(same.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert same.mean() > 0.3 and np.median(np.abs(warped - left).max(2)[same]) < 0.02
+    _assert_disparities_agree(d_left, d_right)
+
+
+def test_explicit_products_equal_blas_products():
+    from stereo.data import scene3d as s3
+
+    g = np.random.default_rng(0)
+    a, m, v = g.normal(size=(4, 5, 3)), g.normal(size=(3, 3)), g.normal(size=3)
+    with s3.explicit_products():
+        np.testing.assert_allclose(s3.mm(a, m), a @ m, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(s3.mm(a, v), a @ v, rtol=0, atol=1e-12)
+    assert s3.mm(a, m) is not None and not s3._EXPLICIT[0]  # switched back after the block

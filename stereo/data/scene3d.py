@@ -14,11 +14,38 @@ surface (u, v) coordinates in world units, which index the shape's texture.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 INF = np.float32(np.inf)
+
+# Generator v4 computes its per-pixel geometry with explicit products instead of BLAS (whose kernels, chosen
+# per CPU, round differently): the same bytes on every machine. v2 and v3 keep BLAS, as their manifests were.
+_EXPLICIT = [False]
+
+
+@contextmanager
+def explicit_products(on: bool = True) -> Iterator[None]:
+    """Within the block, vector-matrix products of the geometry are explicit sums (no BLAS)."""
+    before = _EXPLICIT[0]
+    _EXPLICIT[0] = on
+    try:
+        yield
+    finally:
+        _EXPLICIT[0] = before
+
+
+def mm(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``a @ m`` for (..., 3) rows ``a`` and a (3, k) or (3,) ``m``; explicit under :func:`explicit_products`."""
+    if not _EXPLICIT[0]:
+        return a @ m
+    a, m = np.asarray(a, np.float64), np.asarray(m, np.float64)
+    if m.ndim == 1:
+        return a[..., 0] * m[0] + a[..., 1] * m[1] + a[..., 2] * m[2]
+    return a[..., 0, None] * m[0] + a[..., 1, None] * m[1] + a[..., 2, None] * m[2]
 
 
 @dataclass(frozen=True)
@@ -56,15 +83,16 @@ class Shape:
         raise NotImplementedError
 
     def _local_rays(self, ox: float, dx: np.ndarray, dy: np.ndarray):
-        o = self.R.T @ (np.array([ox, 0.0, 0.0]) - self.center)
-        d = np.stack([dx, dy, np.ones_like(dx)], -1) @ self.R  # rows: R^T d
+        o = np.array([ox, 0.0, 0.0]) - self.center
+        o = mm(o, self.R) if _EXPLICIT[0] else self.R.T @ o  # R^T (O - C)
+        d = mm(np.stack([dx, dy, np.ones_like(dx)], -1), self.R)  # rows: R^T d
         return o, d
 
     def intersect(self, ox: float, dx: np.ndarray, dy: np.ndarray):
         """(depth, world normal (..., 3), u, v) for rays from (ox, 0, 0); depth inf where missed."""
         o, d = self._local_rays(ox, dx, dy)
         t, n_local, u, v = self._hit(o, d)
-        n = n_local @ self.R.T
+        n = mm(n_local, self.R.T)
         return t, n, u, v
 
     def _hit(self, o, d):
@@ -89,7 +117,7 @@ class Ellipsoid(Shape):
         o_s, d_s = o / self.radii, d / self.radii
         a = (d_s * d_s).sum(-1)
         b = (d_s * o_s).sum(-1)
-        c = float(o_s @ o_s) - 1.0
+        c = float((o_s * o_s).sum()) - 1.0 if _EXPLICIT[0] else float(o_s @ o_s) - 1.0
         disc = b * b - a * c
         root = np.sqrt(np.maximum(disc, 0))
         t = np.where(disc >= 0, _nearest_positive((-b - root) / a, (-b + root) / a), np.inf)
@@ -255,4 +283,4 @@ class Plane(Shape):
         e1 /= np.linalg.norm(e1)
         e2 = np.cross(n / np.linalg.norm(n), e1)
         normal = np.broadcast_to(n / np.linalg.norm(n), p.shape)
-        return t, normal, p @ e1, p @ e2
+        return t, normal, mm(p, e1), mm(p, e2)

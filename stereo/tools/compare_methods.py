@@ -4,10 +4,10 @@
         'checkpoints={untrained: runs/demo/untrained/checkpoints/last.pt, demo: runs/demo/train/checkpoints/last.pt}'
 
 Every method goes through ``stereo-eval``'s code (same pairs, mask 0 < gt < ``max_disp``, per-image
-averaging, full density: SGBM's holes filled). Prints a markdown table (EPE, bad-1/2/3, D1, seconds per
-pair) and writes JSON. ``max_disp`` defaults to the generated set's (sample.json) or 192; ``region=nonocc``
-evaluates only the pixels visible in both views, ``region=edges`` only those near depth edges (``data.region``,
-docs/evaluation.md).
+averaging, full density: SGBM's holes filled). Prints markdown tables (EPE, bad-1/2/3, D1, seconds per
+pair; the error bands and the share of bad-1 that is 1-3 px, docs/data.md) and writes JSON. ``max_disp``
+defaults to the generated set's (sample.json) or 192; ``region=nonocc`` evaluates only the pixels visible
+in both views, ``region=edges`` only those near depth edges (``data.region``, docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -79,5 +79,14 @@ def main(argv: list[str]) -> None:
     for r in results:
         print(f"| {r['label']} | {r['render_pass']} | {r['epe']:.2f} | {r['bad1']:.1f} | {r['bad2']:.1f} | "
               f"{r['bad3']:.1f} | {r['d1']:.1f} | {r['seconds_per_pair']:.2f} |")  # fmt: skip
+    print("\nError bands (% of pixels) and how bad-1 splits into sub-pixel-scale (1-3 px) and gross (> 3 px) errors:\n")
+    print("| method | pass | <= 0.5 | 0.5-1 | 1-2 | 2-3 | > 3 | 1-3 px share of bad-1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        b = r["bands"]
+        share = 100 * (b["1-2"] + b["2-3"]) / r["bad1"] if r["bad1"] > 0 else float("nan")
+        r["share_1_3_of_bad1"] = share
+        bands = " | ".join(f"{v:.1f}" for v in b.values())
+        print(f"| {r['label']} | {r['render_pass']} | {bands} | {share:.0f}% |")
     write_json(cfg.out, {"environment": environment(), "config": OmegaConf.to_container(cfg), "results": results})
     print(f"\nwrote {cfg.out}")
