@@ -5,7 +5,7 @@ The exported graph takes ``left`` and ``right`` (B, 3, H, W) RGB in [0, 1] and r
 the traced network is exact only above a minimum size (stored in the file's metadata with the model
 config): the spatial-pyramid pools (a pool wider than the 1/4-resolution map would change its kernel) and
 the cost volume's shifts (the width at 1/4 must cover max_disp/4). The graph therefore pads its inputs
-itself (edge replication, bottom/right, as :func:`stereo.models.predict` does to multiples of 16) to a
+itself (edge replication, bottom/right, as :func:`stereo.models.run` does to multiples of 16) to a
 multiple of 16 and at least that size, and crops the disparity back: any input size gives the network's
 answer, also in plain ONNX Runtime.
 """

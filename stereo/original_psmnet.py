@@ -62,7 +62,7 @@ def check_equality(
     measured on random images, saved in the original's format first. Returns, per size, the median, 99.9th percentile
     and maximum absolute difference in pixels."""
     from stereo.checkpoint import load_network
-    from stereo.models import predict
+    from stereo.models import run
 
     gen = torch.Generator().manual_seed(seed)
     net = original_stackhourglass(original).eval()
@@ -84,7 +84,7 @@ def check_equality(
         left, right = torch.rand(1, 3, h, w, generator=gen), torch.rand(1, 3, h, w, generator=gen)
         with torch.inference_mode():
             theirs = net((left - IMAGENET_MEAN) / IMAGENET_STD, (right - IMAGENET_MEAN) / IMAGENET_STD)
-            mine = predict(ours, left, right)
+            mine = run(ours, left, right).disparity
         diff = (theirs.reshape(h, w) - mine.reshape(h, w)).abs().numpy()
         rows.append({"height": h, "width": w, "median_px": float(np.median(diff)),
                      "p999_px": float(np.percentile(diff, 99.9)), "max_px": float(diff.max()),

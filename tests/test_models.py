@@ -5,10 +5,15 @@ import torch
 import torch.nn.functional as F
 
 from stereo.config import load_config
-from stereo.models import build_model, count_parameters, predict, run
+from stereo.models import build_model, count_parameters, run
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.output import StereoOutput, TrainingOutput
 from stereo.models.regression import soft_argmin, upsample_regress
+
+
+def _disparity(model, left, right):
+    """The (B, H, W) disparity of ``run`` for (B, 3, H, W) images of any size."""
+    return run(model, left, right).disparity
 
 
 def tiny(attention_kind="efficient", normalization="softmax", **over):
@@ -56,20 +61,20 @@ def test_gradients_reach_every_parameter():
 
 
 @pytest.mark.parametrize("size", [(75, 124), (50, 74), (17, 33)])
-def test_predict_any_size(size):
+def test_run_any_size(size):
     torch.manual_seed(2)
     model = build_model(tiny()).train()
     left, right = torch.rand(2, 3, *size), torch.rand(2, 3, *size)
-    disp = predict(model, left, right)
+    disp = _disparity(model, left, right)
     assert disp.shape == (2, *size)
     assert model.training  # mode restored
-    single = predict(model, left[0], right[0])
-    torch.testing.assert_close(single, disp[0], rtol=1e-4, atol=1e-4)
+    single = _disparity(model, left[:1], right[:1])  # a batch of one: the same answer
+    torch.testing.assert_close(single[0], disp[0], rtol=1e-4, atol=1e-4)
 
 
-def test_predict_full_scene_flow_sizes_light_model():
+def test_run_full_scene_flow_sizes_light_model():
     model = build_model(load_config("model/ea_psmnet_light"))
-    disp = predict(model, torch.rand(1, 3, 375, 1242), torch.rand(1, 3, 375, 1242))
+    disp = _disparity(model, torch.rand(1, 3, 375, 1242), torch.rand(1, 3, 375, 1242))
     assert disp.shape == (1, 375, 1242) and torch.isfinite(disp).all()
 
 
@@ -262,7 +267,7 @@ def test_eval_in_bands_equals_the_whole_frame(hourglasses, volume, monkeypatch):
     # The check has teeth: a halo smaller than the receptive field changes the result.
     monkeypatch.setattr(type(model), "band_halo", property(lambda self: 4))
     model.set_runtime(memory_budget_gb=(full_res + (2 * 4 + 8) * per_row) / 2**30)
-    assert (predict(model, left, right) - whole).abs().max() > 1e-2
+    assert (_disparity(model, left, right) - whole).abs().max() > 1e-2
 
 
 def test_memory_budget_below_the_smallest_band_warns_or_runs_whole(caplog):
@@ -298,20 +303,20 @@ def test_folded_batchnorm_gives_the_same_disparities():
     torch.manual_seed(0)
     model = _randomise_batchnorm(build_model(tiny(hourglasses=3))).eval()
     left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
-    ref = predict(model, left, right)
+    ref = _disparity(model, left, right)
     folded = fold_batchnorm(model)
     bns = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d))]
     assert folded.folded_batchnorms == len(bns) > 40  # every one of them, the original untouched
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in folded.modules())
     assert ref.std() > 2
-    torch.testing.assert_close(predict(folded, left, right), ref, rtol=0, atol=1e-3)
-    torch.testing.assert_close(predict(model, left, right), ref, rtol=0, atol=0)
+    torch.testing.assert_close(_disparity(folded, left, right), ref, rtol=0, atol=1e-3)
+    torch.testing.assert_close(_disparity(model, left, right), ref, rtol=0, atol=0)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(model.train())
 
 
 def test_resizing_matrices_built_under_inference_mode_still_serve_training():
-    # The matrices are cached per size: one first built by predict() (inference mode) is reused by training.
+    # The matrices are cached per size: one first built by run() (inference mode) is reused by training.
     from stereo.models.regression import _resize_matrix64
 
     _resize_matrix64.cache_clear()

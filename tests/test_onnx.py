@@ -8,7 +8,13 @@ import torch
 from stereo.config import load_config, to_plain
 from stereo.data.pfm import read_pfm
 from stereo.errors import CheckpointError, ConfigError
-from stereo.models import build_model, configure_runtime, predict
+from stereo.models import build_model, configure_runtime, run
+
+
+def _disparity(model, left, right):
+    """The (B, H, W) disparity of ``run`` for (B, 3, H, W) images of any size."""
+    return run(model, left, right).disparity
+
 
 onnxruntime = pytest.importorskip("onnxruntime")  # the [onnx] extra; CI installs it
 pytestmark = pytest.mark.slow
@@ -44,11 +50,11 @@ def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
     model, _ = load_network(ckpt, torch.device("cpu"))
     for h, w in ((h0 + 16, w0 + 32), (h0 + 48, w0 - 8 + 16)):  # neither is the export size
         left, right = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
-        ref = predict(model, left, right)
+        ref = _disparity(model, left, right)
         got = ort_model.infer(left, right).disparity
         assert got.shape == ref.shape == (1, h, w)
         assert (got - ref).abs().max().item() <= 1e-3, (name, h, w)
-    # Below the minimum the backend pads further than predict() does: same shape, finite, not bit-equal.
+    # Below the minimum the backend pads further than run() does: same shape, finite, not bit-equal.
     small = torch.rand(1, 3, h0 - 40, 50)
     assert ort_model.infer(small, small).disparity.shape == (1, h0 - 40, 50)
     assert ort_model.max_disp == model.max_disp
@@ -84,7 +90,7 @@ def test_onnx_runtime_matches_pytorch_with_the_modes_refinement(tmp_path):
             torch.from_numpy(np.asarray(imread_checked(p))).permute(2, 0, 1)[None].float() / 255
             for p in (s, s.parent.parent / "right" / s.name)
         )
-        ref = predict(model, left, right)
+        ref = _disparity(model, left, right)
         got = ort_model.infer(left, right).disparity
         assert got.shape == ref.shape == (1, h, w)
         # Where two modes nearly tie, the backends' rounding can pick either (seen on an Intel CPU with AMX:
@@ -177,6 +183,6 @@ def test_raw_onnx_runtime_below_the_minimum_size_pads_inside_the_graph(checkpoin
         left, right = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
         (got,) = session.run(None, {"left": left.numpy(), "right": right.numpy()})
         pad = (0, max(mw, -(-w // 16) * 16) - w, 0, max(mh, -(-h // 16) * 16) - h)
-        ref = predict(model, F.pad(left, pad, mode="replicate"), F.pad(right, pad, mode="replicate"))[:, :h, :w]
+        ref = _disparity(model, F.pad(left, pad, mode="replicate"), F.pad(right, pad, mode="replicate"))[:, :h, :w]
         assert got.shape == (1, h, w)
         assert np.abs(got - ref.numpy()).max() <= 1e-3, (h, w)

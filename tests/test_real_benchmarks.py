@@ -16,7 +16,13 @@ from stereo.data.sceneflow import discover
 from stereo.errors import DataError, DatasetError
 from stereo.evaluate import evaluate
 from stereo.infer import infer
-from stereo.models import predict
+from stereo.models import run
+
+
+def _disparity(model, left, right):
+    """The (B, H, W) disparity of ``run`` for (B, 3, H, W) images of any size."""
+    return run(model, left, right).disparity
+
 
 CALIB = (
     "cam0=[100 0 60.5; 0 100 30.5; 0 0 1]\ncam1=[100 0 63.5; 0 100 30.5; 0 0 1]\n"
@@ -52,7 +58,7 @@ def _reference(checkpoint, sample, metric, region=None, max_disp=32):
     left = cv2.imread(str(sample.left), cv2.IMREAD_COLOR)[..., ::-1] / 255.0
     right = cv2.imread(str(sample.right), cv2.IMREAD_COLOR)[..., ::-1] / 255.0
     to = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), np.float32))  # noqa: E731
-    pred = predict(model, to(left), to(right)).numpy()
+    pred = _disparity(model, to(left)[None], to(right)[None])[0].numpy()
     if sample.disparity.suffix == ".png":
         raw = cv2.imread(str(sample.disparity), cv2.IMREAD_UNCHANGED).astype(np.float64)
         gt = np.where(raw > 0, raw / 256, np.nan)

@@ -2,9 +2,9 @@
 
     python scripts/bench_api.py [height=544 width=960 runs=5 threads=2 out=bench_results/api.json]
 
-Variants: ``predict`` (``stereo.models.predict`` on ready tensors), ``api`` (``StereoModel.predict``
+Variants: ``network`` (``stereo.models.run`` on ready tensors), ``api`` (``StereoModel.predict``
 on uint8 numpy arrays: conversion, padding and the result back as numpy included) and
-``api_confidence`` (the same with the confidence map). Prints medians and ratios to ``predict``.
+``api_confidence`` (the same with the confidence map). Prints medians and ratios to ``network``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,6 @@ def main(argv: list[str]) -> None:
     table = [[r["variant"], f"{r['median_s']:.3f}", f"{min(r['times_s']):.3f}", f"{max(r['times_s']):.3f}",
               f"{r['median_s'] / base:.3f}x"] for r in rows]  # fmt: skip
     print(f"shipped weights at {cfg.height}x{cfg.width}, {cfg.runs} runs after {cfg.warmup} warm-up, one process each")
-    print(format_table(table, ["variant", "median s", "min s", "max s", "vs predict"]))
+    print(format_table(table, ["variant", "median s", "min s", "max s", "vs network"]))
     write_json(cfg.out, {"environment": environment(), "config": OmegaConf.to_container(cfg), "results": rows})
     print(f"wrote {cfg.out}")

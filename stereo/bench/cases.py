@@ -310,9 +310,9 @@ def backend_case(
     runs: int = 3,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Eval time and peak memory of one model through ``torch`` (eager ``predict``) or ``onnxruntime``
+    """Eval time and peak memory of one model through ``torch`` (eager ``run``) or ``onnxruntime``
     (an exported file, :class:`stereo.export.OnnxStereo`), on random images; run it isolated."""
-    from stereo.models import predict
+    from stereo.models import run
 
     if threads:
         torch.set_num_threads(threads)
@@ -322,7 +322,7 @@ def backend_case(
         net = _bench_network(model)[0].eval()
 
         def step() -> None:
-            predict(net, left, right)
+            run(net, left, right)
     else:
         from stereo.export import OnnxStereo
 
@@ -373,32 +373,32 @@ def profile_case(model: str, height: int, width: int, fold_bn: bool = False, thr
     warm-up run), largest first, in seconds."""
     from torch.profiler import ProfilerActivity, profile
 
-    from stereo.models import predict
+    from stereo.models import run
 
     if threads:
         torch.set_num_threads(threads)
     net = _bench_network(model, fold_bn=fold_bn)[0].eval()
     left, right = _random_pair(1, height, width, torch.device("cpu"))
-    predict(net, left, right)
+    run(net, left, right)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        predict(net, left, right)
+        run(net, left, right)
     ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda kv: -kv[1])
     return {"ops": ops, "total_s": sum(v for _, v in ops)}
 
 
-API_VARIANTS = ("predict", "api", "api_confidence")
+API_VARIANTS = ("network", "api", "api_confidence")
 
 
 def api_case(
     variant: str, height: int, width: int, threads: int = 0, warmup: int = 1, runs: int = 5, seed: int = 0
 ) -> dict[str, Any]:
-    """Eval time of the shipped weights on one random uint8 pair through ``stereo.models.predict`` on
-    tensors (``predict``, the network alone), the Python API on numpy arrays (``api``: conversion,
+    """Eval time of the shipped weights on one random uint8 pair through ``stereo.models.run`` on
+    tensors (``network``, the network alone), the Python API on numpy arrays (``api``: conversion,
     padding and the copy back included) or the API with the confidence (``api_confidence``); run isolated."""
     import numpy as np
 
     from stereo.api import load_model
-    from stereo.models import predict
+    from stereo.models import run
 
     if variant not in API_VARIANTS:
         raise ValueError(f"variant must be one of {API_VARIANTS}, got {variant!r}")
@@ -407,11 +407,11 @@ def api_case(
     rng = np.random.default_rng(seed)
     left, right = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2))
     model = load_model(device="cpu")
-    if variant == "predict":
+    if variant == "network":
         lt, rt = (torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255)[None] for a in (left, right))
 
         def step() -> None:
-            predict(model.network, lt, rt)
+            run(model.network, lt, rt)
     else:
 
         def step() -> None:
