@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stereo.adapt import ADAPT_STEPS, AdaptReport, check_adaptable
 from stereo.calib import Calibration, point_cloud
 from stereo.data.images import MAX_PIXELS, read_rgb
 from stereo.device import autocast, check_precision, resolve_device
@@ -42,12 +43,14 @@ class Prediction:
     regression's probability mass within 1.5 px of its estimate), or None when not asked for.
     ``image``: the left image as float RGB (H, W, 3) in [0, 1] (non-tensor input), for colouring points.
     ``heads``: per image, the hourglass head that answered (networks with heads; see ``early_exit``).
+    ``adaptation``: with ``adapt=True``, what the adaptation did (:class:`~stereo.adapt.AdaptReport`).
     """
 
     disparity: np.ndarray | torch.Tensor
     confidence: np.ndarray | torch.Tensor | None = None
     image: np.ndarray | None = None
     heads: list[int] | None = None
+    adaptation: AdaptReport | None = None
 
     def depth(self, calibration: Calibration) -> np.ndarray:
         """Depth (H, W) in the calibration's baseline unit; inf where disparity + doffs <= 0."""
@@ -212,7 +215,15 @@ class StereoModel:
         return self.predict(left, right, confidence=False).disparity
 
     @torch.inference_mode()
-    def predict(self, left: Any, right: Any, scale: float = 1.0, confidence: bool = True) -> Prediction:
+    def predict(
+        self,
+        left: Any,
+        right: Any,
+        scale: float = 1.0,
+        confidence: bool = True,
+        adapt: bool = False,
+        adapt_steps: int = ADAPT_STEPS,
+    ) -> Prediction:
         """Disparity (and confidence) of a rectified pair.
 
         Args:
@@ -221,6 +232,9 @@ class StereoModel:
             scale: run the network on images resized by this factor (0 < scale <= 1) and bring the
                 disparity back to full size (times 1/scale): for disparities beyond ``max_disp``.
             confidence: also return the per-pixel confidence (networks of the PSMNet family).
+            adapt: first adapt the network's refinement to this pair, without ground truth
+                (:mod:`stereo.adapt`: ``adapt_steps`` steps on a copy; the model itself stays unchanged,
+                and the unadapted answer stands when the photometric loss does not fall).
 
         Returns:
             :class:`Prediction`; numpy arrays for non-tensor input, tensors for tensor input.
@@ -228,6 +242,7 @@ class StereoModel:
         scale = _number(scale, "scale", lo=0.0, hi=1.0, open_lo=True)
         if not isinstance(confidence, bool):
             raise ConfigError(f"confidence={confidence!r}: expected True or False")
+        steps = self._adapt_steps(adapt, adapt_steps)
         tensors = isinstance(left, torch.Tensor)
         if tensors != isinstance(right, torch.Tensor):
             raise DataError("left and right must both be tensors, or both images (paths, arrays, PIL)")
@@ -245,12 +260,25 @@ class StereoModel:
             single, image, where = True, limg, None
             _check_same_shape(lt.shape, rt.shape)
             self._check_size(1, *lt.shape[-2:], scale)
-        disp, conf, heads = self._run(lt.to(self.device), rt.to(self.device), scale, confidence)
+        disp, conf, out = self._run(lt.to(self.device), rt.to(self.device), scale, confidence, steps)
         if single:
             disp, conf = disp[0], None if conf is None else conf[0]
         if tensors:
-            return Prediction(disp.to(where), None if conf is None else conf.to(where), heads=heads)
-        return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image, heads)
+            return Prediction(disp.to(where), None if conf is None else conf.to(where), None, out.heads, out.adaptation)
+        return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image, out.heads, out.adaptation)
+
+    def _adapt_steps(self, adapt: Any, steps: Any) -> int:
+        """The adaptation steps to run (0 = none), refused before any work when this model cannot adapt."""
+        if not isinstance(adapt, bool):
+            raise ConfigError(f"adapt={adapt!r}: expected True or False")
+        if not adapt:
+            return 0
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"adapt_steps={steps!r}: expected a whole number >= 1")
+        if not isinstance(self.network, torch.nn.Module):
+            raise ConfigError("adapt=true runs on the PyTorch backend (backend=torch), not on an exported network")
+        check_adaptable(self.network)
+        return steps
 
     def _check_size(self, batch: int, height: int, width: int, scale: float) -> None:
         """Refuse, before any work, images below :data:`MIN_SIDE` px a side after ``scale``, above the pixel
@@ -273,14 +301,14 @@ class StereoModel:
                 f"cannot): use scale={fits:.2g} or less, or raise memory_budget_gb (null = no limit)"
             )
 
-    def _run(self, lt: torch.Tensor, rt: torch.Tensor, scale: float, confidence: bool):
+    def _run(self, lt: torch.Tensor, rt: torch.Tensor, scale: float, confidence: bool, adapt_steps: int = 0):
         h, w = lt.shape[-2:]
         if scale != 1:
             size = scaled_size(h, w, scale)
             lt = F.interpolate(lt, size, mode="bilinear", align_corners=False, antialias=True)
             rt = F.interpolate(rt, size, mode="bilinear", align_corners=False, antialias=True)
         with autocast(self.device, self.precision):
-            out = self._network(lt, rt, confidence)
+            out = self._network(lt, rt, confidence, adapt_steps)
         disp = out.disparity.float()
         conf = None if out.confidence is None else out.confidence.float()
         if scale != 1:
@@ -288,12 +316,12 @@ class StereoModel:
             disp = F.interpolate(disp[:, None], (h, w), mode="bilinear", align_corners=False)[:, 0] * factor
             if conf is not None:
                 conf = F.interpolate(conf[:, None], (h, w), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
-        return disp, conf, out.heads
+        return disp, conf, out
 
-    def _network(self, lt: torch.Tensor, rt: torch.Tensor, confidence: bool) -> StereoOutput:
+    def _network(self, lt: torch.Tensor, rt: torch.Tensor, confidence: bool, adapt_steps: int = 0) -> StereoOutput:
         from stereo.models import run
 
-        return run(self.network, lt, rt, confidence)
+        return run(self.network, lt, rt, confidence, adapt_steps)
 
 
 def load_model(

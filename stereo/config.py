@@ -62,7 +62,7 @@ Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
 Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
 Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
 Refine = Choice("Refine", {k: k for k in ("none", "modes")})
-Loss = Choice("Loss", {k: k for k in ("smooth_l1",)})
+Loss = Choice("Loss", {k: k for k in ("smooth_l1", "photometric")})
 Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
 LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
 ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
@@ -73,6 +73,7 @@ Backend = Choice("Backend", {k: k for k in ("torch", "onnxruntime")})
 EDGE_RADIUS = 2
 Region = Choice("Region", {k: k for k in ("all", "nonocc", "edges")})
 Regression = Choice("Regression", {k: k for k in ("soft_argmin", "local")})
+Polish = Choice("Polish", {k: k for k in ("none", "zncc")})
 SgbmMode = Choice("SgbmMode", {k: k for k in ("sgbm", "hh", "sgbm_3way", "hh4")})
 
 # One default evaluation protocol for validation during training and for stereo-eval.
@@ -174,6 +175,13 @@ class RuntimeConfig:
         help="eval: apply the model's sub-pixel refinement (model.refine); false answers with the network's "
         "regression alone, which regression=local may then replace",
     )
+    polish: Polish = rng(
+        Polish.none,
+        help="eval: none | zncc: a classical sub-pixel step after the network, no training (models/polish.py): "
+        "ZNCC of 7x7 windows at the disparity -2..+2 px in quarter pixels, a parabola through the best three; "
+        "a pixel moves only where the best correlation reaches polish_min_zncc",
+    )
+    polish_min_zncc: float = rng(0.9, gt=0, le=1, help="polish=zncc: the correlation a pixel needs to move")
 
 
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))
@@ -223,6 +231,9 @@ def unused_runtime_settings(runtime: RuntimeConfig) -> list[str]:
     if r.regression_radius != d.regression_radius and r.regression != Regression.local:
         lines.append(f"regression_radius={r.regression_radius:g} has no effect with regression={r.regression} (it "
                      "needs regression=local)")  # fmt: skip
+    if r.polish_min_zncc != d.polish_min_zncc and r.polish != Polish.zncc:
+        lines.append(f"polish_min_zncc={r.polish_min_zncc:g} has no effect with polish={r.polish} (it needs "
+                     "polish=zncc)")  # fmt: skip
     return lines
 
 
@@ -307,7 +318,12 @@ class OptimConfig:
     loss_weights: list[float] | None = rng(
         None, ge=0, help="loss weight per head (train.loss); null = the last heads of PSMNet's 0.5, 0.7, 1.0"
     )
-    loss: Loss = rng(Loss.smooth_l1, help="per-pixel loss of every head: smooth_l1 (PSMNet's)")
+    loss: Loss = rng(
+        Loss.smooth_l1,
+        help="loss of every head: smooth_l1 (PSMNet's, on the ground truth) | photometric (self-supervised, no "
+        "ground truth: the left view reconstructed from the right, SSIM + L1 over the visible pixels, edge-aware "
+        "smoothness; stereo/losses.py)",
+    )
     num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
     log_every: int = rng(50, ge=1, help="steps between scalar logs")
     image_every: int = rng(1000, ge=0, help="steps between TensorBoard image panels (0 = never)")
@@ -467,6 +483,12 @@ class InferAppConfig(RuntimeConfig):
     max_depth: float | None = rng(None, gt=0, help="point cloud: drop points farther than this (baseline's unit)")
     confidence: bool = rng(False, help="also write <name>_confidence.pfm and .png (in [0, 1])")
     min_confidence: float = rng(0.0, ge=0, le=1, help="point cloud: drop pixels less confident than this")
+    adapt: bool = rng(
+        False,
+        help="adapt the network's refinement to each pair before answering, without ground truth (stereo/adapt.py: "
+        "a photometric loss, on a copy; the unadapted answer stands unless the loss falls)",
+    )
+    adapt_steps: int = rng(20, ge=1, help="adapt=true: optimiser steps per pair (about 0.5 s each per 0.4 megapixels)")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from stereo.config import EvalAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
-from stereo.data.registry import dataset_samples, edge_radius_of
+from stereo.data.registry import dataset_samples, edge_radius_of, require_ground_truth
 from stereo.device import check_precision, resolve_device
 from stereo.engine import EvalResult, evaluate_model
 from stereo.errors import DataError
@@ -88,12 +88,13 @@ def evaluate(
     """Evaluate ``cfg.checkpoint`` (or, with ``method=sgbm``, OpenCV's SGBM) as configured
     (``conf/eval.yaml``); writes ``<out_dir>/metrics.json`` (:meth:`EvalReport.to_json`) and returns the report.
 
-    Full frames are padded to the model's multiple and cropped back (:func:`stereo.models.predict`).
+    Full frames are padded to the model's multiple and cropped back (:func:`stereo.models.run`).
     ``cfg.mask`` picks the valid pixels (:data:`stereo.metrics.MASKS`; ``cfg.max_disp`` defaults to the
     model's), ``cfg.averaging`` is ``image`` (per image, then the mean) or ``pixel`` (pooled).
     """
     check_config(cfg, EvalAppConfig)
     samples = dataset_samples(cfg.data, "test")
+    require_ground_truth(samples, cfg.data.root, "stereo-eval")
     device = resolve_device(cfg.device)
     check_precision(device, cfg.precision)  # before any work
     model, origin = build_method(cfg.method, cfg, device)

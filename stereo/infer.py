@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -138,12 +139,14 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
         ignored = [f"checkpoint={cfg.checkpoint}"] if cfg.checkpoint is not None else []
         ignored += [f"{k}={_shown(cfg[k])}" for k in RUNTIME_KEYS if k != "device" and cfg[k] != getattr(defaults, k)]
         ignored += ["confidence=true" if cfg.confidence else "min_confidence"] if want_conf else []
+        ignored += ["adapt=true"] if cfg.adapt else []
         if ignored:
             raise ConfigError(f"{', '.join(ignored)}: not available with backend=onnxruntime (the .onnx file holds "
                               "the network as exported, in fp32, with every head, its regression and refinement, "
                               "returning the disparity only); drop it or use backend=torch")  # fmt: skip
     network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
     model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
+    model._adapt_steps(bool(cfg.adapt), int(cfg.adapt_steps))  # refused before any output is written
     _check_scaled_sizes(pairs, float(cfg.scale))
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
@@ -176,7 +179,8 @@ def _infer_pair(
     check_same_size(limg, rimg, pair.left, pair.right)
     h, w = limg.shape[:2]
     t0 = time.perf_counter()
-    pred = model.predict(limg, rimg, scale=scale, confidence=want_conf)
+    pred = model.predict(limg, rimg, scale=scale, confidence=want_conf, adapt=bool(cfg.adapt),
+                         adapt_steps=int(cfg.adapt_steps))  # fmt: skip
     disp = pred.disparity
     seconds = time.perf_counter() - t0
     cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
@@ -198,6 +202,13 @@ def _infer_pair(
     msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"
     if cfg.early_exit != "off" and cfg.backend == "torch":
         msg += f", answered by head {s['head']} of {model.network.hourglasses}"
+    a = pred.adaptation
+    if a is not None:
+        s["adaptation"] = dataclasses.asdict(a)
+        if a.adopted:
+            msg += f", adapted in {a.steps} steps (photometric loss {a.loss_before:.4f} -> {a.loss_after:.4f})"
+        else:
+            msg += f", adaptation not used: {a.reason}"
     if saturated:
         msg += (
             f"  WARNING: reaches {SATURATION:.0%} of the model's range ({model.max_disp / scale:g} px); "

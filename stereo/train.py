@@ -39,11 +39,12 @@ from stereo.checkpoint import (
 from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
-from stereo.data.registry import Sample, apply_limit, dataset_samples, edge_radius_of
+from stereo.data.registry import Sample, apply_limit, dataset_samples, edge_radius_of, require_ground_truth
 from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
 from stereo.io import output_lock, write_json, write_text
+from stereo.losses import occluded_from_disparity, photometric_loss
 from stereo.metrics import METRIC_KEYS, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
@@ -316,12 +317,15 @@ class Trainer:
         a fixed benchmark) whole before val.limit; never a training pair."""
         cfg = self.cfg
         samples = dataset_samples(cfg.data, "train")
+        if cfg.train.loss != "photometric":
+            require_ground_truth(samples, cfg.data.root, f"train.loss={cfg.train.loss}")
         if cfg.val.limit == 0:
             return samples, []
         val_data = cfg.data if cfg.val.root is None else OmegaConf.merge(cfg.data, {"root": cfg.val.root, "limit": -1})
         # data.root's own validation split: held out from training (real benchmarks) or its test split
         split = "val" if cfg.val.root is None else "test"
         val_samples = apply_limit(dataset_samples(val_data, split, cfg.val.render_pass), cfg.val.limit, "val.limit")
+        require_ground_truth(val_samples, val_data.root, "validation (val.limit=0 turns it off)")
         overlap = {s.left.resolve() for s in samples} & {s.left.resolve() for s in val_samples}
         if overlap:
             raise DatasetError(
@@ -616,16 +620,25 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         size = self.cfg.train.micro_batch or left.shape[0]
         parts = [slice(i, i + size) for i in range(0, left.shape[0], size)]
-        n_valid, loss, preds = valid.sum(), 0.0, []
+        photometric = self.cfg.train.loss == "photometric"
+        # The pixels the loss counts: those with ground truth, or every pixel for the photometric loss (on the
+        # views before photometric augmentation); the metrics below stay on the ground truth, if any.
+        counted = torch.ones_like(valid) if photometric else valid
+        if photometric:
+            views = [batch.get(f"{k}_raw", batch[k]).to(dev, non_blocking=True) for k in ("left", "right")]
+        n_valid, loss, preds = counted.sum(), 0.0, []
         for i, part in enumerate(parts):
             # DDP averages the gradients across ranks once, after the last part.
             sync = i == len(parts) - 1 or self.world == 1
             with contextlib.nullcontext() if sync else self.net.no_sync():
                 with autocast(dev, self.cfg.precision):
                     outs = self.net(left[part], right[part]).heads
-                part_loss = self._part_loss(outs, gt[part], valid[part])
+                if photometric:
+                    part_loss = self._photometric_loss(outs, views[0][part], views[1][part])
+                else:
+                    part_loss = self._part_loss(outs, gt[part], valid[part])
                 if len(parts) > 1:
-                    part_loss = part_loss * (valid[part].sum() / n_valid.clamp(min=1))
+                    part_loss = part_loss * (counted[part].sum() / n_valid.clamp(min=1))
                 self.scaler.scale(part_loss).backward()
             loss += part_loss.detach()
             preds.append(outs[-1].detach())
@@ -660,6 +673,16 @@ class Trainer:
             [float(loss), 0.0 if math.isnan(m["epe"]) else m["epe"], float(m["pixels"] > 0)], dev, self.world
         )
         return loss_sum / self.world, epe_sum / max(n, 1), pred
+
+    def _photometric_loss(self, outs: list[torch.Tensor], left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """train.loss=photometric: each head's self-supervised loss (:func:`stereo.losses.photometric_loss`:
+        the left view reconstructed from the right, over the pixels each head's own disparity says are
+        visible in the right view, plus edge-aware smoothness), weighted per head; no ground truth."""
+        total = 0.0
+        for w, disp in zip(self.weights, outs, strict=True):
+            disp = disp.float()
+            total = total + w * photometric_loss(left, right, disp, ~occluded_from_disparity(disp.detach()))
+        return total
 
     def _part_loss(self, outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The training loss of one (micro-)batch: every head's per-pixel loss over the valid pixels. Without

@@ -8,6 +8,7 @@ import torch
 from stereo.config import load_config
 from stereo.data.pairs import find_pairs
 from stereo.data.pfm import read_pfm
+from stereo.errors import ConfigError
 from stereo.evaluate import evaluate
 from stereo.infer import infer as infer_cfg
 from stereo.metrics import valid_mask
@@ -110,3 +111,17 @@ def test_infer_bad_inputs(checkpoint, tmp_path):
         find_pairs(str(tmp_path / "l"), str(tmp_path / "r"))
     with pytest.raises(FileNotFoundError, match="no such file"):
         find_pairs(str(tmp_path / "nope.png"), str(tmp_path / "r"))
+
+
+def test_infer_adapt_is_refused_where_it_cannot_run_before_any_output(checkpoint, tmp_path):
+    (tmp_path / "l").mkdir()
+    (tmp_path / "r").mkdir()
+    img = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "l/a.png"), img)
+    cv2.imwrite(str(tmp_path / "r/a.png"), img)
+    with pytest.raises(ConfigError, match="adapt=true adapts a network's sub-pixel refinement.*refine=none"):
+        infer(checkpoint, str(tmp_path / "l"), str(tmp_path / "r"), tmp_path / "o", device="cpu", adapt="true")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ConfigError, match="adapt=true: not available with backend=onnxruntime"):
+        infer("null", str(tmp_path / "l"), str(tmp_path / "r"), tmp_path / "o", device="cpu", adapt="true",
+              backend="onnxruntime", onnx=str(tmp_path / "m.onnx"))  # fmt: skip

@@ -90,8 +90,10 @@ class StereoDataset(Dataset):
         """Raw arrays of one pair: left, right (H, W, 3) float32 in [0, 1], disparity (H, W)."""
         s = self.samples[index]
         left, right = read_rgb(s.left), read_rgb(s.right)
-        disp = read_disparity(s.disparity)
         check_same_size(left, right, s.left, s.right)
+        if s.disparity is None:  # unlabeled (train.loss=photometric): no pixel has ground truth
+            return left, right, np.full(left.shape[:2], np.nan, np.float32)
+        disp = read_disparity(s.disparity)
         if disp.shape != left.shape[:2]:
             raise DataError(
                 f"disparity {s.disparity} is {disp.shape[1]}x{disp.shape[0]} but its image {s.left} is "
@@ -110,7 +112,7 @@ class StereoDataset(Dataset):
             win = self._crop_window(rng, index, disp.shape)
             left, right, disp = left[win], right[win], disp[win]
             region = region[win] if region is not None else None
-        raw_left = left
+        raw_left, raw_right = left, right
         if self.augment is not None:
             left, right = self._augment(rng, left, right)
         disp_t = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))
@@ -124,8 +126,8 @@ class StereoDataset(Dataset):
             "valid": valid,
             "index": index,
         }
-        if self.augment is not None:  # the left view before photometric augmentation, for display
-            item["left_raw"] = to_tensor(raw_left)
+        if self.augment is not None:  # the views before photometric augmentation: display, photometric loss
+            item["left_raw"], item["right_raw"] = to_tensor(raw_left), to_tensor(raw_right)
         return item
 
     def _region(self, index: int, disp: np.ndarray) -> np.ndarray | None:

@@ -103,19 +103,26 @@ def kitti_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
 
 @register_dataset("folder")
 def folder_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
-    """Your own labelled pairs: ``<root>/left``, ``<root>/right`` and ``<root>/disparity`` (left-view
-    disparities as PFM, 16-bit PNG x 256, or a 2-D float ``.npy``), matched by the path below each folder
-    as ``stereo-infer`` matches folders (``left/a/0001.png`` <-> ``disparity/a/0001.pfm``)."""
+    """Your own pairs: ``<root>/left``, ``<root>/right`` and ``<root>/disparity`` (left-view disparities as
+    PFM, 16-bit PNG x 256, or a 2-D float ``.npy``), matched by the path below each folder as
+    ``stereo-infer`` matches folders (``left/a/0001.png`` <-> ``disparity/a/0001.pfm``). Without a
+    ``disparity/`` folder the pairs are unlabeled (``Sample.disparity`` None): ``train.loss=photometric``
+    trains on them; what needs ground truth refuses them (:func:`~stereo.data.registry.require_ground_truth`)."""
     from stereo.data.pairs import find_pairs
 
     root = _root(cfg)
     if region_of(cfg) == "nonocc":
         raise DatasetError("data=folder has no occlusion masks: data.region=nonocc works with kitti, middlebury, "
                            "eth3d and sceneflow; use data.region=all")  # fmt: skip
-    missing = [d for d in ("left", "right", "disparity") if not (root / d).is_dir()]
+    missing = [d for d in ("left", "right") if not (root / d).is_dir()]
     if missing:
-        raise DatasetError(f"{root}: data=folder needs the folders left/, right/ and disparity/ (missing: "
-                           f"{', '.join(missing)})")  # fmt: skip
+        raise DatasetError(f"{root}: data=folder needs the folders left/, right/ and (for ground truth) disparity/ "
+                           f"(missing: {', '.join(missing)})")  # fmt: skip
+    if not (root / "disparity").is_dir():  # unlabeled pairs: for train.loss=photometric (checked by their users)
+        return [
+            Sample(p.left, p.right, None, "folder", name=p.name)
+            for p in find_pairs(str(root / "left"), str(root / "right"))
+        ]
     samples, no_gt = [], []
     for pair in find_pairs(str(root / "left"), str(root / "right")):
         gt = next((root / "disparity" / f"{pair.name}{x}" for x in DISPARITY_SUFFIXES

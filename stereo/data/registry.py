@@ -18,11 +18,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Sample:
-    """One stereo pair: image paths, the left-view disparity (PFM), and the subset it comes from."""
+    """One stereo pair: image paths, the left-view disparity (PFM; None for unlabeled pairs, which only a
+    self-supervised loss can use), and the subset it comes from."""
 
     left: Path
     right: Path
-    disparity: Path
+    disparity: Path | None
     subset: str
     mask: Path | None = None  # evaluate only where this image is 255 (e.g. Middlebury's mask0nocc.png)
     # with it, evaluate only the left pixels whose match it confirms (stereo.data.occlusion; Scene Flow)
@@ -121,3 +122,14 @@ def dataset_samples(
     if not samples:
         raise DatasetError(f"no {split} pairs left under {data_cfg.root} after limit={limit}")
     return samples
+
+
+def require_ground_truth(samples: list[Sample], root: Any, what: str) -> None:
+    """Raise :class:`DatasetError` naming the missing ``disparity/`` folder and the way out when any of
+    ``samples`` has no ground truth; ``what`` says what needs it."""
+    if any(s.disparity is None for s in samples):
+        raise DatasetError(
+            f"{root}: {what} needs ground truth, and {Path(str(root)) / 'disparity'} does not exist. Add the "
+            "left-view disparities there, or train without them: train.loss=photometric (self-supervised; with "
+            "val.limit=0 or a labelled val.root)"
+        )

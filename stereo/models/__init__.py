@@ -1,4 +1,4 @@
-"""Stereo networks: :func:`build_model` from a config, :func:`predict` for images of any size."""
+"""Stereo networks: :func:`build_model` from a config, :func:`run` for images of any size."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ __all__ = [
     "build_model",
     "count_parameters",
     "model_config",
-    "predict",
     "run",
 ]
 
@@ -87,11 +86,15 @@ def configure_runtime(model: nn.Module, runtime: RuntimeConfig | Mapping | None)
 
 
 @torch.inference_mode()
-def run(model: Any, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
+def run(
+    model: Any, left: torch.Tensor, right: torch.Tensor, confidence: bool = False, adapt_steps: int = 0
+) -> StereoOutput:
     """A method's :class:`~stereo.models.output.StereoOutput` for RGB images (B, 3, H, W) in [0, 1] of
     any size: a network, SGBM or ONNX Runtime (``infer``, :class:`~stereo.models.output.Predictor`), or
     any module returning a (B, H, W) disparity. Pads bottom and right by edge replication to the method's
-    ``size_divisor``, runs it in eval mode (restoring the mode afterwards) and crops the padding off."""
+    ``size_divisor``, runs it in eval mode (restoring the mode afterwards) and crops the padding off.
+    ``adapt_steps`` > 0: a network's refinement first adapts to the pair (:func:`stereo.adapt.adapt_infer`;
+    its loss leaves the padding out)."""
     h, w = left.shape[-2:]
     k = getattr(model, "size_divisor", 16)
     ph, pw = -h % k, -w % k
@@ -103,7 +106,14 @@ def run(model: Any, left: torch.Tensor, right: torch.Tensor, confidence: bool = 
     if module:
         model.eval()
     try:
-        if hasattr(model, "infer"):
+        if adapt_steps:
+            from stereo.adapt import adapt_infer
+
+            valid = torch.zeros(left.shape[0], *left.shape[-2:], dtype=torch.bool, device=left.device)
+            valid[:, :h, :w] = True
+            out, report = adapt_infer(model, left, right, confidence, steps=adapt_steps, valid=valid)
+            out.adaptation = report
+        elif hasattr(model, "infer"):
             out = model.infer(left, right, confidence)
         elif confidence:
             raise ValueError(f"{type(model).__name__} gives no confidence")
@@ -113,17 +123,3 @@ def run(model: Any, left: torch.Tensor, right: torch.Tensor, confidence: bool = 
         if module:
             model.train(was_training)
     return out.crop(h, w)
-
-
-def predict(
-    model: Any, left: torch.Tensor, right: torch.Tensor, confidence: bool = False
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Disparity (B, H, W) in pixels for RGB images (B, 3, H, W) in [0, 1] of any size (or (3, H, W):
-    then (H, W)); with ``confidence``, (disparity, confidence). :func:`run` gives the diagnostics too."""
-    if left.dim() == 3:
-        out = predict(model, left[None], right[None], confidence)
-        return (out[0][0], out[1][0]) if confidence else out[0]
-    if left.shape != right.shape:
-        raise ValueError(f"left and right differ in shape: {tuple(left.shape)} vs {tuple(right.shape)}")
-    out = run(model, left, right, confidence)
-    return (out.disparity, out.confidence) if confidence else out.disparity

@@ -4,7 +4,7 @@ network's training forward returns."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -16,13 +16,15 @@ class StereoOutput:
     ``disparity``: (B, H, W) pixels of the left view. ``confidence``: (B, H, W) in [0, 1] when asked for
     (networks of the PSMNet family), else None. ``heads``: per image, the hourglass head that answered
     (networks with heads; early exit makes it vary), else None. ``bands``: bands of rows the 3-D part
-    ran in (``memory_budget_gb``; 1 = the whole frame), None for methods without one.
+    ran in (``memory_budget_gb``; 1 = the whole frame), None for methods without one. ``adaptation``: with
+    test-time adaptation, its :class:`~stereo.adapt.AdaptReport`, else None.
     """
 
     disparity: torch.Tensor
     confidence: torch.Tensor | None = None
     heads: list[int] | None = None
     bands: int | None = None
+    adaptation: Any = None
 
     def crop(self, height: int, width: int) -> StereoOutput:
         """The top-left (height, width) of every map (undoing bottom/right padding)."""

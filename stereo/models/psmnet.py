@@ -14,6 +14,7 @@ from stereo.models.aggregation import StackedHourglass
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.feature import FeatureExtractor
 from stereo.models.output import StereoOutput, TrainingOutput
+from stereo.models.polish import zncc_polish
 from stereo.models.refinement import Guides, build_refinement
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class PSMNet(nn.Module):
     """Cost-volume stereo network: features at 1/4, cost volume, stacked hourglasses, soft-argmin.
 
     Two methods, both on RGB in [0, 1], (B, 3, H, W) with H and W multiples of :attr:`size_divisor` (use
-    :func:`stereo.models.predict` for any size), normalised by the network itself:
+    :func:`stereo.models.run` for any size), normalised by the network itself:
     :meth:`forward_train` (what ``model(left, right)`` and DDP call) returns every head's disparity
     (:class:`~stereo.models.output.TrainingOutput`); :meth:`infer` (eval mode) returns the final disparity,
     computed with only what it needs, and what it may need to report
@@ -135,21 +136,24 @@ class PSMNet(nn.Module):
         if self.training:
             raise RuntimeError("PSMNet.infer runs in eval mode (model.eval())")
         self._check_inputs(left, right)
-        h, w = left.shape[-2:]
-        size = (self.max_disp, h, w)
-        fl, fr = self.features(left, right)
+        size = (self.max_disp, *left.shape[-2:])
         if self.runtime.early_exit != "off":  # early exit decides per image from the whole head cost: no bands
-            return self._infer_early_exit(fl, fr, size, left, right, confidence)
+            return self._infer_early_exit(*self.features(left, right), size, left, right, confidence)
+        cost, bands = self.final_cost(left, right)
+        disp, conf = self.refinement.infer_head(cost, size, self.guides(left, right), self.runtime, confidence)
+        return StereoOutput(self._polished(disp, left, right), conf, [self.hourglasses] * left.shape[0], bands)
+
+    def final_cost(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Eval: the last head's (B, 1, D/4, H/4, W/4) cost of the frame (in bands of rows under
+        ``memory_budget_gb``, with the same numbers) and the number of bands."""
+        fl, fr = self.features(left, right)
         b, _, h4, w4 = fl.shape
         tile = self.eval_tile_rows(b, h4, w4)
         if tile is not None:
-            cost, bands = self._aggregate_in_bands(fl, fr, tile)
-        else:
-            vol, bands = [self.volume_of(fl, fr)], 1
-            del fl, fr
-            cost = self.aggregation.final_cost(vol)  # takes the volume out of the list: freed early
-        disp, conf = self.refinement.infer_head(cost, size, self.guides(left, right), self.runtime, confidence)
-        return StereoOutput(disp, conf, [self.hourglasses] * left.shape[0], bands)
+            return self._aggregate_in_bands(fl, fr, tile)
+        vol = [self.volume_of(fl, fr)]
+        del fl, fr
+        return self.aggregation.final_cost(vol), 1  # takes the volume out of the list: freed early
 
     def _infer_early_exit(
         self,
@@ -170,7 +174,13 @@ class PSMNet(nn.Module):
             for i, c in enumerate(costs)
         ]
         conf = torch.cat([o[1] for o in outs]) if confidence else None
-        return StereoOutput(torch.cat([o[0] for o in outs]), conf, heads, 1)
+        return StereoOutput(self._polished(torch.cat([o[0] for o in outs]), left, right), conf, heads, 1)
+
+    def _polished(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """The runtime's ``polish`` of the (B, H, W) disparity (none: unchanged)."""
+        if self.runtime.polish == "zncc":
+            return zncc_polish(left, right, disp, min_zncc=self.runtime.polish_min_zncc)[0]
+        return disp
 
     def _check_inputs(self, left: torch.Tensor, right: torch.Tensor) -> None:
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
@@ -182,7 +192,7 @@ class PSMNet(nn.Module):
         if h % self.size_divisor or w % self.size_divisor:
             raise ValueError(
                 f"H and W must be multiples of {self.size_divisor}, got {h}x{w}; "
-                "use stereo.models.predict() to pad any size"
+                "use stereo.models.run() to pad any size"
             )
 
     def normalised(self, image: torch.Tensor) -> torch.Tensor:

@@ -138,15 +138,20 @@ class ModesRefinement(Refinement):
     ) -> torch.Tensor:
         with torch.autocast(disp.device.type, enabled=False):
             disp = disp.float() if disp.dtype in (torch.float16, torch.bfloat16) else disp
-            # Channels-last: oneDNN prefers it for these full-resolution convolutions (docs/performance.md).
-            x = self.inputs(disp, image, right, local, mass).contiguous(memory_format=torch.channels_last)
-            x = F.leaky_relu(self.stem(x), 0.2)
-            for block in self.blocks:
-                x = x + F.leaky_relu(block(x), 0.2)
-            out = self.head(x)
-            # A zero head (untrained) gives gate 0: the soft-argmin unchanged.
-            disp = disp + out[:, 1].clamp(0, 1) * (local.to(disp.dtype) - disp)
-            return F.relu(disp + out[:, 0])
+            return self.decode(self.inputs(disp, image, right, local, mass), disp, local)
+
+    def decode(self, x: torch.Tensor, disp: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """The learned part: the (B, C, H, W) evidence of :meth:`inputs`, the soft-argmin and the windowed
+        estimate (B, H, W, pixels) -> the refined disparity. The evidence does not depend on the weights, so
+        test-time adaptation computes it once (:mod:`stereo.adapt`)."""
+        # Channels-last: oneDNN prefers it for these full-resolution convolutions (docs/performance.md).
+        x = F.leaky_relu(self.stem(x.contiguous(memory_format=torch.channels_last)), 0.2)
+        for block in self.blocks:
+            x = x + F.leaky_relu(block(x), 0.2)
+        out = self.head(x)
+        # A zero head (untrained) gives gate 0: the soft-argmin unchanged.
+        disp = disp + out[:, 1].clamp(0, 1) * (local.to(disp.dtype) - disp)
+        return F.relu(disp + out[:, 0])
 
     def inputs(
         self, disp: torch.Tensor, image: torch.Tensor, right: torch.Tensor, local: torch.Tensor, mass: torch.Tensor
