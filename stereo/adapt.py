@@ -26,7 +26,7 @@ from stereo.models.regression import upsample_regress_modes
 
 log = logging.getLogger(__name__)
 
-ADAPT_STEPS = 20  # the default of adapt_steps: ~0.5 s a step on a 0.4-megapixel pair on 2 CPU cores
+ADAPT_STEPS = 20  # the default of adapt_steps: a few seconds per pair on a CPU (docs/inference.md)
 ADAPT_LR = 1e-4  # Adam: small, so a few steps refine the learned prior instead of replacing it
 MIN_CONTRAST = 2 / 255  # grey-level standard deviation below which a view has nothing to match
 

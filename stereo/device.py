@@ -65,7 +65,7 @@ def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool | None:
 
 def check_precision(device: torch.device, precision: str) -> None:
     """Validate ``precision`` for ``device`` before any work (a ConfigError names the fix) and warn when
-    bf16 on this CPU is emulated: measured here, an emulated bf16 training step took 30x an fp32 one."""
+    bf16 on this CPU is emulated, which is many times slower than fp32 (docs/performance.md)."""
     autocast(device, precision)
     if precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
         log.warning(

@@ -45,8 +45,8 @@ class PSMNet(nn.Module):
     of the final upsampling in eval mode, bounding peak memory; 0 = all at once),
     ``memory_budget_gb`` (eval: when the 3-D part of a frame would need more, it runs in bands of rows
     with a halo wider than its receptive field, so the result is the same; :meth:`eval_tile_rows`) and
-    ``channels_last_3d`` (cost volume and 3-D weights channels-last: measured ~30% faster eval and ~14%
-    faster training on CPU with oneDNN; same numbers up to rounding).
+    ``channels_last_3d`` (cost volume and 3-D weights channels-last, the layout oneDNN's 3-D convolutions
+    prefer on CPUs (docs/performance.md); same numbers up to rounding).
     """
 
     size_divisor = 16
@@ -237,7 +237,7 @@ class PSMNet(nn.Module):
         the inference path (:meth:`~stereo.models.aggregation.StackedHourglass.final_cost`): the larger of
         the input volume with two activations of ``volume_channels`` (the first convolution) and about six
         such activations (an hourglass: the stem output, its input, convolution and BatchNorm outputs,
-        skips). Measured at 544x960 for ``ea_psmnet``: 1.08 GiB in all, unfolded (this says 1.20 GB)."""
+        skips). Checked against peak memory in docs/performance.md."""
         vol_channels = 2 * self.feature_extraction.out_channels if self.volume == "concat" else self.gwc_groups
         c = self.config.volume_channels
         return 4 * max(vol_channels + 2 * c, 6 * c)
@@ -246,8 +246,7 @@ class PSMNet(nn.Module):
         """Estimated peak bytes per input pixel and image of everything but the 3-D part, fp32, eval: the
         two views and their padded copies, the feature extractor's activations at 1/2 and 1/4 resolution,
         the regression's full-resolution maps and the refinement's convolutions. Calibrated on the shipped
-        ea_psmnet_light (refine=modes) with confidence: 437 bytes per pixel measured by peak RSS between
-        1088x1920 and 2176x3840 with the 3-D part in bands (2026-12-05); this gives 448 there."""
+        weights by peak RSS (docs/performance.md)."""
         base = self.config.feature.base_channels
         return 4 * (24 + 3 * base + self.refinement.full_resolution_channels + self.max_disp // 16)
 
