@@ -217,8 +217,8 @@ def export_main(cfg: DictConfig) -> None:
 
     meta = run(go)
     print(
-        f"wrote {cfg.output}: opset {cfg.opset}, max_disp {meta['max_disp']} px, inputs of at least "
-        f"{meta['min_height']}x{meta['min_width']} (the graph pads smaller ones itself)"
+        f"wrote {cfg.output}: opset {cfg.opset}, max_disp {meta.max_disp:g} px, inputs of at least "
+        f"{meta.min_height}x{meta.min_width} (the graph pads smaller ones itself)"
     )
 
 

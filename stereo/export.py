@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -62,8 +62,22 @@ class _PaddedToMinimum(torch.nn.Module):
         return disparity.index_select(1, torch.arange(h)).index_select(2, torch.arange(w))
 
 
-def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset: int = 17) -> dict[str, Any]:
-    """Export ``checkpoint`` to ``output`` (atomically); returns the metadata stored in the file."""
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote: the file (``path``), its ``opset``, the network's range ``max_disp``
+    (pixels), the size it was traced at (``min_height``, ``min_width``: the graph pads smaller inputs up to
+    it) and every ``metadata`` entry stored in the file (strings, as ONNX keeps them)."""
+
+    path: str
+    opset: int
+    max_disp: float
+    min_height: int
+    min_width: int
+    metadata: dict[str, str]
+
+
+def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset: int = 17) -> ExportResult:
+    """Export ``checkpoint`` to ``output`` (atomically); returns what was written (:class:`ExportResult`)."""
     import onnx
 
     refuse_package_path(output, "output")
@@ -104,7 +118,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
         for k, v in meta.items():
             proto.metadata_props.add(key=k, value=v)
         onnx.save(proto, str(tmp))
-    return meta
+    return ExportResult(str(output), opset, float(model.max_disp), h, w, meta)
 
 
 class OnnxStereo:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
+from stereo.adapt import AdaptReport
 from stereo.api import StereoModel, scaled_size
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
 from stereo.config import RUNTIME_KEYS, InferAppConfig, check_config, runtime_config
@@ -111,9 +112,31 @@ def write_outputs(
                 write_ply(t, *point_cloud(kept, rgb, calib, max_depth))
 
 
-def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+@dataclass
+class PairResult:
+    """What ``stereo-infer`` did with one pair: its ``name`` (what its outputs are called below the output
+    folder), the input paths, ``size`` [H, W], ``seconds`` of prediction, the disparity's range in pixels,
+    whether it reached :data:`SATURATION` of the model's range (``saturated``), the colour image's range
+    ``color_range_px``, the ``head`` that answered (networks), the files written (``outputs``) and, with
+    ``adapt=true``, the :class:`~stereo.adapt.AdaptReport`."""
+
+    name: str
+    left: str
+    right: str
+    size: list[int]
+    seconds: float
+    disparity_min: float
+    disparity_max: float
+    saturated: bool
+    color_range_px: list[float]
+    head: int | None
+    outputs: list[str]
+    adaptation: AdaptReport | None = None
+
+
+def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[PairResult]:
     """Predict disparity for every pair of ``cfg.left``/``cfg.right`` (``conf/infer.yaml``) and write the
-    outputs to ``output_dir`` (default ``cfg.output_dir``); returns one summary dict per pair.
+    outputs to ``output_dir`` (default ``cfg.output_dir``); returns a :class:`PairResult` per pair.
 
     ``scale`` < 1 downsamples the images, predicts, and upsamples the disparity (multiplied by
     1/scale): use it when disparities exceed the model's range. ``color_range``: ``image`` (each
@@ -172,7 +195,7 @@ def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:
 
 def _infer_pair(
     pair: Pair, paths: list[Path], model: StereoModel, cfg: DictConfig, calib: Calibration | None, want_conf: bool
-) -> dict[str, Any]:
+) -> PairResult:
     """Predict one pair through the Python API, write its outputs all or nothing, print one line."""
     scale = float(cfg.scale)
     limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
@@ -186,25 +209,25 @@ def _infer_pair(
     cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
     write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, pred.confidence, float(cfg.min_confidence))
     saturated = float(disp.max()) >= SATURATION * model.max_disp * (1 / scale)
-    s = {
-        "name": pair.name,
-        "left": str(pair.left),
-        "right": str(pair.right),
-        "size": [h, w],
-        "seconds": seconds,
-        "disparity_min": float(disp.min()),
-        "disparity_max": float(disp.max()),
-        "saturated": saturated,
-        "color_range_px": [0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
-        "head": pred.heads[0] if pred.heads else None,
-        "outputs": [str(p) for p in paths],
-    }
-    msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s['disparity_min']:.1f}..{s['disparity_max']:.1f} px"
+    s = PairResult(
+        name=pair.name,
+        left=str(pair.left),
+        right=str(pair.right),
+        size=[h, w],
+        seconds=seconds,
+        disparity_min=float(disp.min()),
+        disparity_max=float(disp.max()),
+        saturated=saturated,
+        color_range_px=[0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
+        head=pred.heads[0] if pred.heads else None,
+        outputs=[str(p) for p in paths],
+        adaptation=pred.adaptation,
+    )
+    msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s.disparity_min:.1f}..{s.disparity_max:.1f} px"
     if cfg.early_exit != "off" and cfg.backend == "torch":
-        msg += f", answered by head {s['head']} of {model.network.hourglasses}"
+        msg += f", answered by head {s.head} of {model.network.hourglasses}"
     a = pred.adaptation
     if a is not None:
-        s["adaptation"] = dataclasses.asdict(a)
         if a.adopted:
             msg += f", adapted in {a.steps} steps (photometric loss {a.loss_before:.4f} -> {a.loss_after:.4f})"
         else:

@@ -67,9 +67,9 @@ def _pairs_dir(sample_root, tmp_path):
 def test_infer_outputs(checkpoint, sample_root, tmp_path):
     left, right = _pairs_dir(sample_root, tmp_path)
     results = infer(checkpoint, str(left), str(right), tmp_path / "out", device="cpu", focal_px=100.0, baseline=0.5)
-    assert [r["name"] for r in results] == ["seq0/0001", "seq1/0001"]
+    assert [r.name for r in results] == ["seq0/0001", "seq1/0001"]
     for r in results:
-        stem = tmp_path / "out" / r["name"]
+        stem = tmp_path / "out" / r.name
         disp = read_pfm(f"{stem}.pfm")
         assert disp.shape == (64, 128)
         png = cv2.imread(f"{stem}.png", cv2.IMREAD_UNCHANGED)
@@ -78,7 +78,7 @@ def test_infer_outputs(checkpoint, sample_root, tmp_path):
         colour = cv2.imread(f"{stem}_color.png")
         assert colour.shape == (64, 128, 3)
         # The legend spans the colour image's scale: 0 .. the disparity's maximum (color_range=image).
-        assert r["color_range_px"] == [0.0, pytest.approx(float(disp.max()), rel=1e-6)]
+        assert r.color_range_px == [0.0, pytest.approx(float(disp.max()), rel=1e-6)]
         legend = cv2.imread(f"{stem}_legend.png")
         assert legend.shape[1] >= 128 and legend.shape[0] == 44
         ends = colorize_disparity(np.array([[0.0, 1.0]]), 0, 1)[0, :, ::-1]  # magma's ends, BGR
@@ -91,7 +91,7 @@ def test_infer_outputs(checkpoint, sample_root, tmp_path):
     assert [p.name for p in globbed] == ["seq0/0001", "seq1/0001"]
     one = (left / "seq0/0001.png", right / "seq0/0001.png", tmp_path / "one")
     single = infer(checkpoint, *one, device="cpu", scale=0.5)
-    assert single[0]["size"] == [64, 128] and read_pfm(tmp_path / "one/0001.pfm").shape == (64, 128)
+    assert single[0].size == [64, 128] and read_pfm(tmp_path / "one/0001.pfm").shape == (64, 128)
 
 
 def test_infer_bad_inputs(checkpoint, tmp_path):

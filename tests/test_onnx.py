@@ -45,7 +45,7 @@ def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
 
     ckpt = _checkpoint(name, tmp_path / "c.pt", overrides)
     meta = export_onnx(ckpt, tmp_path / "m.onnx")
-    h0, w0 = int(meta["min_height"]), int(meta["min_width"])
+    h0, w0 = meta.min_height, meta.min_width
     ort_model = OnnxStereo(tmp_path / "m.onnx")
     model, _ = load_network(ckpt, torch.device("cpu"))
     for h, w in ((h0 + 16, w0 + 32), (h0 + 48, w0 - 8 + 16)):  # neither is the export size
@@ -79,7 +79,7 @@ def test_onnx_runtime_matches_pytorch_with_the_modes_refinement(tmp_path):
     torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
     torch.save({"model": model.state_dict(), "model_config": to_plain(cfg), "step": 0}, tmp_path / "c.pt")
     meta = export_onnx(tmp_path / "c.pt", tmp_path / "m.onnx")
-    h, w = int(meta["min_height"]) + 16, int(meta["min_width"]) + 32  # not the export size
+    h, w = meta.min_height + 16, meta.min_width + 32  # not the export size
     generate_sceneflow_sample(tmp_path / "sf", height=h, width=w, train_pairs=0, test_pairs=2, seed=3, progress=False)
     ort_model = OnnxStereo(tmp_path / "m.onnx")
     model, _ = load_network(tmp_path / "c.pt", torch.device("cpu"))
@@ -109,7 +109,7 @@ def test_infer_backends_agree(checkpoint, sample_root, tmp_path):
 
     meta = export_onnx(checkpoint, tmp_path / "m.onnx")
     s = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
-    h, w = int(meta["min_height"]) + 16, int(meta["min_width"]) + 48  # a size the graph serves exactly
+    h, w = meta.min_height + 16, meta.min_width + 48  # a size the graph serves exactly
     for view, src in (("l.png", s), ("r.png", s.parent.parent / "right" / s.name)):
         cv2.imwrite(str(tmp_path / view), cv2.resize(cv2.imread(str(src)), (w, h)))
     pair = [f"left={tmp_path / 'l.png'}", f"right={tmp_path / 'r.png'}", "device=cpu"]
@@ -127,7 +127,8 @@ def test_export_metadata_and_runtime_left_alone(checkpoint, tmp_path):
 
     meta = export_onnx(checkpoint, tmp_path / "m.onnx")
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
-    assert props["max_disp"] == "32" and props == meta and "feature" in props["model_config"]
+    assert props["max_disp"] == "32" and props == meta.metadata and "feature" in props["model_config"]
+    assert meta.max_disp == 32 and meta.opset == 17 and meta.path == str(tmp_path / "m.onnx")
     model, _ = load_network(checkpoint, torch.device("cpu"))
     configure_runtime(model, {"eval_chunk_rows": 64})  # export changed nothing in the checkpoint
     assert model.runtime.eval_chunk_rows == 64
@@ -174,7 +175,7 @@ def test_raw_onnx_runtime_below_the_minimum_size_pads_inside_the_graph(checkpoin
     from stereo.export import export_onnx
 
     meta = export_onnx(checkpoint, tmp_path / "m.onnx")
-    mh, mw = int(meta["min_height"]), int(meta["min_width"])
+    mh, mw = meta.min_height, meta.min_width
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     model, _ = load_network(checkpoint, torch.device("cpu"))
     configure_runtime(model, {"eval_chunk_rows": 0, "channels_last_3d": False})

@@ -37,7 +37,7 @@ def test_dotdot_in_a_pattern_never_writes_outside_output_dir(checkpoint, tmp_pat
     before = set(_tree(tmp_path))
     res = _infer(checkpoint, tmp_path / "in/L/*/../../../Q/a.png", tmp_path / "in/R/*/../../../S/a.png",
                  tmp_path / "out")  # fmt: skip
-    assert [r["name"] for r in res] == ["x"]  # what the wildcard matched, nothing of the '..' part
+    assert [r.name for r in res] == ["x"]  # what the wildcard matched, nothing of the '..' part
     new = set(_tree(tmp_path)) - before
     assert new and all(p.startswith("out") for p in new), new
 

@@ -32,7 +32,7 @@ def test_no_checkpoint_means_the_shipped_weights(checkpoint, sample_root, tmp_pa
     s = sorted((sample_root / "FlyingThings3D/frames_cleanpass/TEST").rglob("left/*.png"))[0]
     cfg = load_config("infer", [f"left={s}", f"right={s.parent.parent / 'right' / s.name}", "device=cpu"])
     (r,) = infer(cfg, tmp_path / "out")
-    assert r["disparity_max"] > r["disparity_min"] >= 0
+    assert r.disparity_max > r.disparity_min >= 0
 
 
 def test_shipped_names_the_packaged_weights_in_checkpoint_and_init_from(checkpoint, sample_root, tmp_path, monkeypatch):
