@@ -71,7 +71,7 @@ Backend = Choice("Backend", {k: k for k in ("torch", "onnxruntime")})
 # How far from a ground-truth depth edge a pixel counts as "at the edge" (data.region=edges):
 # 2 px covers the fattened border that a 1/4-resolution cost volume smears over, and sub-pixel thin structures.
 EDGE_RADIUS = 2
-Region = Choice("Region", {k: k for k in ("all", "nonocc", "edges")})
+Region = Choice("Region", {k: k for k in ("all", "nonocc", "edges", "textured", "lowtexture")})
 Regression = Choice("Regression", {k: k for k in ("soft_argmin", "local")})
 Polish = Choice("Polish", {k: k for k in ("none", "zncc")})
 SgbmMode = Choice("SgbmMode", {k: k for k in ("sgbm", "hh", "sgbm_3way", "hh4")})
@@ -271,7 +271,9 @@ class DataConfig:
         Region.all,
         help="all (every pixel with ground truth) | nonocc: visible in both views (KITTI disp_noc, Middlebury/ETH3D "
         "mask0nocc, Scene Flow: where the right view's disparity confirms the left one) | edges: within "
-        "edge_radius of a depth edge of the ground truth (borders and thin structures; dense ground truth only)",
+        "edge_radius of a depth edge of the ground truth (borders and thin structures; dense ground truth only) | "
+        "lowtexture / textured: where the left image is textureless or not (Scharstein and Szeliski's definition: "
+        "the squared horizontal intensity gradient, averaged over 3x3, below 4 grey levels^2)",
     )
     edge_radius: int = rng(
         EDGE_RADIUS, ge=0, help="region=edges: how far from a depth edge (4-neighbours > 1 px apart) a pixel counts, px"

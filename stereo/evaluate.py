@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from stereo.config import EvalAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
-from stereo.data.registry import dataset_samples, edge_radius_of, require_ground_truth
+from stereo.data.registry import dataset_samples, edge_radius_of, require_ground_truth, texture_region_of
 from stereo.device import check_precision, resolve_device
 from stereo.engine import EvalResult, evaluate_model
 from stereo.errors import DataError
@@ -102,7 +102,8 @@ def evaluate(
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     with output_lock(out_dir, "stereo-eval"):  # one writer per folder; its stale temporary files go
-        ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask, edge_radius=edge_radius_of(cfg.data))
+        ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask, edge_radius=edge_radius_of(cfg.data),
+                           texture=texture_region_of(cfg.data))  # fmt: skip
         r = evaluate_model(
             model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
         )

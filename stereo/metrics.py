@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 METRIC_KEYS = ("epe", "bad05", "bad1", "bad2", "bad3", "d1")
 # The error bands (pixels) every evaluation reports beside bad-N: sub-pixel work moves the 0.5-3 px bands,
@@ -52,6 +53,23 @@ def depth_edges(gt: torch.Tensor, radius: int, jump: float = 1.0) -> torch.Tenso
         k = 2 * radius + 1
         edge = torch.nn.functional.max_pool2d(edge[:, None].float(), k, stride=1, padding=radius)[:, 0] > 0
     return edge
+
+
+TEXTURELESS_GRADIENT2 = 4.0  # grey levels^2: Scharstein and Szeliski's (IJCV 2002) textureless threshold
+
+
+def textureless(image: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) bool: the textureless pixels of (B, 3, H, W) RGB images in [0, 1], by Scharstein and
+    Szeliski's definition (the Middlebury taxonomy's evaluation, IJCV 2002): the squared horizontal
+    intensity gradient (central differences of the grey image in 0-255 levels), averaged over a 3x3
+    window, is below :data:`TEXTURELESS_GRADIENT2`."""
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
+    grey = image.float().mean(1, keepdim=True) * 255
+    gx = F.pad(grey, (1, 1, 0, 0), mode="replicate")
+    gx = (gx[..., 2:] - gx[..., :-2]) / 2
+    energy = F.avg_pool2d(F.pad(gx * gx, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return energy[:, 0] < TEXTURELESS_GRADIENT2
 
 
 def describe_mask(mask: str, max_disp: float) -> str:

@@ -39,7 +39,14 @@ from stereo.checkpoint import (
 from stereo.config import TrainAppConfig, check_config, to_plain
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
-from stereo.data.registry import Sample, apply_limit, dataset_samples, edge_radius_of, require_ground_truth
+from stereo.data.registry import (
+    Sample,
+    apply_limit,
+    dataset_samples,
+    edge_radius_of,
+    require_ground_truth,
+    texture_region_of,
+)
 from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
@@ -338,13 +345,14 @@ class Trainer:
         """The training and validation datasets, and the run's length in steps."""
         cfg, t = self.cfg, self.cfg.train
         # data.region narrows training and validation alike (nonocc through the samples, edges here)
-        edges = edge_radius_of(cfg.data)
-        self.dataset = StereoDataset(
-            samples, cfg.model.max_disp, crop, OmegaConf.to_object(cfg.data.augment), seed=cfg.seed, edge_radius=edges
-        )
+        edges, texture = edge_radius_of(cfg.data), texture_region_of(cfg.data)
+        self.dataset = StereoDataset(samples, cfg.model.max_disp, crop, OmegaConf.to_object(cfg.data.augment),
+                                     seed=cfg.seed, edge_radius=edges, texture=texture)  # fmt: skip
         val_max = cfg.val.max_disp if cfg.val.max_disp is not None else cfg.model.max_disp
         self.val_dataset = (
-            StereoDataset(val_samples, float(val_max), mask=cfg.val.mask, edge_radius=edges) if val_samples else None
+            StereoDataset(val_samples, float(val_max), mask=cfg.val.mask, edge_radius=edges, texture=texture)
+            if val_samples
+            else None
         )
         self.steps_per_epoch = len(self.dataset) // (t.batch_size * self.world)
         if self.steps_per_epoch == 0:

@@ -110,3 +110,39 @@ def test_non_finite_and_out_of_range_disparity_masked(tmp_path):
     item = StereoDataset([Sample(tmp_path / "l.png", tmp_path / "l.png", tmp_path / "d.pfm", "x")])[0]
     assert item["valid"].tolist() == [[False, False, False], [True, True, False]]
     assert torch.isfinite(item["disparity"]).all()
+
+
+def test_textureless_follows_the_taxonomy_definition_by_direct_scan():
+    """Scharstein and Szeliski's textureless pixels: the squared horizontal gradient of the grey image
+    (0-255, central differences, edges replicated) averaged over 3x3 (replicated) is below 4."""
+    from stereo.metrics import textureless
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(1, 3, 9, 12, generator=g, dtype=torch.float64) * 0.02 + 0.4  # nearly flat
+    img[..., 6:] += torch.rand(1, 3, 9, 6, generator=g, dtype=torch.float64) * 0.3  # a textured right part
+    grey = (img.mean(1)[0] * 255).numpy()
+    h, w = grey.shape
+    gx = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            gx[y, x] = (grey[y, min(x + 1, w - 1)] - grey[y, max(x - 1, 0)]) / 2
+    want = np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            win = [gx[min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)] ** 2 for dy in (-1, 0, 1)
+                   for dx in (-1, 0, 1)]  # fmt: skip
+            want[y, x] = np.mean(win) < 4.0
+    got = textureless(img)[0].numpy()
+    assert (got == want).all() and want[:, :4].all() and not want[:, 8:].any()
+
+
+def test_texture_regions_split_the_valid_pixels(sample_root):
+    from stereo.data.sceneflow import discover
+
+    samples = discover(sample_root, split="test", cache=False)[:2]
+    every, flat, rich = (StereoDataset(samples, 32, texture=t) for t in (None, "lowtexture", "textured"))
+    for i in range(2):
+        a, b, c = every[i]["valid"], flat[i]["valid"], rich[i]["valid"]
+        assert torch.equal(b | c, a) and not (b & c).any() and c.any()
+    with pytest.raises(ValueError, match="texture must be"):
+        StereoDataset(samples, 32, texture="smooth")

@@ -21,7 +21,7 @@ from stereo.data.images import check_same_size, imread_checked, read_rgb, to_ten
 from stereo.data.occlusion import nonoccluded
 from stereo.data.registry import Sample
 from stereo.errors import ConfigError, DataError
-from stereo.metrics import depth_edges, valid_mask
+from stereo.metrics import depth_edges, textureless, valid_mask
 
 # The augmentation parameters are the config schema itself (``data.augment.*``).
 Augmentation = AugmentConfig
@@ -55,6 +55,8 @@ class StereoDataset(Dataset):
             depend on the number of loader workers; call :meth:`set_epoch` each epoch.
         edge_radius: when given, ``valid`` keeps only the pixels within this many pixels of a depth edge
             of the (full-frame) ground truth (:func:`stereo.metrics.depth_edges`; ``data.region=edges``).
+        texture: ``lowtexture`` or ``textured``: ``valid`` keeps only the pixels that the full-frame left
+            image makes textureless, or not (:func:`stereo.metrics.textureless`; ``data.region``).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class StereoDataset(Dataset):
         seed: int = 0,
         mask: str = "positive",
         edge_radius: int | None = None,
+        texture: str | None = None,
     ) -> None:
         if len(samples) == 0:
             raise DataError("StereoDataset needs at least one sample")
@@ -75,6 +78,9 @@ class StereoDataset(Dataset):
             raise ConfigError(f"max_disp must be > 0 pixels, got {max_disp}")
         self.mask = str(mask)
         self.edge_radius = None if edge_radius is None else int(edge_radius)
+        if texture not in (None, "textured", "lowtexture"):
+            raise ConfigError(f"texture must be textured, lowtexture or None, got {texture!r}")
+        self.texture = texture
         self.crop_size = tuple(int(c) for c in crop_size) if crop_size else None
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
@@ -107,6 +113,10 @@ class StereoDataset(Dataset):
         if self.edge_radius is not None:  # from the full frame, so a crop does not invent or hide edges
             near = depth_edges(torch.from_numpy(np.asarray(disp, np.float32))[None], self.edge_radius)[0].numpy()
             region = near if region is None else region & near
+        if self.texture is not None:  # from the full frame before augmentation, as edges
+            flat = textureless(to_tensor(left)[None])[0].numpy()
+            keep = flat if self.texture == "lowtexture" else ~flat
+            region = keep if region is None else region & keep
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.crop_size is not None:
             win = self._crop_window(rng, index, disp.shape)

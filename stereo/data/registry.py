@@ -50,8 +50,14 @@ HOLDOUT_DATASETS = {"kitti", "middlebury", "eth3d", "folder"}
 
 
 def region_of(cfg: Any) -> str:
-    """``data.region`` of a data config (``all`` | ``nonocc`` | ``edges``)."""
+    """``data.region`` of a data config (``all`` | ``nonocc`` | ``edges`` | ``textured`` | ``lowtexture``)."""
     return str(cfg.region)
+
+
+def texture_region_of(cfg: Any) -> str | None:
+    """``data.region`` when it selects pixels by the left image's texture (``textured``, ``lowtexture``), else None."""
+    region = region_of(cfg)
+    return region if region in ("textured", "lowtexture") else None
 
 
 def edge_radius_of(cfg: Any) -> int | None:
