@@ -173,7 +173,7 @@ def train_main(cfg: DictConfig) -> None:
     val = summary.val
     line = f"{summary.status} after {summary.step} steps"
     if val:
-        line += f"; val EPE {val['epe']:.3f} px, bad3 {val['bad3']:.2f}%, D1 {val['d1']:.2f}% ({val['images']} pairs)"
+        line += f"; val EPE {val.epe:.3f} px, bad3 {val.bad3:.2f}%, D1 {val.d1:.2f}% ({val.images} pairs)"
     print(line)
     print(f"checkpoint: {summary.checkpoint}")
     print(f"TensorBoard: tensorboard --logdir {summary.run_dir}/tensorboard")

@@ -18,18 +18,18 @@ from torch import nn
 
 from stereo.data.dataset import StereoDataset
 from stereo.device import autocast
-from stereo.metrics import METRIC_KEYS, disparity_metrics
+from stereo.metrics import METRIC_KEYS, Metrics, disparity_metrics
 from stereo.models import run
 from stereo.progress import progress
 
 
 @dataclass
 class EvalResult:
-    """``summary``: the averaged metrics plus ``images`` (pairs with valid pixels), ``pairs`` and
-    ``pixels``; ``rows``: this rank's per-image metrics; ``worst``: up to K (row, prediction) with the
+    """``summary``: the averaged :class:`~stereo.metrics.Metrics` over every rank; ``rows``: this rank's
+    per-image metrics; ``worst``: up to K (row, prediction) with the
     highest EPE, worst first; ``seconds``: wall time of the loop."""
 
-    summary: dict[str, float]
+    summary: Metrics
     rows: list[dict[str, Any]] = field(default_factory=list)
     worst: list[tuple[dict[str, Any], np.ndarray]] = field(default_factory=list)
     seconds: float = 0.0
@@ -44,7 +44,7 @@ def all_reduce_sum(values: list[float], device: torch.device, world: int) -> lis
     return t.tolist()
 
 
-def summarize(rows: list[dict[str, Any]], averaging: str, device: torch.device, world: int = 1) -> dict[str, float]:
+def summarize(rows: list[dict[str, Any]], averaging: str, device: torch.device, world: int = 1) -> Metrics:
     """Average per-image metrics over all ranks: ``image`` = mean over images with valid pixels,
     ``pixel`` = every metric pooled over all valid pixels (each is a mean over pixels, so images are
     weighted by their valid-pixel counts). Metrics are NaN when no pixel is valid anywhere."""
@@ -62,14 +62,14 @@ def summarize(rows: list[dict[str, Any]], averaging: str, device: torch.device, 
     else:
         raise ValueError(f"averaging must be 'image' or 'pixel', got {averaging!r}")
     pairs = int(sums[-3])
-    return {
+    return Metrics(
         **metrics,
-        "images": int(images),
-        "pixels": int(pixels),
-        "pairs": pairs,
-        "mean_head": sums[-2] / pairs if pairs and sums[-2] else float("nan"),  # networks with heads only
-        "seconds_per_pair": sums[-1] / pairs if pairs else float("nan"),
-    }
+        images=int(images),
+        pixels=int(pixels),
+        pairs=pairs,
+        mean_head=sums[-2] / pairs if pairs and sums[-2] else float("nan"),  # networks with heads only
+        seconds_per_pair=sums[-1] / pairs if pairs else float("nan"),
+    )
 
 
 def evaluate_model(

@@ -107,9 +107,9 @@ def evaluate(
         r = evaluate_model(
             model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
         )
-        if r.summary["images"] == 0:  # every metric would be NaN: say why instead of reporting it
+        if r.summary.images == 0:  # every metric would be NaN: say why instead of reporting it
             raise DataError(
-                f"data.root={cfg.data.root}: none of the {r.summary['pairs']} test pair(s) has a pixel with valid "
+                f"data.root={cfg.data.root}: none of the {r.summary.pairs} test pair(s) has a pixel with valid "
                 f"ground truth under mask={cfg.mask} ({describe_mask(cfg.mask, max_disp)}), region="
                 f"{cfg.data.region}; check the disparity files, or widen the mask (max_disp=..., mask=...)"
             )
@@ -141,9 +141,9 @@ def _refines(method: Any) -> bool:
 def _report(cfg: DictConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
     """The :class:`EvalReport` of an evaluation loop's result ``r`` and how it was measured."""
     result = EvalReport(
-        **{k: r.summary[k] for k in METRIC_KEYS},
-        pairs=r.summary["pairs"],
-        pairs_with_valid_pixels=r.summary["images"],
+        **r.summary.values(),
+        pairs=r.summary.pairs,
+        pairs_with_valid_pixels=r.summary.images,
         method=str(cfg.method),
         checkpoint=origin["checkpoint"],
         checkpoint_step=origin["step"],
@@ -156,11 +156,11 @@ def _report(cfg: DictConfig, r: EvalResult, model: Any, origin: dict[str, Any], 
         region=str(cfg.data.region),
         seconds=r.seconds,
         pairs_per_s=len(r.rows) / max(r.seconds, 1e-9),
-        seconds_per_pair=r.summary["seconds_per_pair"],
+        seconds_per_pair=r.summary.seconds_per_pair,
         early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
         regression=str(cfg.regression) if cfg.method == "checkpoint" else None,
         refinement=bool(cfg.refinement) if _refines(model) else None,
-        mean_head=r.summary["mean_head"],
+        mean_head=r.summary.mean_head,
     )
     if cfg.method == "sgbm":
         result.sgbm = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -107,3 +110,32 @@ def error_bands(metrics: dict[str, float]) -> dict[str, float]:
     bad = [metrics[k] for k in ("bad05", "bad1", "bad2", "bad3")]  # > each of BAND_EDGES
     shares = [100 - bad[0], *(a - b for a, b in zip(bad[:-1], bad[1:], strict=True)), bad[-1]]
     return dict(zip(BAND_LABELS, shares, strict=True))
+
+
+@dataclass
+class Metrics:
+    """The metrics of a set of pairs, averaged as the evaluation says (per image, or pooled over pixels):
+    ``epe`` (px), ``bad05``/``bad1``/``bad2``/``bad3`` and ``d1`` (%, :func:`disparity_metrics`); ``pairs``
+    evaluated, ``images`` among them with a valid pixel, valid ``pixels``; the ``mean_head`` that answered
+    (networks with heads, else NaN) and ``seconds_per_pair``. Metrics are NaN when no pixel was valid."""
+
+    epe: float
+    bad05: float
+    bad1: float
+    bad2: float
+    bad3: float
+    d1: float
+    images: int
+    pixels: int
+    pairs: int
+    mean_head: float = math.nan
+    seconds_per_pair: float = math.nan
+
+    def values(self) -> dict[str, float]:
+        """The metrics by name (:data:`METRIC_KEYS`)."""
+        return {k: getattr(self, k) for k in METRIC_KEYS}
+
+    @property
+    def bands(self) -> dict[str, float]:
+        """The share (%) of pixels in each error band (:func:`error_bands`)."""
+        return error_bands(self.values())

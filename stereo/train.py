@@ -52,7 +52,7 @@ from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
 from stereo.io import output_lock, write_json, write_text
 from stereo.losses import occluded_from_disparity, photometric_loss
-from stereo.metrics import METRIC_KEYS, disparity_metrics
+from stereo.metrics import METRIC_KEYS, Metrics, disparity_metrics
 from stereo.models import build_model, model_config
 from stereo.progress import progress
 from stereo.visualize import ERROR_MAX_PX, result_panels
@@ -286,7 +286,7 @@ class TrainSummary:
     total_steps: int  # the planned length: max_steps, epochs, or what train.time_budget sized
     nonfinite_skipped: int  # steps skipped for a non-finite loss
     no_valid_skipped: int  # batches without a valid pixel
-    val: dict[str, float]  # the last validation's metrics (EPE px, bad-N %, D1 %, images, ...); {} = none
+    val: Metrics | None  # the last validation's metrics; None = never validated
     best_epe: float  # the best validation EPE of the run (inf = never validated)
     hparams: dict[str, Any]  # what TensorBoard's HParams view shows
     checkpoint: str  # checkpoints/last.pt
@@ -317,7 +317,7 @@ class Trainer:
         self.state = TrainState()
         self.writer = None
         self.stop: dict[str, Any] = {"signal": None}
-        self.val_metrics: dict[str, float] = {}
+        self.val_metrics: Metrics | None = None
 
     def _samples(self) -> tuple[list[Sample], list[Sample]]:
         """The training pairs and the validation pairs: the test split of data.root, or of val.root (e.g.
@@ -526,7 +526,10 @@ class Trainer:
             signal=int(sig) if isinstance(sig := self.stop["signal"], int) else (15 if sig else None),
         )
         if self.rank == 0:
-            write_json(self.run_dir / "summary.json", asdict(summary))  # what a study collects from each run
+            # what a study collects from each run; "val" is {} when the run never validated
+            write_json(
+                self.run_dir / "summary.json", {**asdict(summary), "val": asdict(summary.val) if summary.val else {}}
+            )
             log.info("%s at step %d; checkpoints in %s", status, self.state.step, self.ckpt_dir)
         return summary
 
@@ -761,14 +764,14 @@ class Trainer:
         if self.writer and self.val_metrics:
             from torch.utils.tensorboard.summary import hparams
 
-            metrics = {f"hparam/val_{k}": self.val_metrics[k] for k in METRIC_KEYS}
+            metrics = {f"hparam/val_{k}": v for k, v in self.val_metrics.values().items()}
             # Into this run's own event file (add_hparams would open a second run folder).
             for summary in hparams(self.hparams(), metrics):
                 self.writer.file_writer.add_summary(summary)
             for k, v in metrics.items():
                 self.writer.add_scalar(k, v, self.state.step)
 
-    def validate_and_checkpoint(self) -> dict[str, float]:
+    def validate_and_checkpoint(self) -> Metrics:
         """Validate on every rank's share, log, and write ``best.pt`` when the EPE improved."""
         v = self.cfg.val
         r = evaluate_model(self.model, self.val_dataset, self.device, self.cfg.precision, v.averaging,
@@ -776,9 +779,9 @@ class Trainer:
         self.val_metrics = r.summary
         if self.writer:
             for k in METRIC_KEYS:
-                self.writer.add_scalar(f"val/{k}", r.summary[k], self.state.step)
-        if r.summary["epe"] < self.state.best_epe:
-            self.state.best_epe = r.summary["epe"]
+                self.writer.add_scalar(f"val/{k}", getattr(r.summary, k), self.state.step)
+        if r.summary.epe < self.state.best_epe:
+            self.state.best_epe = r.summary.epe
             self.save("best.pt")
         return r.summary
 

@@ -58,12 +58,12 @@ def test_image_and_pixel_averaging_against_numpy(tmp_path):
     pooled = np.concatenate(errs)
     img = evaluate_model(model, ds, torch.device("cpu"), averaging="image").summary
     pix = evaluate_model(model, ds, torch.device("cpu"), averaging="pixel").summary
-    assert img["epe"] == pytest.approx(np.mean([p[0] for p in per_image]), rel=1e-5)
-    assert img["bad3"] == pytest.approx(np.mean([p[1] for p in per_image]), rel=1e-5)
-    assert pix["epe"] == pytest.approx(pooled.mean(), rel=1e-5)
-    assert pix["bad3"] == pytest.approx((pooled > 3).mean() * 100, rel=1e-5)
-    assert abs(img["epe"] - pix["epe"]) > 0.05  # the test can tell the two apart
-    assert img["pixels"] == pix["pixels"] == pooled.size and img["images"] == 3
+    assert img.epe == pytest.approx(np.mean([p[0] for p in per_image]), rel=1e-5)
+    assert img.bad3 == pytest.approx(np.mean([p[1] for p in per_image]), rel=1e-5)
+    assert pix.epe == pytest.approx(pooled.mean(), rel=1e-5)
+    assert pix.bad3 == pytest.approx((pooled > 3).mean() * 100, rel=1e-5)
+    assert abs(img.epe - pix.epe) > 0.05  # the test can tell the two apart
+    assert img.pixels == pix.pixels == pooled.size and img.images == 3
 
 
 def test_worst_k_keeps_the_highest_epe(tmp_path):
@@ -77,7 +77,7 @@ def test_worst_k_keeps_the_highest_epe(tmp_path):
 def test_no_valid_pixel_is_nan_not_zero(tmp_path):
     ds = StereoDataset([_pair(tmp_path, "n", np.full((4, 4), -1, np.float32))], max_disp=32)
     s = evaluate_model(ConstantModel(0.0), ds, torch.device("cpu")).summary
-    assert s["images"] == 0 and s["epe"] != s["epe"]
+    assert s.images == 0 and s.epe != s.epe
 
 
 def test_final_validation_equals_stereo_eval(sample_root, tmp_path, tiny_cfg):
@@ -86,9 +86,9 @@ def test_final_validation_equals_stereo_eval(sample_root, tmp_path, tiny_cfg):
     ecfg = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={sample_root}", "device=cpu",
                                 "data.limit=2"])  # fmt: skip
     r = evaluate(ecfg, tmp_path / "eval", show_progress=False, tensorboard=False)
-    assert r.pairs == summary.val["pairs"] == 2
+    assert r.pairs == summary.val.pairs == 2
     for k in ("epe", "bad1", "bad3", "d1"):
-        assert getattr(r, k) == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
+        assert getattr(r, k) == pytest.approx(getattr(summary.val, k), rel=1e-6, abs=1e-6), k
     assert json.loads((tmp_path / "eval/metrics.json").read_text())["render_pass"] == "final"
 
 
@@ -105,9 +105,9 @@ def test_validation_on_another_root_equals_stereo_eval_there(sample_root, tmp_pa
     ecfg = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={other}", "device=cpu",
                                 "max_disp=20"])  # fmt: skip
     r = evaluate(ecfg, tmp_path / "eval", show_progress=False, tensorboard=False)
-    assert r.pairs == summary.val["pairs"] == 3  # data.limit=4 does not cut the other root
+    assert r.pairs == summary.val.pairs == 3  # data.limit=4 does not cut the other root
     for k in ("epe", "bad1", "bad3", "d1"):
-        assert getattr(r, k) == pytest.approx(summary.val[k], rel=1e-6, abs=1e-6), k
+        assert getattr(r, k) == pytest.approx(getattr(summary.val, k), rel=1e-6, abs=1e-6), k
     e32 = load_config("eval", [f"checkpoint={summary.checkpoint}", f"data.root={other}", "device=cpu"])
     mask32 = evaluate(e32, tmp_path / "e32", show_progress=False, tensorboard=False)
-    assert mask32.epe != pytest.approx(summary.val["epe"])  # the bound changed the pixels counted
+    assert mask32.epe != pytest.approx(summary.val.epe)  # the bound changed the pixels counted

@@ -60,7 +60,7 @@ def test_kitti_training_holds_out_the_last_fifth_in_sorted_order(sample_root, tm
 def test_training_on_sparse_kitti_ground_truth_runs(sample_root, tmp_path):
     root = _kitti(sample_root, tmp_path / "kitti", n=6)
     summary = train(_cfg(root, "kitti", "train.max_steps=2", "val.limit=-1"), tmp_path / "run")
-    assert summary.step == 2 and np.isfinite(summary.val["epe"]) and summary.val["images"] == 1
+    assert summary.step == 2 and np.isfinite(summary.val.epe) and summary.val.images == 1
 
 
 def test_folder_dataset_matches_by_name_and_reads_every_format(sample_root, tmp_path):
@@ -84,7 +84,7 @@ def test_folder_dataset_matches_by_name_and_reads_every_format(sample_root, tmp_
     assert {s.disparity.suffix for s in every} == {".npy", ".png", ".pfm"}
     assert len(dataset_samples(cfg.data, "val")) == 2 and len(dataset_samples(cfg.data, "train")) == 4
     summary = train(_cfg(root, "folder", "train.max_steps=1"), tmp_path / "run")
-    assert summary.step == 1 and np.isfinite(summary.val["epe"])
+    assert summary.step == 1 and np.isfinite(summary.val.epe)
     (root / "disparity/scene0/0000.npy").unlink()
     with pytest.raises(DatasetError, match=r"1 pair\(s\) have no disparity/<name>.*scene0/0000"):
         dataset_samples(cfg.data, "test")

@@ -196,4 +196,4 @@ def test_fine_tuning_on_a_real_layout(sample_root, tmp_path):
     cfg = make_tiny_cfg(tmp_path / "kitti", "data=kitti", "data.crop_size=[32,64]", "val.limit=2", max_steps=2)
     summary = train(cfg, tmp_path / "run")
     # Validation is on the held-out last fifth (1 of 4 frames), never on a training frame.
-    assert summary.step == 2 and summary.val["images"] == 1 and np.isfinite(summary.val["epe"])
+    assert summary.step == 2 and summary.val.images == 1 and np.isfinite(summary.val.epe)

@@ -37,12 +37,12 @@ def test_few_steps_leave_checkpoint_and_events(sample_root, tmp_path):
     assert values["hparam/val_epe"] == pytest.approx(values["val/epe"][-1:])  # the HParams view's metric
     assert len(values["val/epe"]) == 2  # at step 2 and at the end
     assert images == ["images/panel"]  # one combined panel: left | ground truth | prediction | error
-    assert summary.val["images"] == 2 and summary.val["epe"] == pytest.approx(values["val/epe"][-1], rel=1e-5)
+    assert summary.val.images == 2 and summary.val.epe == pytest.approx(values["val/epe"][-1], rel=1e-5)
     assert not list((tmp_path / "run/checkpoints").glob(".*tmp*"))
     import json
 
     saved = json.loads((tmp_path / "run/summary.json").read_text())  # one file per run for studies
-    assert saved["step"] == 4 and saved["val"]["epe"] == pytest.approx(summary.val["epe"])
+    assert saved["step"] == 4 and saved["val"]["epe"] == pytest.approx(summary.val.epe)
     assert saved["hparams"]["attention"] == "efficient@layer4"
     assert 0 < saved["train_seconds"] < saved["seconds_this_process"]  # validation is not step time
     assert saved["seconds_per_step"] == pytest.approx(saved["train_seconds"] / 4)

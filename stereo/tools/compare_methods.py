@@ -71,7 +71,8 @@ def main(argv: list[str]) -> None:
                 r = evaluate(ecfg, Path(tmp) / f"{len(results)}", tensorboard=False)  # fmt: skip
                 results.append({**r.to_json(), "label": label})
     region = {"nonocc": "pixels visible in both views", "edges": "pixels near depth edges",
-              "textured": "textured pixels", "lowtexture": "textureless pixels"}.get(cfg.region, "every pixel")  # fmt: skip
+              "textured": "textured pixels", "lowtexture": "textureless pixels"}  # fmt: skip
+    region = region.get(cfg.region, "every pixel")
     print(f"\n{cfg.root}: {results[0]['pairs']} pairs, mask {results[0]['mask']}, {region}, per-image averaging\n")
     print("| method | pass | EPE px | bad-1 % | bad-2 % | bad-3 % | D1 % | s/pair |")
     print("|---|---|---|---|---|---|---|---|")
