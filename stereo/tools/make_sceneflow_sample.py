@@ -25,6 +25,8 @@ from stereo.config import rng
 from stereo.data.synthetic import GENERATOR_VERSION, GENERATOR_VERSIONS, format_statistics, generate_sceneflow_sample
 from stereo.errors import StereoError
 
+_VERSIONS_IN_WORDS = ", ".join(map(str, GENERATOR_VERSIONS[:-1])) + f" or {GENERATOR_VERSIONS[-1]}"
+
 
 @dataclass
 class SampleConfig:
@@ -39,8 +41,7 @@ class SampleConfig:
     objects_max: int = rng(40, ge=1)
     workers: int = rng(0, ge=0)  # processes; 0 = all cores
     replace: bool = False  # replace an older generated sample in `out` (never other folders)
-    version: int = rng(GENERATOR_VERSION, pattern="|".join(map(str, GENERATOR_VERSIONS)),
-                       expect=" or ".join(map(str, GENERATOR_VERSIONS)))  # fmt: skip
+    version: int = rng(GENERATOR_VERSION, pattern="|".join(map(str, GENERATOR_VERSIONS)), expect=_VERSIONS_IN_WORDS)
 
 
 def main(argv: list[str]) -> None:
