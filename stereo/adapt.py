@@ -116,27 +116,41 @@ def adapt_infer(
     if reason is not None:
         log.warning("adapt: %s; the unadapted prediction stands", reason)
         return answer(unadapted, AdaptReport(0, float("nan"), float("nan"), False, reason, time.perf_counter() - start))
-    with torch.inference_mode(False), torch.enable_grad():
-        visible = ~occluded_from_disparity(unadapted)
-        mask = visible if valid is None else visible & valid.to(visible.device)
-        views = left.float(), right.float()
-        with torch.no_grad():
-            before = float(photometric_loss(*views, unadapted, mask))
-        own = copy.deepcopy(refinement).float().train()  # this call's copy: the shared network stays as it is
-        for p in own.parameters():
-            p.requires_grad_(True)
-        opt = torch.optim.Adam(own.parameters(), lr=lr)
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss = photometric_loss(*views, own.decode(evidence, soft, local), mask)
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            adapted = own.decode(evidence, soft, local)
-            after = float(photometric_loss(*views, adapted, mask))
+    with torch.inference_mode(False):  # a normal tensor, which autograd may save
+        mask = ~occluded_from_disparity(unadapted)
+        mask = mask if valid is None else mask & valid.to(mask.device)
+    adapted, before, after = _fit(refinement, evidence, soft, local, (left.float(), right.float()), mask, steps, lr)
     seconds = time.perf_counter() - start
     if not after < before:
         why = f"the photometric loss did not fall ({before:.4f} -> {after:.4f})"
         log.warning("adapt: %s; the unadapted prediction stands", why)
         return answer(unadapted, AdaptReport(steps, before, after, False, why, seconds))
     return answer(adapted.detach(), AdaptReport(steps, before, after, True, "", seconds))
+
+
+def _fit(
+    refinement: torch.nn.Module,
+    evidence: torch.Tensor,
+    soft: torch.Tensor,
+    local: torch.Tensor,
+    views: tuple[torch.Tensor, torch.Tensor],
+    mask: torch.Tensor,
+    steps: int,
+    lr: float,
+) -> tuple[torch.Tensor, float, float]:
+    """``steps`` Adam steps of a copy of ``refinement`` on the photometric loss over ``mask``: the adapted
+    (B, H, W) disparity, and the loss before and after."""
+    with torch.inference_mode(False), torch.enable_grad():
+        with torch.no_grad():
+            before = float(photometric_loss(*views, refinement.decode(evidence, soft, local), mask))
+        own = copy.deepcopy(refinement).float().train()  # this call's copy: the shared network stays as it is
+        for p in own.parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(own.parameters(), lr=lr)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            photometric_loss(*views, own.decode(evidence, soft, local), mask).backward()
+            opt.step()
+        with torch.no_grad():
+            adapted = own.decode(evidence, soft, local)
+            return adapted, before, float(photometric_loss(*views, adapted, mask))
