@@ -110,7 +110,7 @@ def adapt_infer(
     conf = maps[3] if confidence else None
 
     def answer(disp: torch.Tensor, report: AdaptReport) -> tuple[StereoOutput, AdaptReport]:
-        return StereoOutput(network._polished(disp, left, right), conf, heads, bands), report
+        return StereoOutput(network.polished(disp, left, right), conf, heads, bands), report
 
     reason = nothing_to_match(left, right)
     if reason is not None:

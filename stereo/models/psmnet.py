@@ -141,7 +141,7 @@ class PSMNet(nn.Module):
             return self._infer_early_exit(*self.features(left, right), size, left, right, confidence)
         cost, bands = self.final_cost(left, right)
         disp, conf = self.refinement.infer_head(cost, size, self.guides(left, right), self.runtime, confidence)
-        return StereoOutput(self._polished(disp, left, right), conf, [self.hourglasses] * left.shape[0], bands)
+        return StereoOutput(self.polished(disp, left, right), conf, [self.hourglasses] * left.shape[0], bands)
 
     def final_cost(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Eval: the last head's (B, 1, D/4, H/4, W/4) cost of the frame (in bands of rows under
@@ -174,9 +174,9 @@ class PSMNet(nn.Module):
             for i, c in enumerate(costs)
         ]
         conf = torch.cat([o[1] for o in outs]) if confidence else None
-        return StereoOutput(self._polished(torch.cat([o[0] for o in outs]), left, right), conf, heads, 1)
+        return StereoOutput(self.polished(torch.cat([o[0] for o in outs]), left, right), conf, heads, 1)
 
-    def _polished(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def polished(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """The runtime's ``polish`` of the (B, H, W) disparity (none: unchanged)."""
         if self.runtime.polish == "zncc":
             return zncc_polish(left, right, disp, min_zncc=self.runtime.polish_min_zncc)[0]
