@@ -84,14 +84,14 @@ _STYLES = {
     ),
     # v4 (a benchmark generator): layers of photographs that no training data uses, never enlarged, on slanted
     # and curved surfaces (mostly patches and height fields) in front of a photographed background, with thin
-    # structures and some flat, weak and grainy surfaces; rendered with 3 x 3 samples per pixel (edges and
-    # textures integrated over the pixel, as a sensor does; the ground truth is the centre sample's, exact);
-    # the final pass is v3's camera model with the settings of one good camera for both views.
+    # structures, clutter (many small bodies) and some flat, weak and grainy surfaces; rendered with 3 x 3
+    # samples per pixel (edges and textures integrated over the pixel, as a sensor does; the ground truth is the
+    # centre sample's, exact); the final pass is v3's camera model with the settings of one good camera.
     4: _Style(
         ("photo", "deadleaves", "flat", "weak", "grain"),
         np.array([70, 10, 5, 5, 10], float),
-        (*SHAPES, "spokes", "branches"),
-        np.array([6, 4, 6, 30, 20, 8, 3, 2, 3], float),
+        (*SHAPES, "spokes", "branches", "clutter"),
+        np.array([6, 4, 6, 30, 20, 8, 3, 2, 3, 30], float),
         (0.3, 1.5),
         (0.6, 0.45, 80.0),
         ("photo",),
@@ -380,6 +380,8 @@ def _make_object(
         shape = _wheel(rng, centre, s3.rotation(rng, max_angle=0.9), extent, z / cam.f, style)
     elif kind == "branches":  # a branching tree of thinning cylinders
         shape = _branches(rng, centre, extent, z / cam.f, style)
+    elif kind == "clutter":  # many small bodies a few pixels of disparity apart (leaves, stones, small items)
+        shape = _clutter(rng, cam, centre, extent, d)
     else:  # fence: parallel thin slats, a box each, sharing one orientation
         R = s3.rotation(rng, max_angle=0.6)
         slats, gap = int(rng.integers(4, 10)), rng.uniform(2.0, 5.0)
@@ -436,6 +438,22 @@ def _branches(rng, centre, extent, px, style) -> _Union:
                     nd = d + rng.normal(0, 0.6, 3)
                     nxt.append((end, nd / np.linalg.norm(nd), length * rng.uniform(0.5, 0.8), r * 0.6))
         tips = nxt
+    return _Union(parts)
+
+
+def _clutter(rng, cam: s3.Camera, centre: np.ndarray, extent: float, d: float) -> _Union:
+    """20-60 small ellipsoids (2-10 px across) in a disc of radius ``extent`` around ``centre``, each at its
+    own depth within 0-4 px of disparity behind the nearest, ``d``: structure a few pixels wide and deep."""
+    parts: list[s3.Shape] = []
+    for _ in range(int(rng.integers(20, 61))):
+        di = max(d - float(rng.uniform(0, 4)), 0.5)
+        z = cam.f * cam.baseline / di
+        r_px = float(rng.uniform(1.0, 5.0))
+        a, rad = rng.uniform(0, 2 * np.pi), extent * np.sqrt(rng.random())
+        # The centre's direction at depth z, offset in the disc (scaled to this depth).
+        c = centre / centre[2] * z + np.array([rad * np.cos(a), rad * np.sin(a), 0.0]) * z / centre[2]
+        radii = r_px * z / cam.f * rng.uniform(0.6, 1.4, 3)
+        parts.append(s3.Ellipsoid(c, s3.rotation(rng), radii))
     return _Union(parts)
 
 
