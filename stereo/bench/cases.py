@@ -176,8 +176,6 @@ def model_case(
     ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
     figures measured as peak RSS of a script; ``bands`` how many row bands the last eval ran in.
     """
-    from stereo.models import run
-
     if threads:
         torch.set_num_threads(threads)
     torch.backends.mkldnn.enabled = onednn
@@ -193,33 +191,9 @@ def model_case(
     left, right = _random_pair(batch, height, width, dev)
     amp = autocast(dev, precision)
     if train:
-        from stereo.train import loss_weights, sequence_loss
-
-        if not original:
-            net.check_train_shape(batch, height, width)  # a clear error instead of BatchNorm's
-        net.train()
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        gt = torch.rand(batch, height, width, device=dev) * max_disp * 0.8
-
-        valid = torch.ones_like(gt, dtype=torch.bool)
-
-        def step() -> None:  # what a training step does: the training loss itself, over every pixel
-            opt.zero_grad(set_to_none=True)
-            with amp:
-                outs = call(left, right)
-                outs = outs if original else outs.heads
-            sequence_loss(outs, gt, valid, loss_weights(None, len(outs))).backward()
-            opt.step()
+        step = _training_step(net, call, original is not None, left, right, max_disp, amp)
     else:
-        net.eval()
-
-        def step() -> None:
-            with torch.inference_mode(), amp:
-                if original or compile:  # the original code, or the compiled infer (sizes: multiples of 16)
-                    call(left, right)
-                else:
-                    last["bands"] = run(net, left, right).bands
-
+        step = _eval_step(net, call, original is not None or compile, left, right, amp, last)
     compile_s = None
     if compile:  # the first call compiles; time it apart from the runs
         t0 = time.perf_counter()
@@ -247,6 +221,52 @@ def model_case(
         "threads": torch.get_num_threads(),
         "device": str(dev),
     }
+
+
+def _training_step(
+    net: torch.nn.Module, call: Any, original: bool, left: torch.Tensor, right: torch.Tensor, max_disp: float, amp: Any
+) -> Any:
+    """What a training step does, as a function: forward, the training loss itself (PSMNet's head weights)
+    over every pixel of random ground truth, backward, Adam."""
+    from stereo.train import loss_weights, sequence_loss
+
+    batch, _, height, width = left.shape
+    if not original:
+        net.check_train_shape(batch, height, width)  # a clear error instead of BatchNorm's
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    gt = torch.rand(batch, height, width, device=left.device) * max_disp * 0.8
+    valid = torch.ones_like(gt, dtype=torch.bool)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with amp:
+            outs = call(left, right)
+            outs = outs if original else outs.heads
+        sequence_loss(outs, gt, valid, loss_weights(None, len(outs))).backward()
+        opt.step()
+
+    return step
+
+
+def _eval_step(
+    net: torch.nn.Module, call: Any, direct: bool, left: torch.Tensor, right: torch.Tensor, amp: Any, last: dict
+) -> Any:
+    """An eval forward as a function, in inference mode: ``call`` itself when ``direct`` (the original code,
+    or a compiled infer: sizes multiples of 16), else :func:`stereo.models.run` (padding, bands, recorded
+    in ``last["bands"]``)."""
+    from stereo.models import run
+
+    net.eval()
+
+    def step() -> None:
+        with torch.inference_mode(), amp:
+            if direct:
+                call(left, right)
+            else:
+                last["bands"] = run(net, left, right).bands
+
+    return step
 
 
 def interleaved_case(
