@@ -1,7 +1,7 @@
 """Test-time adaptation: fit the light refinement of a network to one unlabeled pair before answering.
 
 The network runs once, frozen; the evidence the refinement reads (the soft-argmin, the windowed estimate
-and its mass, the photometric errors around them: :meth:`~stereo.models.refinement.ModesRefinement.inputs`)
+and its mass, the photometric errors around them: :meth:`~stereo.models.refinement.ModesRefinement.evidence`)
 is computed once and kept. A copy of the refinement then takes ``steps`` Adam steps on the
 self-supervised loss of :mod:`stereo.losses` (the left view reconstructed from the right by the refined
 disparity, over the pixels visible in both views, plus edge-aware smoothness), each step costing the
@@ -21,8 +21,6 @@ import torch
 from stereo.errors import ConfigError
 from stereo.losses import occluded_from_disparity, photometric_loss
 from stereo.models.output import StereoOutput
-from stereo.models.refinement import MODES_RADIUS
-from stereo.models.regression import upsample_regress_modes
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +97,13 @@ def adapt_infer(
         left, right = left.clone(), right.clone()  # tensors autograd may use, also when called under inference
         cost, bands = network.final_cost(left, right)
         size = (network.max_disp, *left.shape[-2:])
-        rt = network.runtime
-        maps = upsample_regress_modes(cost, size, MODES_RADIUS, rt.eval_chunk_rows or None, confidence)
-        del cost
-        soft, local, mass = (m.float() for m in maps[:3])
         refinement = network.refinement
-        evidence = refinement.inputs(soft, *(g.float() for g in network.guides(left, right)), local, mass)
+        evidence, soft, local, conf = refinement.evidence(
+            cost, size, network.guides(left, right), network.runtime, confidence
+        )
+        del cost
         unadapted = refinement.decode(evidence, soft, local)
     heads = [network.hourglasses] * left.shape[0]
-    conf = maps[3] if confidence else None
 
     def answer(disp: torch.Tensor, report: AdaptReport) -> tuple[StereoOutput, AdaptReport]:
         return StereoOutput(network.polished(disp, left, right), conf, heads, bands), report

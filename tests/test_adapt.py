@@ -93,6 +93,10 @@ def test_nothing_to_match_returns_the_unadapted_prediction():
         plain = model.infer(left, left).disparity
         out, report = adapt_infer(model, left, left, steps=3)
     assert not report.adopted and "identical" in report.reason and torch.equal(out.disparity, plain)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the API runs precision=bf16
+        plain = model.infer(left, left).disparity
+        out, _ = adapt_infer(model, left, left, steps=3)
+    assert torch.equal(out.disparity, plain)  # the refinement runs in fp32 on both paths
 
 
 def test_models_that_cannot_adapt_are_refused_before_any_work():

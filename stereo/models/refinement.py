@@ -78,6 +78,15 @@ class Refinement(nn.Module):
         under the runtime's regression, chunking and ``refinement`` switch."""
         raise NotImplementedError
 
+    @staticmethod
+    def regress(
+        cost: torch.Tensor, size: Size, runtime: RuntimeConfig, confidence: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Eval, nothing learned: the runtime's regression of the upsampled cost (the soft-argmin, or
+        ``regression=local``'s windowed one), chunked, and its confidence (None unless asked for)."""
+        out = upsample_regress(cost, size, runtime.eval_chunk_rows or None, confidence, _windowed_radius(runtime))
+        return out if confidence else (out, None)
+
 
 class NoRefinement(Refinement):
     """``model.refine=none`` (PSMNet): the soft-argmin of the upsampled cost, nothing learned."""
@@ -88,8 +97,7 @@ class NoRefinement(Refinement):
     def infer_head(
         self, cost: torch.Tensor, size: Size, guides: Guides, runtime: RuntimeConfig, confidence: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = upsample_regress(cost, size, runtime.eval_chunk_rows or None, confidence, _windowed_radius(runtime))
-        return out if confidence else (out, None)
+        return self.regress(cost, size, runtime, confidence)
 
 
 class ModesRefinement(Refinement):
@@ -126,12 +134,22 @@ class ModesRefinement(Refinement):
     def infer_head(
         self, cost: torch.Tensor, size: Size, guides: Guides, runtime: RuntimeConfig, confidence: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        chunk = runtime.eval_chunk_rows or None
         if not runtime.refinement:  # the network's own answer (regression=local allowed here)
-            out = upsample_regress(cost, size, chunk, confidence, _windowed_radius(runtime))
-            return out if confidence else (out, None)
-        maps = upsample_regress_modes(cost, size, MODES_RADIUS, chunk, confidence)
-        return self(maps[0], *guides, maps[1], maps[2]), (maps[3] if confidence else None)
+            return self.regress(cost, size, runtime, confidence)
+        x, soft, local, conf = self.evidence(cost, size, guides, runtime, confidence)
+        return self.decode(x, soft, local), conf
+
+    def evidence(
+        self, cost: torch.Tensor, size: Size, guides: Guides, runtime: RuntimeConfig, confidence: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Eval: what the learned part reads for a head's cost: the (B, C, H, W) input of :meth:`decode`
+        (:meth:`inputs`), the soft-argmin and the windowed estimate (B, H, W, pixels) it decodes with, and
+        the soft-argmin's confidence (None unless asked for). None of it depends on the weights, so
+        test-time adaptation computes it once (:mod:`stereo.adapt`)."""
+        maps = upsample_regress_modes(cost, size, MODES_RADIUS, runtime.eval_chunk_rows or None, confidence)
+        with torch.autocast(cost.device.type, enabled=False):
+            x = self.inputs(maps[0], *guides, maps[1], maps[2])
+        return x, maps[0], maps[1], (maps[3] if confidence else None)
 
     def forward(
         self, disp: torch.Tensor, image: torch.Tensor, right: torch.Tensor, local: torch.Tensor, mass: torch.Tensor
@@ -141,17 +159,17 @@ class ModesRefinement(Refinement):
             return self.decode(self.inputs(disp, image, right, local, mass), disp, local)
 
     def decode(self, x: torch.Tensor, disp: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
-        """The learned part: the (B, C, H, W) evidence of :meth:`inputs`, the soft-argmin and the windowed
-        estimate (B, H, W, pixels) -> the refined disparity. The evidence does not depend on the weights, so
-        test-time adaptation computes it once (:mod:`stereo.adapt`)."""
-        # Channels-last: oneDNN prefers it for these full-resolution convolutions (docs/performance.md).
-        x = F.leaky_relu(self.stem(x.contiguous(memory_format=torch.channels_last)), 0.2)
-        for block in self.blocks:
-            x = x + F.leaky_relu(block(x), 0.2)
-        out = self.head(x)
-        # A zero head (untrained) gives gate 0: the soft-argmin unchanged.
-        disp = disp + out[:, 1].clamp(0, 1) * (local.to(disp.dtype) - disp)
-        return F.relu(disp + out[:, 0])
+        """The learned part, in fp32 whatever the autocast: the (B, C, H, W) evidence of :meth:`inputs`, the
+        soft-argmin and the windowed estimate (B, H, W, pixels) -> the refined disparity."""
+        with torch.autocast(x.device.type, enabled=False):
+            # Channels-last: oneDNN prefers it for these full-resolution convolutions (docs/performance.md).
+            x = F.leaky_relu(self.stem(x.contiguous(memory_format=torch.channels_last)), 0.2)
+            for block in self.blocks:
+                x = x + F.leaky_relu(block(x), 0.2)
+            out = self.head(x)
+            # A zero head (untrained) gives gate 0: the soft-argmin unchanged.
+            disp = disp + out[:, 1].clamp(0, 1) * (local.to(disp.dtype) - disp)
+            return F.relu(disp + out[:, 0])
 
     def inputs(
         self, disp: torch.Tensor, image: torch.Tensor, right: torch.Tensor, local: torch.Tensor, mass: torch.Tensor
