@@ -76,7 +76,7 @@ def adapt_infer(
     steps: int = ADAPT_STEPS,
     lr: float = ADAPT_LR,
     valid: torch.Tensor | None = None,
-) -> tuple[StereoOutput, AdaptReport]:
+) -> StereoOutput:
     """``network.infer(left, right, confidence)`` with its refinement adapted to this pair.
 
     Args:
@@ -87,7 +87,8 @@ def adapt_infer(
         valid: (B, H, W) bool, the pixels the loss may count (e.g. without the padding); None = all.
 
     Returns:
-        The result (the confidence is the network's, which adaptation does not change) and the report.
+        The result, with its :class:`AdaptReport` as ``adaptation`` (the confidence is the network's, which
+        adaptation does not change).
     """
     check_adaptable(network)
     if steps < 1:
@@ -105,8 +106,8 @@ def adapt_infer(
         unadapted = refinement.decode(evidence, soft, local)
     heads = [network.hourglasses] * left.shape[0]
 
-    def answer(disp: torch.Tensor, report: AdaptReport) -> tuple[StereoOutput, AdaptReport]:
-        return StereoOutput(network.polished(disp, left, right), conf, heads, bands), report
+    def answer(disp: torch.Tensor, report: AdaptReport) -> StereoOutput:
+        return StereoOutput(network.polished(disp, left, right), conf, heads, bands, report)
 
     reason = nothing_to_match(left, right)
     if reason is not None:

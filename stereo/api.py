@@ -242,7 +242,7 @@ class StereoModel:
         scale = _number(scale, "scale", lo=0.0, hi=1.0, open_lo=True)
         if not isinstance(confidence, bool):
             raise ConfigError(f"confidence={confidence!r}: expected True or False")
-        steps = self._adapt_steps(adapt, adapt_steps)
+        steps = self.adaptation_steps(adapt, adapt_steps)
         tensors = isinstance(left, torch.Tensor)
         if tensors != isinstance(right, torch.Tensor):
             raise DataError("left and right must both be tensors, or both images (paths, arrays, PIL)")
@@ -267,8 +267,9 @@ class StereoModel:
             return Prediction(disp.to(where), None if conf is None else conf.to(where), None, out.heads, out.adaptation)
         return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image, out.heads, out.adaptation)
 
-    def _adapt_steps(self, adapt: Any, steps: Any) -> int:
-        """The adaptation steps to run (0 = none), refused before any work when this model cannot adapt."""
+    def adaptation_steps(self, adapt: Any, steps: Any) -> int:
+        """The adaptation steps that ``predict(adapt=..., adapt_steps=...)`` runs (0 = none); a
+        :class:`ConfigError` before any work when the values are not usable or this model cannot adapt."""
         if not isinstance(adapt, bool):
             raise ConfigError(f"adapt={adapt!r}: expected True or False")
         if not adapt:

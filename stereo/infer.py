@@ -169,7 +169,7 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
                               "returning the disparity only); drop it or use backend=torch")  # fmt: skip
     network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
     model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
-    model._adapt_steps(bool(cfg.adapt), int(cfg.adapt_steps))  # refused before any output is written
+    model.adaptation_steps(bool(cfg.adapt), int(cfg.adapt_steps))  # refused before any output is written
     _check_scaled_sizes(pairs, float(cfg.scale))
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)

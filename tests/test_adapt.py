@@ -74,7 +74,8 @@ def test_adaptation_lowers_its_loss_and_leaves_the_shared_network_alone():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.inference_mode():  # as the API calls it
         plain = model.infer(left, right, confidence=True)
-        out, report = adapt_infer(model, left, right, confidence=True, steps=5, lr=1e-3)
+        out = adapt_infer(model, left, right, confidence=True, steps=5, lr=1e-3)
+        report = out.adaptation
     assert report.steps == 5 and report.loss_after < report.loss_before and report.adopted
     assert not torch.equal(out.disparity, plain.disparity) and out.disparity.shape == plain.disparity.shape
     assert torch.equal(out.confidence, plain.confidence)  # the network's confidence, which adaptation keeps
@@ -86,16 +87,18 @@ def test_nothing_to_match_returns_the_unadapted_prediction():
     blank = torch.full((1, 3, 64, 128), 0.4)
     with torch.inference_mode():
         plain = model.infer(blank, blank).disparity
-        out, report = adapt_infer(model, blank, blank, steps=3)
+        out = adapt_infer(model, blank, blank, steps=3)
+        report = out.adaptation
     assert not report.adopted and "blank" in report.reason and torch.equal(out.disparity, plain)
     left, _, _ = _pair(4)
     with torch.inference_mode():
         plain = model.infer(left, left).disparity
-        out, report = adapt_infer(model, left, left, steps=3)
+        out = adapt_infer(model, left, left, steps=3)
+        report = out.adaptation
     assert not report.adopted and "identical" in report.reason and torch.equal(out.disparity, plain)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the API runs precision=bf16
         plain = model.infer(left, left).disparity
-        out, _ = adapt_infer(model, left, left, steps=3)
+        out = adapt_infer(model, left, left, steps=3)
     assert torch.equal(out.disparity, plain)  # the refinement runs in fp32 on both paths
 
 

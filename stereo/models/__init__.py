@@ -32,9 +32,9 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"psmnet": PSMNet}
 
 # Keys that older checkpoints stored in their model config; they are runtime or training settings now.
 _LEGACY_KEYS = ("eval_chunk_rows", "channels_last_3d", "loss_weights")
-# Refinement kinds that no shipped weights used, removed with the commit after this one: checkpoints with
-# them load with stereo at that commit (MODEL_CARD.md, History, has what each measured).
-_REMOVED_REFINE = {"residual": "41829a3", "warp": "41829a3"}
+# Refinement kinds that no shipped weights used, and the last commit that has them: checkpoints with them
+# load with stereo at that commit (MODEL_CARD.md, History, has what each measured).
+_REMOVED_REFINE, _LAST_WITH_THEM = ("residual", "warp"), "41829a3"
 
 
 def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
@@ -47,10 +47,9 @@ def model_config(cfg: Mapping[str, Any] | ModelConfig) -> ModelConfig:
     for k in _LEGACY_KEYS:
         plain.pop(k, None)
     if str(plain.get("refine")) in _REMOVED_REFINE:
-        kind = plain["refine"]
         raise ConfigError(
-            f"model.refine={kind} was removed (no shipped weights used it; MODEL_CARD.md History has its results). "
-            f"Weights with it load with stereo at commit {_REMOVED_REFINE[kind]} (git checkout {_REMOVED_REFINE[kind]})"
+            f"model.refine={plain['refine']} was removed (no shipped weights used it; MODEL_CARD.md History has its "
+            f"results). Weights with it load with stereo at commit {_LAST_WITH_THEM} (git checkout {_LAST_WITH_THEM})"
         )
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), plain)
@@ -111,8 +110,7 @@ def run(
 
             valid = torch.zeros(left.shape[0], *left.shape[-2:], dtype=torch.bool, device=left.device)
             valid[:, :h, :w] = True
-            out, report = adapt_infer(model, left, right, confidence, steps=adapt_steps, valid=valid)
-            out.adaptation = report
+            out = adapt_infer(model, left, right, confidence, steps=adapt_steps, valid=valid)
         elif hasattr(model, "infer"):
             out = model.infer(left, right, confidence)
         elif confidence:
