@@ -710,23 +710,26 @@ def _camera(img: np.ndarray, view_rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     gain = float(view_rng.uniform(0.8, 1.2))
     wb = view_rng.uniform(0.93, 1.07, 3).astype(np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (0.25 * (w * w + h * h))
-    vignette = 1 - float(view_rng.uniform(0, 0.35)) * r2
+    vignette = 1 - float(view_rng.uniform(0, 0.35)) * _radius2(h, w)
     linear = np.clip(img, 0, 1) ** 2.2 * gain * wb * vignette[..., None]
     shot, read = float(view_rng.uniform(0.0005, 0.006)), float(view_rng.uniform(0.0005, 0.004))
-    noisy = linear + view_rng.normal(0, 1, img.shape).astype(np.float32) * np.sqrt(
+    noisy = _sensor_noise(linear, view_rng, shot, read)
+    out = np.clip(noisy, 0, 1) ** (1 / float(view_rng.uniform(2.0, 2.4)))
+    return _jpeg(out.astype(np.float32), int(view_rng.integers(60, 98)))
+
+
+def _radius2(h: int, w: int) -> np.ndarray:
+    """(h, w) squared distance from the image centre over a quarter of the squared diagonal: the falloff
+    of the camera models' vignetting."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return ((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (0.25 * (w * w + h * h))
+
+
+def _sensor_noise(linear: np.ndarray, rng: np.random.Generator, shot: float, read: float) -> np.ndarray:
+    """``linear`` light plus shot noise (variance ``shot`` x signal) and read noise (sigma ``read``)."""
+    return linear + rng.normal(0, 1, linear.shape).astype(np.float32) * np.sqrt(
         shot * np.clip(linear, 0, None) + read**2
     )
-    out = np.clip(noisy, 0, 1) ** (1 / float(view_rng.uniform(2.0, 2.4)))
-    out = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_RGB2BGR)  # JPEG's chroma planes assume BGR order
-    quality = int(view_rng.integers(60, 98))
-    ok, buf = cv2.imencode(
-        ".jpg", np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:
-        raise OSError("could not encode a JPEG")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
 
 
 def _rig(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) -> list[np.ndarray]:
@@ -734,10 +737,7 @@ def _rig(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) -> list[
     for both views, as in a calibrated rig. Shared: vignetting and gamma; per view: exposure within 3%,
     white balance within 2%, and shot and read noise a tenth of v3's (independent per view); JPEG at
     quality 90-98 for half the pairs, lossless otherwise."""
-    h, w = left.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (0.25 * (w * w + h * h))
-    vignette = (1 - float(rng.uniform(0, 0.35)) * r2)[..., None]
+    vignette = (1 - float(rng.uniform(0, 0.35)) * _radius2(*left.shape[:2]))[..., None]
     gamma = float(rng.uniform(2.0, 2.4))
     quality = int(rng.integers(90, 99)) if rng.random() < 0.5 else None
     out = []
@@ -745,8 +745,7 @@ def _rig(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) -> list[
         gain, wb = float(rng.uniform(0.97, 1.03)), rng.uniform(0.98, 1.02, 3).astype(np.float32)
         linear = np.clip(img, 0, 1) ** 2.2 * gain * wb * vignette
         shot, read = float(rng.uniform(0.00005, 0.0006)), float(rng.uniform(0.00005, 0.0004))
-        noise = rng.normal(0, 1, img.shape).astype(np.float32)
-        view = np.clip(linear + noise * np.sqrt(shot * np.clip(linear, 0, None) + read**2), 0, 1) ** (1 / gamma)
+        view = np.clip(_sensor_noise(linear, rng, shot, read), 0, 1) ** (1 / gamma)
         out.append(_jpeg(view.astype(np.float32), quality) if quality else np.round(view * 255) / 255)
     return [v.astype(np.float32) for v in out]
 
