@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 METRIC_KEYS = ("epe", "bad05", "bad1", "bad2", "bad3", "d1")
-# The error bands (pixels) every evaluation reports beside bad-N: sub-pixel work moves the 0.5-3 px bands,
-# gross errors sit beyond 3 px. Each band is a difference of two bad-N shares (:func:`error_bands`).
-BAND_EDGES = (0.5, 1.0, 2.0, 3.0)
+# bad-N: the share of pixels with an error above N pixels. Every evaluation also reports the error bands
+# between these bounds: sub-pixel work moves the 0.5-3 px bands, gross errors sit beyond 3 px. Each band
+# is a difference of two bad-N shares (:func:`error_bands`).
+BAD_THRESHOLDS = {"bad05": 0.5, "bad1": 1.0, "bad2": 2.0, "bad3": 3.0}
 BAND_LABELS = ("<=0.5", "0.5-1", "1-2", "2-3", ">3")
 
 # Valid-pixel masks in use by published evaluations: GwcNet (github.com/xy-guo/GwcNet), RAFT-Stereo
@@ -94,10 +95,7 @@ def disparity_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor)
     g = gt.float()[valid]
     return {
         "epe": err.mean().item(),
-        "bad05": (err > 0.5).float().mean().item() * 100,
-        "bad1": (err > 1).float().mean().item() * 100,
-        "bad2": (err > 2).float().mean().item() * 100,
-        "bad3": (err > 3).float().mean().item() * 100,
+        **{k: (err > t).float().mean().item() * 100 for k, t in BAD_THRESHOLDS.items()},
         "d1": ((err > 3) & (err > 0.05 * g.abs())).float().mean().item() * 100,
         "pixels": n,
     }
@@ -107,7 +105,7 @@ def error_bands(metrics: dict[str, float]) -> dict[str, float]:
     """The share (%) of valid pixels in each error band of :data:`BAND_LABELS` (<= 0.5, 0.5-1, 1-2, 2-3,
     > 3 px), from the bad-N shares of :func:`disparity_metrics` (or their means: bands are differences of
     them, so averaging per image or per pixel carries over). They sum to 100."""
-    bad = [metrics[k] for k in ("bad05", "bad1", "bad2", "bad3")]  # > each of BAND_EDGES
+    bad = [metrics[k] for k in BAD_THRESHOLDS]
     shares = [100 - bad[0], *(a - b for a, b in zip(bad[:-1], bad[1:], strict=True)), bad[-1]]
     return dict(zip(BAND_LABELS, shares, strict=True))
 
