@@ -157,15 +157,17 @@ def _preflight(app: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base=None)
 def train_main(cfg: DictConfig) -> None:
     """``stereo-train``: train on Scene Flow (conf/train.yaml)."""
+    from stereo.config import TrainAppConfig, typed
     from stereo.train import adopt_init_architecture, train
 
     logging.getLogger("stereo").setLevel(logging.INFO)
 
     def go():
+        config = typed(cfg, TrainAppConfig)
         chosen = [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").split("=")[0].split(".")[0] == "model"]
-        if not chosen and (change := adopt_init_architecture(cfg)):  # no model chosen: the weights' own
+        if not chosen and (change := adopt_init_architecture(config)):  # no model chosen: the weights' own
             logging.getLogger("stereo.train").info("%s; choose model=... to keep another", change)
-        return train(cfg, HydraConfig.get().runtime.output_dir)
+        return train(config, HydraConfig.get().runtime.output_dir)
 
     summary = run(go)
     if summary.rank != 0:
@@ -204,16 +206,16 @@ def eval_main(cfg: DictConfig) -> None:
 @hydra.main(config_path=str(CONF_DIR), config_name="export", version_base=None)
 def export_main(cfg: DictConfig) -> None:
     """``stereo-export``: a checkpoint as ONNX with dynamic batch, height and width (conf/export.yaml)."""
-    from stereo.config import ExportAppConfig, check_config
-    from stereo.export import export_onnx
+    from stereo.config import ExportAppConfig, typed
+    from stereo.export import ExportResult, export_onnx
     from stereo.weights import resolve_checkpoint
 
-    def go() -> dict:
-        check_config(cfg, ExportAppConfig)
+    def go() -> ExportResult:
+        config = typed(cfg, ExportAppConfig)
         from stereo.io import remove_stale_temps
 
-        remove_stale_temps(Path(cfg.output).expanduser().parent)  # an interrupted export's temporary file
-        return export_onnx(resolve_checkpoint(cfg.checkpoint), cfg.output, cfg.opset)
+        remove_stale_temps(Path(config.output).expanduser().parent)  # an interrupted export's temporary file
+        return export_onnx(resolve_checkpoint(config.checkpoint), config.output, config.opset)
 
     meta = run(go)
     print(

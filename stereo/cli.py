@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
@@ -24,16 +24,19 @@ def repeated_keys(argv: list[str]) -> str | None:
     return f"invalid command line: key(s) given more than once: {shown}; give each once"
 
 
-def parse_overrides(schema: type, argv: list[str], doc: str | None = None) -> DictConfig:
-    """Merge ``key=value`` arguments into a dataclass schema. ``--help`` prints ``doc`` (the tool's
-    docstring; default: the running script's) and its keys with their defaults and help
-    (:func:`stereo.config.format_help`); unknown keys, bad types and values outside a field's range
+S = TypeVar("S")
+
+
+def parse_overrides(schema: type[S], argv: list[str], doc: str | None = None) -> S:
+    """Merge ``key=value`` arguments into a dataclass schema and return it as that dataclass.
+
+    ``--help`` prints ``doc`` (the tool's docstring; default: the running script's) and its keys with their
+    defaults and help (:func:`stereo.config.format_help`); unknown keys, bad types and values outside a field's range
     (``stereo.config.rng``) exit with one line."""
-    from stereo.config import check_config
+    from stereo.config import to_plain, typed
     from stereo.errors import ConfigError
 
-    base = OmegaConf.structured(schema)
-    keys = ", ".join(f"{k}={_show(v)}" for k, v in OmegaConf.to_container(base).items())
+    keys = ", ".join(f"{k}={_show(v)}" for k, v in to_plain(OmegaConf.structured(schema)).items())
     if any(a in ("-h", "--help") for a in argv):
         from stereo.config import format_help
 
@@ -52,17 +55,16 @@ def parse_overrides(schema: type, argv: list[str], doc: str | None = None) -> Di
     name = f"tool_{schema.__module__}_{schema.__qualname__}".replace(".", "_")
     ConfigStore.instance().store(name=name, node=schema)
     # Free-form mappings (e.g. ``card={...}``) take new keys: ``++`` adds or replaces.
-    free = {f.name for f in dataclasses.fields(schema) if f.type in (dict, "dict")}
+    free = {f.name for f in dataclasses.fields(cast(Any, schema)) if f.type in (dict, "dict")}
     argv = [f"++{a}" if a.split("=", 1)[0].split(".", 1)[0] in free and not a.startswith("+") else a for a in argv]
     try:
         with initialize(version_base=None):
             cfg = compose(name, overrides=argv)
-        check_config(cfg, schema)
+        return typed(cfg, schema)
     except (HydraException, OmegaConfBaseException) as e:
         raise SystemExit(f"error: {_one_line(e)}\nvalid keys (defaults): {keys}") from None
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
-    return cfg
 
 
 def _one_line(e: BaseException) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -56,25 +56,100 @@ class Choice(str, Enum):
         return format(self.value, spec)
 
 
-Precision = Choice("Precision", {k: k for k in ("fp32", "bf16", "fp16")})
-RenderPass = Choice("RenderPass", {k: k for k in ("clean", "final", "both")})
-Mask = Choice("Mask", {k: k for k in ("positive", "absolute", "below")})
-Averaging = Choice("Averaging", {k: k for k in ("image", "pixel")})
-Volume = Choice("Volume", {k: k for k in ("concat", "gwc")})
-Refine = Choice("Refine", {k: k for k in ("none", "modes")})
-Loss = Choice("Loss", {k: k for k in ("smooth_l1", "photometric")})
-Normalization = Choice("Normalization", {k: k for k in ("softmax", "scaling")})
-LrSchedule = Choice("LrSchedule", {k: k for k in ("constant", "cosine", "step")})
-ColorRange = Choice("ColorRange", {k: k for k in ("image", "fixed")})
-EarlyExit = Choice("EarlyExit", {k: k for k in ("off", "confidence", "head")})
-Backend = Choice("Backend", {k: k for k in ("torch", "onnxruntime")})
+class Precision(Choice):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class RenderPass(Choice):
+    clean = "clean"
+    final = "final"
+    both = "both"
+
+
+class Mask(Choice):
+    positive = "positive"
+    absolute = "absolute"
+    below = "below"
+
+
+class Averaging(Choice):
+    image = "image"
+    pixel = "pixel"
+
+
+class Volume(Choice):
+    concat = "concat"
+    gwc = "gwc"
+
+
+class Refine(Choice):
+    none = "none"
+    modes = "modes"
+
+
+class Loss(Choice):
+    smooth_l1 = "smooth_l1"
+    photometric = "photometric"
+
+
+class Normalization(Choice):
+    softmax = "softmax"
+    scaling = "scaling"
+
+
+class LrSchedule(Choice):
+    constant = "constant"
+    cosine = "cosine"
+    step = "step"
+
+
+class ColorRange(Choice):
+    image = "image"
+    fixed = "fixed"
+
+
+class EarlyExit(Choice):
+    off = "off"
+    confidence = "confidence"
+    head = "head"
+
+
+class Backend(Choice):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
 # How far from a ground-truth depth edge a pixel counts as "at the edge" (data.region=edges):
 # 2 px covers the fattened border that a 1/4-resolution cost volume smears over, and sub-pixel thin structures.
 EDGE_RADIUS = 2
-Region = Choice("Region", {k: k for k in ("all", "nonocc", "edges", "textured", "lowtexture")})
-Regression = Choice("Regression", {k: k for k in ("soft_argmin", "local")})
-Polish = Choice("Polish", {k: k for k in ("none", "zncc")})
-SgbmMode = Choice("SgbmMode", {k: k for k in ("sgbm", "hh", "sgbm_3way", "hh4")})
+
+
+class Region(Choice):
+    all = "all"
+    nonocc = "nonocc"
+    edges = "edges"
+    textured = "textured"
+    lowtexture = "lowtexture"
+
+
+class Regression(Choice):
+    soft_argmin = "soft_argmin"
+    local = "local"
+
+
+class Polish(Choice):
+    none = "none"
+    zncc = "zncc"
+
+
+class SgbmMode(Choice):
+    sgbm = "sgbm"
+    hh = "hh"
+    sgbm_3way = "sgbm_3way"
+    hh4 = "hh4"
+
 
 # One default evaluation protocol for validation during training and for stereo-eval.
 EVAL_PASS, EVAL_MASK, EVAL_AVERAGING = RenderPass.final, Mask.positive, Averaging.image
@@ -202,9 +277,9 @@ def runtime_config(source: Any = None, **changes: Any) -> RuntimeConfig:
         values = {k: getattr(source, k) for k in RUNTIME_KEYS if hasattr(source, k)}
     values.update(changes)
     try:  # types and closed sets (a string becomes its enum) as for every config
-        runtime = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RuntimeConfig), values))
+        runtime = cast(RuntimeConfig, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RuntimeConfig), values)))
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{e.full_key}={values.get(e.full_key)}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{e.full_key}={values.get(str(e.full_key))}: {str(e).splitlines()[0]}") from None
     errors = _walk(RuntimeConfig, values, "")  # the values as given, so the message shows them
     if errors:
         raise ConfigError("invalid runtime settings: " + "; ".join(errors))
@@ -387,7 +462,9 @@ class TrainAppConfig(RuntimeConfig):
     deterministic: bool = rng(False, help="torch.use_deterministic_algorithms (warn-only) and no cudnn.benchmark")
 
 
-Method = Choice("Method", {k: k for k in ("checkpoint", "sgbm")})
+class Method(Choice):
+    checkpoint = "checkpoint"
+    sgbm = "sgbm"
 
 
 @dataclass
@@ -560,14 +637,19 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _default(f: dataclasses.Field) -> Any:
+    """A field's default made by its factory (nested configs and lists), else None."""
+    return f.default_factory() if callable(f.default_factory) else None
+
+
 def _walk(schema: type, node: Any, prefix: str) -> list[str]:
     errors = []
     for f in dataclasses.fields(schema):
         key = f"{prefix}{f.name}"
         value = node.get(f.name) if isinstance(node, (dict, DictConfig)) else getattr(node, f.name, None)
-        if dataclasses.is_dataclass(f.default_factory() if f.default_factory is not dataclasses.MISSING else None):
-            sub = type(f.default_factory())
-            errors += _walk(sub, value or {}, f"{key}.")
+        default = _default(f)
+        if dataclasses.is_dataclass(default):
+            errors += _walk(type(default), value or {}, f"{key}.")
         elif f.name == "attention":
             for i, spec in enumerate(value or []):
                 errors += _walk(AttentionConfig, spec, f"{key}.{i}.")
@@ -586,6 +668,21 @@ def check_config(cfg: DictConfig, schema: type) -> None:
         errors += combination_errors(cfg, schema)
     if errors:
         raise ConfigError("invalid config: " + "; ".join(errors))
+
+
+S = TypeVar("S")
+
+
+def typed(cfg: Any, schema: type[S]) -> S:
+    """``cfg`` (a composed DictConfig, a mapping or an instance of ``schema``) checked by :func:`check_config`
+    and returned as the schema's dataclass: the one conversion at the border of each app and tool, after
+    which code reads typed attributes, never a DictConfig."""
+    try:
+        node = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(schema), cfg))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"invalid config: {str(e).splitlines()[0]}") from None
+    check_config(node, schema)
+    return OmegaConf.to_object(node)  # type: ignore[return-value]  # a structured node gives its dataclass
 
 
 def combination_errors(cfg: Any, schema: type) -> list[str]:
@@ -636,7 +733,7 @@ def _help_rows(schema: type, node: Any, prefix: str = "") -> list[tuple[str, str
     for f in dataclasses.fields(schema):
         key = f"{prefix}{f.name}"
         value = OmegaConf.select(node, f.name, throw_on_missing=False) if node is not None else None
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        default = _default(f)
         if dataclasses.is_dataclass(default):
             rows += _help_rows(type(default), value, f"{key}.")
             continue
@@ -707,5 +804,5 @@ def load_config(name: str, overrides: list[str] | None = None, config_dir: str |
         with initialize_config_dir(str(config_dir / group) if group else str(config_dir), version_base=None):
             cfg = compose(leaf, overrides=overrides)
     if group in _GROUP_SCHEMAS:
-        cfg = OmegaConf.merge(OmegaConf.structured(_GROUP_SCHEMAS[group]), cfg)
+        cfg = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(_GROUP_SCHEMAS[group]), cfg))
     return cfg

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from stereo.data.dataset import StereoDataset
 from stereo.device import autocast
 from stereo.metrics import METRIC_KEYS, Metrics, disparity_metrics
 from stereo.models import run
+from stereo.models.output import Predictor
 from stereo.progress import progress
 
 
@@ -73,7 +73,7 @@ def summarize(rows: list[dict[str, Any]], averaging: str, device: torch.device, 
 
 
 def evaluate_model(
-    model: nn.Module,
+    model: Predictor,
     dataset: StereoDataset,
     device: torch.device,
     precision: str = "fp32",

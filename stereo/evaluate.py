@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
-from stereo.config import EvalAppConfig, check_config, to_plain
+from stereo.config import EvalAppConfig, to_plain, typed
 from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples, edge_radius_of, require_ground_truth, texture_region_of
@@ -83,7 +83,7 @@ class EvalReport:
 
 
 def evaluate(
-    cfg: DictConfig, out_dir: str | os.PathLike, show_progress: bool = True, tensorboard: bool = True
+    cfg: EvalAppConfig | DictConfig, out_dir: str | os.PathLike, show_progress: bool = True, tensorboard: bool = True
 ) -> EvalReport:
     """Evaluate ``cfg.checkpoint`` (or, with ``method=sgbm``, OpenCV's SGBM) as configured
     (``conf/eval.yaml``); writes ``<out_dir>/metrics.json`` (:meth:`EvalReport.to_json`) and returns the report.
@@ -92,7 +92,7 @@ def evaluate(
     ``cfg.mask`` picks the valid pixels (:data:`stereo.metrics.MASKS`; ``cfg.max_disp`` defaults to the
     model's), ``cfg.averaging`` is ``image`` (per image, then the mean) or ``pixel`` (pooled).
     """
-    check_config(cfg, EvalAppConfig)
+    cfg = typed(cfg, EvalAppConfig)
     samples = dataset_samples(cfg.data, "test")
     require_ground_truth(samples, cfg.data.root, "stereo-eval")
     device = resolve_device(cfg.device)
@@ -138,10 +138,16 @@ def _refines(method: Any) -> bool:
     return bool(getattr(getattr(method, "refinement", None), "refines", False))
 
 
-def _report(cfg: DictConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
+def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
     """The :class:`EvalReport` of an evaluation loop's result ``r`` and how it was measured."""
+    s = r.summary
     result = EvalReport(
-        **r.summary.values(),
+        epe=s.epe,
+        bad05=s.bad05,
+        bad1=s.bad1,
+        bad2=s.bad2,
+        bad3=s.bad3,
+        d1=s.d1,
         pairs=r.summary.pairs,
         pairs_with_valid_pixels=r.summary.images,
         method=str(cfg.method),

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from stereo.adapt import AdaptReport
 from stereo.api import StereoModel, scaled_size
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
-from stereo.config import RUNTIME_KEYS, InferAppConfig, check_config, runtime_config
+from stereo.config import RUNTIME_KEYS, InferAppConfig, RuntimeConfig, typed
 from stereo.data.images import check_same_size, image_size, read_rgb
 from stereo.data.pairs import Pair, find_pairs
 from stereo.data.pfm import write_pfm
@@ -102,13 +102,21 @@ def write_outputs(
         encode_image(tmp[3], cv2.cvtColor(colour_legend(0.0, vmax, disp.shape[1]), cv2.COLOR_RGB2BGR), paths[3])
         for t, p in zip(tmp[4:], paths[4:], strict=True):
             if p.name.endswith(DEPTH_SUFFIX):
+                assert calib is not None, "a depth file is planned only with a calibration"
                 write_pfm(t, calib.depth(disp))
             elif p.name.endswith(CONFIDENCE_SUFFIXES[0]):
+                assert confidence is not None, "a confidence file is planned only with a confidence"
                 write_pfm(t, confidence.astype(np.float32))
             elif p.name.endswith(CONFIDENCE_SUFFIXES[1]):
+                assert confidence is not None
                 encode_image(t, np.round(np.clip(confidence, 0, 1) * 255).astype(np.uint8), p)
             else:
-                kept = disp if min_confidence <= 0 else np.where(confidence >= min_confidence, disp, 0.0)
+                assert calib is not None and rgb is not None, "a point cloud is planned only with a calibration"
+                kept = (
+                    disp
+                    if min_confidence <= 0 or confidence is None
+                    else np.where(confidence >= min_confidence, disp, 0.0)
+                )
                 write_ply(t, *point_cloud(kept, rgb, calib, max_depth))
 
 
@@ -134,7 +142,7 @@ class PairResult:
     adaptation: AdaptReport | None = None
 
 
-def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[PairResult]:
+def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None = None) -> list[PairResult]:
     """Predict disparity for every pair of ``cfg.left``/``cfg.right`` (``conf/infer.yaml``) and write the
     outputs to ``output_dir`` (default ``cfg.output_dir``); returns a :class:`PairResult` per pair.
 
@@ -143,7 +151,7 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
     colour PNG spans its own 0..max) or ``fixed`` (0..``color_max``, default the model's max_disp).
     Nothing is written over an input; a failure part-way leaves only complete pairs.
     """
-    check_config(cfg, InferAppConfig)
+    cfg = typed(cfg, InferAppConfig)
     calib = calibration_from(cfg.calib, cfg.focal_px, cfg.baseline, cfg.cx, cfg.cy, cfg.doffs)
     if cfg.point_cloud and calib is None:
         raise ConfigError("point_cloud=true needs a calibration: calib=<calib file> or focal_px and baseline")
@@ -158,9 +166,9 @@ def infer(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> list[
         if not cfg.onnx:
             raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
         # The .onnx file is the network as exported: a setting it cannot honour is refused, never ignored.
-        defaults = runtime_config(None)
+        given, defaults = {k: v for k, v in vars(cfg).items() if k in RUNTIME_KEYS}, vars(RuntimeConfig())
         ignored = [f"checkpoint={cfg.checkpoint}"] if cfg.checkpoint is not None else []
-        ignored += [f"{k}={_shown(cfg[k])}" for k in RUNTIME_KEYS if k != "device" and cfg[k] != getattr(defaults, k)]
+        ignored += [f"{k}={_shown(v)}" for k, v in given.items() if k != "device" and v != defaults[k]]
         ignored += ["confidence=true" if cfg.confidence else "min_confidence"] if want_conf else []
         ignored += ["adapt=true"] if cfg.adapt else []
         if ignored:
@@ -194,7 +202,7 @@ def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:
 
 
 def _infer_pair(
-    pair: Pair, paths: list[Path], model: StereoModel, cfg: DictConfig, calib: Calibration | None, want_conf: bool
+    pair: Pair, paths: list[Path], model: StereoModel, cfg: InferAppConfig, calib: Calibration | None, want_conf: bool
 ) -> PairResult:
     """Predict one pair through the Python API, write its outputs all or nothing, print one line."""
     scale = float(cfg.scale)
@@ -204,10 +212,11 @@ def _infer_pair(
     t0 = time.perf_counter()
     pred = model.predict(limg, rimg, scale=scale, confidence=want_conf, adapt=bool(cfg.adapt),
                          adapt_steps=int(cfg.adapt_steps))  # fmt: skip
-    disp = pred.disparity
+    disp = np.asarray(pred.disparity)  # numpy in, numpy out
+    confidence = None if pred.confidence is None else np.asarray(pred.confidence)
     seconds = time.perf_counter() - t0
     cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
-    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, pred.confidence, float(cfg.min_confidence))
+    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, confidence, float(cfg.min_confidence))
     saturated = float(disp.max()) >= SATURATION * model.max_disp * (1 / scale)
     s = PairResult(
         name=pair.name,

@@ -8,42 +8,43 @@ file, ``step``: its training step). ``stereo-eval method=`` and ``stereo-infer b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
+from stereo.config import EvalAppConfig, InferAppConfig
 from stereo.errors import ConfigError
 from stereo.models.output import Predictor
 
 
-def _network(cfg: Any, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
+def _network(cfg: EvalAppConfig | InferAppConfig, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
     """``cfg.checkpoint`` (None: the shipped weights) rebuilt from its own config, ``cfg``'s runtime settings."""
     from stereo.checkpoint import load_network
     from stereo.weights import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     model, ckpt = load_network(checkpoint, device, cfg)
-    return model, {"checkpoint": checkpoint, "step": ckpt.get("step")}
+    return cast(Predictor, model), {"checkpoint": checkpoint, "step": ckpt.get("step")}
 
 
-def _sgbm(cfg: Any, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
+def _sgbm(cfg: EvalAppConfig, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
     """OpenCV's StereoSGBM with ``cfg.sgbm``; its search range defaults to ``cfg.max_disp`` or 192 px."""
     from stereo.sgbm import SGBMStereo
 
     s = cfg.sgbm
-    search = s.num_disparities or cfg.get("max_disp") or 192
+    search = s.num_disparities or cfg.max_disp or 192
     model = SGBMStereo(search, s.block_size, s.p1, s.p2, s.uniqueness, s.speckle_window, s.speckle_range,
                        s.disp12_max_diff, s.prefilter_cap, s.mode)  # fmt: skip
-    return model, {"checkpoint": None, "step": None}
+    return cast(Predictor, model), {"checkpoint": None, "step": None}
 
 
-def _onnxruntime(cfg: Any, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
+def _onnxruntime(cfg: InferAppConfig, device: torch.device) -> tuple[Predictor, dict[str, Any]]:
     """An ``.onnx`` file from ``stereo-export`` (``cfg.onnx``) in an ONNX Runtime session on the CPU."""
     from stereo.export import OnnxStereo
 
-    if not cfg.get("onnx"):
+    if not cfg.onnx:
         raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
-    return OnnxStereo(cfg.onnx), {"checkpoint": str(cfg.onnx), "step": None}
+    return cast(Predictor, OnnxStereo(cfg.onnx)), {"checkpoint": str(cfg.onnx), "step": None}
 
 
 METHODS: dict[str, Callable[[Any, torch.device], tuple[Predictor, dict[str, Any]]]] = {

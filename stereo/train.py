@@ -15,10 +15,10 @@ import random
 import re
 import signal
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from stereo.checkpoint import (
     numpy_rng_from_data,
     save_checkpoint,
 )
-from stereo.config import TrainAppConfig, check_config, to_plain
+from stereo.config import TrainAppConfig, to_plain, typed
 from stereo.data.dataset import StereoDataset
 from stereo.data.images import imread_checked
 from stereo.data.registry import (
@@ -57,6 +57,9 @@ from stereo.models import build_model, model_config
 from stereo.progress import progress
 from stereo.visualize import ERROR_MAX_PX, result_panels
 from stereo.weights import resolve_checkpoint
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 __all__ = ["Trainer", "TrainingStopped", "epoch_batches", "sequence_loss", "train"]
 log = logging.getLogger(__name__)
@@ -164,7 +167,7 @@ def freeze_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Mo
 
 def rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain values, so a checkpoint loads with ``weights_only=True``."""
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_rng_as_data(np.random.get_state()),
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_rng_as_data(cast(tuple, np.random.get_state())),
              "python": random.getstate()}  # fmt: skip
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -300,9 +303,9 @@ class Trainer:
     model, optimizer; then :meth:`fit`. Each step is :meth:`train_step`; logs, validation and checkpoints
     hang off the step count."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str | os.PathLike) -> None:
-        check_config(cfg, TrainAppConfig)
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+    def __init__(self, cfg: TrainAppConfig | DictConfig, run_dir: str | os.PathLike) -> None:
+        self.cfg = cfg = typed(cfg, TrainAppConfig)  # checked, and attributes from here on
+        self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         samples, val_samples = self._samples()
         self.rank, self.world, self.device = init_distributed(cfg.device)
@@ -315,7 +318,7 @@ class Trainer:
         self._optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.state = TrainState()
-        self.writer = None
+        self.writer: SummaryWriter | None = None
         self.stop: dict[str, Any] = {"signal": None}
         self.val_metrics: Metrics | None = None
 
@@ -328,7 +331,7 @@ class Trainer:
             require_ground_truth(samples, cfg.data.root, f"train.loss={cfg.train.loss}")
         if cfg.val.limit == 0:
             return samples, []
-        val_data = cfg.data if cfg.val.root is None else OmegaConf.merge(cfg.data, {"root": cfg.val.root, "limit": -1})
+        val_data = cfg.data if cfg.val.root is None else replace(cfg.data, root=cfg.val.root, limit=-1)
         # data.root's own validation split: held out from training (real benchmarks) or its test split
         split = "val" if cfg.val.root is None else "test"
         val_samples = apply_limit(dataset_samples(val_data, split, cfg.val.render_pass), cfg.val.limit, "val.limit")
@@ -346,7 +349,7 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         # data.region narrows training and validation alike (nonocc through the samples, edges here)
         edges, texture = edge_radius_of(cfg.data), texture_region_of(cfg.data)
-        self.dataset = StereoDataset(samples, cfg.model.max_disp, crop, OmegaConf.to_object(cfg.data.augment),
+        self.dataset = StereoDataset(samples, cfg.model.max_disp, crop, cfg.data.augment,
                                      seed=cfg.seed, edge_radius=edges, texture=texture)  # fmt: skip
         val_max = cfg.val.max_disp if cfg.val.max_disp is not None else cfg.model.max_disp
         self.val_dataset = (
@@ -370,7 +373,7 @@ class Trainer:
         """The network (from train.init_from's weights when given), what stays fixed, the losses' settings,
         and its DDP wrapper."""
         cfg, t = self.cfg, self.cfg.train
-        self.model = build_model(cfg.model, cfg)
+        self.model: Any = build_model(cfg.model, cfg)  # its class is the architecture's (ARCHITECTURES)
         if t.init_from:
             source = resolve_checkpoint(t.init_from)  # a path, or shipped
             kept = init_weights(self.model, source, cfg.model)
@@ -386,13 +389,13 @@ class Trainer:
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
         if cfg.channels_last:
             self.model.feature_extraction.to(memory_format=torch.channels_last)
-        self.net = self._wrap_ddp()
+        self.net: Any = self._wrap_ddp()  # the model, or its DDP wrapper
 
     def _optimizer(self) -> None:
         """Adam over the trainable weights and the learning-rate schedule."""
         t = self.cfg.train
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam(trainable, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+        self.opt = torch.optim.Adam(trainable, lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=t.weight_decay)
         # The factor reads self.total when called: a time budget may size the run after it started.
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt,
@@ -459,7 +462,7 @@ class Trainer:
         if self.rank == 0:
             log.info("resumed from %s at step %d", path, self.state.step)
         budget = self.cfg.train.time_budget
-        if budget and self.state.sized_for == budget:
+        if budget and self.state.sized_for == budget and self.state.sized_total is not None:
             self.total = min(self.state.sized_total, self.configured_total)  # as sized in an earlier sitting
         elif budget and self.state.timed_steps >= BUDGET_PROBE:  # a new budget: sized by the run's mean rate
             self._size_to_budget(self.state.train_seconds / self.state.timed_steps, "so far")
@@ -543,7 +546,7 @@ class Trainer:
         if self.state.step < self.total or self.val_dataset is not None:  # else there is nothing to log
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
-    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+    def _batches(self) -> Generator[dict[str, torch.Tensor], None, None]:
         """Batches from the current step on, epoch after epoch, resuming mid-epoch exactly."""
         t = self.cfg.train
         while True:
@@ -611,6 +614,8 @@ class Trainer:
         """Fit the run's length (and so its lr schedule) to ``train.time_budget`` at this step rate; the
         configured length stays the upper bound. Every rank gets the same rate, so the same length."""
         budget, cap = self.cfg.train.time_budget, self.configured_total
+        if budget is None:
+            return
         self.total = min(cap, budget_steps(self.state.step, self.state.train_seconds, seconds_per_step, budget * 60))
         self.state.sized_total, self.state.sized_for = self.total, budget
         if self.rank == 0:
@@ -637,7 +642,7 @@ class Trainer:
         counted = torch.ones_like(valid) if photometric else valid
         if photometric:
             views = [batch.get(f"{k}_raw", batch[k]).to(dev, non_blocking=True) for k in ("left", "right")]
-        n_valid, loss, preds = counted.sum(), 0.0, []
+        n_valid, loss, preds = counted.sum(), torch.zeros((), device=dev), []
         for i, part in enumerate(parts):
             # DDP averages the gradients across ranks once, after the last part.
             sync = i == len(parts) - 1 or self.world == 1
@@ -666,11 +671,11 @@ class Trainer:
         if flags[2] == 0 or flags[0]:
             self.opt.zero_grad(set_to_none=True)
         if flags[2] == 0:
-            return self._skip(
-                "no_valid", "batches without a valid ground-truth pixel", "check the dataset's disparities"
-            )
+            self._skip("no_valid", "batches without a valid ground-truth pixel", "check the dataset's disparities")
+            return None
         if flags[0]:
-            return self._skip("nonfinite", "non-finite losses", "lower train.lr or use fp32")
+            self._skip("nonfinite", "non-finite losses", "lower train.lr or use fp32")
+            return None
         self.state.nonfinite_run = self.state.no_valid_run = 0
         if self.cfg.train.grad_clip:
             self.scaler.unscale_(self.opt)
@@ -679,9 +684,11 @@ class Trainer:
         self.scaler.update()
         self.sched.step()
         self.state.step += 1
-        m = disparity_metrics(pred, gt, valid)
+        metrics = disparity_metrics(pred, gt, valid)
         loss_sum, epe_sum, n = all_reduce_sum(
-            [float(loss), 0.0 if math.isnan(m["epe"]) else m["epe"], float(m["pixels"] > 0)], dev, self.world
+            [float(loss), 0.0 if math.isnan(metrics["epe"]) else metrics["epe"], float(metrics["pixels"] > 0)],
+            dev,
+            self.world,
         )
         return loss_sum / self.world, epe_sum / max(n, 1), pred
 
@@ -689,7 +696,7 @@ class Trainer:
         """train.loss=photometric: each head's self-supervised loss (:func:`stereo.losses.photometric_loss`:
         the left view reconstructed from the right, over the pixels each head's own disparity says are
         visible in the right view, plus edge-aware smoothness), weighted per head; no ground truth."""
-        total = 0.0
+        total = torch.zeros((), device=left.device)
         for w, disp in zip(self.weights, outs, strict=True):
             disp = disp.float()
             total = total + w * photometric_loss(left, right, disp, ~occluded_from_disparity(disp.detach()))
@@ -699,7 +706,7 @@ class Trainer:
         """The training loss of one (micro-)batch: every head's per-pixel loss over the valid pixels. Without
         a valid pixel, zero with every head in the graph, so that DDP sees a gradient for every parameter."""
         if not valid.any():
-            return sum(o.sum() for o in outs) * 0.0
+            return torch.stack([o.sum() for o in outs]).sum() * 0.0
         return sequence_loss(outs, gt, valid, self.weights)
 
     def _skip(self, kind: str, what: str, advice: str) -> None:
@@ -708,7 +715,7 @@ class Trainer:
         setattr(self.state, f"{kind}_run", run)
         if self.writer:
             self.writer.add_scalar(f"train/{kind}_skipped", total, self.state.step)
-        limit = getattr(self.cfg.train, f"max_{kind}")
+        limit = self.cfg.train.max_nonfinite if kind == "nonfinite" else self.cfg.train.max_no_valid
         if run >= limit:
             self.save()
             raise TrainingStopped(
@@ -733,11 +740,14 @@ class Trainer:
         prediction | error, with its scales as the panel's text."""
         left = batch.get("left_raw", batch["left"])[0].permute(1, 2, 0).numpy()
         gt, valid = batch["disparity"][0].numpy(), batch["valid"][0].numpy()
+        writer = self.writer
+        if writer is None:
+            return
         panels = result_panels(left, pred[0].float().cpu().numpy(), gt, valid, self.model.max_disp)
         row = np.hstack([panels[k] for k in ("left", "gt", "pred", "error")])
-        self.writer.add_image("images/panel", row, self.state.step, dataformats="HWC")
+        writer.add_image("images/panel", row, self.state.step, dataformats="HWC")
         vmax = float(gt[valid].max()) if valid.any() else float(self.model.max_disp)
-        self.writer.add_text(
+        writer.add_text(
             "images/panel",
             f"left | ground truth | prediction | error. Disparity 0..{vmax:.1f} px (magma, bright = near; "
             f"black = no ground truth); error 0..{ERROR_MAX_PX:g} px (viridis, bright = worse).",
@@ -767,13 +777,15 @@ class Trainer:
             metrics = {f"hparam/val_{k}": v for k, v in self.val_metrics.values().items()}
             # Into this run's own event file (add_hparams would open a second run folder).
             for summary in hparams(self.hparams(), metrics):
-                self.writer.file_writer.add_summary(summary)
+                cast(Any, self.writer).file_writer.add_summary(summary)  # typed None until the first event
             for k, v in metrics.items():
                 self.writer.add_scalar(k, v, self.state.step)
 
     def validate_and_checkpoint(self) -> Metrics:
         """Validate on every rank's share, log, and write ``best.pt`` when the EPE improved."""
         v = self.cfg.val
+        if self.val_dataset is None:
+            raise RuntimeError("validate_and_checkpoint needs a validation split (val.limit=0 has none)")
         r = evaluate_model(self.model, self.val_dataset, self.device, self.cfg.precision, v.averaging,
                            self.rank, self.world, desc="validate")  # fmt: skip
         self.val_metrics = r.summary
@@ -793,7 +805,7 @@ def _check_crop_fits(sample: Any, crop: list[int]) -> None:
         raise ConfigError(f"data.crop_size=[{crop[0]},{crop[1]}] is larger than the {h}x{w} frames of {sample.left}")
 
 
-def adopt_init_architecture(cfg: DictConfig) -> str | None:
+def adopt_init_architecture(cfg: TrainAppConfig) -> str | None:
     """With ``train.init_from``, the run's architecture becomes the checkpoint's when the configured one
     could not start from those weights (``stereo-train`` calls this when the command line chose no
     ``model``/``model.*``: e.g. ``train.init_from=shipped`` fine-tunes the shipped network, refinement
@@ -807,11 +819,11 @@ def adopt_init_architecture(cfg: DictConfig) -> str | None:
     conflicts = init_conflicts(saved, cfg.model)
     if not conflicts:
         return None
-    cfg.model = OmegaConf.structured(saved)
+    cfg.model = saved
     return f"the run takes the architecture of train.init_from={cfg.train.init_from} ({'; '.join(conflicts)})"
 
 
-def train(cfg: DictConfig, run_dir: str | os.PathLike) -> TrainSummary:
+def train(cfg: TrainAppConfig | DictConfig, run_dir: str | os.PathLike) -> TrainSummary:
     """Train as configured; returns a summary (steps done, final validation metrics, paths).
 
     Config and dataset problems (bad values, missing or empty root, incomplete pairs, a crop that

@@ -51,7 +51,7 @@ def resolve_checkpoint(checkpoint: str | None) -> str:
     return str(shipped)
 
 
-SLICE = {"benchmark": "generated-v1", "part": "272x480", "pairs": 4, "max_disp": 96.0}
+SLICE: dict[str, Any] = {"benchmark": "generated-v1", "part": "272x480", "pairs": 4, "max_disp": 96.0}
 
 
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any]) -> int:

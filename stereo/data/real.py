@@ -15,8 +15,8 @@ Both splits list the pairs that have ground truth (these benchmarks have no sepa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from stereo.config import DataConfig
 from stereo.data.registry import Sample, region_of, register_dataset
 from stereo.errors import DatasetError
 
@@ -24,14 +24,14 @@ PRIMARY = {"middlebury": "bad2", "eth3d": "bad1", "kitti": "d1", "sceneflow": "e
 DISPARITY_SUFFIXES = (".pfm", ".png", ".npy")
 
 
-def _root(cfg: Any) -> Path:
+def _root(cfg: DataConfig) -> Path:
     root = Path(str(cfg.root)).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{cfg.name} root {root} does not exist or is not a directory")
     return root
 
 
-def _two_view_scenes(cfg: Any, name: str, gt_names: tuple[str, ...]) -> list[Sample]:
+def _two_view_scenes(cfg: DataConfig, name: str, gt_names: tuple[str, ...]) -> list[Sample]:
     root = _root(cfg)
     region = region_of(cfg)
     samples, no_gt = [], []
@@ -60,17 +60,17 @@ def _two_view_scenes(cfg: Any, name: str, gt_names: tuple[str, ...]) -> list[Sam
 
 
 @register_dataset("middlebury")
-def middlebury_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+def middlebury_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sample]:
     return _two_view_scenes(cfg, "middlebury", ("disp0.pfm", "disp0GT.pfm"))
 
 
 @register_dataset("eth3d")
-def eth3d_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+def eth3d_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sample]:
     return _two_view_scenes(cfg, "eth3d", ("disp0GT.pfm",))
 
 
 @register_dataset("kitti")
-def kitti_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+def kitti_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sample]:
     root = _root(cfg)
     base = root / "training" if (root / "training").is_dir() else root
     region = region_of(cfg)
@@ -102,7 +102,7 @@ def kitti_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
 
 
 @register_dataset("folder")
-def folder_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+def folder_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sample]:
     """Your own pairs: ``<root>/left``, ``<root>/right`` and ``<root>/disparity`` (left-view disparities as
     PFM, 16-bit PNG x 256, or a 2-D float ``.npy``), matched by the path below each folder as
     ``stereo-infer`` matches folders (``left/a/0001.png`` <-> ``disparity/a/0001.pfm``). Without a

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stereo.config import DataConfig
 from stereo.errors import ConfigError, DatasetError
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ DATASETS: dict[str, Callable[[Any, str, str], list[Sample]]] = {}
 
 
 def register_dataset(name: str) -> Callable:
-    def wrap(fn: Callable[[Any, str, str], list[Sample]]) -> Callable:
+    def wrap(fn: Callable[[DataConfig, str, str], list[Sample]]) -> Callable:
         DATASETS[name] = fn
         return fn
 
@@ -49,18 +50,18 @@ def register_dataset(name: str) -> Callable:
 HOLDOUT_DATASETS = {"kitti", "middlebury", "eth3d", "folder"}
 
 
-def region_of(cfg: Any) -> str:
+def region_of(cfg: DataConfig) -> str:
     """``data.region`` of a data config (``all`` | ``nonocc`` | ``edges`` | ``textured`` | ``lowtexture``)."""
     return str(cfg.region)
 
 
-def texture_region_of(cfg: Any) -> str | None:
+def texture_region_of(cfg: DataConfig) -> str | None:
     """``data.region`` when it selects pixels by the left image's texture (``textured``, ``lowtexture``), else None."""
     region = region_of(cfg)
     return region if region in ("textured", "lowtexture") else None
 
 
-def edge_radius_of(cfg: Any) -> int | None:
+def edge_radius_of(cfg: DataConfig) -> int | None:
     """``data.edge_radius`` when ``data.region=edges`` (the pixels a dataset keeps: near depth edges), else None."""
     return int(cfg.edge_radius) if region_of(cfg) == "edges" else None
 
@@ -73,11 +74,11 @@ def sample_name(s: Sample) -> str:
     return s.left.parent.name if s.left.stem == "im0" else s.left.stem
 
 
-def holdout(samples: Sequence[Sample], data_cfg: Any) -> tuple[list[Sample], list[Sample]]:
+def holdout(samples: Sequence[Sample], data_cfg: DataConfig) -> tuple[list[Sample], list[Sample]]:
     """(training, validation) pairs: the names listed in ``data.val_names`` (a text file, one per line), or
     else the last ``data.val_fraction`` of the pairs in sorted order (at least one, at most all but one)."""
     ordered = sorted(samples, key=lambda s: str(s.left))
-    names_file = getattr(data_cfg, "val_names", None)
+    names_file = data_cfg.val_names
     if names_file:
         path = Path(str(names_file)).expanduser()
         if not path.is_file():
@@ -106,7 +107,7 @@ def apply_limit(items: Sequence[T], limit: int | None, key: str = "limit") -> li
 
 
 def dataset_samples(
-    data_cfg: Any, split: str, render_pass: str | None = None, limit: int | None = None
+    data_cfg: DataConfig, split: str, render_pass: str | None = None, limit: int | None = None
 ) -> list[Sample]:
     """The pairs of ``split`` for a data config (``data.name``, ``data.root``, ...), limited to ``limit``
     (default ``data.limit``); raises :class:`DatasetError` when none is left."""

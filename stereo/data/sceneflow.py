@@ -28,8 +28,8 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
+from stereo.config import DataConfig
 from stereo.data.registry import Sample, region_of, register_dataset
 from stereo.errors import DatasetError
 from stereo.io import atomic_write
@@ -56,7 +56,7 @@ class SceneFlowError(DatasetError):
 
 
 @register_dataset("sceneflow")
-def sceneflow_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
+def sceneflow_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sample]:
     """``data=sceneflow``: Scene Flow's ``train`` or ``test`` split under ``cfg.root``; ``render_pass=both``
     lists every pair twice, clean then final (same disparities). ``data.region=nonocc`` also names each
     pair's right-view disparity, so that only the left pixels visible in the right view are evaluated
@@ -68,11 +68,17 @@ def sceneflow_samples(cfg: Any, split: str, render_pass: str) -> list[Sample]:
     return samples
 
 
+def _disparity(sample: Sample) -> Path:
+    """A Scene Flow pair's disparity file: every pair has one (pairs without are never made)."""
+    assert sample.disparity is not None, sample.left
+    return sample.disparity
+
+
 def _with_right_disparities(samples: list[Sample]) -> list[Sample]:
     """The samples with ``right_disparity`` set: ``.../right/<frame>.pfm`` beside each ``.../left/<frame>.pfm``."""
     out, missing = [], []
     for s in samples:
-        right = s.disparity.parent.parent / "right" / s.disparity.name
+        right = _disparity(s).parent.parent / "right" / _disparity(s).name
         if not right.is_file():
             missing.append(str(right))
         out.append(dataclasses.replace(s, right_disparity=right))
@@ -238,7 +244,7 @@ def _walk(top: Path) -> Iterable[tuple[str, list[str]]]:
 
 def _pairs(subset: str, frames: Path, disparity: Path) -> tuple[list[Sample], list[str]]:
     """Pairs whose left image has a right image and a disparity; the rest listed as missing."""
-    disp_files = set()
+    disp_files: set[str] = set()
     for rel, files in _walk(disparity):
         if rel == "left" or rel.endswith("/left"):
             disp_files.update(f"{rel}/{f}" for f in files if f.endswith(".pfm"))
@@ -273,7 +279,7 @@ def _pairs(subset: str, frames: Path, disparity: Path) -> tuple[list[Sample], li
 
 def _fingerprint(dirs: dict[str, tuple[Path, Path]]) -> list[list]:
     """mtimes of the frames/disparity folders and their children: changes when sequences are added."""
-    out = []
+    out: list[list] = []
     for frames, disparity in dirs.values():
         for d in (frames, disparity):
             try:
@@ -308,7 +314,7 @@ def _cache_file(
 def _leaf_dirs(samples: list[Sample], root: Path) -> list[str]:
     """The folders holding the samples' files, relative to the root (their mtimes change when a file
     inside is added, removed or renamed)."""
-    dirs = {p.parent for s in samples for p in (s.left, s.right, s.disparity)}
+    dirs = {p.parent for s in samples for p in (s.left, s.right, _disparity(s))}
     return sorted(str(d.relative_to(root)) for d in dirs)
 
 
@@ -359,7 +365,7 @@ def _write_cache(path: Path, root: Path, dirs: dict[str, tuple[Path, Path]], sam
         }
     )
     body = "".join(
-        f"{s.subset}\t{s.left.relative_to(root)}\t{s.right.relative_to(root)}\t{s.disparity.relative_to(root)}\n"
+        f"{s.subset}\t{s.left.relative_to(root)}\t{s.right.relative_to(root)}\t{_disparity(s).relative_to(root)}\n"
         for s in samples
     )
     try:

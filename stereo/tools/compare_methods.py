@@ -17,11 +17,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from stereo.bench.harness import environment
 from stereo.cli import parse_overrides
-from stereo.config import load_config
+from stereo.config import load_config, to_plain
 from stereo.errors import ConfigError
 from stereo.evaluate import evaluate
 from stereo.io import write_json
@@ -88,5 +86,5 @@ def main(argv: list[str]) -> None:
         r["share_1_3_of_bad1"] = share
         bands = " | ".join(f"{v:.1f}" for v in b.values())
         print(f"| {r['label']} | {r['render_pass']} | {bands} | {share:.0f}% |")
-    write_json(cfg.out, {"environment": environment(), "config": OmegaConf.to_container(cfg), "results": results})
+    write_json(cfg.out, {"environment": environment(), "config": to_plain(cfg), "results": results})
     print(f"\nwrote {cfg.out}")

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from stereo.bench.harness import environment, format_table
 from stereo.checkpoint import load_checkpoint
 from stereo.cli import parse_overrides
-from stereo.config import load_config
+from stereo.config import load_config, to_plain
 from stereo.evaluate import evaluate
 from stereo.io import write_json
 
@@ -56,7 +55,7 @@ def main(argv: list[str]) -> None:
         rows.append([r["setting"], f"{r['epe']:.3f}", f"{r['bad3']:.2f}", f"{r['seconds_per_pair']:.3f}",
                      f"{r['mean_head']:.2f}", f"{r['seconds_per_pair'] / off:.2f}x"])  # fmt: skip
     print(format_table(rows, ["setting", "EPE px", "bad3 %", "s/pair", "mean head", "time vs off"]))
-    write_json(cfg.out, {"environment": environment(), "config": OmegaConf.to_container(cfg), "results": results})
+    write_json(cfg.out, {"environment": environment(), "config": to_plain(cfg), "results": results})
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(f"{cfg.out}.tensorboard") as w:

@@ -21,10 +21,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from stereo.checkpoint import load_checkpoint
 from stereo.cli import parse_overrides
+from stereo.config import to_plain
 from stereo.evaluate import slice_metrics
 from stereo.io import refuse_package_path
 from stereo.weights import export_weights
@@ -44,7 +43,7 @@ def main(argv: list[str]) -> None:
     cfg = parse_overrides(ExportConfig, argv, doc=__doc__)
     refuse_package_path(cfg.out, "out")
     ckpt = load_checkpoint(cfg.checkpoint)
-    card = {"training_config": ckpt.get("config"), "step": ckpt.get("step"), **OmegaConf.to_container(cfg.card)}
+    card = {"training_config": ckpt.get("config"), "step": ckpt.get("step"), **to_plain(cfg.card)}
     for name, table in cfg.tables.items():
         results = json.loads(Path(table).read_text())["results"]
         card[name] = [{k: r[k] for k in TABLE_KEYS} for r in results]
