@@ -2,7 +2,7 @@
 check that its checkpoints give the same disparities through our loader.
 
 Nothing of the original is vendored: a checkout is given by path (``original=``). Its hard-coded
-``.cuda()`` calls become no-ops on a CPU-only machine (in the calling process).
+``.cuda()`` calls become no-ops on a CPU-only machine, within its own calls only (a torch function mode).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from stereo.errors import MissingFileError
 
@@ -27,12 +28,32 @@ def original_stackhourglass(path: str | os.PathLike, max_disp: int = 192) -> tor
     path = Path(path)
     if not (path / "models" / "stackhourglass.py").is_file():
         raise MissingFileError(f"original={path}: not a checkout of JiaRenChang/PSMNet (no models/stackhourglass.py)")
-    if not torch.cuda.is_available():
-        torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    sys.path.insert(0, str(path))
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
     from models.stackhourglass import PSMNet as Original  # the user's checkout
 
-    return Original(max_disp)
+    if torch.cuda.is_available():
+        return Original(max_disp)
+    with _CudaCallsStayOnCpu():
+        net = Original(max_disp)
+    forward = net.forward
+
+    def forward_on_cpu(*args: Any, **kwargs: Any) -> Any:
+        with _CudaCallsStayOnCpu():
+            return forward(*args, **kwargs)
+
+    net.forward = forward_on_cpu  # this instance only; its state dict is the original's
+    return net
+
+
+class _CudaCallsStayOnCpu(TorchFunctionMode):
+    """Within it, ``Tensor.cuda()`` returns the tensor itself: the original code calls it in ``__init__``
+    and ``forward``, and a CPU-only machine has no CUDA. Nothing outside the block changes."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is torch.Tensor.cuda:
+            return args[0]
+        return func(*args, **(kwargs or {}))
 
 
 def _calibrate_batchnorm(net: torch.nn.Module, gen: torch.Generator) -> None:

@@ -39,18 +39,19 @@ def test_each_benchmark_runs_at_its_smallest_size(script, tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_model_interleaved_times_variants_in_turn_and_ratios_are_per_round(tmp_path):
+def test_bench_model_times_variants_in_turns_and_ratios_are_per_round(tmp_path):
     import statistics
 
     out = tmp_path / "out.json"
     variants = "variants=['ea_psmnet_light','ea_psmnet_light refine=modes']"
-    args = ["eval_sizes=[[64,128]]", "train_models=[]", "runs=3", "warmup=0", "interleave=true", variants]
+    args = ["eval_sizes=[[64,128]]", "train_models=[]", "runs=3", "warmup=0", "memory=false", variants]
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_model.py"), *args, f"out={out}"],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     light, modes = result["results"]
-    assert light["interleaved"] and modes["interleaved"] and len(light["times_s"]) == len(modes["times_s"]) == 3
-    assert light["parameters"] < modes["parameters"] and light["peak_bytes"] is None
-    per_round = statistics.median(m / b for m, b in zip(modes["times_s"], light["times_s"], strict=True))
+    a, b = light["timing"], modes["timing"]
+    assert a["interleaved"] and b["interleaved"] and len(a["times_s"]) == len(b["times_s"]) == 3
+    assert light["parameters"] < modes["parameters"] and light["alone"] is None
+    per_round = statistics.median(m / x for m, x in zip(b["times_s"], a["times_s"], strict=True))
     assert result["ratios"]["ea_psmnet_light refine=modes/ea_psmnet_light time 64x128"] == pytest.approx(per_round)

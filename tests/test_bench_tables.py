@@ -3,7 +3,7 @@
 import pytest
 
 from stereo.bench.attention import BenchAttentionConfig, _dot_tflop, _targets
-from stereo.bench.harness import GiB, format_table, summarize
+from stereo.bench.harness import GiB, Timing, format_table
 from stereo.bench.model import _ratios
 
 
@@ -13,9 +13,10 @@ def test_format_table_right_aligns_under_a_rule():
     assert lines == ["name  value", "----  -----", "   a    1.5", " bbb     10"]
 
 
-def test_summarize_gives_median_and_spread():
-    s = summarize([3.0, 1.0, 2.0, 10.0])
-    assert s == {"median": pytest.approx(2.5), "min": 1.0, "max": 10.0, "n": 4}
+def test_timing_median_and_json_round_trip():
+    t = Timing([3.0, 1.0, 2.0, 10.0], interleaved=True, peak_bytes=5)
+    assert t.median_s == pytest.approx(2.5)
+    assert Timing.from_json(t.to_json()) == t and t.to_json()["median_s"] == pytest.approx(2.5)
 
 
 def test_dot_product_flops_grow_with_positions_squared():
@@ -26,7 +27,8 @@ def test_dot_product_flops_grow_with_positions_squared():
 
 
 def _case(median_s, peak):
-    return {"median_s": median_s, "peak_bytes": peak}
+    """A made-up attention record: one round in turns, and its memory alone."""
+    return {"timing": Timing([median_s], interleaved=True).to_json(), "alone": {"timing": {"peak_bytes": peak}}}
 
 
 def test_attention_targets_pass_and_fail_on_the_thresholds():
@@ -51,28 +53,35 @@ def test_attention_targets_pass_and_fail_on_the_thresholds():
     assert "136x240 fwd: >= 50x faster" not in _targets(by_key)  # a skipped case is no verdict
 
 
+def _model(variant, h, w, train, seconds, precision="fp32", peak=None, **extra):
+    """A made-up model record: its case, its rounds in turns and (``peak``) its process peak alone."""
+    case = {"label": f"{variant} {precision}", "height": h, "width": w, "train": train, "precision": precision}
+    alone = {"timing": {"process_peak_bytes": peak}} if peak else None
+    return {"variant": variant, "case": case, "timing": Timing(list(seconds), interleaved=True).to_json(),
+            "alone": alone, **extra}  # fmt: skip
+
+
 def test_model_ratios_compare_ea_psmnet_with_psmnet_at_the_same_size_and_mode():
     results = [
-        {"label": "psmnet", "height": 256, "width": 512, "train": False, "median_s": 2.0, "process_peak_bytes": 100},
-        {"label": "ea_psmnet", "height": 256, "width": 512, "train": False, "median_s": 1.5, "process_peak_bytes": 50},
-        {"label": "ea_psmnet", "height": 544, "width": 960, "train": False, "median_s": 9.0},  # no psmnet row
-        {"label": "psmnet", "height": 256, "width": 512, "train": True, "skipped": "budget"},
+        _model("psmnet", 256, 512, False, [2.0, 4.0, 2.0], peak=100),
+        _model("ea_psmnet", 256, 512, False, [1.5, 2.0, 1.0], peak=50),  # rounds: 0.75, 0.5, 0.5
+        _model("ea_psmnet", 544, 960, False, [9.0]),  # no psmnet row
+        _model("psmnet", 256, 512, True, [1.0], skipped="budget"),
     ]
     assert _ratios(results) == {
-        "ea_psmnet/psmnet time 256x512 eval": 0.75,
+        "ea_psmnet/psmnet time 256x512 eval": 0.5,  # per round, not the ratio of medians (1.5 / 2.0)
         "ea_psmnet/psmnet process peak 256x512 eval": 0.5,
     }
 
 
 def test_model_ratios_put_each_bf16_case_over_its_fp32_twin():
-    case = {"label": "ea_psmnet_light", "height": 64, "width": 128}
     results = [
-        {**case, "train": False, "precision": "fp32", "median_s": 2.0},
-        {**case, "train": False, "precision": "bf16", "median_s": 1.0},
-        {**case, "train": True, "precision": "fp32", "median_s": 4.0},
-        {**case, "train": True, "precision": "bf16", "median_s": 3.0},
-        {**case, "height": 32, "train": True, "precision": "bf16", "median_s": 3.0},  # no fp32 twin
-        {**case, "label": "psmnet", "train": False, "precision": "bf16", "skipped": "budget"},
+        _model("ea_psmnet_light", 64, 128, False, [2.0]),
+        _model("ea_psmnet_light", 64, 128, False, [1.0], "bf16"),
+        _model("ea_psmnet_light", 64, 128, True, [4.0]),
+        _model("ea_psmnet_light", 64, 128, True, [3.0], "bf16"),
+        _model("ea_psmnet_light", 32, 128, True, [3.0], "bf16"),  # no fp32 twin
+        _model("psmnet", 64, 128, False, [1.0], "bf16", skipped="budget"),
     ]
     assert _ratios(results) == {
         "ea_psmnet_light bf16/fp32 time 64x128 eval": 0.5,
@@ -81,15 +90,13 @@ def test_model_ratios_put_each_bf16_case_over_its_fp32_twin():
 
 
 def test_model_ratios_compare_each_refinement_with_the_light_model_and_variants_filter():
-    import pytest
-
     from stereo.bench.model import main
     from stereo.errors import ConfigError
 
     results = [
-        {"label": "ea_psmnet_light", "height": 64, "width": 128, "train": False, "median_s": 2.0},
-        {"label": "ea_psmnet_light refine=modes", "height": 64, "width": 128, "train": False, "median_s": 2.5},
-        {"label": "psmnet", "height": 32, "width": 64, "train": False, "median_s": 1.0},
+        _model("ea_psmnet_light", 64, 128, False, [2.0]),
+        _model("ea_psmnet_light refine=modes", 64, 128, False, [2.5]),
+        _model("psmnet", 32, 64, False, [1.0]),
     ]
     assert _ratios(results) == {"ea_psmnet_light refine=modes/ea_psmnet_light time 64x128": 1.25}
     with pytest.raises(ConfigError, match="unknown 'ea_psmnet_lite'"):

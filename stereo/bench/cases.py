@@ -1,17 +1,25 @@
-"""The measured cases of the benchmarks: each runs in a fresh process (:func:`~stereo.bench.harness.run_isolated`)
-and returns plain numbers (times in seconds, memory in bytes)."""
+"""The measured cases of the benchmarks, each a dataclass that says what it measures.
+
+A case runs in a fresh process (:func:`~stereo.bench.harness.run_isolated`) alone, for its time and memory
+(``*_case``), or in turns with the others it is compared with (``*_interleaved``), for time ratios
+(:func:`~stereo.bench.harness.ratio`). Both return plain JSON: ``case``, the measured
+:class:`~stereo.bench.harness.Timing` (seconds, bytes) and what else the case knows.
+"""
 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from stereo.bench.harness import measure, status_kib, synchronize, time_runs
+from stereo.bench.harness import interleave, measure, synchronize, time_runs
 from stereo.device import autocast, resolve_device
+
+Step = Callable[[], Any]
 
 
 def dot_product_attention_bytes(
@@ -37,86 +45,97 @@ def dot_product_attention_bytes(
     return batch * (heads * n_maps * positions**2 + linear) * element_size
 
 
-def attention_case(
-    kind: str,
-    height: int,
-    width: int,
-    backward: bool,
-    channels: int = 128,
-    key_channels: int = 64,
-    value_channels: int = 128,
-    heads: int = 1,
-    normalization: str = "softmax",
-    batch: int = 1,
-    device: str = "cpu",
-    threads: int = 0,
-    warmup: int = 1,
-    runs: int = 3,
-    seed: int = 0,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Time and peak memory of one attention module on a (batch, channels, height, width) input.
+@dataclass
+class Measure:
+    """How every case of a run is timed: device, CPU threads, untimed warm-up runs, timed runs, seed."""
 
-    ``kind``: a kind of :data:`stereo.models.attention.ATTENTION_KINDS` (``efficient``, ``linear``, ``latent``,
-    ``multires``; ``extra`` holds its own keys), ``dot_product`` (explicit n x n map) or
-    ``dot_product_sdpa`` (PyTorch's fused ``scaled_dot_product_attention``). Peak memory is above the
-    process's footprint once the module and the input exist, i.e. the attention's own working memory
-    (activations, gradients).
-    Run it in a fresh process (:func:`run_isolated`) so the figure is not polluted by other cases.
-    """
-    from stereo.models.attention import DotProductAttention, build_attention
+    device: str = "cpu"
+    threads: int = 0
+    warmup: int = 1
+    runs: int = 3
+    seed: int = 0
 
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    if kind in ("dot_product", "dot_product_sdpa"):
-        fused = kind == "dot_product_sdpa"
-        module = DotProductAttention(channels, key_channels, value_channels, heads, normalization, fused)
-    else:  # efficient and the linear kinds of stereo.models.attention.ATTENTION_KINDS
-        extra = dict(extra or {})
-        if kind == "multires":
-            heads = len(extra.setdefault("scales", [1, 2, 4, 8]))
-        norm = normalization if kind == "efficient" else "softmax"
-        module = build_attention(kind, channels, key_channels, value_channels, heads, norm, **extra)
-    module = module.to(dev)
-    x = torch.randn(batch, channels, height, width, device=dev, requires_grad=backward)
+    def start(self) -> torch.device:
+        """Set the threads and the seed in this (isolated) process; the device to run on."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)
+        return resolve_device(self.device)
 
-    def step() -> None:
-        if backward:
-            module.zero_grad(set_to_none=True)
-            x.grad = None
-            module(x).sum().backward()
-        else:
-            with torch.inference_mode():
-                module(x)
-
-    times, peak, method = measure(step, dev, warmup, runs)
-    return {
-        "kind": kind,
-        "parameters": sum(p.numel() for p in module.parameters()),
-        "height": height,
-        "width": width,
-        "positions": height * width,
-        "backward": backward,
-        "times_s": times,
-        "median_s": statistics.median(times),
-        "peak_bytes": peak,
-        "memory_method": method,
-        "threads": torch.get_num_threads(),
-        "device": str(dev),
-    }
+    def where(self, device: torch.device) -> dict[str, Any]:
+        return {"threads": torch.get_num_threads(), "device": str(device)}
 
 
-def _original_psmnet(path: str, max_disp: int) -> torch.nn.Module:
-    """The original PSMNet (``models/stackhourglass.py`` of a JiaRenChang/PSMNet checkout at ``path``), on
-    CPU: its hard-coded ``.cuda()`` calls are made no-ops in this (isolated) process."""
-    if not torch.cuda.is_available():
-        torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    sys.path.insert(0, str(path))
-    from models.stackhourglass import PSMNet as Original  # the user's checkout
+@dataclass
+class AttentionCase:
+    """One attention module on a (batch, channels, height, width) input, forward or forward + backward.
 
-    return Original(max_disp)
+    ``kind``: a kind of :data:`stereo.models.attention.ATTENTION_KINDS` (``extra`` holds its own keys),
+    ``dot_product`` (explicit n x n map) or ``dot_product_sdpa`` (PyTorch's fused attention)."""
+
+    kind: str
+    height: int
+    width: int
+    backward: bool = False
+    channels: int = 128
+    key_channels: int = 64
+    value_channels: int = 128
+    heads: int = 1
+    normalization: str = "softmax"
+    batch: int = 1
+    extra: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.height}x{self.width} {'fwd+bwd' if self.backward else 'fwd'}"
+
+    def build(self, device: torch.device) -> tuple[Step, int]:
+        """The measured step (with a fresh input) and the module's parameter count."""
+        from stereo.models.attention import DotProductAttention, build_attention
+
+        module: torch.nn.Module
+        if self.kind in ("dot_product", "dot_product_sdpa"):
+            fused = self.kind == "dot_product_sdpa"
+            module = DotProductAttention(self.channels, self.key_channels, self.value_channels, self.heads,
+                                         self.normalization, fused)  # type: ignore[arg-type]  # fmt: skip
+        else:  # efficient and the linear kinds of ATTENTION_KINDS
+            extra, heads = dict(self.extra or {}), self.heads
+            if self.kind == "multires":
+                heads = len(extra.setdefault("scales", [1, 2, 4, 8]))
+            norm = self.normalization if self.kind == "efficient" else "softmax"
+            module = build_attention(self.kind, self.channels, self.key_channels, self.value_channels, heads, norm,
+                                     **extra)  # type: ignore[arg-type]  # fmt: skip
+        module = module.to(device)
+        x = torch.randn(self.batch, self.channels, self.height, self.width, device=device, requires_grad=self.backward)
+
+        def step() -> None:
+            if self.backward:
+                module.zero_grad(set_to_none=True)
+                x.grad = None
+                module(x).sum().backward()
+            else:
+                with torch.inference_mode():
+                    module(x)
+
+        return step, sum(p.numel() for p in module.parameters())
+
+
+def attention_case(case: dict[str, Any], how: dict[str, Any]) -> dict[str, Any]:
+    """Time and peak memory of one :class:`AttentionCase` alone: memory is above the process's footprint once
+    the module and its input exist, i.e. the attention's own working memory (activations, gradients)."""
+    m, c = Measure(**how), AttentionCase(**case)
+    dev = m.start()
+    step, parameters = c.build(dev)
+    return {"case": asdict(c), "parameters": parameters, "timing": measure(step, dev, m.warmup, m.runs).to_json(),
+            **m.where(dev)}  # fmt: skip
+
+
+def attention_interleaved(cases: list[dict[str, Any]], how: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`AttentionCase` s in turns in one process: timings by label, for ratios."""
+    m = Measure(**how)
+    dev = m.start()
+    steps = {c.label: c.build(dev)[0] for c in (AttentionCase(**case) for case in cases)}
+    return {"timings": {k: t.to_json() for k, t in interleave(steps, dev, m.warmup, m.runs).items()}, **m.where(dev)}
 
 
 def _bench_network(
@@ -135,7 +154,9 @@ def _bench_network(
     from stereo.models.fuse import fold_batchnorm
 
     if original:
-        return _original_psmnet(original, 192), 192
+        from stereo.original_psmnet import original_stackhourglass
+
+        return original_stackhourglass(original, 192), 192
     cfg = load_config(f"model/{model}", overrides)
     net = build_model(cfg, runtime or {})
     return (fold_batchnorm(net.eval()) if fold_bn else net), cfg.max_disp
@@ -146,93 +167,99 @@ def _random_pair(batch: int, height: int, width: int, device: torch.device) -> t
     return (torch.rand(batch, 3, height, width, device=device), torch.rand(batch, 3, height, width, device=device))
 
 
-def model_case(
-    model: str,
-    height: int,
-    width: int,
-    train: bool = False,
-    batch: int = 1,
-    overrides: list[str] | None = None,
-    runtime: dict[str, Any] | None = None,
-    fold_bn: bool = False,
-    original: str | None = None,
-    compile: bool = False,
-    onednn: bool = True,
-    device: str = "cpu",
-    threads: int = 0,
-    precision: str = "fp32",
-    warmup: int = 1,
-    runs: int = 3,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Time and peak memory of a network on random images: eval (``predict``, inference mode) or a
-    training step (forward, PSMNet's 0.5/0.7/1.0 smooth-L1 loss over the last heads, backward, Adam).
+@dataclass
+class NetworkCase:
+    """A network on random images: eval (inference mode, through :func:`stereo.models.run`) or a training step
+    (forward, PSMNet's 0.5/0.7/1.0 smooth-L1 loss over the last heads, backward, Adam).
 
-    The network is :func:`_bench_network`'s (``overrides``, ``runtime``, ``fold_bn``, ``original``);
-    ``compile`` wraps it in ``torch.compile`` (inductor); the first call, which compiles, is timed apart
-    (``compile_s``) before the warm-up and the runs. ``onednn=False`` turns PyTorch's oneDNN (mkldnn) CPU
-    kernels off (``torch.backends.mkldnn.enabled``), so convolutions take PyTorch's own kernels.
-    ``peak_bytes`` is the working memory above the process once model and inputs exist;
-    ``process_peak_bytes`` (CPU) the whole process's resident high-water mark, comparable with
-    figures measured as peak RSS of a script; ``bands`` how many row bands the last eval ran in.
-    """
-    if threads:
-        torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = onednn
-    last: dict[str, Any] = {}
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    net, max_disp = _bench_network(model, overrides, runtime, fold_bn and not train, original)
-    net = net.to(dev)
-    # What a step calls: the original code's forward; ours trains through forward and answers through infer.
-    call = net if train or original else net.infer
-    if compile:
-        call = torch.compile(call)
-    left, right = _random_pair(batch, height, width, dev)
-    amp = autocast(dev, precision)
-    if train:
-        step = _training_step(net, call, original is not None, left, right, max_disp, amp)
-    else:
-        step = _eval_step(net, call, original is not None or compile, left, right, amp, last)
+    The network is ``conf/model/<model>.yaml`` with ``overrides`` and ``runtime`` settings, BatchNorm folded
+    with ``fold_bn`` (eval only), or with ``original`` (a JiaRenChang/PSMNet checkout) that code's PSMNet.
+    ``compile`` wraps the call in ``torch.compile``; ``onednn=False`` runs the step with PyTorch's oneDNN CPU
+    kernels off, for that step only."""
+
+    label: str
+    model: str
+    height: int
+    width: int
+    overrides: list[str] = field(default_factory=list)
+    train: bool = False
+    batch: int = 1
+    precision: str = "fp32"
+    runtime: dict[str, Any] | None = None
+    fold_bn: bool = False
+    original: str | None = None
+    compile: bool = False
+    onednn: bool = True
+
+    def build(self, device: torch.device) -> tuple[Step, torch.nn.Module, dict[str, Any]]:
+        """The measured step, the network, and what the last eval step learnt (``bands``: row bands it ran in)."""
+        net, max_disp = _bench_network(self.model, self.overrides, self.runtime, self.fold_bn and not self.train,
+                                       self.original)  # fmt: skip
+        net = net.to(device)
+        # What a step calls: the original code's forward; ours trains through forward and answers through infer.
+        call: Any = net if self.train or self.original else net.infer
+        if self.compile:
+            call = torch.compile(call)
+        left, right = _random_pair(self.batch, self.height, self.width, device)
+        amp, last = autocast(device, self.precision), {}
+        if self.train:
+            inner = _training_step(net, call, self.original is not None, left, right, max_disp, amp)
+        else:
+            inner = _eval_step(net, call, self.original is not None or self.compile, left, right, amp, last)
+        if self.onednn:
+            return inner, net, last
+
+        def step() -> None:
+            # torch.backends.mkldnn.flags() would also reset oneDNN's TF32 switch, with a warning on CPU
+            before = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
+            try:
+                inner()
+            finally:
+                torch.backends.mkldnn.enabled = before  # type: ignore[assignment]
+
+        return step, net, last
+
+
+def model_case(case: dict[str, Any], how: dict[str, Any]) -> dict[str, Any]:
+    """Time and peak memory of one :class:`NetworkCase` alone. With ``compile``, the first call, which
+    compiles, is timed apart (``compile_s``) before the warm-up and the runs."""
+    m, c = Measure(**how), NetworkCase(**case)
+    dev = m.start()
+    step, net, last = c.build(dev)
     compile_s = None
-    if compile:  # the first call compiles; time it apart from the runs
+    if c.compile:
         t0 = time.perf_counter()
         step()
         synchronize(dev)
         compile_s = time.perf_counter() - t0
-    times, peak, method = measure(step, dev, warmup, runs)
-    process_peak = (status_kib("VmHWM") or 0) * 1024 if dev.type == "cpu" else None
-    return {
-        "model": model,
-        "overrides": overrides or [],
-        "height": height,
-        "width": width,
-        "train": train,
-        "batch": batch,
-        "precision": precision,
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "times_s": times,
-        "median_s": statistics.median(times),
-        "peak_bytes": peak,
-        "process_peak_bytes": process_peak,
-        "memory_method": method,
-        "bands": last.get("bands"),
-        "compile_s": compile_s,
-        "threads": torch.get_num_threads(),
-        "device": str(dev),
-    }
+    timing = measure(step, dev, m.warmup, m.runs)
+    return {"case": asdict(c), "timing": timing.to_json(), "parameters": sum(p.numel() for p in net.parameters()),
+            "bands": last.get("bands"), "compile_s": compile_s, **m.where(dev)}  # fmt: skip
+
+
+def model_interleaved(cases: list[dict[str, Any]], how: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`NetworkCase` s in turns in one process (eval or training steps alike): timings and
+    parameter counts by label, for ratios."""
+    m = Measure(**how)
+    dev = m.start()
+    built = {c.label: c.build(dev) for c in (NetworkCase(**case) for case in cases)}
+    timings = interleave({k: b[0] for k, b in built.items()}, dev, m.warmup, m.runs)
+    return {"timings": {k: t.to_json() for k, t in timings.items()},
+            "parameters": {k: sum(p.numel() for p in b[1].parameters()) for k, b in built.items()},
+            **m.where(dev)}  # fmt: skip
 
 
 def _training_step(
     net: torch.nn.Module, call: Any, original: bool, left: torch.Tensor, right: torch.Tensor, max_disp: float, amp: Any
-) -> Any:
+) -> Step:
     """What a training step does, as a function: forward, the training loss itself (PSMNet's head weights)
     over every pixel of random ground truth, backward, Adam."""
     from stereo.train import loss_weights, sequence_loss
 
     batch, _, height, width = left.shape
     if not original:
-        net.check_train_shape(batch, height, width)  # a clear error instead of BatchNorm's
+        net.check_train_shape(batch, height, width)  # type: ignore[operator]  # a clear error instead of BatchNorm's
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     gt = torch.rand(batch, height, width, device=left.device) * max_disp * 0.8
@@ -242,7 +269,8 @@ def _training_step(
         opt.zero_grad(set_to_none=True)
         with amp:
             outs = call(left, right)
-            outs = outs if original else outs.heads
+            # the original's heads are (B, 1, H, W): its own training script squeezes them
+            outs = [o.squeeze(1) for o in outs] if original else outs.heads
         sequence_loss(outs, gt, valid, loss_weights(None, len(outs))).backward()
         opt.step()
 
@@ -251,7 +279,7 @@ def _training_step(
 
 def _eval_step(
     net: torch.nn.Module, call: Any, direct: bool, left: torch.Tensor, right: torch.Tensor, amp: Any, last: dict
-) -> Any:
+) -> Step:
     """An eval forward as a function, in inference mode: ``call`` itself when ``direct`` (the original code,
     or a compiled infer: sizes multiples of 16), else :func:`stereo.models.run` (padding, bands, recorded
     in ``last["bands"]``)."""
@@ -269,100 +297,41 @@ def _eval_step(
     return step
 
 
-def interleaved_case(
-    variants: list[dict[str, Any]],
-    height: int,
-    width: int,
-    device: str = "cpu",
-    threads: int = 0,
-    precision: str = "fp32",
-    warmup: int = 1,
-    runs: int = 5,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Eval time of several networks in one process, taking turns: every round runs each variant once (in
-    reverse order every other round), so a slow spell of a shared machine falls on all of them alike and
-    the ratio of two variants within a round is steadier than the ratio of two separate processes' medians.
+BACKENDS = ("torch", "onnxruntime")
 
-    ``variants``: ``{"label", "model", "overrides"}`` each. Returns per label the seconds of every round
-    (``times_s``) and their median, and the parameters; no memory (the networks share one process).
-    """
+
+def _backend_step(model: str, backend: str, onnx_path: str | None, height: int, width: int) -> Step:
+    """An eval forward of ``model`` through ``torch`` (eager :func:`stereo.models.run`) or ``onnxruntime``
+    (an exported file, :class:`stereo.export.OnnxStereo`, with this process's threads)."""
     from stereo.models import run
 
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    nets = {v["label"]: _bench_network(v["model"], v.get("overrides"))[0].to(dev).eval() for v in variants}
-    left, right = _random_pair(1, height, width, dev)
-    amp = autocast(dev, precision)
-
-    def step(net: torch.nn.Module) -> None:
-        with torch.inference_mode(), amp:
-            run(net, left, right)
-
-    for net in nets.values():
-        time_runs(lambda n=net: step(n), dev, warmup=warmup, runs=0)
-    times: dict[str, list[float]] = {label: [] for label in nets}
-    for r in range(runs):
-        for label in list(nets) if r % 2 == 0 else list(nets)[::-1]:
-            times[label] += time_runs(lambda n=nets[label]: step(n), dev, warmup=0, runs=1)
-    return {
-        "height": height,
-        "width": width,
-        "precision": precision,
-        "times_s": times,
-        "median_s": {label: statistics.median(t) for label, t in times.items()},
-        "parameters": {label: sum(p.numel() for p in net.parameters()) for label, net in nets.items()},
-        "threads": torch.get_num_threads(),
-        "device": str(dev),
-    }
-
-
-def backend_case(
-    model: str,
-    height: int,
-    width: int,
-    backend: str,
-    onnx_path: str | None = None,
-    threads: int = 0,
-    warmup: int = 1,
-    runs: int = 3,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Eval time and peak memory of one model through ``torch`` (eager ``run``) or ``onnxruntime``
-    (an exported file, :class:`stereo.export.OnnxStereo`), on random images; run it isolated."""
-    from stereo.models import run
-
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     left, right = _random_pair(1, height, width, torch.device("cpu"))
     if backend == "torch":
         net = _bench_network(model)[0].eval()
+        return lambda: run(net, left, right)
+    from stereo.export import OnnxStereo
 
-        def step() -> None:
-            run(net, left, right)
-    else:
-        from stereo.export import OnnxStereo
+    if onnx_path is None:
+        raise ValueError("backend=onnxruntime needs onnx_path")
+    session = OnnxStereo(onnx_path, threads=torch.get_num_threads())
+    return lambda: session.infer(left, right)
 
-        ort_model = OnnxStereo(onnx_path, threads=threads)
 
-        def step() -> None:
-            ort_model.infer(left, right)
+def backend_case(model: str, height: int, width: int, backend: str, onnx_path: str | None, how: dict) -> dict:
+    """Time and peak memory of one model through one backend alone, on the CPU."""
+    m = Measure(**how)
+    m.start()
+    step = _backend_step(model, backend, onnx_path, height, width)
+    timing = measure(step, torch.device("cpu"), m.warmup, m.runs)
+    return {"case": {"model": model, "backend": backend, "height": height, "width": width}, "timing": timing.to_json()}
 
-    times, peak, method = measure(step, torch.device("cpu"), warmup, runs)
-    return {
-        "model": model,
-        "backend": backend,
-        "height": height,
-        "width": width,
-        "times_s": times,
-        "median_s": statistics.median(times),
-        "peak_bytes": peak,
-        "process_peak_bytes": (status_kib("VmHWM") or 0) * 1024,
-        "memory_method": method,
-    }
+
+def backend_interleaved(model: str, height: int, width: int, onnx_path: str, how: dict) -> dict[str, Any]:
+    """Both backends in turns in one process: timings by backend, for their ratio."""
+    m = Measure(**how)
+    m.start()
+    steps = {b: _backend_step(model, b, onnx_path, height, width) for b in BACKENDS}
+    return {"timings": {k: t.to_json() for k, t in interleave(steps, torch.device("cpu"), m.warmup, m.runs).items()}}
 
 
 def flops_case(model: str, height: int, width: int, original: str | None = None) -> dict[str, Any]:
@@ -409,34 +378,25 @@ def profile_case(model: str, height: int, width: int, fold_bn: bool = False, thr
 API_VARIANTS = ("network", "api", "api_confidence")
 
 
-def api_case(
-    variant: str, height: int, width: int, threads: int = 0, warmup: int = 1, runs: int = 5, seed: int = 0
-) -> dict[str, Any]:
-    """Eval time of the shipped weights on one random uint8 pair through ``stereo.models.run`` on
-    tensors (``network``, the network alone), the Python API on numpy arrays (``api``: conversion,
-    padding and the copy back included) or the API with the confidence (``api_confidence``); run isolated."""
+def api_interleaved(height: int, width: int, how: dict[str, Any]) -> dict[str, Any]:
+    """The shipped weights on one random uint8 pair, in turns: ``network`` (:func:`stereo.models.run` on ready
+    tensors), ``api`` (``StereoModel.predict`` on numpy arrays: conversion, padding and the copy back
+    included) and ``api_confidence`` (the same with the confidence): timings by variant, for ratios."""
     import numpy as np
 
     from stereo.api import load_model
     from stereo.models import run
 
-    if variant not in API_VARIANTS:
-        raise ValueError(f"variant must be one of {API_VARIANTS}, got {variant!r}")
-    if threads:
-        torch.set_num_threads(threads)
-    rng = np.random.default_rng(seed)
+    m = Measure(**how)
+    m.start()
+    rng = np.random.default_rng(m.seed)
     left, right = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2))
     model = load_model(device="cpu")
-    if variant == "network":
-        lt, rt = (torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255)[None] for a in (left, right))
-
-        def step() -> None:
-            run(model.network, lt, rt)
-    else:
-
-        def step() -> None:
-            model.predict(left, right, confidence=variant == "api_confidence")
-
-    times = time_runs(step, torch.device("cpu"), warmup=warmup, runs=runs)
-    return {"variant": variant, "height": height, "width": width, "times_s": times,
-            "median_s": statistics.median(times)}  # fmt: skip
+    lt, rt = (torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255)[None] for a in (left, right))
+    steps: dict[str, Step] = {
+        "network": lambda: run(model.network, lt, rt),
+        "api": lambda: model.predict(left, right, confidence=False),
+        "api_confidence": lambda: model.predict(left, right, confidence=True),
+    }
+    timings = interleave(steps, torch.device("cpu"), m.warmup, m.runs)
+    return {"timings": {k: t.to_json() for k, t in timings.items()}}

@@ -23,11 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from stereo.bench.harness import environment, format_table
 from stereo.cli import parse_overrides
+from stereo.config import to_plain
 from stereo.data.dataset import Augmentation, StereoDataset
 from stereo.data.pfm import read_pfm, write_pfm
 from stereo.data.sceneflow import discover
@@ -218,7 +218,7 @@ def main(argv: list[str]) -> dict:
     print(f"Data benchmark ({pairs} placeholder pairs; medians of {cfg.repeats}; {cfg.threads} threads)")
     print(format_table(rows, ["what", "median", "note"]))
     payload = {
-        "config": OmegaConf.to_container(cfg),
+        "config": to_plain(cfg),
         "environment": environment(),
         "pfm_read_s": pfm,
         "discovery": disc,

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -103,16 +103,63 @@ def time_runs(fn: Callable[[], Any], device: torch.device, warmup: int = 1, runs
     return times
 
 
-def measure(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> tuple[list[float], int, str]:
-    """(seconds per timed run, peak bytes above the start, how memory was measured) of ``fn``.
+@dataclass
+class Timing:
+    """What one measurement of a case gives: the seconds of every timed run and, measured alone in its
+    process, its memory. Timings of one :func:`interleave` call share their rounds, and only those are
+    compared (:func:`ratio`): separate processes on a shared machine drift apart by a third."""
+
+    times_s: list[float]
+    interleaved: bool = False  # timed in turns with the other cases of its interleave() call
+    peak_bytes: int | None = None  # working memory above the process once the inputs exist (alone only)
+    process_peak_bytes: int | None = None  # the whole process's resident high-water mark (CPU, alone only)
+    memory_method: str | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "median_s": self.median_s}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Timing:
+        return cls(**{k: v for k, v in data.items() if k != "median_s"})
+
+
+def ratio(timing: Timing, base: Timing) -> float:
+    """``timing``'s time over ``base``'s: the median over rounds of the ratio within a round, so both must come
+    from one :func:`interleave` call; a ratio of two separate measurements is refused."""
+    if not (timing.interleaved and base.interleaved) or len(timing.times_s) != len(base.times_s):
+        raise ValueError("a time ratio needs two timings of one interleave() call (the same rounds)")
+    return statistics.median(a / b for a, b in zip(timing.times_s, base.times_s, strict=True))
+
+
+def measure(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> Timing:
+    """The time and the memory of ``fn`` alone in this process (run it isolated: :func:`run_isolated`).
 
     The warm-up is inside the memory measurement: memory it leaves cached in the allocator would
-    otherwise be counted in the baseline and hide part of the peak.
+    otherwise be counted in the baseline and hide part of the peak. ``process_peak_bytes`` (CPU) is the
+    whole process's, comparable with figures measured as the peak RSS of a script.
     """
     mem = PeakMemory(device)
     mem.start()
     times = time_runs(fn, device, warmup=warmup, runs=runs)
-    return times, mem.stop(), mem.method
+    process = (status_kib("VmHWM") or 0) * 1024 if device.type == "cpu" else None
+    return Timing(times, peak_bytes=mem.stop(), process_peak_bytes=process, memory_method=mem.method)
+
+
+def interleave(steps: dict[str, Callable[[], Any]], device: torch.device, warmup: int, runs: int) -> dict[str, Timing]:
+    """Time several steps in turns in this process: each warmed up, then ``runs`` rounds that run every step
+    once, in reverse order every other round, so a slow spell of a shared machine falls on all of them alike.
+    No memory (the steps share the process)."""
+    for fn in steps.values():
+        time_runs(fn, device, warmup=warmup, runs=0)
+    times: dict[str, list[float]] = {label: [] for label in steps}
+    for r in range(runs):
+        for label in list(steps) if r % 2 == 0 else list(steps)[::-1]:
+            times[label] += time_runs(steps[label], device, warmup=0, runs=1)
+    return {label: Timing(t, interleaved=True) for label, t in times.items()}
 
 
 def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -138,11 +185,6 @@ def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = 
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"benchmark case {function}({kwargs}) failed (exit {proc.returncode}):\n{tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def summarize(times: Sequence[float]) -> dict[str, float]:
-    """Median, min and max of a list of seconds."""
-    return {"median": statistics.median(times), "min": min(times), "max": max(times), "n": len(times)}
 
 
 def environment() -> dict[str, Any]:

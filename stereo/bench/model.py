@@ -1,35 +1,33 @@
 """Benchmark the networks: parameters, eval forward time and peak memory, training step time.
 
-    python scripts/bench_model.py [runs=3] [threads=2] [budget_gb=12] [interleave=false] [out=bench_results/model.json]
+    python scripts/bench_model.py [runs=3] [threads=2] [budget_gb=12] [memory=true] [out=bench_results/model.json]
 
-Cases (each in a fresh subprocess): eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with
-dot-product attention, ``ea_psmnet_light`` and ``ea_psmnet`` with attention at 1/2 resolution
-(efficient and dot-product), ``ea_psmnet`` with each linear attention kind (linear, latent,
-multires) at 1/4 resolution and ``ea_psmnet_light`` with each sub-pixel refinement (``model.refine``),
-at each size in ``eval_sizes`` (``variants=[label,...]`` runs only those) and in each of
-``eval_precisions``; a training step (forward, PSMNet's
-0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``, in each of
-``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with native bf16, for either list:
-the table then adds each bf16 case's time over its fp32 twin).
-Dot-product cases whose attention map alone is estimated above ``budget_gb`` are skipped with the
-estimate.
+Eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with dot-product attention, ``ea_psmnet_light``
+and ``ea_psmnet`` with attention at 1/2 resolution (efficient and dot-product), ``ea_psmnet`` with each
+linear attention kind (linear, latent, multires) at 1/4 resolution and ``ea_psmnet_light`` with its
+sub-pixel refinement (``model.refine``), at each size in ``eval_sizes`` (``variants=[label,...]`` runs only
+those) and in each of ``eval_precisions``; a training step (forward, PSMNet's 0.5/0.7/1.0 loss over the
+heads, backward, Adam) at ``train_size``, batch ``train_batch``, of each of ``train_models`` in each of
+``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with native bf16, for either list: the
+ratios then add each bf16 case's time over its fp32 twin). Dot-product cases whose attention map alone is
+estimated above ``budget_gb`` are skipped with the estimate.
 
-``interleave=true`` times the eval variants of each size in one process instead, taking turns round by
-round (:func:`~stereo.bench.cases.interleaved_case`): on a shared, noisy machine the ratios between them
-(each the median over rounds of the ratio within a round) are then trustworthy, where separate processes'
-medians can swing by a third. No memory figures in that mode.
+Times: the cases of one size (and the training steps) run in one process, taking turns round by round
+(:func:`~stereo.bench.harness.interleave`), and every ratio is the median over rounds of the ratio within
+a round: on a shared, noisy machine separate processes' medians can swing by a third. Memory
+(``memory=true``): each case once more alone in a fresh process, its peak working memory and the
+process's.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from omegaconf import OmegaConf
-
-from stereo.bench.cases import dot_product_attention_bytes
-from stereo.bench.harness import GiB, MeasureConfig, MiB, environment, format_table, run_isolated
+from stereo.bench.cases import NetworkCase, dot_product_attention_bytes
+from stereo.bench.harness import GiB, MeasureConfig, MiB, Timing, environment, format_table, ratio, run_isolated
 from stereo.cli import parse_overrides
+from stereo.config import to_plain
 from stereo.errors import ConfigError
 from stereo.io import write_json
 
@@ -67,7 +65,7 @@ class BenchModelConfig(MeasureConfig):
     device: str = "cpu"
     budget_gb: float = 12.0
     variants: list | None = None  # labels of VARIANTS to run; null = all
-    interleave: bool = False  # eval variants of a size in one process, taking turns (ratios, no memory)
+    memory: bool = True  # also run each case alone in a fresh process for its memory
     out: str = "bench_results/model.json"
 
 
@@ -77,144 +75,110 @@ def main(argv: list[str]) -> dict:
     unknown = [v for v in cfg.variants or [] if v not in labels]
     if unknown:
         raise ConfigError(f"variants: unknown {', '.join(map(repr, unknown))}; known: {', '.join(labels)}")
-    common = {"device": cfg.device, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs}
+    how = {"device": cfg.device, "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs}
     results = []
-    eval_cases = [(size, variant, p) for size in cfg.eval_sizes for variant in VARIANTS for p in cfg.eval_precisions]
-    for (h, w), (label, model, overrides, attn), precision in eval_cases:
-        if cfg.variants is not None and label not in cfg.variants:
-            continue
-        case = {
-            "label": label,
-            "model": model,
-            "overrides": overrides,
-            "height": h,
-            "width": w,
-            "train": False,
-            "precision": precision,
-        }
-        if attn is not None:
-            c, k, v, stride = attn
-            n = (h // stride) * (w // stride)
-            est = dot_product_attention_bytes(1, 1, n, c, k, v)
-            if est > cfg.budget_gb * GiB:
-                skip = f"skipped: attention map alone needs {est / GiB:.0f} GB (budget {cfg.budget_gb:g} GB)"
-                print(f"{label} {h}x{w} eval: {skip}", flush=True)
-                results.append({**case, "estimated_bytes": est, "skipped": skip})
-                continue
-        if cfg.interleave:
-            results.append(case)  # timed below with the other variants of its size and precision
-            continue
-        print(f"{label} {h}x{w} eval {precision} ...", end="", flush=True)
-        args = {k: v for k, v in case.items() if k != "label"}
-        r = run_isolated("stereo.bench.cases:model_case", {**common, **args})
-        peak = r["process_peak_bytes"] or r["peak_bytes"]  # the process's on CPU; CUDA: the allocator's
-        print(f" {r['median_s']:.2f} s, peak {peak / GiB:.2f} GB", flush=True)
-        results.append({**case, **r})
-    if cfg.interleave:
-        results = _interleaved(results, common)
+    for h, w in cfg.eval_sizes:
+        cases, skipped = _eval_cases(cfg, h, w)
+        results += skipped + _measure(cases, how, cfg.memory, f"{h}x{w} eval")
     th, tw = cfg.train_size
-    for model in cfg.train_models:
-        for precision in cfg.train_precisions:
-            print(f"{model} {th}x{tw} train step {precision} ...", end="", flush=True)
-            args = {"model": model, "height": th, "width": tw, "train": True, "precision": precision}
-            r = run_isolated("stereo.bench.cases:model_case", {**common, **args, "batch": cfg.train_batch})
-            print(f" {r['median_s']:.2f} s", flush=True)
-            results.append({"label": model, **r})
-
-    rows = []
-    for r in results:
-        mode = ("train " if r["train"] else "eval fwd ") + r.get("precision", "fp32")
-        size = f"{r['height']}x{r['width']}"
-        if "skipped" in r:
-            rows.append([r["label"], size, mode, "-", r["skipped"].replace("skipped: ", "skip: "), "-", "-"])
-            continue
-        rows.append(
-            [
-                r["label"],
-                size,
-                mode,
-                f"{r['parameters']:,}",
-                f"{r['median_s']:.2f}" + (f" ({r['batch'] / r['median_s']:.2f} samples/s)" if r["train"] else ""),
-                f"{r['peak_bytes'] / MiB:.0f}" if r.get("peak_bytes") is not None else "-",
-                f"{r['process_peak_bytes'] / GiB:.2f}" if r.get("process_peak_bytes") else "-",
-            ]
-        )
+    train = [_record(m, m, th, tw, p, train=True, batch=cfg.train_batch)
+             for m in cfg.train_models for p in cfg.train_precisions]  # fmt: skip
+    results += _measure(train, how, cfg.memory, f"{th}x{tw} training step")
     print()
-    how = "eval variants of a size interleaved in one process, " if cfg.interleave else ""
-    print(f"Model benchmark: {cfg.device}, {cfg.threads} threads, {how}median of {cfg.runs} after {cfg.warmup} warm-up")
-    print(format_table(rows, ["variant", "size", "mode", "params", "median s", "work MiB", "proc GB"]))
+    print(f"Model benchmark: {cfg.device}, {cfg.threads} threads, the cases of a size in turns in one process, "
+          f"median of {cfg.runs} rounds after {cfg.warmup} warm-up; memory: each case alone")  # fmt: skip
+    print(format_table([_row(r) for r in results], ["variant", "size", "mode", "params", "median s", "work MiB",
+                                                     "proc GB"]))  # fmt: skip
     ratios = _ratios(results)
     for k, v in ratios.items():
         print(f"  {k}: {v:.3f}")
-    payload = {
-        "config": OmegaConf.to_container(cfg),
-        "environment": environment(),
-        "results": results,
-        "ratios": ratios,
-    }
+    payload = {"config": to_plain(cfg), "environment": environment(), "results": results, "ratios": ratios}
     write_json(cfg.out, payload)
     print(f"\nwrote {cfg.out}")
     return payload
 
 
-def _interleaved(results: list[dict], common: dict) -> list[dict]:
-    """Time the eval cases of ``results`` that have no time yet, those of one size and precision together in
-    one process (:func:`~stereo.bench.cases.interleaved_case`); returns ``results`` with their times."""
-    pending = [r for r in results if not r["train"] and "skipped" not in r and "median_s" not in r]
-    groups: dict[tuple, list[dict]] = {}
-    for r in pending:
-        groups.setdefault((r["height"], r["width"], r["precision"]), []).append(r)
-    for (h, w, precision), cases in groups.items():
-        labels = ", ".join(c["label"] for c in cases)
-        print(f"{h}x{w} eval {precision}, interleaved: {labels} ...", end="", flush=True)
-        variants = [{"label": c["label"], "model": c["model"], "overrides": c["overrides"]} for c in cases]
-        args = {**common, "variants": variants, "height": h, "width": w, "precision": precision}
-        r = run_isolated("stereo.bench.cases:interleaved_case", args)
-        print(" done", flush=True)
-        for c in cases:
-            c.update(
-                interleaved=True,
-                times_s=r["times_s"][c["label"]],
-                median_s=r["median_s"][c["label"]],
-                parameters=r["parameters"][c["label"]],
-                peak_bytes=None,
-                process_peak_bytes=None,
-            )
-    return results
+def _record(variant: str, model: str, h: int, w: int, precision: str, overrides: list | None = None,
+            train: bool = False, batch: int = 1) -> dict[str, Any]:  # fmt: skip
+    """A case to measure: its variant (the table's label) and its :class:`~stereo.bench.cases.NetworkCase`,
+    whose label is unique within its interleaved group."""
+    label = f"{variant} {precision}" + (" train" if train else "")
+    case = NetworkCase(label, model, h, w, list(overrides or []), train=train, batch=batch, precision=precision)
+    return {"variant": variant, "case": asdict(case)}
 
 
-def _ratio(r: dict, base: dict) -> float:
-    """``r``'s time over ``base``'s: the median of the per-round ratios when both ran interleaved (same
-    rounds), else the ratio of the medians."""
-    if r.get("interleaved") and base.get("interleaved"):
-        return statistics.median(a / b for a, b in zip(r["times_s"], base["times_s"], strict=True))
-    return r["median_s"] / base["median_s"]
+def _eval_cases(cfg: BenchModelConfig, h: int, w: int) -> tuple[list[dict], list[dict]]:
+    """The eval cases at one size, and those skipped (a dot-product map estimated above ``budget_gb``)."""
+    cases, skipped = [], []
+    for variant, model, overrides, attn in VARIANTS:
+        if cfg.variants is not None and variant not in cfg.variants:
+            continue
+        for precision in cfg.eval_precisions:
+            r = _record(variant, model, h, w, precision, overrides)
+            if attn is not None:
+                c, k, v, stride = attn
+                est = dot_product_attention_bytes(1, 1, (h // stride) * (w // stride), c, k, v)
+                if est > cfg.budget_gb * GiB:
+                    r["skipped"] = f"attention map alone needs {est / GiB:.0f} GB (budget {cfg.budget_gb:g} GB)"
+                    r["estimated_bytes"] = est
+                    print(f"{variant} {h}x{w} eval {precision}: skipped: {r['skipped']}", flush=True)
+                    skipped.append(r)
+                    continue
+            cases.append(r)
+    return cases, skipped
+
+
+def _measure(records: list[dict], how: dict, memory: bool, what: str) -> list[dict]:
+    """Time ``records`` in turns in one process (``timing``, ``parameters``) and, with ``memory``, each alone
+    in a fresh one (``alone``: its memory and its own time)."""
+    if not records:
+        return records
+    print(f"{what}: {len(records)} case(s) in turns ...", end="", flush=True)
+    r = run_isolated("stereo.bench.cases:model_interleaved", {"cases": [c["case"] for c in records], "how": how})
+    print(" done", flush=True)
+    for c in records:
+        c["timing"], c["parameters"] = r["timings"][c["case"]["label"]], r["parameters"][c["case"]["label"]]
+        c["alone"] = None
+        if memory:
+            print(f"  {c['case']['label']} alone ...", end="", flush=True)
+            c["alone"] = run_isolated("stereo.bench.cases:model_case", {"case": c["case"], "how": how})
+            t = c["alone"]["timing"]
+            print(f" peak {(t['process_peak_bytes'] or t['peak_bytes']) / GiB:.2f} GB", flush=True)
+    return records
+
+
+def _row(r: dict) -> list:
+    c = r["case"]
+    mode, size = ("train " if c["train"] else "eval fwd ") + c["precision"], f"{c['height']}x{c['width']}"
+    if "skipped" in r:
+        return [r["variant"], size, mode, "-", f"skip: {r['skipped']}", "-", "-"]
+    median = r["timing"]["median_s"]
+    alone = (r.get("alone") or {}).get("timing", {})
+    return [r["variant"], size, mode, f"{r['parameters']:,}",
+            f"{median:.2f}" + (f" ({c['batch'] / median:.2f} samples/s)" if c["train"] else ""),
+            f"{alone['peak_bytes'] / MiB:.0f}" if alone.get("peak_bytes") is not None else "-",
+            f"{alone['process_peak_bytes'] / GiB:.2f}" if alone.get("process_peak_bytes") else "-"]  # fmt: skip
 
 
 def _ratios(results: list[dict]) -> dict[str, float]:
-    by = {
-        (r["label"], r["height"], r["width"], r["train"]): r
-        for r in results
-        if "skipped" not in r and r.get("precision", "fp32") == "fp32"
-    }
+    """Time ratios within each interleaved group (bf16 over its fp32 twin, the refinement over the light
+    model, ea_psmnet over psmnet) and ea_psmnet's process peak over psmnet's (measured alone)."""
+    by = {(r["variant"], r["case"]["height"], r["case"]["width"], r["case"]["train"], r["case"]["precision"]): r
+          for r in results if "skipped" not in r}  # fmt: skip
     out = {}
-    for r in results:
-        twin = by.get((r["label"], r["height"], r["width"], r["train"]))
-        if r.get("precision", "fp32") != "fp32" and "skipped" not in r and twin:
-            mode = "train" if r["train"] else "eval"
-            out[f"{r['label']} {r['precision']}/fp32 time {r['height']}x{r['width']} {mode}"] = (
-                r["median_s"] / twin["median_s"]
-            )
-    for (label, h, w, train), r in by.items():
-        base = by.get(("psmnet", h, w, train))
-        light = by.get(("ea_psmnet_light", h, w, train))
-        if label.startswith("ea_psmnet_light refine=") and light:
-            out[f"{label}/ea_psmnet_light time {h}x{w}"] = _ratio(r, light)
-        if label == "ea_psmnet" and base:
-            mode = "train" if train else "eval"
-            out[f"ea_psmnet/psmnet time {h}x{w} {mode}"] = _ratio(r, base)
-            if r.get("process_peak_bytes") and base.get("process_peak_bytes"):
-                out[f"ea_psmnet/psmnet process peak {h}x{w} {mode}"] = (
-                    r["process_peak_bytes"] / base["process_peak_bytes"]
-                )
+    for (variant, h, w, train, precision), r in by.items():
+        mode, t = "train" if train else "eval", Timing.from_json(r["timing"])
+        twin = by.get((variant, h, w, train, "fp32"))
+        if precision != "fp32" and twin:
+            out[f"{variant} {precision}/fp32 time {h}x{w} {mode}"] = ratio(t, Timing.from_json(twin["timing"]))
+        if precision != "fp32":
+            continue
+        light, base = by.get(("ea_psmnet_light", h, w, train, "fp32")), by.get(("psmnet", h, w, train, "fp32"))
+        if variant.startswith("ea_psmnet_light refine=") and light:
+            out[f"{variant}/ea_psmnet_light time {h}x{w}"] = ratio(t, Timing.from_json(light["timing"]))
+        if variant == "ea_psmnet" and base:
+            out[f"ea_psmnet/psmnet time {h}x{w} {mode}"] = ratio(t, Timing.from_json(base["timing"]))
+            peaks = [(x.get("alone") or {}).get("timing", {}).get("process_peak_bytes") for x in (r, base)]
+            if all(peaks):
+                out[f"ea_psmnet/psmnet process peak {h}x{w} {mode}"] = peaks[0] / peaks[1]
     return out

@@ -2,8 +2,10 @@
 
     python scripts/bench_onnx.py [models=[ea_psmnet_light,ea_psmnet]] [sizes=[[272,480],[544,960]]] [runs=3]
 
-Each model is exported once (random weights, ``stereo.export.export_onnx``); every case runs in a fresh
-process (median of ``runs`` after a warm-up; memory = resident high-water mark above the start).
+Each model is exported once (random weights, ``stereo.export.export_onnx``). Times: both backends of a model
+and size in turns in one process (:func:`~stereo.bench.harness.interleave`; the ratio is the median over
+rounds of the ratio within a round). Memory: each alone in a fresh process (resident high-water mark above
+the start).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from stereo.bench.harness import GiB, MeasureConfig, environment, format_table, run_isolated
+from stereo.bench.cases import BACKENDS
+from stereo.bench.harness import GiB, MeasureConfig, Timing, environment, format_table, ratio, run_isolated
 from stereo.cli import parse_overrides
 from stereo.config import load_config, to_plain
 from stereo.export import export_onnx
@@ -32,7 +34,9 @@ class BenchOnnxConfig(MeasureConfig):
 
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(BenchOnnxConfig, argv, doc=__doc__)
-    results, rows = [], []
+    how = {"threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs}
+    results: list[dict] = []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in cfg.models:
             torch.manual_seed(0)
@@ -42,27 +46,34 @@ def main(argv: list[str]) -> dict:
             onnx_path = Path(tmp) / f"{name}.onnx"
             export_onnx(ckpt, onnx_path)
             for h, w in cfg.sizes:
-                pair = {}
-                for backend in ("torch", "onnxruntime"):
-                    print(f"{name} {h}x{w} {backend} ...", end="", flush=True)
-                    r = run_isolated("stereo.bench.cases:backend_case", {
-                        "model": name, "height": h, "width": w, "backend": backend, "onnx_path": str(onnx_path),
-                        "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs})  # fmt: skip
-                    print(f" {r['median_s']:.2f} s, peak {r['peak_bytes'] / GiB:.2f} GB", flush=True)
-                    results.append(r)
-                    pair[backend] = r
-                t, o = pair["torch"], pair["onnxruntime"]
-                rows.append([name, f"{h}x{w}", f"{t['median_s']:.2f}", f"{o['median_s']:.2f}",
-                             f"{o['median_s'] / t['median_s']:.2f}x", f"{t['peak_bytes'] / GiB:.2f}",
-                             f"{o['peak_bytes'] / GiB:.2f}", f"{o['peak_bytes'] / t['peak_bytes']:.2f}x"])  # fmt: skip
+                rows.append(_compare(name, h, w, str(onnx_path), how, results))
     print()
     print(
-        f"ONNX Runtime vs PyTorch eager, eval, {cfg.threads} threads, median of {cfg.runs} after {cfg.warmup} warm-up"
+        f"ONNX Runtime vs PyTorch eager, eval, {cfg.threads} threads, in turns: median of {cfg.runs} rounds after "
+        f"{cfg.warmup} warm-up; memory: each alone"
     )
     print(
         format_table(rows, ["model", "size", "torch s", "ORT s", "ORT/torch t", "torch GB", "ORT GB", "ORT/torch mem"])
     )
-    payload = {"config": OmegaConf.to_container(cfg), "environment": environment(), "results": results}
+    payload = {"config": to_plain(cfg), "environment": environment(), "results": results}
     write_json(cfg.out, payload)
     print(f"\nwrote {cfg.out}")
     return payload
+
+
+def _compare(name: str, h: int, w: int, onnx_path: str, how: dict, results: list[dict]) -> list[str]:
+    """Both backends at one size: in turns for the time ratio, each alone for its memory; a table row."""
+    print(f"{name} {h}x{w}: torch and onnxruntime in turns ...", end="", flush=True)
+    timed = run_isolated("stereo.bench.cases:backend_interleaved",
+                         {"model": name, "height": h, "width": w, "onnx_path": onnx_path, "how": how})  # fmt: skip
+    t, o = (Timing.from_json(timed["timings"][b]) for b in BACKENDS)
+    print(f" {t.median_s:.2f} s / {o.median_s:.2f} s", flush=True)
+    peak = {}
+    for backend in BACKENDS:
+        alone = run_isolated("stereo.bench.cases:backend_case", {"model": name, "height": h, "width": w,
+                             "backend": backend, "onnx_path": onnx_path, "how": how})  # fmt: skip
+        results.append({**alone, "interleaved": timed["timings"][backend]})
+        peak[backend] = alone["timing"]["peak_bytes"]
+    return [name, f"{h}x{w}", f"{t.median_s:.2f}", f"{o.median_s:.2f}", f"{ratio(o, t):.2f}x",
+            f"{peak['torch'] / GiB:.2f}", f"{peak['onnxruntime'] / GiB:.2f}",
+            f"{peak['onnxruntime'] / peak['torch']:.2f}x"]  # fmt: skip

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from stereo.bench.harness import MiB, environment, run_isolated
 from stereo.cli import parse_overrides
-from stereo.config import load_config
+from stereo.config import load_config, to_plain
 from stereo.io import write_json, write_text
 from stereo.study import collect_runs, format_pm, group_runs, model_overrides, welch
 
@@ -61,15 +61,15 @@ def main(argv: list[str]) -> None:
     for r in rows:
         over = model_overrides(r["model"], base)
         print(f"benchmark {r['variant']} at {h}x{w} ({' '.join(over) or 'base'})", flush=True)
-        b = run_isolated("stereo.bench.cases:model_case", {"model": cfg.base_model, "height": h, "width": w,
-                         "overrides": over, "runs": cfg.bench_runs, "threads": cfg.bench_threads})  # fmt: skip
-        r["eval_seconds"], r["eval_peak_mib"] = b["median_s"], b["peak_bytes"] / MiB
-        r["eval_times"] = b["times_s"]
+        how = {"runs": cfg.bench_runs, "threads": cfg.bench_threads}
+        case = {"label": r["variant"], "model": cfg.base_model, "overrides": over}
+        b = run_isolated("stereo.bench.cases:model_case", {"case": {**case, "height": h, "width": w}, "how": how})
+        r["eval_seconds"], r["eval_peak_mib"] = b["timing"]["median_s"], b["timing"]["peak_bytes"] / MiB
+        r["eval_times"] = b["timing"]["times_s"]
         th, tw = (int(v) for v in seeds_of[r["variant"]][0]["hparams"]["crop"].split("x"))
         batch = int(seeds_of[r["variant"]][0]["hparams"]["batch"])
-        t = run_isolated("stereo.bench.cases:model_case", {"model": cfg.base_model, "height": th, "width": tw,
-                         "overrides": over, "train": True, "batch": batch, "runs": cfg.bench_runs,
-                         "threads": cfg.bench_threads})  # fmt: skip
+        train = {**case, "height": th, "width": tw, "train": True, "batch": batch}
+        t = run_isolated("stereo.bench.cases:model_case", {"case": train, "how": how})["timing"]
         r["train_step_seconds"], r["train_step_times"] = t["median_s"], t["times_s"]
         if r["variant"] != BASELINE and BASELINE in by_variant:
             r["vs_none"] = {
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> None:
     rows.sort(key=lambda r: (r["variant"] != BASELINE, r["variant"]))
     md = render(cfg, rows, runs, skipped)
     write_text(cfg.out_md, md)
-    write_json(cfg.out_json, {"environment": environment(), "config": OmegaConf.to_container(cfg),
+    write_json(cfg.out_json, {"environment": environment(), "config": to_plain(cfg),
                               "rows": rows, "skipped": skipped})  # fmt: skip
     print(md)
     print(f"wrote {cfg.out_md} and {cfg.out_json}")
