@@ -22,6 +22,6 @@ fi
 echo "[setup] installing dependencies into $VENV (first run may take a minute)"
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build where a CPU wheel is at hand.
 "$VENV/bin/python" -m pip install -qq --disable-pip-version-check "torch==2.13.0"
-"$VENV/bin/python" -m pip install -qq --disable-pip-version-check -e ".[dev,onnx,generate]"
+"$VENV/bin/python" -m pip install -qq --disable-pip-version-check -e ".[dev,onnx,generate,app]"
 echo "$want" > "$STAMP"
 echo "[setup] done"

@@ -41,6 +41,12 @@ class AdaptReport:
     reason: str
     seconds: float
 
+    def describe(self) -> str:
+        """One phrase for a log or a page: what the adaptation did."""
+        if self.adopted:
+            return f"adapted in {self.steps} steps (photometric loss {self.loss_before:.4f} -> {self.loss_after:.4f})"
+        return f"adaptation not used: {self.reason}"
+
 
 def check_adaptable(network: torch.nn.Module) -> None:
     """Raise :class:`ConfigError` unless ``network`` can adapt: a network with a learned refinement

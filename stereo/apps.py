@@ -235,3 +235,14 @@ def infer_main(cfg: DictConfig) -> None:
     if cfg.output_dir:
         _discard_empty_run_dir()  # Hydra's runs/infer/<time>: nothing went there
     print(f"{len(results)} pair(s) written to {out_dir}")
+
+
+@_preflight("app")
+@hydra.main(config_path=str(CONF_DIR), config_name="app", version_base=None)
+def app_main(cfg: DictConfig) -> None:
+    """``stereo-app``: depth in the browser, a local web page over the Python API (conf/app.yaml)."""
+    from stereo.app import serve
+    from stereo.config import AppAppConfig, typed
+
+    logging.getLogger("stereo").setLevel(logging.INFO)
+    run(lambda: serve(typed(cfg, AppAppConfig)))

@@ -9,8 +9,10 @@ frame, in the baseline's unit.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,8 @@ from stereo.io import atomic_write
 @dataclass(frozen=True)
 class Calibration:
     f: float  # pixels
-    cx: float
-    cy: float
+    cx: float | None  # pixels; None = the image centre
+    cy: float | None
     baseline: float  # the length unit of the depth
     doffs: float = 0.0  # pixels
     ndisp: int | None = None  # Middlebury: a bound on the disparities
@@ -171,6 +173,42 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, colours: np.ndarray) 
     rec["xyz"], rec["rgb"] = points, colours
     with atomic_write(path) as tmp:
         tmp.write_bytes(header + rec.tobytes())
+
+
+def write_glb(path: str | os.PathLike, points: np.ndarray, colours: np.ndarray) -> None:
+    """A point cloud as binary glTF 2.0 (atomic): one mesh primitive of mode POINTS, float32 positions and
+    uint8 RGBA colours, which web viewers (Gradio's ``Model3D``, three.js) and Blender show as they are.
+
+    ``points``: (N, 3) in the left camera frame (x right, y down, z forward, as :func:`point_cloud` gives);
+    glTF's frame is y up with the viewer on +z, so y and z change sign. ``colours``: (N, 3) uint8."""
+    pos = (np.asarray(points, np.float32) * np.float32([1, -1, -1])).astype("<f4")
+    n = len(pos)
+    rgba = np.concatenate([np.asarray(colours, np.uint8).reshape(n, 3), np.full((n, 1), 255, np.uint8)], 1)
+    blob = pos.tobytes() + rgba.tobytes()  # 12 and 4 bytes per vertex: both views stay 4-byte aligned
+    lo, hi = (pos.min(0), pos.max(0)) if n else (np.zeros(3), np.zeros(3))
+    gltf = {
+        "asset": {"version": "2.0", "generator": "stereo"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "COLOR_0": 1}, "mode": 0}]}],
+        "buffers": [{"byteLength": len(blob)}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": 12 * n, "target": 34962},
+            {"buffer": 0, "byteOffset": 12 * n, "byteLength": 4 * n, "target": 34962},
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": n, "type": "VEC3",
+             "min": [float(v) for v in lo], "max": [float(v) for v in hi]},
+            {"bufferView": 1, "componentType": 5121, "normalized": True, "count": n, "type": "VEC4"},
+        ],
+    }  # fmt: skip
+    text = json.dumps(gltf, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    blob += b"\0" * (-len(blob) % 4)
+    chunks = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(blob), b"BIN\0") + blob
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks)
 
 
 def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

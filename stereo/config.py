@@ -589,7 +589,39 @@ class ExportAppConfig:
     opset: int = rng(17, ge=13, help="ONNX opset")
 
 
-SCHEMAS = {"train": TrainAppConfig, "eval": EvalAppConfig, "infer": InferAppConfig, "export": ExportAppConfig}
+@dataclass
+class AppAppConfig(RuntimeConfig):
+    """stereo-app: see depth in the browser. Serves a local web page (Gradio; pip install .[app]): drop two
+    photos or one side-by-side frame, get the disparity, its confidence and a 3-D point cloud, with PFM,
+    16-bit PNG and PLY downloads. Numbers as stereo-infer's: the page calls the same Python API.
+
+    Examples:
+      stereo-app                                  # then open http://127.0.0.1:7860
+      stereo-app checkpoint=best.pt port=8080 device=cuda
+      stereo-app host=0.0.0.0                     # every network interface: anyone on the network can use it
+
+    Hydra's own options: stereo-app --hydra-help
+    """
+
+    host: str = rng(
+        "127.0.0.1", help="the address served on; 0.0.0.0 = every interface (anyone on the network can use it)"
+    )
+    port: int = rng(7860, ge=1, le=65535, help="the TCP port of the page")
+    checkpoint: str | None = rng(
+        None, help="a training checkpoint; null or shipped = the weights shipped with the package"
+    )
+    scale: float = rng(1.0, gt=0, le=1, help="the page's starting scale (as stereo-infer's scale)")
+    min_confidence: float = rng(
+        0.5, ge=0, le=1, help="the page's starting confidence threshold: less confident pixels are shaded"
+    )
+    max_points: int = rng(
+        200_000, ge=1000, help="3-D view: at most this many points (every k-th pixel); the PLY keeps every point"
+    )
+    adapt_steps: int = rng(20, ge=1, help="the page's adapt option: optimiser steps per pair (as stereo-infer's)")
+
+
+SCHEMAS = {"train": TrainAppConfig, "eval": EvalAppConfig, "infer": InferAppConfig, "export": ExportAppConfig,
+           "app": AppAppConfig}  # fmt: skip
 _GROUP_SCHEMAS = {"model": ModelConfig, "data": DataConfig}
 
 

@@ -37,6 +37,13 @@ CLOUD_SUFFIX = ".ply"
 CONFIDENCE_SUFFIXES = ("_confidence.pfm", "_confidence.png")
 
 
+def output_paths(out_dir: Path, name: str, depth: bool, cloud: bool = False, confidence: bool = False) -> list[Path]:
+    """The files one pair's outputs go to, in the order :func:`write_outputs` writes them."""
+    suffixes = OUTPUT_SUFFIXES + ((DEPTH_SUFFIX,) if depth else ()) + ((CLOUD_SUFFIX,) if cloud else ())
+    suffixes += CONFIDENCE_SUFFIXES if confidence else ()
+    return [out_dir / f"{name}{s}" for s in suffixes]
+
+
 def plan_outputs(
     pairs: list[Pair], out_dir: Path, depth: bool, cloud: bool = False, confidence: bool = False
 ) -> dict[str, list[Path]]:
@@ -45,9 +52,7 @@ def plan_outputs(
     it), no output may be an input image, and no two outputs may share a path."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output_dir={out_dir} exists and is not a folder")
-    suffixes = OUTPUT_SUFFIXES + ((DEPTH_SUFFIX,) if depth else ()) + ((CLOUD_SUFFIX,) if cloud else ())
-    suffixes += CONFIDENCE_SUFFIXES if confidence else ()
-    plan = {p.name: [out_dir / f"{p.name}{s}" for s in suffixes] for p in pairs}
+    plan = {p.name: output_paths(out_dir, p.name, depth, cloud, confidence) for p in pairs}
     root = out_dir.resolve()
     for name, outs in plan.items():
         parts = Path(name).parts
@@ -235,12 +240,8 @@ def _infer_pair(
     msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s.disparity_min:.1f}..{s.disparity_max:.1f} px"
     if cfg.early_exit != "off" and cfg.backend == "torch":
         msg += f", answered by head {s.head} of {model.network.hourglasses}"
-    a = pred.adaptation
-    if a is not None:
-        if a.adopted:
-            msg += f", adapted in {a.steps} steps (photometric loss {a.loss_before:.4f} -> {a.loss_after:.4f})"
-        else:
-            msg += f", adaptation not used: {a.reason}"
+    if pred.adaptation is not None:
+        msg += f", {pred.adaptation.describe()}"
     if saturated:
         msg += (
             f"  WARNING: reaches {SATURATION:.0%} of the model's range ({model.max_disp / scale:g} px); "

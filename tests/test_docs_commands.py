@@ -15,7 +15,8 @@ from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 APPS = {"stereo-train": "train", "stereo-eval": "eval", "stereo-infer": "infer", "stereo-export": "export",
-        "train.py": "train", "evaluate.py": "eval", "infer.py": "infer", "export.py": "export"}  # fmt: skip
+        "stereo-app": "app", "train.py": "train", "evaluate.py": "eval", "infer.py": "infer", "export.py": "export",
+        "app.py": "app"}  # fmt: skip
 NOT_CONFIGS = {"setup.sh", "test.sh", "demo.sh"}  # shell scripts without keys
 
 
@@ -114,6 +115,8 @@ COMPOSE_ONLY = {
     "torchrun": "several processes on GPUs",
     "train.resume=true": "continues the GPU run of the block above",
     "make_generated_benchmark.py": "builds all 440 pairs of a benchmark (tests/test_benchmark_set.py rebuilds slices)",
+    "stereo-app": "a server that runs until stopped (tests/test_app_browser.py starts it and drives the page)",
+    "app.py": "a server that runs until stopped (tests/test_app_browser.py starts it and drives the page)",
     "attention_study.py": "collects the study's runs into docs/attention_study.md (it would rewrite the docs)",
 }
 
