@@ -202,7 +202,7 @@ class StereoModel:
     """
 
     def __init__(self, network: Any, device: torch.device, precision: str = "fp32", checkpoint: str | None = None):
-        check_precision(device, precision)  # before any work
+        precision = check_precision(device, precision)  # before any work; auto becomes what it means here
         self.network, self.device, self.precision, self.checkpoint = network, device, precision, checkpoint
         self.max_disp = float(network.max_disp)
 
@@ -334,7 +334,8 @@ def load_model(
         checkpoint: a stereo checkpoint (training ``last.pt``/``best.pt`` or exported weights; ``"shipped"``
             = the weights shipped with the package, as ``None``).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA).
+        precision: ``fp32``, ``bf16``, ``fp16`` (CUDA) or ``auto`` (bf16 where the device has it natively,
+            else fp32: :func:`stereo.device.resolve_precision`).
         runtime: the runtime settings of ``stereo-infer`` (``memory_budget_gb``, ``fold_batchnorm``,
             ``early_exit``, ``exit_threshold``, ``exit_head``, ``eval_chunk_rows``, ``channels_last_3d``).
 

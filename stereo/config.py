@@ -57,6 +57,7 @@ class Choice(str, Enum):
 
 
 class Precision(Choice):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -221,7 +222,11 @@ class RuntimeConfig:
         expect="auto, cpu, cuda, cuda:N or mps",
         help="auto (CUDA if present) | cpu | cuda | cuda:N | mps",
     )
-    precision: Precision = rng(Precision.fp32, help="fp32 | bf16 (CPU and CUDA) | fp16 (CUDA, with a grad scaler)")
+    precision: Precision = rng(
+        Precision.fp32,
+        help="fp32 | bf16 (CPU and CUDA) | fp16 (CUDA, with a grad scaler) | auto: bf16 where it is native (CPUs with "
+        "AVX512-BF16, AMX or Arm bf16; CUDA devices with bf16), fp32 elsewhere, never emulated",
+    )
     channels_last: bool = rng(False, help="2-D feature extractor in channels_last (helps on recent GPUs)")
     channels_last_3d: bool = rng(True, help="cost volume and 3-D network channels-last (measured faster on CPU)")
     eval_chunk_rows: int = rng(

@@ -42,9 +42,11 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``fp32`` (disabled), ``bf16`` or ``fp16`` (CUDA only)."""
+    """``torch.autocast`` for ``fp32`` (disabled), ``bf16``, ``fp16`` (CUDA only) or ``auto``
+    (:func:`resolve_precision`)."""
+    precision = resolve_precision(device, str(precision))
     if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision}: expected one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"precision={precision}: expected one of auto, {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision=fp16 needs CUDA (this run is on {device.type}: use bf16 or fp32)")
     dtype = PRECISIONS[precision]
@@ -63,13 +65,40 @@ def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool | None:
     return any(f in flags for f in NATIVE_BF16_FLAGS)
 
 
-def check_precision(device: torch.device, precision: str) -> None:
-    """Validate ``precision`` for ``device`` before any work (a ConfigError names the fix) and warn when
-    bf16 on this CPU is emulated, which is many times slower than fp32 (docs/performance.md)."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: a CUDA device with bf16, or a CPU with one of
+    :data:`NATIVE_BF16_FLAGS` (unknown CPUs count as not)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and cpu_has_native_bf16() is True
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``auto`` as the precision it means on ``device`` (bf16 where native, else fp32); others unchanged."""
+    return ("bf16" if native_bf16(device) else "fp32") if precision == "auto" else precision
+
+
+_SAID: set[str] = set()
+
+
+def check_precision(device: torch.device, precision: str) -> str:
+    """Validate ``precision`` for ``device`` before any work (a ConfigError names the fix) and return the
+    precision to run in (``auto`` resolved, said once per process). Warns when bf16 on this CPU is
+    emulated, which is many times slower than fp32 (docs/performance.md)."""
     autocast(device, precision)
+    precision = str(precision)
+    if precision == "auto":
+        chosen = resolve_precision(device, precision)
+        why = "native on this device" if chosen == "bf16" else f"no native bf16 on this {device.type}"
+        line = f"precision=auto: {chosen} ({why})"
+        if line not in _SAID:
+            _SAID.add(line)
+            log.info(line)
+        return chosen
     if precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
         log.warning(
             "precision=bf16 on a CPU without native bf16 (none of the flags %s): emulated and far slower than "
             "fp32; use precision=fp32 here",
             ", ".join(NATIVE_BF16_FLAGS),
         )
+    return precision

@@ -96,7 +96,7 @@ def evaluate(
     samples = dataset_samples(cfg.data, "test")
     require_ground_truth(samples, cfg.data.root, "stereo-eval")
     device = resolve_device(cfg.device)
-    check_precision(device, cfg.precision)  # before any work
+    precision = check_precision(device, cfg.precision)  # before any work
     model, origin = build_method(cfg.method, cfg, device)
     checkpoint = origin["checkpoint"]
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
@@ -105,7 +105,7 @@ def evaluate(
         ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask, edge_radius=edge_radius_of(cfg.data),
                            texture=texture_region_of(cfg.data))  # fmt: skip
         r = evaluate_model(
-            model, ds, device, cfg.precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
+            model, ds, device, precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
         )
         if r.summary.images == 0:  # every metric would be NaN: say why instead of reporting it
             raise DataError(

@@ -309,14 +309,14 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         samples, val_samples = self._samples()
         self.rank, self.world, self.device = init_distributed(cfg.device)
-        check_precision(self.device, cfg.precision)  # before any work
+        self.precision = check_precision(self.device, cfg.precision)  # before any work; auto resolved
         seed_everything(cfg.seed, cfg.deterministic, self.device)
         crop = [int(c) for c in cfg.data.crop_size]
         _check_crop_fits(samples[0], crop)
         self._datasets(samples, val_samples, crop)
         self._build_model(crop)
         self._optimizer()
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.state = TrainState()
         self.writer: SummaryWriter | None = None
         self.stop: dict[str, Any] = {"signal": None}
@@ -647,7 +647,7 @@ class Trainer:
             # DDP averages the gradients across ranks once, after the last part.
             sync = i == len(parts) - 1 or self.world == 1
             with contextlib.nullcontext() if sync else self.net.no_sync():
-                with autocast(dev, self.cfg.precision):
+                with autocast(dev, self.precision):
                     outs = self.net(left[part], right[part]).heads
                 if photometric:
                     part_loss = self._photometric_loss(outs, views[0][part], views[1][part])
@@ -720,7 +720,7 @@ class Trainer:
             self.save()
             raise TrainingStopped(
                 f"{run} {what} in a row at step {self.state.step} (lr {self.sched.get_last_lr()[0]:g}, precision "
-                f"{self.cfg.precision}); wrote {self.ckpt_dir / 'last.pt'}. {advice[0].upper()}{advice[1:]}."
+                f"{self.precision}); wrote {self.ckpt_dir / 'last.pt'}. {advice[0].upper()}{advice[1:]}."
             )
         return None
 
@@ -786,7 +786,7 @@ class Trainer:
         v = self.cfg.val
         if self.val_dataset is None:
             raise RuntimeError("validate_and_checkpoint needs a validation split (val.limit=0 has none)")
-        r = evaluate_model(self.model, self.val_dataset, self.device, self.cfg.precision, v.averaging,
+        r = evaluate_model(self.model, self.val_dataset, self.device, self.precision, v.averaging,
                            self.rank, self.world, desc="validate")  # fmt: skip
         self.val_metrics = r.summary
         if self.writer:

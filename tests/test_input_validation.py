@@ -151,6 +151,19 @@ def test_emulated_bf16_on_a_cpu_is_a_warning_naming_the_fix(tmp_path, monkeypatc
     assert ("emulated and far slower than fp32; use precision=fp32" in caplog.text) is not native
     with pytest.raises(ConfigError, match="precision=fp16 needs CUDA"):
         dev.check_precision(torch.device("cpu"), "fp16")
+    # auto: bf16 only where it is native, never the emulated path; said once, as what it chose
+    caplog.clear()
+    caplog.set_level("INFO", logger="stereo.device")
+    monkeypatch.setattr(dev, "_SAID", set())  # a fresh process: nothing said yet
+    chosen, cpu = "bf16" if native else "fp32", torch.device("cpu")
+    assert dev.check_precision(cpu, "auto") == chosen == dev.resolve_precision(cpu, "auto")
+    dev.check_precision(torch.device("cpu"), "auto")
+    assert [r.getMessage() for r in caplog.records if "precision=auto" in r.getMessage()] == [
+        f"precision=auto: {chosen} ({'native on this device' if native else 'no native bf16 on this cpu'})"
+    ]
+    assert "emulated" not in caplog.text
+    with dev.autocast(torch.device("cpu"), "auto"):
+        assert torch.is_autocast_enabled("cpu") is native
 
 
 def test_sgbm_refuses_images_narrower_than_its_range_and_even_blocks():
