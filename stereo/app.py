@@ -26,7 +26,7 @@ import numpy as np
 from stereo.api import StereoModel, load_model
 from stereo.calib import Calibration, calibration_from, point_cloud, write_glb
 from stereo.config import AppAppConfig, runtime_config
-from stereo.data.images import check_same_size, read_rgb
+from stereo.data.images import check_same_size, read_rgb, split_frame
 from stereo.errors import ConfigError, DataError, StereoError
 from stereo.infer import CLOUD_SUFFIX, CONFIDENCE_SUFFIXES, DEPTH_SUFFIX, output_paths, write_outputs
 
@@ -48,14 +48,6 @@ def examples() -> list[list[str | None]]:
             rows.append([str(left), str(right), None])
     rows += [[None, None, str(p)] for p in sorted(EXAMPLES.glob("*_side_by_side.png"))]
     return rows
-
-
-def split_side_by_side(frame: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """The left and right halves of a side-by-side frame (H, W, 3); an odd width is refused."""
-    width = frame.shape[1]
-    if width % 2:
-        raise DataError(f"{source}: a side-by-side frame needs an even width (left half | right half), got {width} px")
-    return frame[:, : width // 2], frame[:, width // 2 :]
 
 
 @dataclass
@@ -157,7 +149,7 @@ class DepthService:
         """The pair as float RGB in [0, 1] and a name for its files, from two uploads or one frame."""
         if r.side_by_side and not (r.left or r.right):
             frame = read_rgb(r.side_by_side)
-            left, right = split_side_by_side(frame, Path(r.side_by_side).name)
+            left, right = split_frame(frame, "sbs", Path(r.side_by_side).name)
             return left, right, _stem(r.side_by_side)
         if r.side_by_side:
             raise DataError("give a left and a right image, or one side-by-side frame, not both")

@@ -117,6 +117,12 @@ class EarlyExit(Choice):
     head = "head"
 
 
+class Layout(Choice):
+    pair = "pair"
+    sbs = "sbs"
+    tb = "tb"
+
+
 class Backend(Choice):
     torch = "torch"
     onnxruntime = "onnxruntime"
@@ -539,8 +545,27 @@ class InferAppConfig(RuntimeConfig):
     checkpoint: str | None = rng(
         None, help="a training checkpoint; null or shipped = the weights shipped with the package (if any)"
     )
-    left: str = rng(MISSING, help="an image, a folder (recursive) or a glob ('data/*/left/*.png')")
-    right: str = rng(MISSING, help="the same kind; matched by the path below a folder or what the wildcards matched")
+    left: str = rng(
+        MISSING, help="an image, a folder (recursive) or a glob ('data/*/left/*.png'); layout=sbs|tb: the frames"
+    )
+    right: str | None = rng(
+        None, help="the same kind; matched by the path below a folder or what the wildcards matched (layout=pair)"
+    )
+    layout: Layout = rng(
+        Layout.pair,
+        help="pair: left= and right= images | sbs: each image of left= holds both views side by side (left | right) "
+        "| tb: top (left view) and bottom (right view); right= is not given then",
+    )
+    shard: str | None = rng(
+        None,
+        pattern=r"\d+/\d+|auto",
+        expect="i/n (0 <= i < n) or auto",
+        help="i/n: the i-th of n deterministic parts of the pairs (by name) | auto: from RANK/WORLD_SIZE (torchrun) "
+        "or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT; null = every pair",
+    )
+    skip_existing: bool = rng(
+        False, help="skip pairs whose outputs are all present already (a killed job resumes where it stopped)"
+    )
     output_dir: str | None = rng(None, help="null = the run directory (runs/infer/<time>)")
     scale: float = rng(
         1.0, gt=0, le=1, help="(0, 1]: downsample, predict, upsample (for disparities beyond the model's range)"
@@ -726,6 +751,8 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
     """The keys that each hold a valid value but refuse each other, in one place, checked with the rest
     of the config before any work. A training config knows its model; stereo-eval's and stereo-infer's
     model comes from a checkpoint, so the model refuses its own runtime there (``PSMNet.set_runtime``)."""
+    if schema is InferAppConfig:
+        return _infer_errors(cfg)
     if schema is not TrainAppConfig:
         return []
     errors = []
@@ -733,6 +760,19 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
     if t.micro_batch and t.batch_size % t.micro_batch:
         errors.append(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
     return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
+
+
+def _infer_errors(cfg: Any) -> list[str]:
+    errors = []
+    if str(cfg.layout) == "pair" and not cfg.right:
+        errors.append("right is required (add right=...), or give frames holding both views with layout=sbs|tb")
+    if str(cfg.layout) != "pair" and cfg.right:
+        errors.append(f"right={cfg.right} with layout={cfg.layout}: each frame of left= holds both views; drop right=")
+    if cfg.shard and cfg.shard != "auto":
+        i, n = (int(v) for v in str(cfg.shard).split("/"))
+        if not 0 <= i < n:
+            errors.append(f"shard={cfg.shard}: expected i/n with 0 <= i < n")
+    return errors
 
 
 def runtime_model_errors(runtime: RuntimeConfig, refine: Refine | str, hourglasses: int) -> list[str]:

@@ -12,18 +12,19 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from stereo.adapt import AdaptReport
 from stereo.api import StereoModel, scaled_size
 from stereo.calib import Calibration, calibration_from, point_cloud, write_ply
 from stereo.config import RUNTIME_KEYS, InferAppConfig, RuntimeConfig, typed
-from stereo.data.images import check_same_size, image_size, read_rgb
-from stereo.data.pairs import Pair, find_pairs
+from stereo.data.images import check_same_size, image_size, read_rgb, split_frame
+from stereo.data.pairs import Pair, find_frames, find_pairs
 from stereo.data.pfm import write_pfm
 from stereo.device import resolve_device
 from stereo.errors import ConfigError, OutputError
-from stereo.io import atomic_paths, encode_image, output_lock
+from stereo.io import LOCK_NAME, atomic_paths, encode_image, output_lock, remove_stale_temps_of
 from stereo.methods import build_method
 from stereo.visualize import colorize_disparity, colour_legend
 
@@ -161,8 +162,9 @@ def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None
     if cfg.point_cloud and calib is None:
         raise ConfigError("point_cloud=true needs a calibration: calib=<calib file> or focal_px and baseline")
     out_dir = Path(output_dir if output_dir is not None else cfg.output_dir or ".")
-    pairs = find_pairs(str(cfg.left), str(cfg.right))
-    dev = resolve_device(cfg.device)
+    pairs = find_pairs(str(cfg.left), str(cfg.right)) if cfg.layout == "pair" else find_frames(str(cfg.left))
+    pairs, shard = select_shard(pairs, cfg.shard)
+    dev = _local_device(resolve_device(cfg.device), cfg.device, cfg.shard)
     want_conf = bool(cfg.confidence) or (bool(cfg.point_cloud) and cfg.min_confidence > 0)
     if cfg.min_confidence > 0 and not cfg.point_cloud:
         log.warning("min_confidence=%g has no effect without point_cloud=true (it drops points of the cloud)",
@@ -183,11 +185,71 @@ def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None
     network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
     model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
     model.adaptation_steps(bool(cfg.adapt), int(cfg.adapt_steps))  # refused before any output is written
-    _check_scaled_sizes(pairs, float(cfg.scale))
+    _check_scaled_sizes(pairs, float(cfg.scale), str(cfg.layout))
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
-    with output_lock(out_dir, "stereo-infer"):  # one writer per folder; its stale temporary files go
+    if cfg.skip_existing:
+        pairs = _not_done(pairs, plan)
+    if shard is None:  # one writer per folder; its stale temporary files go
+        lock = output_lock(out_dir, "stereo-infer")
+    else:  # the shards of one job share the folder: each locks its own part and cleans up only after itself
+        i, n = shard
+        lock = output_lock(out_dir, f"stereo-infer shard {i}/{n}", name=f"{LOCK_NAME}.shard-{i}-of-{n}", clean=False)
+    with lock:
+        if shard is not None:
+            for p in remove_stale_temps_of([q for pair in pairs for q in plan[pair.name]]):
+                log.info("removed %s, left by an interrupted run", p)
         return [_infer_pair(pair, plan[pair.name], model, cfg, calib, want_conf) for pair in pairs]
+
+
+def select_shard(pairs: list[Pair], shard: str | None) -> tuple[list[Pair], tuple[int, int] | None]:
+    """The pairs of ``shard`` (``i/n``: every n-th pair by name from the i-th; ``auto``: i and n from
+    ``RANK``/``WORLD_SIZE`` (torchrun) or ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT``) and (i, n);
+    all pairs and None without a shard. Nothing is read from the environment without ``auto``; the shard
+    in use is printed."""
+    if not shard:
+        return pairs, None
+    if shard == "auto":
+        i, n, source = _shard_from_environment()
+    else:
+        i, n = (int(v) for v in shard.split("/"))
+        source = "shard="
+    if not 0 <= i < n:
+        raise ConfigError(f"shard={shard}: part {i} of {n} ({source}) is out of range; expected 0 <= i < n")
+    mine = sorted(pairs, key=lambda p: p.name)[i::n]
+    print(f"shard {i}/{n} ({source}): {len(mine)} of {len(pairs)} pair(s)", flush=True)
+    return mine, (i, n)
+
+
+def _local_device(device: torch.device, asked: str, shard: str | None) -> torch.device:
+    """Under torchrun (``shard=auto`` with ``LOCAL_RANK`` set), ``device=auto`` or ``cuda`` takes this
+    process's own GPU, ``cuda:<LOCAL_RANK>``, as a training run does; any other device stays."""
+    local = os.environ.get("LOCAL_RANK")
+    if shard != "auto" or local is None or device.type != "cuda" or asked not in ("auto", "cuda"):
+        return device
+    return resolve_device(f"cuda:{int(local) % max(torch.cuda.device_count(), 1)}")
+
+
+def _shard_from_environment() -> tuple[int, int, str]:
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"]), "RANK/WORLD_SIZE"
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))  # arrays may start at any index (--array=1-8)
+        i = int(env["SLURM_ARRAY_TASK_ID"]) - first
+        return i, int(env["SLURM_ARRAY_TASK_COUNT"]), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"
+    raise ConfigError(
+        "shard=auto: neither RANK/WORLD_SIZE (torchrun) nor SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT (a SLURM array) "
+        "is set; give shard=i/n"
+    )
+
+
+def _not_done(pairs: list[Pair], plan: dict[str, list[Path]]) -> list[Pair]:
+    """skip_existing: the pairs whose outputs are not all present (outputs are written all or nothing)."""
+    todo = [p for p in pairs if not all(q.is_file() for q in plan[p.name])]
+    if len(todo) < len(pairs):
+        print(f"skip_existing: {len(pairs) - len(todo)} of {len(pairs)} pair(s) done already", flush=True)
+    return todo
 
 
 def _shown(value: Any) -> str:
@@ -197,13 +259,14 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _check_scaled_sizes(pairs: list[Pair], scale: float) -> None:
+def _check_scaled_sizes(pairs: list[Pair], scale: float, layout: str = "pair") -> None:
     """Refuse a ``scale`` that shrinks any left image below :data:`~stereo.api.MIN_SIDE` pixels a side
-    (sizes read from the headers, before any output is written)."""
+    (sizes read from the headers, before any output is written; a frame's views are half of it)."""
     for pair in pairs:
         size = image_size(pair.left)
         if size is not None:
-            scaled_size(size[1], size[0], scale, f"{pair.left} ({size[0]}x{size[1]})")
+            w, h = size[0] // (2 if layout == "sbs" else 1), size[1] // (2 if layout == "tb" else 1)
+            scaled_size(h, w, scale, f"{pair.left} ({w}x{h} per view)")
 
 
 def _infer_pair(
@@ -211,8 +274,11 @@ def _infer_pair(
 ) -> PairResult:
     """Predict one pair through the Python API, write its outputs all or nothing, print one line."""
     scale = float(cfg.scale)
-    limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
-    check_same_size(limg, rimg, pair.left, pair.right)
+    if cfg.layout == "pair":
+        limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
+        check_same_size(limg, rimg, pair.left, pair.right)
+    else:
+        limg, rimg = split_frame(read_rgb(pair.left), str(cfg.layout), pair.left)
     h, w = limg.shape[:2]
     t0 = time.perf_counter()
     pred = model.predict(limg, rimg, scale=scale, confidence=want_conf, adapt=bool(cfg.adapt),

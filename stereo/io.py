@@ -174,19 +174,40 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> li
     return removed
 
 
+def remove_stale_temps_of(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Remove the temporary files that an interrupted writer left for these outputs only (as
+    :func:`remove_stale_temps`, but never another writer's in the same folder); returns what was removed."""
+    removed = []
+    by_folder: dict[Path, set[str]] = {}
+    for p in map(Path, paths):
+        by_folder.setdefault(p.parent, set()).add(f".{p.stem}{TMP_MARK}")
+    for folder, prefixes in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            m = _TEMP_NAME.match(entry.name)
+            if m and entry.name.startswith(tuple(prefixes)) and not entry.is_symlink() and not _alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
+
+
 LOCK_NAME = ".stereo.lock"
 
 
 @contextlib.contextmanager
-def output_lock(folder: str | os.PathLike, tool: str) -> Iterator[None]:
+def output_lock(folder: str | os.PathLike, tool: str, name: str = LOCK_NAME, clean: bool = True) -> Iterator[None]:
     """Hold ``folder``'s lock while writing into it: a second tool writing into the same folder is
     refused in one line instead of interleaving its files. The lock is ``<folder>/.stereo.lock`` (it
     holds the owner's pid and tool), removed on release; the operating system releases the lock itself
     when the process ends, however it ends, so a killed run never blocks the next one. Once the lock is
     held, temporary files that interrupted writers left below ``folder`` are removed
-    (:func:`remove_stale_temps`, each one logged)."""
+    (:func:`remove_stale_temps`, each one logged). Writers that share a folder on purpose (the shards of
+    one job) each take a lock of their own ``name`` and ``clean=False``: they remove only their own outputs'
+    stale files (:func:`remove_stale_temps_of`)."""
     folder = Path(folder)
-    path = folder / LOCK_NAME
+    path = folder / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -217,7 +238,7 @@ def output_lock(folder: str | os.PathLike, tool: str) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, {tool}".encode(), 0)
-        for p in remove_stale_temps(folder, recursive=True):
+        for p in remove_stale_temps(folder, recursive=True) if clean else []:
             log.info("removed %s, left by an interrupted run", p)
         yield
     finally:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stereo.app import EXAMPLES, DepthService, Request, examples, port_error, split_side_by_side
+from stereo.app import EXAMPLES, DepthService, Request, examples, port_error
 from stereo.calib import read_ply, write_glb
 from stereo.config import AppAppConfig, load_config
+from stereo.data.images import split_frame
 from stereo.data.pfm import read_pfm
 from stereo.errors import DataError
 
@@ -82,10 +83,14 @@ def test_a_request_writes_stereo_infers_files(service, tmp_path):
 
 def test_side_by_side_frames_split_in_halves_and_odd_widths_are_refused(service, tmp_path):
     frame = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
-    left, right = split_side_by_side(frame, "f.png")
+    left, right = split_frame(frame, "sbs", "f.png")
     assert np.array_equal(left, frame[:, :3]) and np.array_equal(right, frame[:, 3:])
+    top, bottom = split_frame(frame, "tb", "f.png")
+    assert np.array_equal(top, frame[:2]) and np.array_equal(bottom, frame[2:])
     with pytest.raises(DataError, match="even width"):
-        split_side_by_side(frame[:, :5], "f.png")
+        split_frame(frame[:, :5], "sbs", "f.png")
+    with pytest.raises(DataError, match="even height"):
+        split_frame(frame[:3], "tb", "f.png")
     odd = tmp_path / "odd.png"
     Image.fromarray(np.zeros((32, 65, 3), np.uint8)).save(odd)
     assert service.answer(_request(sbs=odd)).status.startswith("error: odd.png: a side-by-side frame needs an even")

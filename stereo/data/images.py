@@ -116,6 +116,21 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return img.astype(np.float32) * np.float32(scale)
 
 
+def split_frame(frame: np.ndarray, layout: str, source: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The (left, right) views of a frame (H, W, C) that holds both: ``sbs`` side by side (left | right),
+    ``tb`` top (left) and bottom (right). A frame that does not split evenly is refused, naming ``source``."""
+    h, w = frame.shape[:2]
+    if layout == "sbs":
+        if w % 2:
+            raise DataError(f"{source}: a side-by-side frame needs an even width (left half | right half), got {w} px")
+        return frame[:, : w // 2], frame[:, w // 2 :]
+    if layout == "tb":
+        if h % 2:
+            raise DataError(f"{source}: a top-bottom frame needs an even height (left view on top), got {h} px")
+        return frame[: h // 2], frame[h // 2 :]
+    raise ValueError(f"layout={layout!r}: expected sbs or tb")
+
+
 def check_same_size(left: np.ndarray, right: np.ndarray, left_path: os.PathLike, right_path: os.PathLike) -> None:
     """Raise :class:`DataError` naming both files when two (H, W, ...) images differ in size."""
     if left.shape[:2] != right.shape[:2]:

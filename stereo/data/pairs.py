@@ -126,12 +126,29 @@ def find_pairs(left: str, right: str) -> list[Pair]:
             f"{len(missing)} left image(s) have no right image of the same name in right={right}: {shown}. "
             "Names are the paths below a folder, or what a pattern's wildcards matched"
         )
-    collisions = [" and ".join(str(f) for f in fs) for fs in seen.values() if len(fs) > 1]
-    collisions += [" and ".join(str(f) for f in fs) for fs in by_name.values() if len(fs) > 1]
+    _refuse_shared_names([*seen.values(), *by_name.values()])
+    return pairs
+
+
+def find_frames(frames: str) -> list[Pair]:
+    """Frames that hold both views (side by side or top-bottom): a file, a folder or a glob, named as
+    left images are; each :class:`Pair` has the frame as ``left`` and ``right``."""
+    found = _expand(frames, "left")
+    if not found:
+        raise MissingFileError(f"left={frames!r} matches no image ({', '.join(IMAGE_EXTENSIONS)})")
+    by_name: dict[str, list[Path]] = {}
+    for name, f in found:
+        by_name.setdefault(name, []).append(f)
+    _refuse_shared_names(list(by_name.values()))
+    return [Pair(f, f, name) for name, f in found]
+
+
+def _refuse_shared_names(groups: list[list[Path]]) -> None:
+    """One error for every output name that several images would share."""
+    collisions = [" and ".join(str(f) for f in fs) for fs in groups if len(fs) > 1]
     if collisions:
         raise ConfigError(
             f"{len(collisions)} output name(s) would be shared by several images (their names differ only in "
             f"their extension or in a part no wildcard matched): {'; '.join(collisions[:5])}. "
             "Rename them, use a wildcard for the part that differs, or run each kind separately."
         )
-    return pairs
