@@ -29,6 +29,7 @@ from stereo.config import AppAppConfig, runtime_config
 from stereo.data.images import check_same_size, read_rgb, split_frame
 from stereo.errors import ConfigError, DataError, StereoError
 from stereo.infer import CLOUD_SUFFIX, CONFIDENCE_SUFFIXES, DEPTH_SUFFIX, output_paths, write_outputs
+from stereo.rectify import check_message, measure_pair
 
 log = logging.getLogger("stereo.app")
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -142,6 +143,8 @@ class DepthService:
                   f"of pixels below confidence {r.min_confidence:g}; 3-D view: {shown:,} points, {scale}")  # fmt: skip
         if pred.adaptation is not None:
             status += f"; {pred.adaptation.describe()}"
+        if warning := check_message(measure_pair(limg, rimg), name):  # as stereo-infer's rectification check
+            status += f". Warning: {warning}"
         return Answer(str(by["_color.png"]), str(by["_legend.png"]), str(by[CONFIDENCE_SUFFIXES[1]]), str(shaded),
                       str(glb), files, status)  # fmt: skip
 

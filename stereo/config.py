@@ -123,6 +123,12 @@ class Layout(Choice):
     tb = "tb"
 
 
+class Check(Choice):
+    warn = "warn"
+    error = "error"
+    off = "off"
+
+
 class Backend(Choice):
     torch = "torch"
     onnxruntime = "onnxruntime"
@@ -567,8 +573,25 @@ class InferAppConfig(RuntimeConfig):
         False, help="skip pairs whose outputs are all present already (a killed job resumes where it stopped)"
     )
     output_dir: str | None = rng(None, help="null = the run directory (runs/infer/<time>)")
-    scale: float = rng(
-        1.0, gt=0, le=1, help="(0, 1]: downsample, predict, upsample (for disparities beyond the model's range)"
+    scale: float | int | str = rng(
+        1.0,
+        gt=0,
+        le=1,
+        word="auto",
+        help="(0, 1]: downsample, predict, upsample (for disparities beyond the model's range) | auto: per pair, the "
+        "largest that fits its largest matched disparity in the range (stereo/rectify.py)",
+    )
+    disparity_offset: int | str = rng(
+        0,
+        ge=0,
+        word="auto",
+        help="pixels the right view moves left before the network, given back after (converged rigs: negative "
+        "disparities) | auto: per pair, so that its smallest matched disparity becomes positive",
+    )
+    rectification_check: Check = rng(
+        Check.warn,
+        help="warn | error | off: feature matches between the views measure their vertical misalignment (and a "
+        "swap); over 1 px anywhere in the frame, one warning naming the pair (error: stop)",
     )
     color_range: ColorRange = rng(
         ColorRange.image, help="image: each colour PNG spans its own range | fixed: 0..color_max"
@@ -677,6 +700,10 @@ def _check_value(key: str, value: Any, meta: dict) -> list[str]:
     if "length" in meta and len(value) != meta["length"]:
         errors.append(f"{key}={_show(value)}: expected {meta['length']} values")
     for v in value if isinstance(value, (list, tuple, ListConfig)) else [value]:
+        if "word" in meta and isinstance(v, str):  # a number, or this one word (scale=auto)
+            if v != meta["word"]:
+                errors.append(f"{key}={v}: expected a number or {meta['word']}")
+            continue
         if isinstance(v, float) and not math.isfinite(v):  # NaN passes every comparison; inf is no setting
             errors.append(f"{key}={_show(value)}: must be a finite number")
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,9 @@ from stereo.data.pairs import Pair, find_frames, find_pairs
 from stereo.data.pfm import write_pfm
 from stereo.device import resolve_device
 from stereo.errors import ConfigError, OutputError
-from stereo.io import LOCK_NAME, atomic_paths, encode_image, output_lock, remove_stale_temps_of
+from stereo.io import LOCK_NAME, atomic_paths, encode_image, output_lock, remove_stale_temps_of, write_json
 from stereo.methods import build_method
+from stereo.rectify import MatchReport, measure_pair, offset_for, run_check, scale_for, shift_right_view
 from stereo.visualize import colorize_disparity, colour_legend
 
 log = logging.getLogger(__name__)
@@ -92,21 +93,29 @@ def write_outputs(
     max_depth: float | None = None,
     confidence: np.ndarray | None = None,
     min_confidence: float = 0.0,
+    png16: bool = True,
 ) -> None:
     """Write one pair's outputs all or nothing: ``<name>.pfm`` (float32 pixels), ``<name>.png`` (uint16 =
     disparity x 256), ``<name>_color.png`` with its scale in ``<name>_legend.png`` and, with a
     calibration, ``<name>_depth.pfm`` (depth = baseline * f / (disparity + doffs), in the baseline's unit;
     inf where that is not positive) and, when planned, ``<name>.ply`` (the left image's colours at their
     3-D points, without pixels less confident than ``min_confidence``) and ``<name>_confidence.pfm`` /
-    ``.png`` (float32 in [0, 1] / 8-bit x 255)."""
-    png16 = np.clip(np.round(np.maximum(disp, 0) * 256.0), 0, 65535).astype(np.uint16)
-    with atomic_paths(paths) as tmp:
-        write_pfm(tmp[0], disp)
-        encode_image(tmp[1], png16, paths[1])
+    ``.png`` (float32 in [0, 1] / 8-bit x 255). The 16-bit PNG holds disparities >= 0 (a network's few
+    slightly negative ones become 0); ``png16=False`` leaves it out (a converged pair's negative disparities:
+    the PFM holds them)."""
+    png = np.clip(np.round(np.maximum(disp, 0) * 256.0), 0, 65535).astype(np.uint16) if png16 else None
+    written = [p for i, p in enumerate(paths) if i != 1 or png is not None]
+    with atomic_paths(written) as tmps:
+        tmp = dict(zip(written, tmps, strict=True))
+        write_pfm(tmp[paths[0]], disp)
+        if png is not None:
+            encode_image(tmp[paths[1]], png, paths[1])
+        vmin = min(0.0, float(disp.min()))
         vmax = float(color_max if color_max is not None else max(float(disp.max()), 1e-6))
-        encode_image(tmp[2], cv2.cvtColor(colorize_disparity(disp, 0, vmax), cv2.COLOR_RGB2BGR), paths[2])
-        encode_image(tmp[3], cv2.cvtColor(colour_legend(0.0, vmax, disp.shape[1]), cv2.COLOR_RGB2BGR), paths[3])
-        for t, p in zip(tmp[4:], paths[4:], strict=True):
+        colour, legend = colorize_disparity(disp, vmin, vmax), colour_legend(vmin, vmax, disp.shape[1])
+        encode_image(tmp[paths[2]], cv2.cvtColor(colour, cv2.COLOR_RGB2BGR), paths[2])
+        encode_image(tmp[paths[3]], cv2.cvtColor(legend, cv2.COLOR_RGB2BGR), paths[3])
+        for t, p in ((tmp[p], p) for p in paths[4:]):
             if p.name.endswith(DEPTH_SUFFIX):
                 assert calib is not None, "a depth file is planned only with a calibration"
                 write_pfm(t, calib.depth(disp))
@@ -146,6 +155,12 @@ class PairResult:
     head: int | None
     outputs: list[str]
     adaptation: AdaptReport | None = None
+    scale: float = 1.0  # the scale it ran at (scale=auto: chosen for this pair)
+    disparity_offset: int = 0  # pixels the right view moved (disparity_offset=auto: chosen for this pair)
+    matches: MatchReport | None = None  # what the pair's feature matches measured, when they were measured
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None = None) -> list[PairResult]:
@@ -185,7 +200,8 @@ def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None
     network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
     model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
     model.adaptation_steps(bool(cfg.adapt), int(cfg.adapt_steps))  # refused before any output is written
-    _check_scaled_sizes(pairs, float(cfg.scale), str(cfg.layout))
+    if cfg.scale != "auto":
+        _check_scaled_sizes(pairs, float(cfg.scale), str(cfg.layout))
     # Every input and the model are known to be usable before the output folder is touched.
     plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
     if cfg.skip_existing:
@@ -199,7 +215,10 @@ def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None
         if shard is not None:
             for p in remove_stale_temps_of([q for pair in pairs for q in plan[pair.name]]):
                 log.info("removed %s, left by an interrupted run", p)
-        return [_infer_pair(pair, plan[pair.name], model, cfg, calib, want_conf) for pair in pairs]
+        results = [_infer_pair(pair, plan[pair.name], model, cfg, calib, want_conf) for pair in pairs]
+        record = out_dir / ("pairs.json" if shard is None else f"pairs.shard-{shard[0]}-of-{shard[1]}.json")
+        write_json(record, {"pairs": [r.to_json() for r in results]})
+        return results
 
 
 def select_shard(pairs: list[Pair], shard: str | None) -> tuple[list[Pair], tuple[int, int] | None]:
@@ -259,6 +278,25 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _pair_range(
+    left: np.ndarray, right: np.ndarray, pair: Pair, cfg: InferAppConfig, max_disp: float
+) -> tuple[MatchReport | None, int, float]:
+    """The pair's feature matches (when the check or an ``auto`` key needs them; the check runs here), the
+    right view's shift and the scale to run at."""
+    auto_offset, auto_scale = cfg.disparity_offset == "auto", cfg.scale == "auto"
+    matches = None
+    if cfg.rectification_check != "off" or auto_offset or auto_scale:
+        matches = measure_pair(left, right)
+        run_check(matches, pair.name, str(cfg.rectification_check))
+        if matches is None and (auto_offset or auto_scale):
+            log.warning("%s: too few feature matches for disparity_offset/scale=auto: offset 0, scale 1", pair.name)
+    offset = offset_for(matches) if auto_offset else int(cfg.disparity_offset)
+    scale = scale_for(matches, max_disp, offset) if auto_scale else float(cfg.scale)
+    if auto_scale:
+        scaled_size(left.shape[0], left.shape[1], scale, f"{pair.left} with scale=auto ({scale:g})")
+    return matches, offset, scale
+
+
 def _check_scaled_sizes(pairs: list[Pair], scale: float, layout: str = "pair") -> None:
     """Refuse a ``scale`` that shrinks any left image below :data:`~stereo.api.MIN_SIDE` pixels a side
     (sizes read from the headers, before any output is written; a frame's views are half of it)."""
@@ -273,22 +311,23 @@ def _infer_pair(
     pair: Pair, paths: list[Path], model: StereoModel, cfg: InferAppConfig, calib: Calibration | None, want_conf: bool
 ) -> PairResult:
     """Predict one pair through the Python API, write its outputs all or nothing, print one line."""
-    scale = float(cfg.scale)
     if cfg.layout == "pair":
         limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
         check_same_size(limg, rimg, pair.left, pair.right)
     else:
         limg, rimg = split_frame(read_rgb(pair.left), str(cfg.layout), pair.left)
     h, w = limg.shape[:2]
+    matches, offset, scale = _pair_range(limg, rimg, pair, cfg, model.max_disp)
     t0 = time.perf_counter()
-    pred = model.predict(limg, rimg, scale=scale, confidence=want_conf, adapt=bool(cfg.adapt),
-                         adapt_steps=int(cfg.adapt_steps))  # fmt: skip
-    disp = np.asarray(pred.disparity)  # numpy in, numpy out
+    pred = model.predict(limg, shift_right_view(rimg, offset), scale=scale, confidence=want_conf,
+                         adapt=bool(cfg.adapt), adapt_steps=int(cfg.adapt_steps))  # fmt: skip
+    disp = np.asarray(pred.disparity) - np.float32(offset)  # numpy in, numpy out; in the views' own pixels
     confidence = None if pred.confidence is None else np.asarray(pred.confidence)
     seconds = time.perf_counter() - t0
     cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
-    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, confidence, float(cfg.min_confidence))
-    saturated = float(disp.max()) >= SATURATION * model.max_disp * (1 / scale)
+    png16 = offset == 0 or float(disp.min()) >= 0
+    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, confidence, float(cfg.min_confidence), png16)
+    saturated = float(disp.max()) + offset >= SATURATION * model.max_disp * (1 / scale)
     s = PairResult(
         name=pair.name,
         left=str(pair.left),
@@ -300,18 +339,27 @@ def _infer_pair(
         saturated=saturated,
         color_range_px=[0.0, float(cmax if cmax is not None else max(float(disp.max()), 1e-6))],
         head=pred.heads[0] if pred.heads else None,
-        outputs=[str(p) for p in paths],
+        outputs=[str(p) for p in paths if png16 or p != paths[1]],
         adaptation=pred.adaptation,
+        scale=scale,
+        disparity_offset=offset,
+        matches=matches,
     )
     msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s.disparity_min:.1f}..{s.disparity_max:.1f} px"
     if cfg.early_exit != "off" and cfg.backend == "torch":
         msg += f", answered by head {s.head} of {model.network.hourglasses}"
     if pred.adaptation is not None:
         msg += f", {pred.adaptation.describe()}"
+    if cfg.scale == "auto":
+        msg += f", scale {scale:g} (auto)"
+    if cfg.disparity_offset == "auto" or offset:
+        msg += f", right view shifted {offset} px" + (" (auto)" if cfg.disparity_offset == "auto" else "")
+    if not png16:
+        msg += f"; negative disparities: no 16-bit PNG, {paths[0].name} holds them"
     if saturated:
         msg += (
             f"  WARNING: reaches {SATURATION:.0%} of the model's range ({model.max_disp / scale:g} px); "
-            "larger disparities may be clipped: try scale=0.5"
+            "larger disparities may be clipped: try scale=0.5, or scale=auto"
         )
     print(msg, flush=True)
     return s

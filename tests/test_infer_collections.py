@@ -2,6 +2,7 @@
 collection that partition it, and skip_existing resuming a killed job."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,7 +120,7 @@ def test_a_killed_run_resumes_with_skip_existing_writing_each_pair_once(checkpoi
     assert f"skip_existing: {len(first)} of 12 pair(s) done already" in rest
     assert sorted(p.name for p in (tmp_path / "out").glob("*.pfm")) == [f"{k:02d}.pfm" for k in range(12)]
     assert all((tmp_path / "out" / name).stat().st_mtime_ns == t for name, t in first.items())  # not rewritten
-    assert [line.split(":")[0] for line in rest.splitlines() if line[:2].isdigit()] == [
+    assert [m.group(1) for m in map(re.compile(r"^(\d\d): \d+x\d+, ").match, rest.splitlines()) if m] == [
         f"{k:02d}" for k in range(12) if f"{k:02d}.pfm" not in first
     ]
     assert not list((tmp_path / "out").rglob(".*.tmp-*"))  # no half-written file left
