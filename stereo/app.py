@@ -29,7 +29,8 @@ from stereo.config import AppAppConfig, runtime_config
 from stereo.data.images import check_same_size, read_rgb, split_frame
 from stereo.errors import ConfigError, DataError, StereoError
 from stereo.infer import CLOUD_SUFFIX, CONFIDENCE_SUFFIXES, DEPTH_SUFFIX, output_paths, write_outputs
-from stereo.rectify import check_message, measure_pair
+from stereo.matches import check_message, measure_pair
+from stereo.rectification import is_raw_calibration, rectify
 
 log = logging.getLogger("stereo.app")
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -111,7 +112,11 @@ class DepthService:
 
     def _answer(self, r: Request) -> Answer:
         limg, rimg, name = self._images(r)
-        calib = calibration_from(r.calib, r.focal_px, r.baseline, None, None, None)
+        if r.calib and is_raw_calibration(r.calib):  # raw cameras: the views are rectified first, as stereo-infer does
+            limg, rimg, rect = rectify(limg, rimg, r.calib)
+            calib: Calibration | None = rect.calibration()
+        else:
+            calib = calibration_from(r.calib, r.focal_px, r.baseline, None, None, None)
         self.count += 1
         out = self.work_dir / f"{self.count:05d}"
         out.mkdir(parents=True)
@@ -245,7 +250,8 @@ def build_page(service: DepthService) -> Any:
             with gr.Row():
                 focal = gr.Number(label="focal length, px", value=None, elem_id="focal_px")
                 baseline = gr.Number(label="baseline (its unit is the depth's)", value=None, elem_id="baseline")
-                calib = gr.File(label="or a calibration file (Middlebury/ETH3D calib.txt, KITTI)", type="filepath")
+                what = "Middlebury/ETH3D calib.txt, KITTI, or raw cameras (OpenCV YAML/XML/JSON, Kalibr): rectified"
+                calib = gr.File(label=f"or a calibration file: {what}", type="filepath")
         run = gr.Button("Estimate depth", variant="primary", elem_id="run")
         status = gr.Markdown(elem_id="status")
         with gr.Row():

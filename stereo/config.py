@@ -123,6 +123,13 @@ class Layout(Choice):
     tb = "tb"
 
 
+class RectifyMode(Choice):
+    auto = "auto"
+    calib = "calib"
+    matches = "matches"
+    off = "off"
+
+
 class Check(Choice):
     warn = "warn"
     error = "error"
@@ -579,7 +586,7 @@ class InferAppConfig(RuntimeConfig):
         le=1,
         word="auto",
         help="(0, 1]: downsample, predict, upsample (for disparities beyond the model's range) | auto: per pair, the "
-        "largest that fits its largest matched disparity in the range (stereo/rectify.py)",
+        "largest that fits its largest matched disparity in the range (stereo/matches.py)",
     )
     disparity_offset: int | str = rng(
         0,
@@ -602,8 +609,17 @@ class InferAppConfig(RuntimeConfig):
     )
     baseline: float | None = rng(None, gt=0, help="in the unit you want depth in (e.g. metres); both must be > 0")
     calib: str | None = rng(
-        None, help="a calibration file: Middlebury/ETH3D calib.txt, KITTI calib (P2/P3); explicit keys win"
+        None,
+        help="a calibration: rectified cameras (Middlebury/ETH3D calib.txt, KITTI P2/P3; explicit keys win) or raw "
+        "ones (OpenCV YAML/XML/JSON with K1 D1 K2 D2 R T, Kalibr camchain.yaml, or two ROS camera_info files: "
+        "calib=\"'left.yaml,right.yaml'\" in a shell), which rectify=calib undistorts and rectifies",
     )
+    rectify: RectifyMode = rng(
+        RectifyMode.auto,
+        help="auto: calib for a raw calibration, else off | calib: undistort and rectify with calib= (OpenCV) | "
+        "matches: rectify each pair from its feature matches (no calibration; depth has no metric scale) | off",
+    )
+    save_rectified: bool = rng(False, help="also write <name>_left_rect.png and <name>_right_rect.png")
     cx: float | None = rng(
         None, help="principal point in pixels (point clouds); null = from calib, else the image centre"
     )
@@ -791,6 +807,11 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
 
 def _infer_errors(cfg: Any) -> list[str]:
     errors = []
+    if str(cfg.rectify) == "calib" and not cfg.calib:
+        errors.append("rectify=calib needs calib=<a raw calibration: OpenCV YAML/XML/JSON, Kalibr, ROS left,right>")
+    if str(cfg.rectify) == "matches" and (cfg.calib or cfg.focal_px or cfg.baseline):
+        errors.append("rectify=matches rectifies without a calibration (depth has no metric scale): drop calib, "
+                      "focal_px and baseline, or use rectify=calib with a raw calibration")  # fmt: skip
     if str(cfg.layout) == "pair" and not cfg.right:
         errors.append("right is required (add right=...), or give frames holding both views with layout=sbs|tb")
     if str(cfg.layout) != "pair" and cfg.right:

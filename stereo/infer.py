@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,16 @@ from stereo.data.pfm import write_pfm
 from stereo.device import resolve_device
 from stereo.errors import ConfigError, OutputError
 from stereo.io import LOCK_NAME, atomic_paths, encode_image, output_lock, remove_stale_temps_of, write_json
+from stereo.matches import MatchReport, measure_pair, offset_for, run_check, scale_for, shift_right_view
 from stereo.methods import build_method
-from stereo.rectify import MatchReport, measure_pair, offset_for, run_check, scale_for, shift_right_view
+from stereo.rectification import (
+    RawCalibration,
+    Rectification,
+    is_raw_calibration,
+    read_raw_calibration,
+    rectification,
+    rectify_from_matches,
+)
 from stereo.visualize import colorize_disparity, colour_legend
 
 log = logging.getLogger(__name__)
@@ -37,24 +47,33 @@ OUTPUT_SUFFIXES = (".pfm", ".png", "_color.png", "_legend.png")
 DEPTH_SUFFIX = "_depth.pfm"
 CLOUD_SUFFIX = ".ply"
 CONFIDENCE_SUFFIXES = ("_confidence.pfm", "_confidence.png")
+RECTIFIED_SUFFIXES = ("_left_rect.png", "_right_rect.png")
 
 
-def output_paths(out_dir: Path, name: str, depth: bool, cloud: bool = False, confidence: bool = False) -> list[Path]:
+def output_paths(
+    out_dir: Path, name: str, depth: bool, cloud: bool = False, confidence: bool = False, rectified: bool = False
+) -> list[Path]:
     """The files one pair's outputs go to, in the order :func:`write_outputs` writes them."""
     suffixes = OUTPUT_SUFFIXES + ((DEPTH_SUFFIX,) if depth else ()) + ((CLOUD_SUFFIX,) if cloud else ())
     suffixes += CONFIDENCE_SUFFIXES if confidence else ()
+    suffixes += RECTIFIED_SUFFIXES if rectified else ()
     return [out_dir / f"{name}{s}" for s in suffixes]
 
 
 def plan_outputs(
-    pairs: list[Pair], out_dir: Path, depth: bool, cloud: bool = False, confidence: bool = False
+    pairs: list[Pair],
+    out_dir: Path,
+    depth: bool,
+    cloud: bool = False,
+    confidence: bool = False,
+    rectified: bool = False,
 ) -> dict[str, list[Path]]:
     """Every output path of every pair, checked before any model runs: the output folder must be a
     writable folder, every output must resolve to a path inside it (no ``..``, no symbolic link out of
     it), no output may be an input image, and no two outputs may share a path."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output_dir={out_dir} exists and is not a folder")
-    plan = {p.name: output_paths(out_dir, p.name, depth, cloud, confidence) for p in pairs}
+    plan = {p.name: output_paths(out_dir, p.name, depth, cloud, confidence, rectified) for p in pairs}
     root = out_dir.resolve()
     for name, outs in plan.items():
         parts = Path(name).parts
@@ -94,6 +113,7 @@ def write_outputs(
     confidence: np.ndarray | None = None,
     min_confidence: float = 0.0,
     png16: bool = True,
+    right_rgb: np.ndarray | None = None,
 ) -> None:
     """Write one pair's outputs all or nothing: ``<name>.pfm`` (float32 pixels), ``<name>.png`` (uint16 =
     disparity x 256), ``<name>_color.png`` with its scale in ``<name>_legend.png`` and, with a
@@ -122,6 +142,10 @@ def write_outputs(
             elif p.name.endswith(CONFIDENCE_SUFFIXES[0]):
                 assert confidence is not None, "a confidence file is planned only with a confidence"
                 write_pfm(t, confidence.astype(np.float32))
+            elif p.name.endswith(RECTIFIED_SUFFIXES):  # the views the network saw
+                view = rgb if p.name.endswith(RECTIFIED_SUFFIXES[0]) else right_rgb
+                assert view is not None, "rectified views are written only with both views"
+                encode_image(t, cv2.cvtColor((np.clip(view, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR), p)
             elif p.name.endswith(CONFIDENCE_SUFFIXES[1]):
                 assert confidence is not None
                 encode_image(t, np.round(np.clip(confidence, 0, 1) * 255).astype(np.uint8), p)
@@ -158,6 +182,7 @@ class PairResult:
     scale: float = 1.0  # the scale it ran at (scale=auto: chosen for this pair)
     disparity_offset: int = 0  # pixels the right view moved (disparity_offset=auto: chosen for this pair)
     matches: MatchReport | None = None  # what the pair's feature matches measured, when they were measured
+    rectified: dict[str, Any] | None = None  # how the views were rectified (rectify=calib|matches)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,8 +198,8 @@ def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None
     Nothing is written over an input; a failure part-way leaves only complete pairs.
     """
     cfg = typed(cfg, InferAppConfig)
-    calib = calibration_from(cfg.calib, cfg.focal_px, cfg.baseline, cfg.cx, cfg.cy, cfg.doffs)
-    if cfg.point_cloud and calib is None:
+    reader = PairReader.from_config(cfg)
+    if cfg.point_cloud and not reader.calibrated:
         raise ConfigError("point_cloud=true needs a calibration: calib=<calib file> or focal_px and baseline")
     out_dir = Path(output_dir if output_dir is not None else cfg.output_dir or ".")
     pairs = find_pairs(str(cfg.left), str(cfg.right)) if cfg.layout == "pair" else find_frames(str(cfg.left))
@@ -185,40 +210,105 @@ def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None
         log.warning("min_confidence=%g has no effect without point_cloud=true (it drops points of the cloud)",
                     cfg.min_confidence)  # fmt: skip
     if cfg.backend == "onnxruntime":
-        if not cfg.onnx:
-            raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
-        # The .onnx file is the network as exported: a setting it cannot honour is refused, never ignored.
-        given, defaults = {k: v for k, v in vars(cfg).items() if k in RUNTIME_KEYS}, vars(RuntimeConfig())
-        ignored = [f"checkpoint={cfg.checkpoint}"] if cfg.checkpoint is not None else []
-        ignored += [f"{k}={_shown(v)}" for k, v in given.items() if k != "device" and v != defaults[k]]
-        ignored += ["confidence=true" if cfg.confidence else "min_confidence"] if want_conf else []
-        ignored += ["adapt=true"] if cfg.adapt else []
-        if ignored:
-            raise ConfigError(f"{', '.join(ignored)}: not available with backend=onnxruntime (the .onnx file holds "
-                              "the network as exported, in fp32, with every head, its regression and refinement, "
-                              "returning the disparity only); drop it or use backend=torch")  # fmt: skip
+        _refuse_for_onnx(cfg, want_conf)
     network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
     model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
     model.adaptation_steps(bool(cfg.adapt), int(cfg.adapt_steps))  # refused before any output is written
     if cfg.scale != "auto":
         _check_scaled_sizes(pairs, float(cfg.scale), str(cfg.layout))
     # Every input and the model are known to be usable before the output folder is touched.
-    plan = plan_outputs(pairs, out_dir, depth=calib is not None, cloud=bool(cfg.point_cloud), confidence=cfg.confidence)
+    plan = plan_outputs(pairs, out_dir, depth=reader.calibrated, cloud=bool(cfg.point_cloud),
+                        confidence=cfg.confidence, rectified=cfg.save_rectified)  # fmt: skip
     if cfg.skip_existing:
         pairs = _not_done(pairs, plan)
-    if shard is None:  # one writer per folder; its stale temporary files go
-        lock = output_lock(out_dir, "stereo-infer")
-    else:  # the shards of one job share the folder: each locks its own part and cleans up only after itself
-        i, n = shard
-        lock = output_lock(out_dir, f"stereo-infer shard {i}/{n}", name=f"{LOCK_NAME}.shard-{i}-of-{n}", clean=False)
-    with lock:
-        if shard is not None:
-            for p in remove_stale_temps_of([q for pair in pairs for q in plan[pair.name]]):
-                log.info("removed %s, left by an interrupted run", p)
-        results = [_infer_pair(pair, plan[pair.name], model, cfg, calib, want_conf) for pair in pairs]
-        record = out_dir / ("pairs.json" if shard is None else f"pairs.shard-{shard[0]}-of-{shard[1]}.json")
-        write_json(record, {"pairs": [r.to_json() for r in results]})
+    with _lock(out_dir, shard, [q for pair in pairs for q in plan[pair.name]]):
+        results = [_infer_pair(pair, plan[pair.name], model, cfg, reader, want_conf) for pair in pairs]
+        part = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
+        write_json(out_dir / f"pairs{part}.json", {"pairs": [r.to_json() for r in results]})
+        if reader.rectifications:  # the rectified cameras the outputs are in (P1, P2, Q), one per image size
+            write_json(
+                out_dir / "rectification.json",
+                {"rectifications": [r.to_json() for r in reader.rectifications.values()]},
+            )
         return results
+
+
+def _refuse_for_onnx(cfg: InferAppConfig, want_conf: bool) -> None:
+    """backend=onnxruntime: the .onnx file is the network as exported; a setting it cannot honour is refused."""
+    if not cfg.onnx:
+        raise ConfigError("backend=onnxruntime needs onnx=<file.onnx> (made by stereo-export)")
+    given, defaults = {k: v for k, v in vars(cfg).items() if k in RUNTIME_KEYS}, vars(RuntimeConfig())
+    ignored = [f"checkpoint={cfg.checkpoint}"] if cfg.checkpoint is not None else []
+    ignored += [f"{k}={_shown(v)}" for k, v in given.items() if k != "device" and v != defaults[k]]
+    ignored += ["confidence=true" if cfg.confidence else "min_confidence"] if want_conf else []
+    ignored += ["adapt=true"] if cfg.adapt else []
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)}: not available with backend=onnxruntime (the .onnx file holds "
+                          "the network as exported, in fp32, with every head, its regression and refinement, "
+                          "returning the disparity only); drop it or use backend=torch")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _lock(out_dir: Path, shard: tuple[int, int] | None, outputs: list[Path]) -> Iterator[None]:
+    """The output folder's lock: one writer per folder (its stale temporary files go), or for the shards of
+    one job that share the folder, a lock of each shard's own, which cleans up only after itself."""
+    if shard is None:
+        with output_lock(out_dir, "stereo-infer"):
+            yield
+        return
+    i, n = shard
+    with output_lock(out_dir, f"stereo-infer shard {i}/{n}", name=f"{LOCK_NAME}.shard-{i}-of-{n}", clean=False):
+        for p in remove_stale_temps_of(outputs):
+            log.info("removed %s, left by an interrupted run", p)
+        yield
+
+
+@dataclass
+class PairReader:
+    """How a pair's files become the views the network sees: split a frame (``layout``), undistort and
+    rectify with a raw calibration (``rectify=calib``) or from the pair's matches (``rectify=matches``);
+    and the calibration of those views (for depth), when there is one."""
+
+    layout: str
+    mode: str  # calib | matches | off
+    raw: RawCalibration | None = None
+    calib: Calibration | None = None  # of rectified cameras (calib.txt, KITTI, focal_px/baseline)
+    rectifications: dict[tuple[int, int], Rectification] = field(default_factory=dict)  # by image size
+
+    @classmethod
+    def from_config(cls, cfg: InferAppConfig) -> PairReader:
+        raw = read_raw_calibration(cfg.calib) if cfg.calib and is_raw_calibration(cfg.calib) else None
+        mode = str(cfg.rectify) if cfg.rectify != "auto" else ("calib" if raw is not None else "off")
+        if mode == "calib" and raw is None:
+            raise ConfigError(f"rectify=calib: calib={cfg.calib} describes rectified cameras (nothing to undistort); "
+                              "use rectify=off, or a raw calibration (OpenCV, Kalibr, ROS)")  # fmt: skip
+        if raw is not None and mode != "calib":
+            raise ConfigError(f"calib={cfg.calib} describes raw cameras: its depth holds only in the frame "
+                              f"rectify=calib makes (not rectify={mode})")  # fmt: skip
+        calib = None if raw else calibration_from(cfg.calib, cfg.focal_px, cfg.baseline, cfg.cx, cfg.cy, cfg.doffs)
+        return cls(str(cfg.layout), mode, raw, calib)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calib is not None or self.raw is not None
+
+    def read(self, pair: Pair) -> tuple[np.ndarray, np.ndarray, Calibration | None, dict[str, Any] | None]:
+        """The views (H, W, 3) float RGB, their calibration and what rectified them (for pairs.json)."""
+        if self.layout == "pair":
+            left, right = read_rgb(pair.left), read_rgb(pair.right)
+            check_same_size(left, right, pair.left, pair.right)
+        else:
+            left, right = split_frame(read_rgb(pair.left), self.layout, pair.left)
+        if self.mode == "matches":
+            left, right, info = rectify_from_matches(left, right, pair.name)
+            return left, right, None, {"rectify": "matches", **info}
+        if self.raw is None:
+            return left, right, self.calib, None
+        size = (left.shape[1], left.shape[0])
+        if size not in self.rectifications:
+            self.rectifications[size] = rectification(self.raw, size)
+        rect = self.rectifications[size]
+        return (*rect.apply(left, right), rect.calibration(), {"rectify": "calib", "source": rect.source})
 
 
 def select_shard(pairs: list[Pair], shard: str | None) -> tuple[list[Pair], tuple[int, int] | None]:
@@ -304,18 +394,14 @@ def _check_scaled_sizes(pairs: list[Pair], scale: float, layout: str = "pair") -
         size = image_size(pair.left)
         if size is not None:
             w, h = size[0] // (2 if layout == "sbs" else 1), size[1] // (2 if layout == "tb" else 1)
-            scaled_size(h, w, scale, f"{pair.left} ({w}x{h} per view)")
+            scaled_size(h, w, scale, f"{pair.left} ({w}x{h}{' per view' if layout != 'pair' else ''})")
 
 
 def _infer_pair(
-    pair: Pair, paths: list[Path], model: StereoModel, cfg: InferAppConfig, calib: Calibration | None, want_conf: bool
+    pair: Pair, paths: list[Path], model: StereoModel, cfg: InferAppConfig, reader: PairReader, want_conf: bool
 ) -> PairResult:
     """Predict one pair through the Python API, write its outputs all or nothing, print one line."""
-    if cfg.layout == "pair":
-        limg, rimg = read_rgb(pair.left), read_rgb(pair.right)
-        check_same_size(limg, rimg, pair.left, pair.right)
-    else:
-        limg, rimg = split_frame(read_rgb(pair.left), str(cfg.layout), pair.left)
+    limg, rimg, calib, rectified = reader.read(pair)
     h, w = limg.shape[:2]
     matches, offset, scale = _pair_range(limg, rimg, pair, cfg, model.max_disp)
     t0 = time.perf_counter()
@@ -326,7 +412,7 @@ def _infer_pair(
     seconds = time.perf_counter() - t0
     cmax = (cfg.color_max or float(model.max_disp)) if cfg.color_range == "fixed" else None
     png16 = offset == 0 or float(disp.min()) >= 0
-    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, confidence, float(cfg.min_confidence), png16)
+    write_outputs(paths, disp, cmax, calib, limg, cfg.max_depth, confidence, float(cfg.min_confidence), png16, rimg)
     saturated = float(disp.max()) + offset >= SATURATION * model.max_disp * (1 / scale)
     s = PairResult(
         name=pair.name,
@@ -344,6 +430,7 @@ def _infer_pair(
         scale=scale,
         disparity_offset=offset,
         matches=matches,
+        rectified=rectified,
     )
     msg = f"{pair.name}: {w}x{h}, {seconds:.2f} s, disparity {s.disparity_min:.1f}..{s.disparity_max:.1f} px"
     if cfg.early_exit != "off" and cfg.backend == "torch":

@@ -117,6 +117,8 @@ COMPOSE_ONLY = {
     "make_generated_benchmark.py": "builds all 440 pairs of a benchmark (tests/test_benchmark_set.py rebuilds slices)",
     "stereo-app": "a server that runs until stopped (tests/test_app_browser.py starts it and drives the page)",
     "app.py": "a server that runs until stopped (tests/test_app_browser.py starts it and drives the page)",
+    "left=raw/": "a raw camera pair and its calibration (tests/test_rectification.py simulates a rig and runs it)",
+    "layout=sbs": "frames holding both views (tests/test_infer_collections.py runs them)",
     "attention_study.py": "collects the study's runs into docs/attention_study.md (it would rewrite the docs)",
 }
 

@@ -15,7 +15,7 @@ from stereo.data.images import read_rgb
 from stereo.data.pfm import read_pfm
 from stereo.errors import DataError
 from stereo.infer import infer
-from stereo.rectify import (
+from stereo.matches import (
     MAX_OFFSET_PX,
     SCALE_MARGIN,
     check_message,
