@@ -234,7 +234,10 @@ def infer_main(cfg: DictConfig) -> None:
     results = run(lambda: infer(cfg, out_dir))
     if cfg.output_dir:
         _discard_empty_run_dir()  # Hydra's runs/infer/<time>: nothing went there
-    print(f"{len(results)} pair(s) written to {out_dir}")
+    if isinstance(results, list):
+        print(f"{len(results)} pair(s) written to {out_dir}")
+    else:
+        print(f"{results.frames} frame(s) of {results.name} written to {out_dir}")
 
 
 @_preflight("app")

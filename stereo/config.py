@@ -558,8 +558,8 @@ class InferAppConfig(RuntimeConfig):
     checkpoint: str | None = rng(
         None, help="a training checkpoint; null or shipped = the weights shipped with the package (if any)"
     )
-    left: str = rng(
-        MISSING, help="an image, a folder (recursive) or a glob ('data/*/left/*.png'); layout=sbs|tb: the frames"
+    left: str | None = rng(
+        None, help="an image, a folder (recursive) or a glob ('data/*/left/*.png'); layout=sbs|tb: the frames"
     )
     right: str | None = rng(
         None, help="the same kind; matched by the path below a folder or what the wildcards matched (layout=pair)"
@@ -569,6 +569,13 @@ class InferAppConfig(RuntimeConfig):
         help="pair: left= and right= images | sbs: each image of left= holds both views side by side (left | right) "
         "| tb: top (left view) and bottom (right view); right= is not given then",
     )
+    video: str | None = rng(
+        None,
+        help="a stereo video (layout=sbs|tb): per-frame PFMs (a rerun resumes), then colour, disparity and "
+        "confidence videos (stereo/video.py)",
+    )
+    left_video: str | None = rng(None, help="with right_video: the two cameras' videos, read frame by frame in step")
+    right_video: str | None = rng(None, help="with left_video")
     shard: str | None = rng(
         None,
         pattern=r"\d+/\d+|auto",
@@ -812,7 +819,12 @@ def _infer_errors(cfg: Any) -> list[str]:
     if str(cfg.rectify) == "matches" and (cfg.calib or cfg.focal_px or cfg.baseline):
         errors.append("rectify=matches rectifies without a calibration (depth has no metric scale): drop calib, "
                       "focal_px and baseline, or use rectify=calib with a raw calibration")  # fmt: skip
-    if str(cfg.layout) == "pair" and not cfg.right:
+    videos = bool(cfg.video or cfg.left_video or cfg.right_video)
+    if videos:
+        return _video_errors(cfg)
+    if not cfg.left:
+        errors.append("left is required (add left=...), or video=... / left_video=... right_video=...")
+    elif str(cfg.layout) == "pair" and not cfg.right:
         errors.append("right is required (add right=...), or give frames holding both views with layout=sbs|tb")
     if str(cfg.layout) != "pair" and cfg.right:
         errors.append(f"right={cfg.right} with layout={cfg.layout}: each frame of left= holds both views; drop right=")
@@ -820,6 +832,25 @@ def _infer_errors(cfg: Any) -> list[str]:
         i, n = (int(v) for v in str(cfg.shard).split("/"))
         if not 0 <= i < n:
             errors.append(f"shard={cfg.shard}: expected i/n with 0 <= i < n")
+    return errors
+
+
+def _video_errors(cfg: Any) -> list[str]:
+    errors = []
+    if cfg.video and (cfg.left_video or cfg.right_video):
+        errors.append("video= holds both views: drop left_video/right_video (or give those two without video=)")
+    if cfg.video and str(cfg.layout) == "pair":
+        errors.append(f"video={cfg.video} needs layout=sbs (side by side) or layout=tb (top-bottom)")
+    if not cfg.video and not (cfg.left_video and cfg.right_video):
+        errors.append("left_video= and right_video= go together")
+    if cfg.left or cfg.right:
+        errors.append("left=/right= are images; with a video, drop them")
+    given = {"point_cloud": cfg.point_cloud, "shard": cfg.shard, "adapt": cfg.adapt, "skip_existing": cfg.skip_existing,
+             "calib": cfg.calib, "scale": cfg.scale if cfg.scale == "auto" else None,
+             "disparity_offset": cfg.disparity_offset or None}  # fmt: skip
+    refused = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in given.items() if v]
+    if refused:
+        errors.append(f"{', '.join(refused)}: not available for video (a video resumes by itself from its frame PFMs)")
     return errors
 
 

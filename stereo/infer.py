@@ -37,6 +37,7 @@ from stereo.rectification import (
     rectification,
     rectify_from_matches,
 )
+from stereo.video import VideoResult, infer_video
 from stereo.visualize import colorize_disparity, colour_legend
 
 log = logging.getLogger(__name__)
@@ -188,16 +189,21 @@ class PairResult:
         return asdict(self)
 
 
-def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None = None) -> list[PairResult]:
+def infer(
+    cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None = None
+) -> list[PairResult] | VideoResult:
     """Predict disparity for every pair of ``cfg.left``/``cfg.right`` (``conf/infer.yaml``) and write the
     outputs to ``output_dir`` (default ``cfg.output_dir``); returns a :class:`PairResult` per pair.
 
     ``scale`` < 1 downsamples the images, predicts, and upsamples the disparity (multiplied by
     1/scale): use it when disparities exceed the model's range. ``color_range``: ``image`` (each
     colour PNG spans its own 0..max) or ``fixed`` (0..``color_max``, default the model's max_disp).
-    Nothing is written over an input; a failure part-way leaves only complete pairs.
+    Nothing is written over an input; a failure part-way leaves only complete pairs. With ``video=`` (or
+    ``left_video=``/``right_video=``), the frames of a video instead (:mod:`stereo.video`).
     """
     cfg = typed(cfg, InferAppConfig)
+    if cfg.video or cfg.left_video:
+        return _infer_video(cfg, Path(output_dir if output_dir is not None else cfg.output_dir or "."))
     reader = PairReader.from_config(cfg)
     if cfg.point_cloud and not reader.calibrated:
         raise ConfigError("point_cloud=true needs a calibration: calib=<calib file> or focal_px and baseline")
@@ -231,6 +237,22 @@ def infer(cfg: InferAppConfig | DictConfig, output_dir: str | os.PathLike | None
                 {"rectifications": [r.to_json() for r in reader.rectifications.values()]},
             )
         return results
+
+
+def _infer_video(cfg: InferAppConfig, out_dir: Path) -> VideoResult:
+    """stereo-infer video=...: every frame, resumable, then the videos (:func:`stereo.video.infer_video`)."""
+    dev = resolve_device(cfg.device)
+    want_conf = bool(cfg.confidence)
+    if cfg.backend == "onnxruntime":
+        _refuse_for_onnx(cfg, want_conf)
+    network, origin = build_method("onnxruntime" if cfg.backend == "onnxruntime" else "checkpoint", cfg, dev)
+    model = StereoModel(network, dev, cfg.precision, origin["checkpoint"])
+    with output_lock(out_dir, "stereo-infer"):
+        r = infer_video(model, out_dir, cfg.video, str(cfg.layout), cfg.left_video, cfg.right_video, want_conf,
+                        float(cfg.scale))  # fmt: skip
+    print(f"{r.name}: {r.frames} frames ({r.predicted} predicted now), colour range 0..{r.color_range_px:.1f} px; "
+          f"{', '.join(r.outputs)}", flush=True)  # fmt: skip
+    return r
 
 
 def _refuse_for_onnx(cfg: InferAppConfig, want_conf: bool) -> None:

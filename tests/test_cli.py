@@ -86,6 +86,7 @@ def test_eval_and_infer_mistakes(checkpoint, sample_root, tmp_path):
         "0001.png",
         "0001_color.png",
         "0001_legend.png",
+        "pairs.json",  # each pair's scale, offset and what its matches measured
     ]
 
 
@@ -193,7 +194,8 @@ def test_no_run_folder_when_output_dir_is_given_or_the_run_fails(checkpoint, sam
     ok = _run([*base, f"output_dir={tmp_path / 'out'}"], cwd=work)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        f"{s.stem}{x}" for x in (".pfm", ".png", "_color.png", "_legend.png")
+        *(f"{s.stem}{x}" for x in (".pfm", ".png", "_color.png", "_legend.png")),
+        "pairs.json",
     ]
     # Missing required key (checkpoint= falls back to the shipped weights, so use right=); missing file.
     _one_line_error(_run([sys.executable, str(REPO / "scripts/infer.py"), f"left={s}"], cwd=work), "right is required")

@@ -118,7 +118,7 @@ COMPOSE_ONLY = {
     "stereo-app": "a server that runs until stopped (tests/test_app_browser.py starts it and drives the page)",
     "app.py": "a server that runs until stopped (tests/test_app_browser.py starts it and drives the page)",
     "left=raw/": "a raw camera pair and its calibration (tests/test_rectification.py simulates a rig and runs it)",
-    "layout=sbs": "frames holding both views (tests/test_infer_collections.py runs them)",
+    "layout=sbs": "frames or a video holding both views (tests/test_infer_collections.py, tests/test_video.py)",
     "attention_study.py": "collects the study's runs into docs/attention_study.md (it would rewrite the docs)",
 }
 
