@@ -44,6 +44,8 @@ class Prediction:
     ``image``: the left image as float RGB (H, W, 3) in [0, 1] (non-tensor input), for colouring points.
     ``heads``: per image, the hourglass head that answered (networks with heads; see ``early_exit``).
     ``adaptation``: with ``adapt=True``, what the adaptation did (:class:`~stereo.adapt.AdaptReport`).
+    ``rectification``: with ``calibration=``, the :class:`~stereo.rectification.Rectification` applied:
+    everything here is in its rectified left frame (``rectification.calibration()`` for depth).
     """
 
     disparity: np.ndarray | torch.Tensor
@@ -51,6 +53,7 @@ class Prediction:
     image: np.ndarray | None = None
     heads: list[int] | None = None
     adaptation: AdaptReport | None = None
+    rectification: Any = None  # with predict(calibration=...): the Rectification the views went through
 
     def depth(self, calibration: Calibration) -> np.ndarray:
         """Depth (H, W) in the calibration's baseline unit; inf where disparity + doffs <= 0."""
@@ -223,8 +226,9 @@ class StereoModel:
         confidence: bool = True,
         adapt: bool = False,
         adapt_steps: int = ADAPT_STEPS,
+        calibration: Any = None,
     ) -> Prediction:
-        """Disparity (and confidence) of a rectified pair.
+        """Disparity (and confidence) of a rectified pair, or of a raw one with its ``calibration``.
 
         Args:
             left, right: the left and right camera's images, same size: paths, numpy arrays, PIL images
@@ -235,6 +239,10 @@ class StereoModel:
             adapt: first adapt the network's refinement to this pair, without ground truth
                 (:mod:`stereo.adapt`: ``adapt_steps`` steps on a copy; the model itself stays unchanged,
                 and the unadapted answer stands when the photometric loss does not fall).
+            calibration: the raw cameras' calibration (a :class:`~stereo.rectification.RawCalibration`, or
+                a file as ``calib=`` takes: OpenCV YAML/XML/JSON, Kalibr, ``left.yaml,right.yaml`` ROS): the
+                views are undistorted and rectified first; the result is in the rectified left frame, and
+                ``Prediction.rectification`` says how (``.calibration()`` for depth). Not for tensors.
 
         Returns:
             :class:`Prediction`; numpy arrays for non-tensor input, tensors for tensor input.
@@ -246,6 +254,8 @@ class StereoModel:
         tensors = isinstance(left, torch.Tensor)
         if tensors != isinstance(right, torch.Tensor):
             raise DataError("left and right must both be tensors, or both images (paths, arrays, PIL)")
+        if tensors and calibration is not None:
+            raise ConfigError("calibration= rectifies images (paths, arrays, PIL), not tensors")
         if tensors:
             if left.shape == right.shape and left.dim() in (3, 4) and left.numel():  # before any float copy
                 self._check_size(1 if left.dim() == 3 else left.shape[0], *left.shape[-2:], scale)
@@ -256,6 +266,10 @@ class StereoModel:
             where = left.device
         else:
             limg, rimg = as_image(left, "left"), as_image(right, "right")
+            if calibration is not None:
+                from stereo.rectification import rectify
+
+                limg, rimg, rectification = rectify(limg, rimg, calibration)
             lt, rt = (torch.from_numpy(i.transpose(2, 0, 1).copy())[None] for i in (limg, rimg))
             single, image, where = True, limg, None
             _check_same_shape(lt.shape, rt.shape)
@@ -265,7 +279,8 @@ class StereoModel:
             disp, conf = disp[0], None if conf is None else conf[0]
         if tensors:
             return Prediction(disp.to(where), None if conf is None else conf.to(where), None, out.heads, out.adaptation)
-        return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image, out.heads, out.adaptation)
+        return Prediction(_numpy(disp), None if conf is None else _numpy(conf), image, out.heads, out.adaptation,
+                          rectification if calibration is not None else None)  # fmt: skip
 
     def adaptation_steps(self, adapt: Any, steps: Any) -> int:
         """The adaptation steps that ``predict(adapt=..., adapt_steps=...)`` runs (0 = none); a

@@ -54,7 +54,7 @@ def _raw_views():
         rx, ry = rect.reshape(H, W, 2).transpose(2, 0, 1)
         # the rectified left view shows the texture at x; the right one at x + d (x_right = x_left - d)
         mx, my = ((rx + shift) + W / 2).astype(np.float32), (ry + H / 2).astype(np.float32)
-        views.append(cv2.remap(big, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+        views.append(np.clip(cv2.remap(big, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT), 0, 1))
     return views[0], views[1], d
 
 
@@ -149,3 +149,14 @@ def test_rectify_from_matches_aligns_the_rows_of_an_uncalibrated_pair(tmp_path):
     pl, pr = match_points(read_rgb(tmp_path / "out" / "left_left_rect.png"),
                           read_rgb(tmp_path / "out" / "left_right_rect.png"))  # fmt: skip
     assert np.median(np.abs(pr[:, 1] - pl[:, 1])) < 0.5
+
+
+def test_the_api_rectifies_with_a_calibration_and_says_how(tmp_path):
+    from stereo.api import load_model
+
+    left, right, _ = _raw_views()
+    calib = _write_opencv(tmp_path / "stereo.yaml", K1=K1, D1=D1, K2=K2, D2=D2, R=R, T=T)
+    pred = load_model(device="cpu").predict(left, right, calibration=str(calib))
+    depth = pred.depth(pred.rectification.calibration())
+    assert abs(np.median(depth[40:-40, 60:-60]) / PLANE_Z - 1) < 0.01
+    assert pred.image.shape == left.shape and not np.array_equal(pred.image, left)  # the rectified left view
