@@ -22,17 +22,20 @@ from stereo.cli import parse_overrides
 from stereo.config import to_plain
 from stereo.io import write_json
 
+_CASE = AttentionCase("efficient", 1, 1)
+
 
 @dataclass
 class BenchAttentionConfig(MeasureConfig):
     # Feature-map sizes (H, W): Scene Flow 540x960 at 1/8, 1/4, 1/2 and full (padded to 544).
     sizes: list = field(default_factory=lambda: [[68, 120], [136, 240], [272, 480], [544, 960]])
-    channels: int = 128
-    key_channels: int = 64
-    value_channels: int = 128
-    heads: int = 1
-    normalization: str = "softmax"
-    batch: int = 1
+    # the module's shape: AttentionCase's defaults, one place for them
+    channels: int = _CASE.channels
+    key_channels: int = _CASE.key_channels
+    value_channels: int = _CASE.value_channels
+    heads: int = _CASE.heads
+    normalization: str = _CASE.normalization
+    batch: int = _CASE.batch
     device: str = "cpu"
     budget_gb: float = 12.0  # skip dot-product cases estimated to need more memory than this
     max_dot_tflop: float = 1.5  # ... or more floating-point work than this (per measured call)
