@@ -463,6 +463,10 @@ def _infer_pair(
         msg += f", scale {scale:g} (auto)"
     if cfg.disparity_offset == "auto" or offset:
         msg += f", right view shifted {offset} px" + (" (auto)" if cfg.disparity_offset == "auto" else "")
+    if rectified is not None:
+        how = "from its calibration" if rectified["rectify"] == "calib" else (
+            f"from {rectified['inliers']} feature matches (depth has no metric scale)")  # fmt: skip
+        msg += f", rectified {how}"
     if not png16:
         msg += f"; negative disparities: no 16-bit PNG, {paths[0].name} holds them"
     if saturated:

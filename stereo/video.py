@@ -85,6 +85,7 @@ def infer_video(model: StereoModel, out_dir: Path, video: str | None, layout: st
                 right: str | None, confidence: bool = False, scale: float = 1.0) -> VideoResult:  # fmt: skip
     """Predict every frame (resuming after the last frame whose PFM exists), then encode the videos."""
     name, fps, count, views = stereo_frames(video, layout, left, right)
+    name = name if name.strip(".") else "video"  # a file named "...mp4" must not lead out of out_dir
     frames_dir = out_dir / name / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     done = _complete_frames(frames_dir, confidence)
