@@ -17,6 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,13 +126,13 @@ class OnnxStereo:
     """ONNX Runtime inference with the interface infer uses: ``max_disp``, ``hourglasses`` and
     :meth:`predict` ((B, 3, H, W) tensors of any size -> (B, H, W) disparity)."""
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = 0, options: Any = None) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"ONNX model not found: {path}")
-        opts = ort.SessionOptions()
+        opts = options if options is not None else ort.SessionOptions()  # options: e.g. profiling (bench)
         if threads:
             opts.intra_op_num_threads = threads
         try:

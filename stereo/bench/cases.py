@@ -12,6 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -373,6 +374,40 @@ def profile_case(model: str, height: int, width: int, fold_bn: bool = False, thr
         run(net, left, right)
     ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda kv: -kv[1])
     return {"ops": ops, "total_s": sum(v for _, v in ops)}
+
+
+def backend_profile(model: str, height: int, width: int, onnx_path: str, how: dict[str, Any]) -> dict[str, Any]:
+    """Where one eval forward spends its time in each backend, seconds by operator, largest first: ONNX
+    Runtime's own profiler (the nodes of the last of two runs, by op type) and torch.profiler's self CPU
+    time (after a warm-up run)."""
+    import json
+
+    import onnxruntime as ort
+
+    from stereo.export import OnnxStereo
+
+    m = Measure(**how)
+    m.start()
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = OnnxStereo(onnx_path, options=opts)
+    left, right = _random_pair(1, height, width, torch.device("cpu"))
+    for _ in range(2):
+        session.infer(left, right)
+    events = json.loads(Path(session.session.end_profiling()).read_text())
+    last = [e for e in events if e.get("name") == "model_run"][-1]
+    ort_ops: dict[str, float] = {}
+    for e in events:
+        if (
+            e.get("cat") == "Node"
+            and last["ts"] <= e["ts"] <= last["ts"] + last["dur"]
+            and "op_name" in e.get("args", {})
+        ):
+            ort_ops[e["args"]["op_name"]] = ort_ops.get(e["args"]["op_name"], 0.0) + e["dur"] / 1e6
+    torch_ops = profile_case(model, height, width, fold_bn=True, threads=torch.get_num_threads())
+    return {"onnxruntime": {"ops": sorted(ort_ops.items(), key=lambda kv: -kv[1]), "total_s": last["dur"] / 1e6},
+            "torch": torch_ops}  # fmt: skip
 
 
 API_VARIANTS = ("network", "api", "api_confidence")

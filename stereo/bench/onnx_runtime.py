@@ -29,6 +29,7 @@ from stereo.models import build_model
 class BenchOnnxConfig(MeasureConfig):
     models: list = field(default_factory=lambda: ["ea_psmnet_light", "ea_psmnet"])
     sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
+    profile: bool = False  # also where each backend spends an eval forward, by operator, at the first size
     out: str = "bench_results/onnx.json"
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str]) -> dict:
     cfg = parse_overrides(BenchOnnxConfig, argv, doc=__doc__)
     how = {"threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs}
     results: list[dict] = []
-    rows = []
+    rows, profiles = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in cfg.models:
             torch.manual_seed(0)
@@ -47,6 +48,8 @@ def main(argv: list[str]) -> dict:
             export_onnx(ckpt, onnx_path)
             for h, w in cfg.sizes:
                 rows.append(_compare(name, h, w, str(onnx_path), how, results))
+            if cfg.profile:
+                profiles[name] = _profile(name, cfg.sizes[0], str(onnx_path), how)
     print()
     print(
         f"ONNX Runtime vs PyTorch eager, eval, {cfg.threads} threads, in turns: median of {cfg.runs} rounds after "
@@ -55,7 +58,7 @@ def main(argv: list[str]) -> dict:
     print(
         format_table(rows, ["model", "size", "torch s", "ORT s", "ORT/torch t", "torch GB", "ORT GB", "ORT/torch mem"])
     )
-    payload = {"config": to_plain(cfg), "environment": environment(), "results": results}
+    payload = {"config": to_plain(cfg), "environment": environment(), "results": results, "profiles": profiles}
     write_json(cfg.out, payload)
     print(f"\nwrote {cfg.out}")
     return payload
@@ -77,3 +80,15 @@ def _compare(name: str, h: int, w: int, onnx_path: str, how: dict, results: list
     return [name, f"{h}x{w}", f"{t.median_s:.2f}", f"{o.median_s:.2f}", f"{ratio(o, t):.2f}x",
             f"{peak['torch'] / GiB:.2f}", f"{peak['onnxruntime'] / GiB:.2f}",
             f"{peak['onnxruntime'] / peak['torch']:.2f}x"]  # fmt: skip
+
+
+def _profile(name: str, size: list, onnx_path: str, how: dict) -> dict:
+    """Both backends' time by operator for one eval forward, printed as two tables (top 10)."""
+    h, w = size
+    p = run_isolated("stereo.bench.cases:backend_profile",
+                     {"model": name, "height": h, "width": w, "onnx_path": onnx_path, "how": how})  # fmt: skip
+    for backend in ("onnxruntime", "torch"):
+        ops, total = p[backend]["ops"], p[backend]["total_s"]
+        print(f"\n{name} {h}x{w}, {backend}: {total:.2f} s, by operator (top 10)")
+        print(format_table([[k, f"{v:.3f}", f"{100 * v / total:.0f}%"] for k, v in ops[:10]], ["op", "s", "share"]))
+    return p
