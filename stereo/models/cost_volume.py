@@ -9,14 +9,28 @@ training step at 256x512 on CPU).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def _zeros(left: torch.Tensor, shape: tuple, memory_format: torch.memory_format) -> torch.Tensor:
     return torch.empty(shape, dtype=left.dtype, device=left.device, memory_format=memory_format).zero_()
 
 
+def _shifted(views: list[torch.Tensor], max_disp: int) -> torch.Tensor:
+    """ONNX export: the (B, C, H, W - d) slices of each disparity d, zero-padded on the left to W and stacked
+    along a new disparity axis -> (B, C, max_disp, H, W). Slice assignment into a zeroed volume, which eager
+    code uses, exports as ScatterND: a fifth of ONNX Runtime's time for the light network."""
+    w = views[0].shape[-1]
+    stack = torch.stack([F.pad(v, (w - v.shape[-1], 0)) for v in views], 2)
+    return F.pad(stack, (0, 0, 0, 0, 0, max_disp - len(views))) if len(views) < max_disp else stack
+
+
 def _concat(left: torch.Tensor, right: torch.Tensor, max_disp: int, memory_format) -> torch.Tensor:
     b, c, h, w = left.shape
+    if torch.jit.is_tracing():
+        shifts = range(min(max_disp, w))
+        return torch.cat([_shifted([left[:, :, :, d:] for d in shifts], max_disp),
+                          _shifted([right[:, :, :, : w - d] for d in shifts], max_disp)], 1)  # fmt: skip
     volume = _zeros(left, (b, 2 * c, max_disp, h, w), memory_format)
     for d in range(min(max_disp, w)):
         volume[:, :c, d, :, d:] = left[:, :, :, d:]
@@ -26,6 +40,10 @@ def _concat(left: torch.Tensor, right: torch.Tensor, max_disp: int, memory_forma
 
 def _gwc(left: torch.Tensor, right: torch.Tensor, max_disp: int, groups: int, memory_format) -> torch.Tensor:
     b, c, h, w = left.shape
+    if torch.jit.is_tracing():
+        per = [(left[:, :, :, d:] * right[:, :, :, : w - d]).reshape(b, groups, c // groups, h, w - d).mean(2)
+               for d in range(min(max_disp, w))]  # fmt: skip
+        return _shifted(per, max_disp)
     volume = _zeros(left, (b, groups, max_disp, h, w), memory_format)
     for d in range(min(max_disp, w)):
         prod = left[:, :, :, d:] * right[:, :, :, : w - d]

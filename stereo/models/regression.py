@@ -12,6 +12,16 @@ import torch.nn.functional as F
 CONFIDENCE_RADIUS = 1.5  # pixels: the confidence is the probability mass of the 3 disparities nearest the estimate
 
 
+def softmax_over_disparities(cost: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1 of a (B, D, H, W) cost. In an ONNX export it runs over the last axis between two
+    transposes (same numbers): ONNX Runtime's Softmax over an inner axis took a third of the light network's
+    time there (``bench_onnx.py profile=true``)."""
+    if torch.jit.is_tracing():
+        e = (cost - cost.amax(1, keepdim=True)).exp()
+        return e / e.sum(1, keepdim=True)
+    return F.softmax(cost, dim=1)
+
+
 def soft_argmin(
     cost: torch.Tensor, confidence: bool = False, radius: float | None = None
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -22,7 +32,7 @@ def soft_argmin(
     background) the estimate stays on the mode of the most likely disparity instead of landing between them.
     With ``confidence``, also (B, H, W) in [0, 1]: the probability mass within :data:`CONFIDENCE_RADIUS`
     pixels of the estimate (1 for a distribution concentrated there, low for a flat or split one)."""
-    prob = F.softmax(cost, dim=1)
+    prob = softmax_over_disparities(cost)
     values = torch.arange(cost.shape[1], device=cost.device, dtype=prob.dtype)
     disp = _expectation(prob, values, radius)
     return (disp, _confidence(prob, disp)) if confidence else disp
@@ -128,7 +138,7 @@ def upsample_regress_modes(
     :func:`soft_argmin`. The evidence of ``model.refine=modes``."""
 
     def maps_of(logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        prob = F.softmax(logits, dim=1)
+        prob = softmax_over_disparities(logits)
         maps = regress_modes(prob, radius)
         return (*maps, _confidence(prob, maps[0])) if confidence else maps
 
