@@ -24,13 +24,12 @@ import cv2
 import numpy as np
 
 from stereo.api import StereoModel, load_model
-from stereo.calib import Calibration, calibration_from, point_cloud, write_glb
+from stereo.calib import Calibration, point_cloud, write_glb
 from stereo.config import AppAppConfig, runtime_config
-from stereo.data.images import check_same_size, read_rgb, split_frame
+from stereo.data.pairs import Pair
 from stereo.errors import ConfigError, DataError, StereoError
-from stereo.infer import CLOUD_SUFFIX, CONFIDENCE_SUFFIXES, DEPTH_SUFFIX, output_paths, write_outputs
+from stereo.infer import CLOUD_SUFFIX, CONFIDENCE_SUFFIXES, DEPTH_SUFFIX, PairReader, output_paths, write_outputs
 from stereo.matches import check_message, measure_pair
-from stereo.rectification import is_raw_calibration, rectify
 
 log = logging.getLogger("stereo.app")
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -111,12 +110,10 @@ class DepthService:
             return Answer(status=f"error: {text}")
 
     def _answer(self, r: Request) -> Answer:
-        limg, rimg, name = self._images(r)
-        if r.calib and is_raw_calibration(r.calib):  # raw cameras: the views are rectified first, as stereo-infer does
-            limg, rimg, rect = rectify(limg, rimg, r.calib)
-            calib: Calibration | None = rect.calibration()
-        else:
-            calib = calibration_from(r.calib, r.focal_px, r.baseline, None, None, None)
+        pair, layout = self._pair(r)
+        # stereo-infer's reader: the same views (rectified first for raw cameras) and calibration
+        limg, rimg, calib, _ = PairReader.build(layout, r.calib, focal_px=r.focal_px, baseline=r.baseline).read(pair)
+        name = pair.name
         self.count += 1
         out = self.work_dir / f"{self.count:05d}"
         out.mkdir(parents=True)
@@ -130,8 +127,6 @@ class DepthService:
         disp, conf = np.asarray(pred.disparity), np.asarray(pred.confidence)
         cloud_calib = calib or Calibration(float(disp.shape[1]), None, None, 1.0)
         write_outputs(paths, disp, None, cloud_calib, limg, None, conf, 0.0)
-        if calib is None:  # write_outputs wrote the relative-scale depth: not a depth anyone asked for
-            paths = [p for p in paths if not p.name.endswith(DEPTH_SUFFIX)]
         by = {_suffix(p, name): p for p in paths}
         shaded = out / f"{name}_shaded.png"
         cv2.imwrite(str(shaded), cv2.cvtColor(_shade(limg, conf, r.min_confidence), cv2.COLOR_RGB2BGR))
@@ -153,19 +148,16 @@ class DepthService:
         return Answer(str(by["_color.png"]), str(by["_legend.png"]), str(by[CONFIDENCE_SUFFIXES[1]]), str(shaded),
                       str(glb), files, status)  # fmt: skip
 
-    def _images(self, r: Request) -> tuple[np.ndarray, np.ndarray, str]:
-        """The pair as float RGB in [0, 1] and a name for its files, from two uploads or one frame."""
+    def _pair(self, r: Request) -> tuple[Pair, str]:
+        """The uploads as a :class:`~stereo.data.pairs.Pair` with a name for its files, and its layout."""
         if r.side_by_side and not (r.left or r.right):
-            frame = read_rgb(r.side_by_side)
-            left, right = split_frame(frame, "sbs", Path(r.side_by_side).name)
-            return left, right, _stem(r.side_by_side)
+            frame = Path(r.side_by_side)
+            return Pair(frame, frame, _stem(r.side_by_side)), "sbs"
         if r.side_by_side:
             raise DataError("give a left and a right image, or one side-by-side frame, not both")
         if not (r.left and r.right):
             raise DataError("give a left and a right image (or one side-by-side frame)")
-        left, right = read_rgb(r.left), read_rgb(r.right)
-        check_same_size(left, right, Path(r.left), Path(r.right))
-        return left, right, _stem(r.left)
+        return Pair(Path(r.left), Path(r.right), _stem(r.left)), "pair"
 
 
 def _runtime_keys(cfg: AppAppConfig) -> dict[str, Any]:

@@ -148,8 +148,8 @@ def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any
         bad2=s.bad2,
         bad3=s.bad3,
         d1=s.d1,
-        pairs=r.summary.pairs,
-        pairs_with_valid_pixels=r.summary.images,
+        pairs=s.pairs,
+        pairs_with_valid_pixels=s.images,
         method=str(cfg.method),
         checkpoint=origin["checkpoint"],
         checkpoint_step=origin["step"],
@@ -162,11 +162,11 @@ def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any
         region=str(cfg.data.region),
         seconds=r.seconds,
         pairs_per_s=len(r.rows) / max(r.seconds, 1e-9),
-        seconds_per_pair=r.summary.seconds_per_pair,
+        seconds_per_pair=s.seconds_per_pair,
         early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
         regression=str(cfg.regression) if cfg.method == "checkpoint" else None,
         refinement=bool(cfg.refinement) if _refines(model) else None,
-        mean_head=r.summary.mean_head,
+        mean_head=s.mean_head,
     )
     if cfg.method == "sgbm":
         result.sgbm = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}

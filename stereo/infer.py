@@ -299,16 +299,24 @@ class PairReader:
 
     @classmethod
     def from_config(cls, cfg: InferAppConfig) -> PairReader:
-        raw = read_raw_calibration(cfg.calib) if cfg.calib and is_raw_calibration(cfg.calib) else None
-        mode = str(cfg.rectify) if cfg.rectify != "auto" else ("calib" if raw is not None else "off")
+        return cls.build(str(cfg.layout), cfg.calib, str(cfg.rectify), cfg.focal_px, cfg.baseline, cfg.cx, cfg.cy,
+                         cfg.doffs)  # fmt: skip
+
+    @classmethod
+    def build(cls, layout: str, calib: str | None, rectify: str = "auto", focal_px: float | None = None,
+              baseline: float | None = None, cx: float | None = None, cy: float | None = None,
+              doffs: float | None = None) -> PairReader:  # fmt: skip
+        """A reader for ``calib=`` (raw or rectified cameras) and ``rectify=`` as stereo-infer takes them."""
+        raw = read_raw_calibration(calib) if calib and is_raw_calibration(calib) else None
+        mode = rectify if rectify != "auto" else ("calib" if raw is not None else "off")
         if mode == "calib" and raw is None:
-            raise ConfigError(f"rectify=calib: calib={cfg.calib} describes rectified cameras (nothing to undistort); "
+            raise ConfigError(f"rectify=calib: calib={calib} describes rectified cameras (nothing to undistort); "
                               "use rectify=off, or a raw calibration (OpenCV, Kalibr, ROS)")  # fmt: skip
         if raw is not None and mode != "calib":
-            raise ConfigError(f"calib={cfg.calib} describes raw cameras: its depth holds only in the frame "
+            raise ConfigError(f"calib={calib} describes raw cameras: its depth holds only in the frame "
                               f"rectify=calib makes (not rectify={mode})")  # fmt: skip
-        calib = None if raw else calibration_from(cfg.calib, cfg.focal_px, cfg.baseline, cfg.cx, cfg.cy, cfg.doffs)
-        return cls(str(cfg.layout), mode, raw, calib)
+        rectified = None if raw else calibration_from(calib, focal_px, baseline, cx, cy, doffs)
+        return cls(layout, mode, raw, rectified)
 
     @property
     def calibrated(self) -> bool:

@@ -164,14 +164,20 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> li
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         if not recursive:
             dirnames.clear()
-        for name in filenames:
-            p = Path(dirpath) / name
-            m = _TEMP_NAME.match(name)
-            if m and not p.is_symlink() and not _alive(int(m.group(1))):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-                    removed.append(p)
+        removed += [p for p in (Path(dirpath) / name for name in filenames) if _remove_if_stale(p)]
     return removed
+
+
+def _remove_if_stale(p: Path) -> bool:
+    """Remove ``p`` when it is a temporary file (:func:`temp_path`'s name) whose writer no longer runs."""
+    m = _TEMP_NAME.match(p.name)
+    if not m or p.is_symlink() or _alive(int(m.group(1))):
+        return False
+    try:
+        p.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def remove_stale_temps_of(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -184,12 +190,7 @@ def remove_stale_temps_of(paths: Sequence[str | os.PathLike]) -> list[Path]:
     for folder, prefixes in by_folder.items():
         if not folder.is_dir():
             continue
-        for entry in folder.iterdir():
-            m = _TEMP_NAME.match(entry.name)
-            if m and entry.name.startswith(tuple(prefixes)) and not entry.is_symlink() and not _alive(int(m.group(1))):
-                with contextlib.suppress(OSError):
-                    entry.unlink()
-                    removed.append(entry)
+        removed += [e for e in folder.iterdir() if e.name.startswith(tuple(prefixes)) and _remove_if_stale(e)]
     return removed
 
 

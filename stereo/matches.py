@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -42,9 +41,6 @@ class MatchReport:
     disparity_low: float  # the 2nd percentile of the matched disparities
     disparity_high: float  # the 98th percentile
     negative_share: float  # the share of matches with a negative disparity
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
     @property
     def rectified(self) -> bool:
