@@ -155,6 +155,37 @@ def test_upsample_regress_modes_equals_both_regressions_chunked_or_not():
     assert half[0].dtype == torch.float32
 
 
+@pytest.mark.parametrize("rows", [None, 7])
+def test_inference_regression_equals_the_training_paths_in_float64(rows):
+    # Inference takes its own path (disparities last, gathered windows, one reused buffer); the training path,
+    # with gradients, is the definition it must equal.
+    torch.manual_seed(8)
+    cost = torch.randn(2, 1, 8, 5, 6, dtype=torch.float64) * 4
+    cost[0, 0, 6, 2, 3] += 30  # a sharp second mode
+    size = (32, 20, 24)
+    with torch.inference_mode():
+        fast = upsample_regress_modes(cost, size, MODES_RADIUS, rows, confidence=True)
+        plain = upsample_regress(cost, size, rows, confidence=True)
+        windowed = upsample_regress(cost, size, rows, confidence=True, radius=2.5)
+    ref = upsample_regress_modes(cost, size, MODES_RADIUS, rows, confidence=True)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    for a, b in zip(plain, upsample_regress(cost, size, rows, confidence=True), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    for a, b in zip(windowed, upsample_regress(cost, size, rows, confidence=True, radius=2.5), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    assert not torch.equal(fast[0], fast[1])  # the windowed estimate differs somewhere: the comparison can fail
+
+
+def test_inference_regression_takes_the_first_of_tied_modes():
+    cost = torch.zeros(1, 1, 4, 1, 1, dtype=torch.float64)
+    cost[0, 0, 0] = cost[0, 0, 3] = 50.0  # two equal, far apart peaks: the window sits on the first
+    with torch.inference_mode():
+        _, local, mass = upsample_regress_modes(cost, (16, 1, 1), 2.0)
+    _, ref_local, ref_mass = upsample_regress_modes(cost, (16, 1, 1), 2.0)
+    assert float(local) < 3 and torch.equal(local, ref_local) and torch.allclose(mass, ref_mass)
+
+
 def _infer(model, left, right):
     return model.infer(left, right).disparity
 
