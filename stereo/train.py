@@ -387,8 +387,6 @@ class Trainer:
         self.model = self.model.to(self.device)
         self.model.check_train_shape(t.micro_batch or t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
-        if cfg.channels_last:
-            self.model.feature_extraction.to(memory_format=torch.channels_last)
         self.net: Any = self._wrap_ddp()  # the model, or its DDP wrapper
 
     def _optimizer(self) -> None:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from stereo.config import load_config
-from stereo.models import build_model, count_parameters, run
+from stereo.models import build_model, configure_runtime, count_parameters, run
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.output import StereoOutput, TrainingOutput
 from stereo.models.regression import soft_argmin, upsample_regress
@@ -49,6 +49,29 @@ def test_output_shapes_in_both_modes():
     assert isinstance(result, StereoOutput) and result.confidence is None and result.heads == [2, 2]
     assert out.shape == (2, 64, 96)
     assert (out >= 0).all() and (out <= 31).all()  # soft-argmin stays within [0, D - 1]
+
+
+def test_channels_last_feature_extractor_gives_the_same_disparities_and_gradients():
+    # runtime channels_last (the default): weights and inputs of the 2-D part in NHWC, numbers unchanged.
+    torch.manual_seed(3)
+    model = build_model(tiny(), {"channels_last": False})
+    x, y = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    model.train()
+    ref_heads = model.forward_train(x, y).heads
+    ref_grad = torch.autograd.grad(ref_heads[-1].sum(), model.feature_extraction.firstconv[0][0].weight)[0]
+    model.eval()
+    with torch.no_grad():
+        ref = model.infer(x, y).disparity
+    configure_runtime(model, {"channels_last": True})
+    conv = model.feature_extraction.layer1[0].conv1[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(model.infer(x, y).disparity, ref, rtol=0, atol=1e-4)
+    model.train()
+    heads = model.forward_train(x, y).heads
+    grad = torch.autograd.grad(heads[-1].sum(), model.feature_extraction.firstconv[0][0].weight)[0]
+    torch.testing.assert_close(heads[-1], ref_heads[-1], rtol=0, atol=1e-4)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-3, atol=1e-3)
 
 
 def test_gradients_reach_every_parameter():
