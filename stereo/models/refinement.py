@@ -163,9 +163,11 @@ class ModesRefinement(Refinement):
         soft-argmin and the windowed estimate (B, H, W, pixels) -> the refined disparity."""
         with torch.autocast(x.device.type, enabled=False):
             # Channels-last: oneDNN prefers it for these full-resolution convolutions (docs/performance.md).
-            x = F.leaky_relu(self.stem(x.contiguous(memory_format=torch.channels_last)), 0.2)
+            inplace = not torch.is_grad_enabled()  # inference: no fresh full-resolution buffer per operation
+            x = F.leaky_relu(self.stem(x.contiguous(memory_format=torch.channels_last)), 0.2, inplace)
             for block in self.blocks:
-                x = x + F.leaky_relu(block(x), 0.2)
+                step = F.leaky_relu(block(x), 0.2, inplace)
+                x = x.add_(step) if inplace else x + step
             out = self.head(x)
             # A zero head (untrained) gives gate 0: the soft-argmin unchanged.
             disp = disp + out[:, 1].clamp(0, 1) * (local.to(disp.dtype) - disp)
