@@ -7,6 +7,7 @@ import functools
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -51,6 +52,23 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         raise ConfigError(f"precision=fp16 needs CUDA (this run is on {device.type}: use bf16 or fp32)")
     dtype = PRECISIONS[precision]
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+# Flags a benchmark records beside its CPU model: the vector and bf16 units its numbers depend on.
+BENCH_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve", "bf16")
+
+
+def cpu_facts(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
+    """The CPU's model name and which of :data:`BENCH_CPU_FLAGS` it has (Linux ``cpuinfo``; None where
+    that file cannot be read)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return {"cpu_model": None, "cpu_flags": None}
+    lines = text.splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = {f for line in lines if line.startswith(("flags", "Features")) for f in line.split()}
+    return {"cpu_model": model, "cpu_flags": [f for f in BENCH_CPU_FLAGS if f in flags]}
 
 
 @functools.cache

@@ -56,3 +56,29 @@ def test_bench_model_times_variants_in_turns_and_ratios_are_per_round(tmp_path):
     assert light["parameters"] < modes["parameters"] and light["alone"] is None
     per_round = statistics.median(m / x for m, x in zip(b["times_s"], a["times_s"], strict=True))
     assert result["ratios"]["ea_psmnet_light refine=modes/ea_psmnet_light time 64x128"] == pytest.approx(per_round)
+
+
+@pytest.mark.slow
+def test_the_speed_accuracy_chart_runs_on_a_generated_set_and_draws(sample_root, tmp_path):
+    out, png = tmp_path / "chart.json", tmp_path / "chart.png"
+    args = [f"root={sample_root.parent}", f"benchmarks=[{sample_root.name}]", "limit=1", "size=[64,256]", "runs=1",
+            "warmup=0", "precisions=[fp32]", f"out={out}", f"plot={png}"]  # fmt: skip
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_chart.py"), *args],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["timings"]) == {"SGBM (OpenCV) fp32", "shipped (ea_psmnet_light) fp32",
+                                      "ea_psmnet (random weights: time only) fp32"}  # fmt: skip
+    assert all(t["median_s"] > 0 for t in result["timings"].values())
+    assert {(r["method"], r["pairs"]) for r in result["accuracy"]} == {("SGBM (OpenCV)", 1),
+                                                                       ("shipped (ea_psmnet_light)", 1)}  # fmt: skip
+    assert result["environment"]["cpu_flags"] is not None and result["date"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in proc.stdout
+
+
+def test_the_chart_names_the_command_that_builds_a_missing_benchmark(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_chart.py"), f"root={tmp_path}",
+                           "benchmarks=[generated-v2/272x480]", f"out={tmp_path / 'c.json'}"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode != 0 and not (tmp_path / "c.json").exists()
+    assert "make_generated_benchmark.py name=generated-v2" in proc.stderr and "Traceback" not in proc.stderr

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from stereo.config import rng
+from stereo.device import cpu_facts
 
 MiB = 2**20
 GiB = 2**30
@@ -197,6 +198,7 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **cpu_facts(),
     }
 
 
