@@ -11,7 +11,8 @@ Appearance: procedural textures (clouds, wood/marble, bricks, spots, fine grain,
 text-like strokes, textureless and weakly textured surfaces), Lambert shading from one light with a
 mild Blinn-Phong highlight, and a global gain/gamma/colour change. The clean pass is that render; the
 final pass adds defocus, motion blur, per-view gain/gamma/colour differences and sensor noise, so clean
-and final differ as in Scene Flow.
+and final differ as in Scene Flow. Later versions change what a scene draws from (``_STYLES``: v3 and v4);
+v5 is another renderer, photographs warped by known disparity (:mod:`stereo.data.photowarp`).
 
 Written as layout (a) of :mod:`stereo.data.sceneflow` (one folder per subset)::
 
@@ -38,11 +39,12 @@ from PIL import Image
 from stereo.data import scene3d as s3
 from stereo.data.occlusion import nonoccluded
 from stereo.data.pfm import write_pfm
+from stereo.data.photowarp import fits
 from stereo.errors import ConfigError, MissingFileError
 from stereo.progress import progress as progress_bar
 
 GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
-GENERATOR_VERSIONS = (2, 3, 4)
+GENERATOR_VERSIONS = (2, 3, 4, 5)
 TEXTURE_KINDS = ("clouds", "wood", "bricks", "spots", "grain", "stripes", "grid", "text", "flat", "weak")
 _TEXTURE_WEIGHTS = np.array([12, 10, 9, 9, 10, 8, 7, 8, 6, 6], float)
 SHAPES = ("ellipsoid", "cylinder", "box", "patch", "heightfield", "rod", "fence")
@@ -102,6 +104,9 @@ _STYLES = {
         max_texels=768,
     ),
 }
+# v5 (a benchmark generator, :mod:`stereo.data.photowarp`): v4's photographs and camera, but the photograph is the
+# scene: its own regions are the layers, warped by known disparity (objects = layers in front).
+_STYLES[5] = _STYLES[4]
 
 
 # ---- textures ----------------------------------------------------------------------------------------
@@ -635,11 +640,17 @@ def render_pair(
     """One stereo pair: ``left``, ``right`` (clean, float RGB (H, W, 3) in [0, 1]), ``final_left``,
     ``final_right``, ``disp_left``, ``disp_right`` (float32 (H, W), pixels, positive) and
     ``textureless`` (bool (H, W), left view). ``shape`` forces every object to one of the version's
-    shapes; ``version`` is the generator version (2, 3 or 4, see the module docstring)."""
+    shapes; ``version`` is the generator version (2 to 5, see the module docstring)."""
     if version not in _STYLES:
         raise ValueError(f"generator version {version} does not exist; expected one of {GENERATOR_VERSIONS}")
     style = _STYLES[version]
     h, w = height, width
+    if version == 5:
+        from stereo.data.photowarp import render_photo_pair
+
+        pair = render_photo_pair(rng, photos(style.photo_set), h, w, max_disp, n_objects, style.supersample)
+        final = _rig(rng, *_camera_pair(rng, pair["left"], pair["right"]))
+        return {**pair, "final_left": final[0], "final_right": final[1]}
     cam = s3.Camera(f=1.1 * w, cx=(w - 1) / 2, cy=(h - 1) / 2)
     d_bg = float(rng.uniform(0.3, 0.12 * max_disp))  # far background near 0
     objects = [_background(rng, cam, h, w, d_bg, style)]
@@ -959,7 +970,11 @@ def _check_sample_arguments(
     if version not in GENERATOR_VERSIONS:
         raise ConfigError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
     if version >= 3:
-        photos(_STYLES[version].photo_set)  # a missing texture source stops here
+        pool = photos(_STYLES[version].photo_set)  # a missing texture source stops here
+        if version == 5 and not any(fits(p, height, width) for p in pool):
+            sizes = ", ".join(sorted({f"{max(p.shape[:2])}x{min(p.shape[:2])}" for p in pool}))
+            raise ConfigError(f"version=5 crops its photographs, never enlarging them: {height}x{width} fits none of "
+                              f"them (sizes {sizes}, any orientation); use e.g. height=272 width=480")  # fmt: skip
 
 
 def _existing_sample(out: Path, params: dict, replace: bool) -> dict | None:

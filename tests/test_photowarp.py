@@ -1,0 +1,65 @@
+"""Generator v5 (photographs warped by known disparity): its geometry is exact and its views agree with it."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("skimage")  # the segmentation of the photographs; the generate extra
+
+from stereo.data import photowarp as pw  # noqa: E402
+from stereo.data.occlusion import nonoccluded  # noqa: E402
+from stereo.data.synthetic import photos, render_pair  # noqa: E402
+
+
+def _photo(h=90, w=140, seed=0):
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    return np.clip(cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 1.5) * 1.8 - 0.4, 0, 1)
+
+
+def test_catmull_rom_reproduces_quadratics_and_the_samples():
+    yy, xx = np.mgrid[0:20, 0:30].astype(np.float64)
+    img = np.stack([0.3 * xx * xx - 2 * xx * yy + 5 * yy + 1, xx + 0.01 * yy * yy, np.ones_like(xx)], -1)
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(2, 26, 500), rng.uniform(2, 16, 500)
+    exact = np.stack([0.3 * x * x - 2 * x * y + 5 * y + 1, x + 0.01 * y * y, np.ones_like(x)], -1)
+    np.testing.assert_allclose(pw._bicubic(img, x, y), exact, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(pw._bicubic(img, xx, yy), img, rtol=0, atol=1e-12)  # at the pixel centres
+
+
+def test_a_layers_left_position_solves_the_warp_equation_with_its_relief():
+    rng = np.random.default_rng(2)
+    grey = _photo()[..., 0].astype(np.float64)
+    layer = pw._surface(rng, 90, 140, 20.0, None, pw._relief(rng, grey))
+    assert np.abs(np.diff(layer.relief, axis=1)).max() <= 0.6 + 1e-9 and layer.relief.std() > 0.05
+    xr, y = rng.uniform(0, 110, 2000), rng.uniform(0, 89, 2000)
+    xl = layer.left_x(xr, y)
+    np.testing.assert_allclose(xl - layer.disparity(xl, y), xr, rtol=0, atol=1e-8)
+
+
+def test_the_views_agree_with_the_ground_truth_where_both_see_the_surface():
+    rng = np.random.default_rng(3)
+    pair = pw.render_photo_pair(rng, [_photo(120, 200)], 96, 160, 24, 4, samples=3)
+    d, left, right = pair["disp_left"], pair["left"], pair["right"]
+    assert d.shape == (96, 160) and d.min() > 0 and d.max() < 24
+    visible = nonoccluded(d, pair["disp_right"])
+    yy, xx = np.mgrid[0:96, 0:160].astype(np.float64)
+    keep = visible & (xx - d > 3)
+    keep[:3], keep[-3:] = False, False
+    warped = pw._bicubic(right.astype(np.float64), xx - d, yy)
+    err = np.abs(warped - left).mean(-1)[keep]
+    assert keep.mean() > 0.5
+    # Right resampled at x - d: the residual is interpolation error of two resamplings of one photograph.
+    assert np.median(err) < 0.01 and np.mean(err < 0.05) > 0.95
+    moved = np.abs(pw._bicubic(right.astype(np.float64), xx - d - 2, yy) - left).mean(-1)[keep]
+    assert np.median(moved) > 3 * np.median(err)  # 2 px off the ground truth is visibly worse
+
+
+def test_generator_v5_is_deterministic_and_uses_benchmark_photographs_only():
+    a = render_pair(np.random.default_rng(4), 64, 128, 32, 4, version=5)
+    b = render_pair(np.random.default_rng(4), 64, 128, 32, 4, version=5)
+    assert set(a) == {"left", "right", "disp_left", "disp_right", "final_left", "final_right", "textureless"}
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["left"], a["final_left"])  # the camera model ran
+    assert len(photos("benchmark")) == 5
