@@ -67,9 +67,10 @@ def test_the_speed_accuracy_chart_runs_on_a_generated_set_and_draws(sample_root,
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert set(result["timings"]) == {"SGBM (OpenCV) fp32", "shipped (ea_psmnet_light) fp32",
+    assert set(result["timings"]) == {"SGBM (OpenCV) -", "shipped (ea_psmnet_light) fp32",
                                       "ea_psmnet (random weights: time only) fp32"}  # fmt: skip
     assert all(t["median_s"] > 0 for t in result["timings"].values())
+    assert list(result["ratios"]) == ["shipped (ea_psmnet_light) fp32 over SGBM"]
     assert {(r["method"], r["pairs"]) for r in result["accuracy"]} == {("SGBM (OpenCV)", 1),
                                                                        ("shipped (ea_psmnet_light)", 1)}  # fmt: skip
     assert result["environment"]["cpu_flags"] is not None and result["date"]

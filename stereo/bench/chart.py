@@ -59,7 +59,7 @@ def chart_timings(height: int, width: int, precisions: list[str], warmup: int, r
     from PIL import Image
 
     from stereo.api import load_model, untrained_model
-    from stereo.bench.harness import interleave
+    from stereo.bench.harness import interleave, ratio
     from stereo.models import run
     from stereo.sgbm import SGBMStereo
 
@@ -70,14 +70,17 @@ def chart_timings(height: int, width: int, precisions: list[str], warmup: int, r
     shipped = {p: load_model("shipped", device="cpu", precision=p) for p in precisions}
     sgbm = SGBMStereo(int(shipped[precisions[0]].max_disp))
     lt, rt = (torch.from_numpy(i.transpose(2, 0, 1).copy())[None].float() / 255 for i in (left, right))
-    steps: dict[str, Any] = {f"{SGBM} fp32": lambda: run(sgbm, lt, rt)}
+    steps: dict[str, Any] = {f"{SGBM} -": lambda: run(sgbm, lt, rt)}  # 8-bit images, fixed-point arithmetic
     for p, model in shipped.items():
         steps[f"{SHIPPED} {p}"] = lambda m=model: m.predict(left, right, confidence=False)
     for p in precisions:
         ea = untrained_model("ea_psmnet", device="cpu", precision=p)
         steps[f"{EA} {p}"] = lambda m=ea: m.predict(left, right, confidence=False)
     timings = interleave(steps, torch.device("cpu"), warmup, runs)
-    return {label: t.to_json() for label, t in timings.items()}
+    ratios = {f"{m} bf16 over fp32": ratio(timings[f"{m} bf16"], timings[f"{m} fp32"])
+              for m in (SHIPPED, EA) if "bf16" in precisions}  # fmt: skip
+    ratios[f"{SHIPPED} fp32 over SGBM"] = ratio(timings[f"{SHIPPED} fp32"], timings[f"{SGBM} -"])
+    return {"timings": {label: t.to_json() for label, t in timings.items()}, "ratios": ratios}
 
 
 def chart_accuracy(cfg: ChartConfig, precisions: list[str]) -> list[dict[str, Any]]:
@@ -94,7 +97,7 @@ def chart_accuracy(cfg: ChartConfig, precisions: list[str]) -> list[dict[str, An
                 build = f"python scripts/make_generated_benchmark.py name={name} out={Path(cfg.root) / name}"
                 raise MissingFileError(f"{manifest}: benchmark {bench} not built; build it with: {build}")
             max_disp = json.loads(manifest.read_text())["parameters"]["max_disp"]
-            methods = [(SGBM, "fp32", ["method=sgbm"])] + [(SHIPPED, p, ["checkpoint=shipped", f"precision={p}"])
+            methods = [(SGBM, "-", ["method=sgbm"])] + [(SHIPPED, p, ["checkpoint=shipped", f"precision={p}"])
                                                            for p in precisions]  # fmt: skip
             for label, precision, over in methods:
                 data = [f"data.root={root}", f"data.render_pass={cfg.render_pass}", f"data.limit={cfg.limit}"]
@@ -124,13 +127,15 @@ def main(argv: list[str]) -> None:
     h, w = (int(v) for v in cfg.size)
     accuracy = chart_accuracy(cfg, precisions)
     print(f"timing {h}x{w}, {cfg.runs} rounds in turns ...", flush=True)
-    timings = run_isolated("stereo.bench.chart:chart_timings", {"height": h, "width": w, "precisions": precisions,
-                           "warmup": cfg.warmup, "runs": cfg.runs, "threads": cfg.threads})  # fmt: skip
+    measured = run_isolated("stereo.bench.chart:chart_timings", {"height": h, "width": w, "precisions": precisions,
+                            "warmup": cfg.warmup, "runs": cfg.runs, "threads": cfg.threads})  # fmt: skip
     env = environment()
     env["threads"] = cfg.threads
     result = {"date": datetime.date.today().isoformat(), "environment": env, "config": to_plain(cfg),
-              "note": note, "timings": timings, "accuracy": accuracy}  # fmt: skip
+              "note": note, **measured, "accuracy": accuracy}  # fmt: skip
     print(format_table(_rows(result), ["method", "precision", f"s per {h}x{w} pair", *_columns(result)]))
+    for name, value in result["ratios"].items():
+        print(f"time, {name}: {value:.2f}x ({1 / value:.2f}x as fast; median over rounds of the ratio within one)")
     write_json(cfg.out, result)
     print(f"wrote {cfg.out}")
     if cfg.plot:
