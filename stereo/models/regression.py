@@ -173,7 +173,7 @@ def _inference_maps(
     """Inference (no gradients) of :func:`upsample_regress` (``modes=False``) and :func:`upsample_regress_modes`:
     the same upsampling by matrix products, each chunk's logits written with the disparities last into one
     buffer reused across chunks (a fresh one per chunk cost more in page faults than its product), then
-    :func:`_modes_of_logits`. 2.4x faster than the training path's regression on 2 CPU cores."""
+    :func:`_modes_of_logits`. The shipped weights at 544x960, with the confidence, 2 CPU cores: 0.55 -> 0.20 s."""
     md, mh, mw = _resize_matrices(cost, size)
     mdt = md.T.contiguous()
     d, h, w = size
