@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stereo.models.layers import convbn_3d
+from stereo.models.layers import Conv3d, convbn_3d
 
 
 class Hourglass(nn.Module):
@@ -38,7 +38,7 @@ class Hourglass(nn.Module):
 
 
 def _classifier(c: int) -> nn.Sequential:
-    return nn.Sequential(convbn_3d(c, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv3d(c, 1, 3, padding=1, bias=False))
+    return nn.Sequential(convbn_3d(c, c, 3, 1, 1), nn.ReLU(inplace=True), Conv3d(c, 1, 3, padding=1, bias=False))
 
 
 class StackedHourglass(nn.Module):
