@@ -284,19 +284,28 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
     model.load_state_dict(state)
 
 
+# Architecture keys that hold no weights: a network may fine-tune from weights made at another setting of them.
+WEIGHTLESS_KEYS = ("downsample", "feature.pool_sizes")
+
+
 def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     """What keeps weights of model config ``saved`` from initialising a model of ``wanted``: every
-    architecture difference (``key: saved -> wanted``) except a refinement that ``wanted`` adds to a
-    network without one (those layers start as the identity)."""
-    adds_refinement = str(model_config(saved).refine) == "none" and str(model_config(wanted).refine) != "none"
-    return config_differences(saved, wanted, ignore=("refine",) if adds_refinement else ())
+    architecture difference (``key: saved -> wanted``) except the keys without weights
+    (:data:`WEIGHTLESS_KEYS`: the resolution, the pyramid's pool sizes), a refinement that ``wanted`` adds
+    to a network without one (those layers start as the identity), and a refinement that ``wanted``
+    leaves out of a network with one, when ``wanted`` also changes the resolution (a new network, whose
+    regression the old refinement was not made for; its weights are dropped)."""
+    s, w = model_config(saved), model_config(wanted)
+    refine_changes = str(s.refine) == "none" and str(w.refine) != "none"
+    refine_changes |= str(w.refine) == "none" and s.downsample != w.downsample
+    return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS + (("refine",) if refine_changes else ()))
 
 
 def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
     """Load ``checkpoint``'s weights into ``model`` (built from ``wanted``) to fine-tune from them. The
-    architectures must agree, except that the model may add the sub-pixel refinement the checkpoint's
-    model lacks (``model.refine``): those layers keep their initialisation, under which the refinement
-    returns its input. Returns the names of the weights left at their initialisation."""
+    architectures must agree but for :func:`init_conflicts`' exceptions: an added sub-pixel refinement
+    (``model.refine``) keeps its initialisation, under which it returns its input; a refinement left out
+    is not loaded. Returns the names of the weights left at their initialisation."""
     ckpt = load_checkpoint(checkpoint)
     other = init_conflicts(ckpt["model_config"], wanted)
     if other:
@@ -310,8 +319,9 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
         )
     state = dict(ckpt["model"])
     kept = []
-    if model_config(ckpt["model_config"]).refine != model_config(wanted).refine:  # an added refinement
+    if model_config(ckpt["model_config"]).refine != model_config(wanted).refine:  # added or left out
         kept = [k for k in model.state_dict() if k.startswith("refinement.")]
+        state = {k: v for k, v in state.items() if not k.startswith("refinement.")}
         state.update({k: v for k, v in model.state_dict().items() if k in kept})
     load_weights(model, state, checkpoint)
     return kept

@@ -216,7 +216,13 @@ class FeatureConfig:
 class ModelConfig:
     name: str = rng("psmnet", help="a label (the YAML's name); the architecture is `arch`")
     arch: str = rng("psmnet", help="the network family (stereo.models.ARCHITECTURES)")
-    max_disp: int = rng(192, ge=16, multiple=16, help="pixels; a multiple of 16")
+    max_disp: int = rng(192, ge=16, multiple=16, help="pixels; a multiple of 16 (of 32 with downsample=8)")
+    downsample: int = rng(
+        4,
+        pattern="4|8",
+        expect="4 or 8",
+        help="features and cost volume at 1/downsample of the image: 4 (PSMNet) | 8 (an eighth of the 3-D work)",
+    )
     volume: Volume = rng(Volume.concat, help="concat (PSMNet) | gwc (group-wise correlation, GwcNet)")
     gwc_groups: int = rng(32, ge=1, help="used when volume=gwc")
     volume_channels: int = rng(32, ge=1, help="channels of the 3-D network")

@@ -3,11 +3,11 @@
 The exported graph takes ``left`` and ``right`` (B, 3, H, W) RGB in [0, 1] and returns ``disparity``
 (B, H, W) in pixels, with batch, height and width dynamic. Two things are fixed at export time, so
 the traced network is exact only above a minimum size (stored in the file's metadata with the model
-config): the spatial-pyramid pools (a pool wider than the 1/4-resolution map would change its kernel) and
-the cost volume's shifts (the width at 1/4 must cover max_disp/4). The graph therefore pads its inputs
-itself (edge replication, bottom/right, as :func:`stereo.models.run` does to multiples of 16) to a
-multiple of 16 and at least that size, and crops the disparity back: any input size gives the network's
-answer, also in plain ONNX Runtime.
+config): the spatial-pyramid pools (a pool wider than the feature map would change its kernel) and
+the cost volume's shifts (the width of the feature map must cover its disparities). The graph therefore
+pads its inputs itself (edge replication, bottom/right, as :func:`stereo.models.run` does) to a multiple
+of the network's size divisor (16, or 32 with ``downsample=8``) and at least that size, and crops the
+disparity back: any input size gives the network's answer, also in plain ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from stereo.models.output import StereoOutput
 
 
 def minimum_size(model: torch.nn.Module) -> tuple[int, int]:
-    """The smallest (H, W), multiples of 16, at which the exported graph equals the PyTorch model."""
+    """The smallest (H, W), multiples of the size divisor, at which the exported graph equals the PyTorch model."""
     k = model.size_divisor
-    pool = 4 * max(model.feature_extraction.pool_sizes)
+    pool = getattr(model, "downsample", 4) * max(model.feature_extraction.pool_sizes)  # image pixels
     h = -(-max(pool, k) // k) * k
     w = -(-max(pool, model.max_disp, k) // k) * k
     return h, w

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from stereo.config import load_config
+from stereo.errors import ConfigError
 from stereo.models import build_model, configure_runtime, count_parameters, run
 from stereo.models.cost_volume import concat_volume, gwc_volume
 from stereo.models.output import StereoOutput, TrainingOutput
@@ -72,6 +73,50 @@ def test_channels_last_feature_extractor_gives_the_same_disparities_and_gradient
     grad = torch.autograd.grad(heads[-1].sum(), model.feature_extraction.firstconv[0][0].weight)[0]
     torch.testing.assert_close(heads[-1], ref_heads[-1], rtol=0, atol=1e-4)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-3, atol=1e-3)
+
+
+def test_downsample_8_runs_at_an_eighth_with_the_same_weights_and_bands_equal_the_frame():
+    torch.manual_seed(4)
+    fast = build_model(load_config("model/ea_psmnet_fast"))
+    light = build_model(load_config("model/ea_psmnet_light"), {})
+    assert fast.size_divisor == 32 and fast.downsample == 8
+    assert {k: v.shape for k, v in fast.state_dict().items()} == {
+        k: v.shape for k, v in light.state_dict().items() if not k.startswith("refinement.")
+    }
+    x, y = torch.rand(2, 3, 128, 256), torch.rand(2, 3, 128, 256)
+    with torch.no_grad():
+        fl, _ = fast.eval().features(x, y)
+        assert fl.shape[-2:] == (16, 32)  # 1/8
+        assert fast.volume_of(fl, fl).shape[2] == 128 // 8
+    heads = fast.train().forward_train(x, y).heads
+    assert [h.shape for h in heads] == [(2, 128, 256)] * 2
+    fast.eval()
+    x, y = torch.rand(1, 3, 1024, 128), torch.rand(1, 3, 1024, 128)
+    with torch.inference_mode():
+        whole = fast.infer(x, y).disparity
+        rows = 100  # of the 128 feature rows: the 3-D part runs in bands with halos
+        budget = (fast._full_resolution_bytes(1, 128, 16) + rows * fast._row_bytes(1, 16)) / 2**30
+        configure_runtime(fast, {"memory_budget_gb": budget})
+        banded = fast.infer(x, y)
+    assert banded.bands > 1
+    torch.testing.assert_close(banded.disparity, whole, rtol=0, atol=1e-4)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        build_model(load_config("model/ea_psmnet_fast", ["max_disp=112"]))
+
+
+def test_the_fast_model_fine_tunes_from_the_shipped_weights_without_their_refinement():
+    from stereo.checkpoint import init_weights, load_checkpoint
+    from stereo.weights import resolve_checkpoint
+
+    cfg = load_config("model/ea_psmnet_fast")
+    fast = build_model(cfg)
+    path = resolve_checkpoint("shipped")
+    kept = init_weights(fast, path, cfg)
+    shipped = load_checkpoint(path)["model"]
+    assert kept == []
+    for k, v in fast.state_dict().items():
+        torch.testing.assert_close(v, shipped[k], rtol=0, atol=0)
+    assert any(k.startswith("refinement.") for k in shipped)
 
 
 def test_gradients_reach_every_parameter():

@@ -36,8 +36,9 @@ def _checkpoint(name, path, overrides=()):
         ("ea_psmnet_light", []),
         ("ea_psmnet", []),
         ("psmnet", []),
+        ("ea_psmnet_fast", []),
     ],
-    ids=["ea_psmnet_light", "ea_psmnet", "psmnet"],
+    ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_fast"],
 )
 def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
     from stereo.checkpoint import load_network

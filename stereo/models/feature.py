@@ -53,6 +53,8 @@ class FeatureExtractor(nn.Module):
             than the feature map pools over the whole map, so small inputs work.
         out_channels: channels of the output features (PSMNet: 32).
         attention: list of dicts ``{position, kind, normalization, key_channels, value_channels, heads}``.
+        downsample: 4 (PSMNet: output at 1/4) or 8 (firstconv's second convolution has stride 2 too: every
+            later stage at half PSMNet's resolution, the output at 1/8; the same weights' shapes).
 
     Submodule names follow PSMNet's code (``firstconv``, ``layer1``..``layer4``, ``branch1``..,
     ``lastconv``); attention modules are ``attention_<position>``.
@@ -65,14 +67,17 @@ class FeatureExtractor(nn.Module):
         pool_sizes: Sequence[int] = (64, 32, 16, 8),
         out_channels: int = 32,
         attention: Sequence[dict] = (),
+        downsample: int = 4,
     ) -> None:
         super().__init__()
+        if downsample not in (4, 8):
+            raise ConfigError(f"downsample must be 4 or 8, got {downsample}")
         c = base_channels
         widths = {"firstconv": c, "layer1": c, "layer2": 2 * c, "layer3": 4 * c, "layer4": 4 * c}
         self.firstconv = nn.Sequential(
             convbn(3, c, 3, 2, 1, 1),
             nn.ReLU(inplace=True),
-            convbn(c, c, 3, 1, 1, 1),
+            convbn(c, c, 3, downsample // 4, 1, 1),  # 8: a second stride 2, so every stage runs at half the size
             nn.ReLU(inplace=True),
             convbn(c, c, 3, 1, 1, 1),
             nn.ReLU(inplace=True),

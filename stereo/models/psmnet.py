@@ -25,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PSMNet(nn.Module):
-    """Cost-volume stereo network: features at 1/4, cost volume, stacked hourglasses, soft-argmin.
+    """Cost-volume stereo network: features at 1/4 (or 1/8), cost volume, stacked hourglasses, soft-argmin.
 
     Two methods, both on RGB in [0, 1], (B, 3, H, W) with H and W multiples of :attr:`size_divisor` (use
     :func:`stereo.models.run` for any size), normalised by the network itself:
@@ -37,7 +37,9 @@ class PSMNet(nn.Module):
 
     Args:
         cfg: the architecture (:class:`~stereo.config.ModelConfig`): ``max_disp`` (pixels, a multiple of
-            16: the volume is D/4 deep and the hourglasses halve it twice), ``volume`` (``concat`` or
+            4 x ``downsample``: the volume is D/downsample deep and the hourglasses halve it twice),
+            ``downsample`` (4: features and volume at 1/4 of the image, as PSMNet; 8: at 1/8, an eighth of the
+            3-D work, for CPUs), ``volume`` (``concat`` or
             ``gwc`` with ``gwc_groups``), ``volume_channels``, ``hourglasses`` (= output heads) and
             ``feature`` (:class:`~stereo.models.feature.FeatureExtractor` settings).
 
@@ -54,21 +56,25 @@ class PSMNet(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or ModelConfig()
-        if cfg.max_disp <= 0 or cfg.max_disp % 16:
+        k = 4 * cfg.downsample
+        if cfg.max_disp <= 0 or cfg.max_disp % k:
             raise ConfigError(
-                f"max_disp must be a positive multiple of 16 (the cost volume is max_disp/4 deep and the "
-                f"hourglasses halve it twice), got {cfg.max_disp}; try {max(16, round(cfg.max_disp / 16) * 16)}"
+                f"max_disp must be a positive multiple of {k} (the cost volume is max_disp/{cfg.downsample} deep and "
+                f"the hourglasses halve it twice), got {cfg.max_disp}; try {max(k, round(cfg.max_disp / k) * k)}"
             )
         if cfg.volume not in ("concat", "gwc"):
             raise ConfigError(f"volume must be 'concat' or 'gwc', got {cfg.volume!r}")
         self.config = cfg
         self.max_disp = cfg.max_disp
+        self.downsample = cfg.downsample
+        self.size_divisor = 4 * cfg.downsample  # the hourglasses' two stride-2 levels below the features
         self.volume = str(cfg.volume)
         self.gwc_groups = cfg.gwc_groups
         self.hourglasses = cfg.hourglasses
         f = cfg.feature
+        attention = [dict(a) for a in to_plain(f.attention)]
         self.feature_extraction = FeatureExtractor(
-            f.base_channels, f.blocks, f.pool_sizes, f.out_channels, [dict(a) for a in to_plain(f.attention)]
+            f.base_channels, f.blocks, f.pool_sizes, f.out_channels, attention, cfg.downsample
         )
         fc = self.feature_extraction.out_channels
         in_channels = 2 * fc if self.volume == "concat" else cfg.gwc_groups
@@ -113,14 +119,15 @@ class PSMNet(nn.Module):
         """
         if height % self.size_divisor or width % self.size_divisor:
             raise ConfigError(f"training crop {height}x{width}: both sides must be multiples of {self.size_divisor}")
-        h4, w4 = height // 4, width // 4
+        h4, w4 = height // self.downsample, width // self.downsample
         if batch * self.feature_extraction.min_pooled_values(h4, w4) < 2:
             coarsest = max(self.feature_extraction.pool_sizes)
             raise ConfigError(
                 f"a batch of {batch} at crop {height}x{width} cannot train: the coarsest spatial-pyramid pool "
-                f"({coarsest} at 1/4 resolution) covers the whole {h4}x{w4} feature map, leaving BatchNorm one "
-                f"value per channel. Use train.batch_size >= 2 (per process), or a crop with width or height "
-                f">= {8 * coarsest} (e.g. data.crop_size=[{height},{max(width, 8 * coarsest)}])"
+                f"({coarsest} at 1/{self.downsample} resolution) covers the whole {h4}x{w4} feature map, leaving "
+                f"BatchNorm one value per channel. Use train.batch_size >= 2 (per process), or a crop with width or "
+                f"height >= {2 * self.downsample * coarsest} (e.g. data.crop_size=[{height},"
+                f"{max(width, 2 * self.downsample * coarsest)}])"
             )
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> TrainingOutput:
@@ -221,7 +228,7 @@ class PSMNet(nn.Module):
     def volume_of(self, fl: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
         """Features (B, C, H/4, W/4) x2 -> the (B, C', D/4, H/4, W/4) cost volume (row by row: each row of
         the volume depends only on the same row of the features)."""
-        d4 = self.max_disp // 4
+        d4 = self.max_disp // self.downsample
         if self.volume == "concat":
             return concat_volume(fl, fr, d4, self.memory_format)
         return gwc_volume(fl, fr, d4, self.gwc_groups, self.memory_format)
@@ -262,18 +269,18 @@ class PSMNet(nn.Module):
         :attr:`size_divisor`), fp32: the 3-D part (whole, or its largest band under ``memory_budget_gb``)
         plus :meth:`bytes_2d_per_pixel`, which bands of rows cannot split."""
         h, w = -(-height // self.size_divisor) * self.size_divisor, -(-width // self.size_divisor) * self.size_divisor
-        h4, w4 = h // 4, w // 4
+        h4, w4 = h // self.downsample, w // self.downsample
         tile = self.eval_tile_rows(batch, h4, w4, warn=False) if self.runtime.early_exit == "off" else None
         rows = h4 if tile is None else min(h4, tile + 2 * self.band_halo)
         return rows * self._row_bytes(batch, w4) + self._full_resolution_bytes(batch, h4, w4)
 
     def _row_bytes(self, batch: int, w4: int) -> int:
         """Estimated bytes of the 3-D part for one row at 1/4 resolution (:meth:`bytes_per_cell`)."""
-        return batch * w4 * (self.max_disp // 4) * self.bytes_per_cell()
+        return batch * w4 * (self.max_disp // self.downsample) * self.bytes_per_cell()
 
     def _full_resolution_bytes(self, batch: int, h4: int, w4: int) -> int:
         """Estimated bytes of the part of a (4 h4, 4 w4) frame that bands cannot split."""
-        return self.bytes_2d_per_pixel() * batch * 16 * h4 * w4
+        return self.bytes_2d_per_pixel() * batch * self.downsample**2 * h4 * w4
 
     def band_spans(self, h4: int, tile: int) -> list[tuple[int, int, int, int]]:
         """The bands of ``tile`` rows over ``h4`` rows at 1/4 resolution: (first, end) of the rows each
@@ -313,7 +320,7 @@ class PSMNet(nn.Module):
                     "of rows for a %dx%d frame (%.2f GB: 4 rows at 1/4 resolution + two %d-row halos); running "
                     "bands of 4 rows: about %.0fx the 3-D work of the whole frame (%.2f GB). Raise "
                     "memory_budget_gb, or null for whole frames",
-                    self.runtime.memory_budget_gb, max(room, 0) / 2**30, 4 * h4, 4 * w4,
+                    self.runtime.memory_budget_gb, max(room, 0) / 2**30, self.downsample * h4, self.downsample * w4,
                     (4 + 2 * self.band_halo) * per_row / 2**30, self.band_halo, work, h4 * per_row / 2**30,
                 )  # fmt: skip
         return tile
