@@ -60,19 +60,27 @@ def test_bench_model_times_variants_in_turns_and_ratios_are_per_round(tmp_path):
 
 @pytest.mark.slow
 def test_the_speed_accuracy_chart_runs_on_a_generated_set_and_draws(sample_root, tmp_path):
+    import torch
+
+    from stereo.config import load_config, to_plain
+    from stereo.models import build_model
+
+    cfg = load_config("model/ea_psmnet_fast")
+    fast = tmp_path / "fast.pt"
+    torch.save({"model": build_model(cfg).state_dict(), "model_config": to_plain(cfg), "step": 0}, fast)
     out, png = tmp_path / "chart.json", tmp_path / "chart.png"
     args = [f"root={sample_root.parent}", f"benchmarks=[{sample_root.name}]", "limit=1", "size=[64,256]", "runs=1",
-            "warmup=0", "precisions=[fp32]", f"out={out}", f"plot={png}"]  # fmt: skip
+            "warmup=0", "precisions=[fp32]", f"out={out}", f"plot={png}", f"fast={fast}"]  # fmt: skip
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_chart.py"), *args],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert set(result["timings"]) == {"SGBM (OpenCV) -", "shipped (ea_psmnet_light) fp32",
-                                      "ea_psmnet (random weights: time only) fp32"}  # fmt: skip
+    shipped, fast_label, ea = "shipped (ea_psmnet_light) fp32", "fast (ea_psmnet_fast) fp32", "ea_psmnet"
+    assert set(result["timings"]) == {"SGBM (OpenCV) -", shipped, f"{ea} (random weights: time only) fp32", fast_label}
     assert all(t["median_s"] > 0 for t in result["timings"].values())
-    assert list(result["ratios"]) == ["shipped (ea_psmnet_light) fp32 over SGBM"]
-    assert {(r["method"], r["pairs"]) for r in result["accuracy"]} == {("SGBM (OpenCV)", 1),
-                                                                       ("shipped (ea_psmnet_light)", 1)}  # fmt: skip
+    assert list(result["ratios"]) == [f"{shipped} over SGBM", f"{fast_label} over SGBM"]
+    assert {(r["method"], r["pairs"]) for r in result["accuracy"]} == {
+        ("SGBM (OpenCV)", 1), ("shipped (ea_psmnet_light)", 1), ("fast (ea_psmnet_fast)", 1)}  # fmt: skip
     assert result["environment"]["cpu_flags"] is not None and result["date"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in proc.stdout
 

@@ -10,7 +10,7 @@ image pair (the first example pair of ``stereo/examples``, resized to ``size``),
 Accuracy: ``stereo-eval``'s code on the first ``limit`` test pairs of each benchmark (``benchmarks``, built by
 ``scripts/make_generated_benchmark.py``), ``render_pass``, mask 0 < gt < the set's range, per-image
 averaging; SGBM's holes filled. ``ea_psmnet`` has random weights here: its time only (a vertical line).
-There is no CPU-made fast model yet (the CPU-speed issue's ``ea_psmnet_fast``).
+``fast=<checkpoint>`` adds an ``ea_psmnet_fast`` checkpoint (``experiment=fast``) beside them.
 
 Writes the JSON (with the date, CPU model and flags) and, when matplotlib is installed (``pip install
 -e .[chart]``), the chart from that JSON (:func:`plot`).
@@ -34,6 +34,7 @@ from stereo.io import write_json
 SGBM = "SGBM (OpenCV)"
 SHIPPED = "shipped (ea_psmnet_light)"
 EA = "ea_psmnet (random weights: time only)"
+FAST = "fast (ea_psmnet_fast)"
 
 
 @dataclass
@@ -48,11 +49,14 @@ class ChartConfig:
     limit: int = 24
     render_pass: str = "final"
     device: str = "cpu"
+    fast: str | None = None  # an ea_psmnet_fast checkpoint: its point beside the others
     out: str = "bench_results/chart.json"
     plot: str | None = "bench_results/chart.png"
 
 
-def chart_timings(height: int, width: int, precisions: list[str], warmup: int, runs: int, threads: int) -> dict:
+def chart_timings(
+    height: int, width: int, precisions: list[str], warmup: int, runs: int, threads: int, fast: str | None = None
+) -> dict:
     """Seconds per pair of every method and precision, in turns in this process (run it in a fresh one)."""
     import numpy as np
     import torch
@@ -73,13 +77,17 @@ def chart_timings(height: int, width: int, precisions: list[str], warmup: int, r
     steps: dict[str, Any] = {f"{SGBM} -": lambda: run(sgbm, lt, rt)}  # 8-bit images, fixed-point arithmetic
     for p, model in shipped.items():
         steps[f"{SHIPPED} {p}"] = lambda m=model: m.predict(left, right, confidence=False)
+    for p in precisions if fast else []:
+        quick = load_model(fast, device="cpu", precision=p)
+        steps[f"{FAST} {p}"] = lambda m=quick: m.predict(left, right, confidence=False)
     for p in precisions:
         ea = untrained_model("ea_psmnet", device="cpu", precision=p)
         steps[f"{EA} {p}"] = lambda m=ea: m.predict(left, right, confidence=False)
     timings = interleave(steps, torch.device("cpu"), warmup, runs)
     ratios = {f"{m} bf16 over fp32": ratio(timings[f"{m} bf16"], timings[f"{m} fp32"])
-              for m in (SHIPPED, EA) if "bf16" in precisions}  # fmt: skip
-    ratios[f"{SHIPPED} fp32 over SGBM"] = ratio(timings[f"{SHIPPED} fp32"], timings[f"{SGBM} -"])
+              for m in (SHIPPED, EA, FAST) if "bf16" in precisions and f"{m} fp32" in timings}  # fmt: skip
+    for label in [k for k in timings if k.startswith((SHIPPED, FAST))]:
+        ratios[f"{label} over SGBM"] = ratio(timings[label], timings[f"{SGBM} -"])
     return {"timings": {label: t.to_json() for label, t in timings.items()}, "ratios": ratios}
 
 
@@ -99,6 +107,7 @@ def chart_accuracy(cfg: ChartConfig, precisions: list[str]) -> list[dict[str, An
             max_disp = json.loads(manifest.read_text())["parameters"]["max_disp"]
             methods = [(SGBM, "-", ["method=sgbm"])] + [(SHIPPED, p, ["checkpoint=shipped", f"precision={p}"])
                                                            for p in precisions]  # fmt: skip
+            methods += [(FAST, p, [f"checkpoint={cfg.fast}", f"precision={p}"]) for p in precisions if cfg.fast]
             for label, precision, over in methods:
                 data = [f"data.root={root}", f"data.render_pass={cfg.render_pass}", f"data.limit={cfg.limit}"]
                 ecfg = load_config("eval", [*over, *data, f"max_disp={max_disp}", f"device={cfg.device}"])
@@ -127,8 +136,9 @@ def main(argv: list[str]) -> None:
     h, w = (int(v) for v in cfg.size)
     accuracy = chart_accuracy(cfg, precisions)
     print(f"timing {h}x{w}, {cfg.runs} rounds in turns ...", flush=True)
-    measured = run_isolated("stereo.bench.chart:chart_timings", {"height": h, "width": w, "precisions": precisions,
-                            "warmup": cfg.warmup, "runs": cfg.runs, "threads": cfg.threads})  # fmt: skip
+    how = {"height": h, "width": w, "precisions": precisions, "warmup": cfg.warmup, "runs": cfg.runs,
+           "threads": cfg.threads, "fast": cfg.fast}  # fmt: skip
+    measured = run_isolated("stereo.bench.chart:chart_timings", how)
     env = environment()
     env["threads"] = cfg.threads
     result = {"date": datetime.date.today().isoformat(), "environment": env, "config": to_plain(cfg),
