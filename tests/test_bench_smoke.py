@@ -37,6 +37,7 @@ def test_each_benchmark_runs_at_its_smallest_size(script, tmp_path):
     result = json.loads(out.read_text())
     assert result[key], result
     assert result["environment"]["torch"] and result["config"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", *(["work"] if extra else [])])
 
 
 @pytest.mark.slow

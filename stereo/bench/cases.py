@@ -381,6 +381,7 @@ def backend_profile(model: str, height: int, width: int, onnx_path: str, how: di
     Runtime's own profiler (the nodes of the last of two runs, by op type) and torch.profiler's self CPU
     time (after a warm-up run)."""
     import json
+    import tempfile
 
     import onnxruntime as ort
 
@@ -391,11 +392,13 @@ def backend_profile(model: str, height: int, width: int, onnx_path: str, how: di
     opts = ort.SessionOptions()
     opts.enable_profiling = True
     opts.intra_op_num_threads = torch.get_num_threads()
-    session = OnnxStereo(onnx_path, options=opts)
-    left, right = _random_pair(1, height, width, torch.device("cpu"))
-    for _ in range(2):
-        session.infer(left, right)
-    events = json.loads(Path(session.session.end_profiling()).read_text())
+    with tempfile.TemporaryDirectory() as tmp:  # ORT writes its profile as a file (by default into the cwd)
+        opts.profile_file_prefix = str(Path(tmp) / "ort_profile")
+        session = OnnxStereo(onnx_path, options=opts)
+        left, right = _random_pair(1, height, width, torch.device("cpu"))
+        for _ in range(2):
+            session.infer(left, right)
+        events = json.loads(Path(session.session.end_profiling()).read_text())
     last = [e for e in events if e.get("name") == "model_run"][-1]
     ort_ops: dict[str, float] = {}
     for e in events:
