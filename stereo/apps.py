@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -70,11 +70,22 @@ def _discard_empty_run_dir() -> None:
                 break
 
 
+def _stdout_closed() -> NoReturn:
+    """The reader of stdout went away (``stereo-eval --help | head``): stop quietly, as Python's docs advise
+    (stdout pointed at /dev/null so the interpreter's last flush cannot fail again)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(1)
+
+
 def run(fn: Callable[[], Any]) -> Any:
     """Call ``fn`` with the project's error policy (see the module docstring)."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return fn()
+        result = fn()
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return result
+    except BrokenPipeError:
+        _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         sys.exit(130)
@@ -140,7 +151,11 @@ def _preflight(app: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
         def wrapper() -> Any:
             argv = sys.argv[1:]
             if any(a in ("-h", "--help") for a in argv):
-                _print_help(app, argv)
+                try:
+                    _print_help(app, argv)
+                    sys.stdout.flush()
+                except BrokenPipeError:
+                    _stdout_closed()
                 return None
             if twice := repeated_keys(argv):
                 print(f"error: {twice}", file=sys.stderr)

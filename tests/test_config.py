@@ -140,6 +140,22 @@ def test_help_names_the_keys_that_matter():
     assert "model:" not in out  # infer lists no config group it cannot use
 
 
+@pytest.mark.parametrize("args", [["evaluate.py", "--help"], ["make_sceneflow_sample.py", "--help"],
+                                  ["bench_chart.py", "--help"]])  # fmt: skip
+def test_output_into_a_closed_pipe_stops_quietly(args):
+    # `stereo-eval --help | head`: the reader is gone before the help is written.
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / args[0]), *args[1:]], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # before the interpreter has even started
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()[-2000:]
+
+
 def test_runtime_settings_have_one_default(checkpoint):
     """Runtime settings reach models only through RuntimeConfig: a model built or loaded without any takes
     the schema's values (loading used to keep BatchNorm unfolded, against the schema's fold_batchnorm=true)."""
