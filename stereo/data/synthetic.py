@@ -1031,8 +1031,18 @@ def _run_jobs(jobs: list[tuple], workers: int, desc: str, progress: bool) -> lis
             bar.update()
     else:
         import multiprocessing as mp
+        import threading
 
-        with mp.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
+        # Workers are forked with SIGTERM at its default: a worker terminated before its initializer ran would
+        # otherwise run the parent's Python handler, live on and keep the pool's exit waiting (seen in CI).
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, signal.SIG_DFL) if main else None
+        try:
+            pool = mp.get_context("fork").Pool(workers, initializer=_worker_signals)
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+        with pool:
             for r in pool.imap(_make_pair, jobs, chunksize=4):
                 results.append(r)
                 bar.update()
