@@ -292,20 +292,28 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     """What keeps weights of model config ``saved`` from initialising a model of ``wanted``: every
     architecture difference (``key: saved -> wanted``) except the keys without weights
     (:data:`WEIGHTLESS_KEYS`: the resolution, the pyramid's pool sizes), a refinement that ``wanted`` adds
-    to a network without one (those layers start as the identity), and a refinement that ``wanted``
-    leaves out of a network with one, when ``wanted`` also changes the resolution (a new network, whose
-    regression the old refinement was not made for; its weights are dropped)."""
+    to a network without one (those layers start as the identity), and any refinement when ``wanted``
+    changes the resolution (a new network, whose regression the old refinement was not made for: its
+    weights are dropped, and a refinement ``wanted`` has starts as the identity)."""
     s, w = model_config(saved), model_config(wanted)
-    refine_changes = str(s.refine) == "none" and str(w.refine) != "none"
-    refine_changes |= str(w.refine) == "none" and s.downsample != w.downsample
-    return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS + (("refine",) if refine_changes else ()))
+    if _refinement_restarts(s, w):
+        return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS + ("refine", "refine_channels"))
+    return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS)
+
+
+def _refinement_restarts(saved: Any, wanted: Any) -> bool:
+    """Whether fine-tuning ``saved``'s weights into ``wanted`` (model configs) leaves out the saved
+    refinement's weights: ``wanted`` adds one, or changes the resolution (a refinement left out at the same
+    resolution is a conflict: its weights belong to the network)."""
+    s, w = model_config(saved), model_config(wanted)
+    return (str(s.refine) == "none" and str(w.refine) != "none") or s.downsample != w.downsample
 
 
 def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
     """Load ``checkpoint``'s weights into ``model`` (built from ``wanted``) to fine-tune from them. The
     architectures must agree but for :func:`init_conflicts`' exceptions: an added sub-pixel refinement
-    (``model.refine``) keeps its initialisation, under which it returns its input; a refinement left out
-    is not loaded. Returns the names of the weights left at their initialisation."""
+    (``model.refine``) keeps its initialisation, under which it returns its input; a refinement left out,
+    or made for another resolution, is not loaded. Returns the names of the weights left at their initialisation."""
     ckpt = load_checkpoint(checkpoint)
     other = init_conflicts(ckpt["model_config"], wanted)
     if other:
@@ -319,7 +327,7 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
         )
     state = dict(ckpt["model"])
     kept = []
-    if model_config(ckpt["model_config"]).refine != model_config(wanted).refine:  # added or left out
+    if _refinement_restarts(ckpt["model_config"], wanted):
         kept = [k for k in model.state_dict() if k.startswith("refinement.")]
         state = {k: v for k, v in state.items() if not k.startswith("refinement.")}
         state.update({k: v for k, v in model.state_dict().items() if k in kept})

@@ -234,6 +234,12 @@ class ModelConfig:
         "of the right image warped by the disparity and the windowed estimate around the most likely "
         "disparity, chosen per pixel by a gate (models/refinement.py)",
     )
+    refine_channels: int = rng(
+        16,
+        ge=1,
+        help="width of refine=modes' full-resolution convolutions (16: the shipped weights; time grows with its "
+        "square)",
+    )
 
 
 # ---- runtime (how to run, never frozen into a checkpoint) -------------------------------------------------

@@ -80,9 +80,9 @@ def test_downsample_8_runs_at_an_eighth_with_the_same_weights_and_bands_equal_th
     fast = build_model(load_config("model/ea_psmnet_fast"))
     light = build_model(load_config("model/ea_psmnet_light"), {})
     assert fast.size_divisor == 32 and fast.downsample == 8
-    assert {k: v.shape for k, v in fast.state_dict().items()} == {
-        k: v.shape for k, v in light.state_dict().items() if not k.startswith("refinement.")
-    }
+    network = {k: v.shape for k, v in fast.state_dict().items() if not k.startswith("refinement.")}
+    assert network == {k: v.shape for k, v in light.state_dict().items() if not k.startswith("refinement.")}
+    assert fast.state_dict()["refinement.stem.weight"].shape[0] == 8  # model.refine_channels
     x, y = torch.rand(2, 3, 128, 256), torch.rand(2, 3, 128, 256)
     with torch.no_grad():
         fl, _ = fast.eval().features(x, y)
@@ -104,18 +104,25 @@ def test_downsample_8_runs_at_an_eighth_with_the_same_weights_and_bands_equal_th
         build_model(load_config("model/ea_psmnet_fast", ["max_disp=112"]))
 
 
-def test_the_fast_model_fine_tunes_from_the_shipped_weights_without_their_refinement():
+@pytest.mark.parametrize("refine", ["none", "modes"])
+def test_the_fast_model_fine_tunes_from_the_shipped_weights_without_their_refinement(refine):
+    """Stage 1 (refine=none) drops the shipped refinement; a refinement of the new resolution, of any width,
+    starts as the identity instead of the shipped one (made for a 1/4 volume, 16 channels wide)."""
     from stereo.checkpoint import init_weights, load_checkpoint
     from stereo.weights import resolve_checkpoint
 
-    cfg = load_config("model/ea_psmnet_fast")
+    cfg = load_config("model/ea_psmnet_fast", [f"refine={refine}"])
     fast = build_model(cfg)
     path = resolve_checkpoint("shipped")
     kept = init_weights(fast, path, cfg)
     shipped = load_checkpoint(path)["model"]
-    assert kept == []
+    own = [k for k in fast.state_dict() if k.startswith("refinement.")]
+    assert kept == own and (own == []) == (refine == "none")
     for k, v in fast.state_dict().items():
-        torch.testing.assert_close(v, shipped[k], rtol=0, atol=0)
+        if k.startswith("refinement.head."):
+            assert torch.count_nonzero(v) == 0
+        elif k not in own:
+            torch.testing.assert_close(v, shipped[k], rtol=0, atol=0)
     assert any(k.startswith("refinement.") for k in shipped)
 
 

@@ -113,6 +113,13 @@ def test_init_from_starts_from_the_weights_and_may_add_the_refinement(checkpoint
     state = refined.model.state_dict()
     assert all(torch.equal(state[k].cpu(), v) for k, v in saved.items())
     assert torch.count_nonzero(state["refinement.head.weight"]) == 0  # the identity it starts as
+    assert state["refinement.stem.weight"].shape[0] == 16
+    narrow = Trainer(
+        make_tiny_cfg(sample_root, "model.refine=modes", "model.refine_channels=6", init_from=str(checkpoint)),
+        tmp_path / "n",
+    ).model.state_dict()
+    assert narrow["refinement.stem.weight"].shape[0] == 6 and narrow["refinement.head.weight"].shape[1] == 6
+    assert all(torch.equal(narrow[k].cpu(), v) for k, v in saved.items())
     with pytest.raises(CheckpointError, match=r"init_from needs the same architecture.*max_disp: 32 -> 48"):
         Trainer(make_tiny_cfg(sample_root, "model.max_disp=48", init_from=str(checkpoint)), tmp_path / "c")
     # Weights with a refinement into a model without one: refused, with the key that keeps it.

@@ -80,7 +80,7 @@ class PSMNet(nn.Module):
         in_channels = 2 * fc if self.volume == "concat" else cfg.gwc_groups
         self.aggregation = StackedHourglass(in_channels, cfg.volume_channels, cfg.hourglasses)
         # refine=none has no weights: a PSMNet's state dict stays exactly the original's.
-        self.refinement = build_refinement(str(cfg.refine), cfg.max_disp)
+        self.refinement = build_refinement(str(cfg.refine), cfg.max_disp, cfg.refine_channels)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()

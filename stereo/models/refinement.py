@@ -200,10 +200,11 @@ class ModesRefinement(Refinement):
         return torch.cat(parts, dim=1)
 
 
-def build_refinement(kind: str, max_disp: int) -> Refinement:
-    """The :class:`Refinement` of ``model.refine=kind`` for a network of ``max_disp`` pixels."""
+def build_refinement(kind: str, max_disp: int, channels: int = 16) -> Refinement:
+    """The :class:`Refinement` of ``model.refine=kind`` for a network of ``max_disp`` pixels, ``channels``
+    wide (``model.refine_channels``; refine=modes only)."""
     if kind == Refine.modes.value:
-        return ModesRefinement(scale=max_disp / 2)
+        return ModesRefinement(channels=channels, scale=max_disp / 2)
     if kind == Refine.none.value:
         return NoRefinement()
     raise ConfigError(f"model.refine must be one of {', '.join(Refine.__members__)}, got {kind!r}")
