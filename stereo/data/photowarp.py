@@ -26,6 +26,12 @@ import numpy as np
 LAYER_AREA = (0.004, 0.2)  # fraction of the image a foreground layer (one photograph region) may cover
 RELIEF_PX = (0.2, 3.0)  # amplitude (std) of a surface's relief, pixels of disparity, log-uniform
 GAP = (0.3, 0.3)  # a layer's step above what is behind it: from GAP[0] px to GAP[1] x max_disp, log-uniform
+# Real rigs' flaws, off by default (probes of docs/data.md; nothing is drawn while they are 0, so the default
+# output stays as it was): the right view's rows off by up to VERTICAL_PX pixels (a residual of rectification:
+# an offset and a rotation, not in the ground truth), and each surface's brightness in the right view scaled by
+# 1 + N(0, GAIN_STD) (view-dependent appearance: glossy surfaces seen from another angle).
+VERTICAL_PX = 0.0
+GAIN_STD = 0.0
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,14 @@ def render_photo_pair(
     for i, (_, mask) in enumerate(order[1:], start=1):
         owner[mask] = i
     textures = _textures(img, order)
+    right_textures = textures
+    if GAIN_STD > 0:
+        right_textures = [t * (1 + rng.normal(0, GAIN_STD)) for t in textures]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rows_off = np.zeros((h, w))
+    if VERTICAL_PX > 0:  # |offset| + |rotation| <= VERTICAL_PX at every pixel
+        shift, tilt = rng.uniform(-0.5, 0.5, 2) * VERTICAL_PX
+        rows_off = shift + tilt * (xx - w / 2) / (w / 2)
     disp_left = np.zeros((h, w))
     for i, (layer, _) in enumerate(order):
         sel = owner == i
@@ -201,7 +214,7 @@ def render_photo_pair(
         for k, ox in enumerate(offsets):
             xs, ys = xx + ox, yy + oy
             left += _bicubic(img, xs, ys)
-            colour, d = _right_samples(order, owner, disp_left, textures, xs, ys)
+            colour, d = _right_samples(order, owner, disp_left, right_textures, xs, ys + rows_off)
             right += colour
             if j == centre and k == centre:
                 disp_right = d
