@@ -293,9 +293,8 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     architecture difference (``key: saved -> wanted``) except the keys without weights
     (:data:`WEIGHTLESS_KEYS`: the resolution, the volume's disparity bins, the pyramid's pool sizes), a
     refinement that ``wanted`` adds to a network without one (those layers start as the identity), and any
-    refinement when ``wanted``
-    changes the resolution (a new network, whose regression the old refinement was not made for: its
-    weights are dropped, and a refinement ``wanted`` has starts as the identity)."""
+    refinement when ``wanted`` changes the resolution (a new network, whose regression the old refinement
+    was not made for: its weights are dropped, and a refinement ``wanted`` has starts as the identity)."""
     s, w = model_config(saved), model_config(wanted)
     if _refinement_restarts(s, w):
         return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS + ("refine", "refine_channels"))
