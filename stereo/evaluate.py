@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,19 +197,57 @@ def predictions_on_test_split(
         yield model.predict(s.left, s.right, confidence=confidence), read_disparity(s.disparity)
 
 
+def evaluate_methods(
+    methods: list[tuple[str, list[str]]],
+    root: str | os.PathLike,
+    passes: list[str],
+    max_disp: float,
+    extra: list[str] | None = None,
+    work_dir: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> list[tuple[str, EvalReport]]:
+    """``stereo-eval``'s code for each ``(label, eval overrides)`` of ``methods`` (e.g. ``["method=sgbm"]``,
+    ``["checkpoint=shipped", "precision=bf16"]``) on ``root``, in each pass, with the mask ``0 < gt <
+    max_disp`` and the ``extra`` overrides (``device=``, ``data.limit=``, ...). Every evaluation writes into its
+    own folder of ``work_dir`` (default: a temporary folder, removed). Returns ``(label, report)``, methods
+    outer, passes inner."""
+    from stereo.config import load_config
+
+    results: list[tuple[str, EvalReport]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(work_dir) if work_dir is not None else Path(tmp)
+        for label, over in methods:
+            for p in passes:
+                data = [f"data.root={root}", f"data.render_pass={p}", f"max_disp={max_disp}", *(extra or [])]
+                cfg = load_config("eval", [*over, *data])
+                out = base / f"eval_{len(results)}_{p}"
+                results.append((label, evaluate(cfg, out, show_progress=show_progress, tensorboard=False)))
+    return results
+
+
+def benchmark_max_disp(root: str | os.PathLike, default: float | None = None) -> float:
+    """The ``max_disp`` of a generated set (its ``sample.json``), else ``default``; a clear error when neither."""
+    manifest = Path(root) / "sample.json"
+    if manifest.is_file():
+        return float(json.loads(manifest.read_text())["parameters"]["max_disp"])
+    if default is None:
+        raise DataError(f"{manifest}: not found; a generated set has one (give max_disp= for another dataset)")
+    return default
+
+
 def slice_metrics(checkpoint: str | os.PathLike, work_dir: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
     """EPE and bad-N of ``checkpoint`` on the first pairs of generated-v1 (:data:`stereo.weights.SLICE`: both
     passes, mask 0 < gt < 96, per-image averaging, through ``stereo-eval``'s code), generated in ``work_dir``."""
-    from stereo.config import load_config
     from stereo.data.benchmarks import build_slice
     from stereo.weights import SLICE
 
     root = build_slice(SLICE["benchmark"], SLICE["part"], SLICE["pairs"], Path(work_dir) / "slice")
     result: dict[str, Any] = dict(SLICE)
-    for p in ("clean", "final"):
-        over = [f"checkpoint={checkpoint}", f"data.root={root}", f"data.render_pass={p}",
-                f"max_disp={SLICE['max_disp']}", f"device={device}"]  # fmt: skip
-        r = evaluate(load_config("eval", over), Path(work_dir) / f"eval_{p}", show_progress=False, tensorboard=False)
+    method = [("", [f"checkpoint={checkpoint}", f"device={device}"])]
+    reports = evaluate_methods(
+        method, root, ["clean", "final"], SLICE["max_disp"], work_dir=work_dir, show_progress=False
+    )
+    for p, (_, r) in zip(("clean", "final"), reports, strict=True):
         result[p] = r.metrics()
     return result
 

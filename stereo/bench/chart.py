@@ -19,15 +19,13 @@ Writes the JSON (with the date, CPU model and flags) and, when matplotlib is ins
 from __future__ import annotations
 
 import datetime
-import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stereo.bench.harness import environment, format_table, run_isolated
 from stereo.cli import parse_overrides
-from stereo.config import load_config, to_plain
+from stereo.config import to_plain
 from stereo.errors import ConfigError, MissingFileError
 from stereo.io import write_json
 
@@ -93,27 +91,27 @@ def chart_timings(
 
 def chart_accuracy(cfg: ChartConfig, precisions: list[str]) -> list[dict[str, Any]]:
     """bad-1/bad-2/EPE of SGBM and the shipped weights in each precision on each benchmark (stereo-eval's code)."""
-    from stereo.evaluate import evaluate
+    from stereo.evaluate import benchmark_max_disp, evaluate_methods
 
+    cases = [(SGBM, "-", ["method=sgbm"])] + [
+        (SHIPPED, p, ["checkpoint=shipped", f"precision={p}"]) for p in precisions
+    ]
+    cases += [(FAST, p, [f"checkpoint={cfg.fast}", f"precision={p}"]) for p in precisions if cfg.fast]
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for bench in cfg.benchmarks:
-            root = Path(cfg.root) / bench
-            manifest = root / "sample.json"
-            if not manifest.is_file():
-                name = bench.split("/")[0]
-                build = f"python scripts/make_generated_benchmark.py name={name} out={Path(cfg.root) / name}"
-                raise MissingFileError(f"{manifest}: benchmark {bench} not built; build it with: {build}")
-            max_disp = json.loads(manifest.read_text())["parameters"]["max_disp"]
-            methods = [(SGBM, "-", ["method=sgbm"])] + [(SHIPPED, p, ["checkpoint=shipped", f"precision={p}"])
-                                                           for p in precisions]  # fmt: skip
-            methods += [(FAST, p, [f"checkpoint={cfg.fast}", f"precision={p}"]) for p in precisions if cfg.fast]
-            for label, precision, over in methods:
-                data = [f"data.root={root}", f"data.render_pass={cfg.render_pass}", f"data.limit={cfg.limit}"]
-                ecfg = load_config("eval", [*over, *data, f"max_disp={max_disp}", f"device={cfg.device}"])
-                r = evaluate(ecfg, Path(tmp) / str(len(results)), show_progress=False, tensorboard=False)
-                results.append({"benchmark": bench, "method": label, "precision": precision, "pairs": r.pairs,
-                                "epe": r.epe, "bad1": r.bad1, "bad2": r.bad2, "bad3": r.bad3})  # fmt: skip
+    for bench in cfg.benchmarks:
+        root = Path(cfg.root) / bench
+        if not (root / "sample.json").is_file():
+            name = bench.split("/")[0]
+            build = f"python scripts/make_generated_benchmark.py name={name} out={Path(cfg.root) / name}"
+            raise MissingFileError(f"{root / 'sample.json'}: benchmark {bench} not built; build it with: {build}")
+        extra = [f"data.limit={cfg.limit}", f"device={cfg.device}"]
+        methods = [(label, over) for label, _, over in cases]
+        reports = evaluate_methods(
+            methods, root, [cfg.render_pass], benchmark_max_disp(root), extra, show_progress=False
+        )
+        for (label, precision, _), (_, r) in zip(cases, reports, strict=True):
+            results.append({"benchmark": bench, "method": label, "precision": precision, "pairs": r.pairs,
+                            "epe": r.epe, "bad1": r.bad1, "bad2": r.bad2, "bad3": r.bad3})  # fmt: skip
     return results
 
 

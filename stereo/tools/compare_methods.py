@@ -12,16 +12,13 @@ in both views, ``region=edges`` only those near depth edges (``data.region``, do
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from stereo.bench.harness import environment
 from stereo.cli import parse_overrides
-from stereo.config import load_config, to_plain
+from stereo.config import to_plain
 from stereo.errors import ConfigError
-from stereo.evaluate import evaluate
+from stereo.evaluate import benchmark_max_disp, evaluate_methods
 from stereo.io import write_json
 
 
@@ -40,34 +37,16 @@ class CompareConfig:
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(CompareConfig, argv, doc=__doc__)
-    max_disp = cfg.max_disp
-    manifest = Path(cfg.root) / "sample.json"
-    if max_disp is None and manifest.is_file():
-        max_disp = json.loads(manifest.read_text())["parameters"]["max_disp"]
-    max_disp = max_disp or 192
+    max_disp = cfg.max_disp if cfg.max_disp is not None else benchmark_max_disp(cfg.root, 192)
     methods = ([("SGBM (OpenCV, 3-way)", ["method=sgbm"])] if cfg.sgbm else []) + [
         (label, [f"checkpoint={path}"]) for label, path in cfg.checkpoints.items()
     ]
     if not methods or not cfg.passes:
         raise ConfigError("nothing to compare: give checkpoints={label: path, ...}, sgbm=true and at least one pass")
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, over in methods:
-            for p in cfg.passes:
-                ecfg = load_config(
-                    "eval",
-                    [
-                        *over,
-                        f"data.root={cfg.root}",
-                        f"data.render_pass={p}",
-                        f"max_disp={max_disp}",
-                        f"data.region={cfg.region}",
-                        f"data.limit={cfg.limit}",
-                        f"device={cfg.device}",
-                    ],
-                )
-                r = evaluate(ecfg, Path(tmp) / f"{len(results)}", tensorboard=False)  # fmt: skip
-                results.append({**r.to_json(), "label": label})
+    extra = [f"data.region={cfg.region}", f"data.limit={cfg.limit}", f"device={cfg.device}"]
+    results = [
+        {**r.to_json(), "label": label} for label, r in evaluate_methods(methods, cfg.root, cfg.passes, max_disp, extra)
+    ]
     region = {"nonocc": "pixels visible in both views", "edges": "pixels near depth edges",
               "textured": "textured pixels", "lowtexture": "textureless pixels"}  # fmt: skip
     region = region.get(cfg.region, "every pixel")
