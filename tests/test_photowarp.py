@@ -63,3 +63,34 @@ def test_generator_v5_is_deterministic_and_uses_benchmark_photographs_only():
         np.testing.assert_array_equal(a[k], b[k])
     assert not np.array_equal(a["left"], a["final_left"])  # the camera model ran
     assert len(photos("benchmark")) == 5
+
+
+def test_a_rigs_flaws_change_the_right_view_only(monkeypatch):
+    """VERTICAL_PX moves the right view's rows (by at most that, not in the ground truth); GAIN_STD scales the
+    surfaces' brightness in the right view. Neither touches the left view or the disparities."""
+    args = ([_photo(120, 200)], 96, 160, 24, 4)
+    plain = pw.render_photo_pair(np.random.default_rng(5), *args, samples=1)
+    monkeypatch.setattr(pw, "VERTICAL_PX", 0.8)
+    moved = pw.render_photo_pair(np.random.default_rng(5), *args, samples=1)
+    monkeypatch.setattr(pw, "VERTICAL_PX", 0.0)
+    monkeypatch.setattr(pw, "GAIN_STD", 0.05)
+    gained = pw.render_photo_pair(np.random.default_rng(5), *args, samples=1)
+    for pair in (moved, gained):
+        for k in ("left", "disp_left", "textureless"):
+            np.testing.assert_array_equal(pair[k], plain[k])
+        assert not np.array_equal(pair["right"], plain["right"])
+    d, left = plain["disp_left"], plain["left"].astype(np.float64)
+    yy, xx = np.mgrid[0:96, 0:160].astype(np.float64)
+    keep = nonoccluded(d, plain["disp_right"]) & (xx - d > 3)
+    keep[:4], keep[-4:] = False, False
+    shifts = np.round(np.arange(-1.2, 1.21, 0.1), 1)
+    best = []
+    for cols in (slice(0, 60), slice(100, 160)):  # an offset and a tilt: each side has its own best row shift
+        k = keep[:, cols]
+        err = [np.median(np.abs(pw._bicubic(moved["right"].astype(np.float64), xx - d, yy - s) - left)
+                         .mean(-1)[:, cols][k]) for s in shifts]  # fmt: skip
+        best.append(shifts[int(np.argmin(err))])
+        assert abs(best[-1]) <= 0.8 + 0.1 and min(err) < 0.9 * err[len(shifts) // 2]
+    assert best[0] != best[1]  # the rows' offset varies across the view
+    ratio = (gained["right"] / np.maximum(plain["right"], 1e-3))[(plain["right"] > 0.1) & (gained["right"] < 0.99)]
+    assert 0 < abs(np.median(ratio) - 1) < 4 * 0.05  # a brightness factor, of the size asked for

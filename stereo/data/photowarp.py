@@ -72,13 +72,19 @@ class _Layer:
         return x
 
 
-def _bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``field`` (H, W) at real positions (pixel centres at integers), linear between them, clamped at the
-    borders; float64 throughout (OpenCV's remap rounds positions to 1/32 px)."""
+def _cell(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The grid cell of each real position (clamped at the borders): its corner (x0, y0) and the position
+    within it (fx, fy) in [0, 1]."""
     h, w = field.shape
     x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
     x0, y0 = np.minimum(np.floor(x).astype(np.int64), w - 2), np.minimum(np.floor(y).astype(np.int64), h - 2)
-    fx, fy = x - x0, y - y0
+    return x0, y0, x - x0, y - y0
+
+
+def _bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``field`` (H, W) at real positions (pixel centres at integers), linear between them, clamped at the
+    borders; float64 throughout (OpenCV's remap rounds positions to 1/32 px)."""
+    x0, y0, fx, fy = _cell(field, x, y)
     top = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
     bottom = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
@@ -86,10 +92,7 @@ def _bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _bilinear_dx(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The derivative along x of :func:`_bilinear` (within each cell: the cell's difference, linear in y)."""
-    h, w = field.shape
-    x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
-    x0, y0 = np.minimum(np.floor(x).astype(np.int64), w - 2), np.minimum(np.floor(y).astype(np.int64), h - 2)
-    fy = y - y0
+    x0, y0, _, fy = _cell(field, x, y)
     top, bottom = field[y0, x0 + 1] - field[y0, x0], field[y0 + 1, x0 + 1] - field[y0 + 1, x0]
     return top * (1 - fy) + bottom * fy
 
