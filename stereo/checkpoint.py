@@ -285,13 +285,13 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
 
 
 # Architecture keys that hold no weights: a network may fine-tune from weights made at another setting of them.
-WEIGHTLESS_KEYS = ("downsample", "half_shifts", "feature.pool_sizes")
+WEIGHTLESS_KEYS = ("downsample", "feature.pool_sizes")
 
 
 def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     """What keeps weights of model config ``saved`` from initialising a model of ``wanted``: every
     architecture difference (``key: saved -> wanted``) except the keys without weights
-    (:data:`WEIGHTLESS_KEYS`: the resolution, the volume's disparity bins, the pyramid's pool sizes), a
+    (:data:`WEIGHTLESS_KEYS`: the resolution, the pyramid's pool sizes), a
     refinement that ``wanted`` adds to a network without one (those layers start as the identity), and any
     refinement when ``wanted`` changes the resolution (a new network, whose regression the old refinement
     was not made for: its weights are dropped, and a refinement ``wanted`` has starts as the identity)."""

@@ -223,11 +223,6 @@ class ModelConfig:
         expect="4 or 8",
         help="features and cost volume at 1/downsample of the image: 4 (PSMNet) | 8 (an eighth of the 3-D work)",
     )
-    half_shifts: bool = rng(
-        False,
-        help="the cost volume also at half-pixel shifts of the features: bins of downsample/2 pixels of disparity "
-        "(twice the 3-D work); with downsample=8, the 4 px bins of a 1/4-resolution volume",
-    )
     volume: Volume = rng(Volume.concat, help="concat (PSMNet) | gwc (group-wise correlation, GwcNet)")
     gwc_groups: int = rng(32, ge=1, help="used when volume=gwc")
     volume_channels: int = rng(32, ge=1, help="channels of the 3-D network")

@@ -104,40 +104,6 @@ def test_downsample_8_runs_at_an_eighth_with_the_same_weights_and_bands_equal_th
         build_model(load_config("model/ea_psmnet_fast", ["max_disp=112"]))
 
 
-@pytest.mark.parametrize("volume", ["concat", "gwc"])
-def test_half_shifts_interleave_half_pixel_bins_and_bands_still_equal_the_frame(volume):
-    """Bin k pairs the left features at x with the right ones at x - k/2 (odd k: the mean of the two right
-    pixels around it), checked against a loop in float64; the model runs and bands equal the whole frame."""
-    torch.manual_seed(8)
-    over = [f"volume={volume}", "half_shifts=true", "refine=none"]
-    net = build_model(load_config("model/ea_psmnet_fast", over)).double().eval()
-    assert net.volume_depth == 2 * 128 // 8
-    fl, fr = torch.randn(1, 16, 3, 9, dtype=torch.float64), torch.randn(1, 16, 3, 9, dtype=torch.float64)
-    vol = net.volume_of(fl, fr)
-    assert vol.shape[2] == 32
-
-    def cell(left, right):  # one column of the volume; gwc: 16 groups of the 16 channels
-        return torch.cat([left, right], 1) if volume == "concat" else (left * right).reshape(1, 16, 1, 3).mean(2)
-
-    for k in range(12):
-        lo, hi = k // 2, (k + 1) // 2  # the right pixels at x - k/2: one, or the two around it
-        ref = torch.zeros_like(vol[:, :, 0])
-        for x in range(hi, 9):
-            ref[..., x] = cell(fl[..., x], 0.5 * (fr[..., x - lo] + fr[..., x - hi]))
-        if k % 2:  # the first column with a match has only the nearer right pixel (the one beyond is zero)
-            ref[..., hi - 1] = cell(fl[..., hi - 1], 0.5 * fr[..., hi - 1 - lo])
-        torch.testing.assert_close(vol[:, :, k], ref, rtol=0, atol=1e-12)
-    net = net.float()
-    x, y = torch.rand(1, 3, 1024, 64), torch.rand(1, 3, 1024, 64)
-    with torch.inference_mode():
-        whole = net.infer(x, y).disparity
-        budget = (net._full_resolution_bytes(1, 128, 8) + 100 * net._row_bytes(1, 8)) / 2**30
-        configure_runtime(net, {"memory_budget_gb": budget})
-        banded = net.infer(x, y)
-    assert banded.bands > 1 and whole.shape == (1, 1024, 64)
-    torch.testing.assert_close(banded.disparity, whole, rtol=0, atol=1e-4)
-
-
 @pytest.mark.parametrize("refine", ["none", "modes"])
 def test_the_fast_model_fine_tunes_from_the_shipped_weights_without_their_refinement(refine):
     """Stage 1 (refine=none) drops the shipped refinement; a refinement of the new resolution, of any width,

@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stereo.config import ModelConfig, RuntimeConfig, runtime_config, runtime_model_errors, to_plain
@@ -40,8 +39,7 @@ class PSMNet(nn.Module):
         cfg: the architecture (:class:`~stereo.config.ModelConfig`): ``max_disp`` (pixels, a multiple of
             4 x ``downsample``: the volume is D/downsample deep and the hourglasses halve it twice),
             ``downsample`` (4: features and volume at 1/4 of the image, as PSMNet; 8: at 1/8, an eighth of the
-            3-D work, for CPUs), ``half_shifts`` (the volume also at half-pixel shifts of the features: twice
-            as deep, bins of downsample/2 px), ``volume`` (``concat`` or
+            3-D work, for CPUs), ``volume`` (``concat`` or
             ``gwc`` with ``gwc_groups``), ``volume_channels``, ``hourglasses`` (= output heads) and
             ``feature`` (:class:`~stereo.models.feature.FeatureExtractor` settings).
 
@@ -69,8 +67,6 @@ class PSMNet(nn.Module):
         self.config = cfg
         self.max_disp = cfg.max_disp
         self.downsample = cfg.downsample
-        # Disparity bins of the volume: one per feature pixel of shift, or per half pixel.
-        self.volume_depth = cfg.max_disp // cfg.downsample * (2 if cfg.half_shifts else 1)
         self.size_divisor = 4 * cfg.downsample  # the hourglasses' two stride-2 levels below the features
         self.volume = str(cfg.volume)
         self.gwc_groups = cfg.gwc_groups
@@ -231,20 +227,11 @@ class PSMNet(nn.Module):
 
     def volume_of(self, fl: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
         """Features (B, C, H/4, W/4) x2 -> the (B, C', D/4, H/4, W/4) cost volume (row by row: each row of
-        the volume depends only on the same row of the features). With ``half_shifts`` it is (B, C', D/2,
-        H/8, W/8) at 1/8: bin k pairs the left features at x with the right ones at x - k/2, halfway between
-        two right feature pixels for odd k (their mean)."""
-        d = self.max_disp // self.downsample
-        if not self.config.half_shifts:
-            return self._volume(fl, fr, d)
-        half = 0.5 * (fr + F.pad(fr, (1, 0))[..., :-1])  # the right features at x - 1/2 (zero beyond the edge)
-        volume = torch.stack([self._volume(fl, fr, d), self._volume(fl, half, d)], 3).flatten(2, 3)
-        return volume.contiguous(memory_format=self.memory_format)
-
-    def _volume(self, fl: torch.Tensor, fr: torch.Tensor, d: int) -> torch.Tensor:
+        the volume depends only on the same row of the features)."""
+        d4 = self.max_disp // self.downsample
         if self.volume == "concat":
-            return concat_volume(fl, fr, d, self.memory_format)
-        return gwc_volume(fl, fr, d, self.gwc_groups, self.memory_format)
+            return concat_volume(fl, fr, d4, self.memory_format)
+        return gwc_volume(fl, fr, d4, self.gwc_groups, self.memory_format)
 
     def cost_volume(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Features of both views -> the (B, C, D/4, H/4, W/4) cost volume the 3-D network aggregates."""
@@ -289,7 +276,7 @@ class PSMNet(nn.Module):
 
     def _row_bytes(self, batch: int, w4: int) -> int:
         """Estimated bytes of the 3-D part for one row at 1/4 resolution (:meth:`bytes_per_cell`)."""
-        return batch * w4 * self.volume_depth * self.bytes_per_cell()
+        return batch * w4 * (self.max_disp // self.downsample) * self.bytes_per_cell()
 
     def _full_resolution_bytes(self, batch: int, h4: int, w4: int) -> int:
         """Estimated bytes of the part of a (4 h4, 4 w4) frame that bands cannot split."""
