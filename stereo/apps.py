@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from stereo.cli import repeated_keys
+from stereo.cli import repeated_keys, unknown_keys
 from stereo.config import CONF_DIR
 from stereo.errors import StereoError
 from stereo.io import LOCK_NAME
@@ -157,9 +157,10 @@ def _preflight(app: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
                 except BrokenPipeError:
                     _stdout_closed()
                 return None
-            if twice := repeated_keys(argv):
-                print(f"error: {twice}", file=sys.stderr)
-                sys.exit(1)
+            for problem in (repeated_keys(argv), unknown_keys(app, argv)):
+                if problem:
+                    print(f"error: {problem}", file=sys.stderr)
+                    sys.exit(1)
             _check_run_dir(argv)
             return main()
 

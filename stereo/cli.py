@@ -24,6 +24,61 @@ def repeated_keys(argv: list[str]) -> str | None:
     return f"invalid command line: key(s) given more than once: {shown}; give each once"
 
 
+def unknown_keys(app: str, argv: list[str]) -> str | None:
+    """One line naming the ``key=value`` arguments of an app (``train``, ``infer``, ...) whose key its
+    config does not have, each with the nearest known keys, or None. Hydra's own message would suggest
+    ``+key=value``, which a typed config refuses too. Group choices (``model=``, ``experiment=``) shape the
+    config first; ``hydra.*`` and ``+``/``~`` arguments are left to Hydra."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    from stereo.config import CONF_DIR, load_config
+
+    pairs = [a.split("=", 1) for a in argv if "=" in a and not a.startswith(("+", "~", "hydra"))]
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    try:
+        cfg = load_config(app, [f"{k}={v}" for k, v in pairs if k in groups])
+    except Exception:  # a bad group choice: Hydra says so itself, with the options
+        return None
+    unknown = [k for k, _ in pairs if k not in groups and not _has_key(cfg, k)]
+    if not unknown:
+        return None
+    known = _dotted_keys(OmegaConf.to_container(cfg, throw_on_missing=False))
+    said = []
+    for k in unknown:
+        near = difflib.get_close_matches(k, known, n=3, cutoff=0.6)
+        said.append(f"{k}" + (f" (did you mean {' or '.join(near)}?)" if near else ""))
+    return f"invalid command line: unknown key(s): {'; '.join(said)}; --help lists the keys"
+
+
+def _has_key(cfg: Any, key: str) -> bool:
+    """Whether dotted ``key`` is a path of the config (a mandatory ``???`` value counts; list items by index)."""
+    from omegaconf import DictConfig, ListConfig
+
+    node, parts = cfg, key.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, DictConfig) and part in node.keys():  # `in node` is False for a `???` value
+            pass
+        elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
+            part = int(part)  # type: ignore[assignment]
+        else:
+            return False
+        if i < len(parts) - 1:  # the last part may hold a mandatory ``???``, which cannot be read
+            node = node[part]
+    return True
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every key of a nested dict as a dotted path (lists are leaves)."""
+    if not isinstance(node, dict):
+        return [prefix] if prefix else []
+    keys = [prefix] if prefix else []
+    for k, v in node.items():
+        keys += _dotted_keys(v, f"{prefix}.{k}" if prefix else str(k))
+    return keys
+
+
 S = TypeVar("S")
 
 

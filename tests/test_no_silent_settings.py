@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from stereo.checkpoint import load_network
-from stereo.cli import repeated_keys
+from stereo.cli import repeated_keys, unknown_keys
 from stereo.config import load_config, runtime_config
 from stereo.errors import CheckpointError, ConfigError
 from tests.conftest import REPO, make_tiny_cfg
@@ -70,6 +70,18 @@ def test_repeated_keys():
     assert "scale (scale=0.5, ++scale=1.0)" in line and "model.max_disp (model.max_disp=64, +model.max_disp=32)" in line
 
 
+def test_unknown_keys_are_named_with_the_nearest_known_ones():
+    assert unknown_keys("infer", ["left=a.png", "right=b.png", "output_dir=o", "hydra.run.dir=x", "+extra=1"]) is None
+    assert unknown_keys("train", ["experiment=fast", "model.refine_channels=4", "train.freeze=[]"]) is None
+    assert unknown_keys("train", ["model=ea_psmnet_light", "model.feature.attention.0.kind=linear"]) is None
+    assert unknown_keys("export", ["output=m.onnx"]) is None  # a mandatory key (??? until given)
+    line = unknown_keys("infer", ["left=a.png", "output=out"])
+    assert line.startswith("invalid command line: unknown key(s): output (did you mean output_dir") and "--help" in line
+    line = unknown_keys("train", ["experiment=fast", "model.refine_chanels=4", "zzz=1"])
+    assert "model.refine_chanels (did you mean model.refine_channels" in line and "; zzz;" in line
+    assert unknown_keys("train", ["model=no_such_model"]) is None  # Hydra names the group's options itself
+
+
 @pytest.mark.slow
 def test_repeated_keys_are_refused_by_apps_and_tools(tmp_path):
     for script, args in (("infer.py", ["left=a.png", "right=b.png", "scale=0.5", "scale=1.0"]),
@@ -78,6 +90,9 @@ def test_repeated_keys_are_refused_by_apps_and_tools(tmp_path):
                               cwd=tmp_path, timeout=120)  # fmt: skip
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert "given more than once" in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/infer.py"), "left=a.png", "output=o"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    assert proc.returncode == 1 and "did you mean output_dir" in proc.stderr and "+output" not in proc.stderr
     assert not (tmp_path / "s").exists() and not (tmp_path / "runs").exists()
 
 
