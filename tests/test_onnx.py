@@ -36,7 +36,8 @@ def _checkpoint(name, path, overrides=()):
         ("ea_psmnet_light", []),
         ("ea_psmnet", []),
         ("psmnet", []),
-        ("ea_psmnet_fast", []),
+        # Its refinement (refine=modes) picks an argmax that random weights leave to rounding: see the next test.
+        ("ea_psmnet_fast", ["refine=none"]),
     ],
     ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_fast"],
 )
