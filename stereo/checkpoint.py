@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stereo.config import runtime_config, to_plain
+from stereo.config import flatten, runtime_config, to_plain
 from stereo.errors import CheckpointError, ConfigError, MissingFileError
 from stereo.io import refuse_package_path, write_bytes
 from stereo.models import build_model, configure_runtime, model_config
@@ -241,20 +241,11 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def config_differences(saved: Any, wanted: Any, ignore: tuple[str, ...] = ()) -> list[str]:
     """Architecture fields (dotted keys, but ``name`` and ``ignore``) that differ between two model
     configs, as ``key: saved -> wanted``."""
-    a = _flatten(to_plain(model_config(saved)))
-    b = _flatten(to_plain(model_config(wanted)))
+    a = flatten(to_plain(model_config(saved)))
+    b = flatten(to_plain(model_config(wanted)))
     skip = {"name", *ignore}
     return [
         f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in skip
@@ -291,10 +282,10 @@ WEIGHTLESS_KEYS = ("downsample", "feature.pool_sizes")
 def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     """What keeps weights of model config ``saved`` from initialising a model of ``wanted``: every
     architecture difference (``key: saved -> wanted``) except the keys without weights
-    (:data:`WEIGHTLESS_KEYS`: the resolution, the pyramid's pool sizes), a
-    refinement that ``wanted`` adds to a network without one (those layers start as the identity), and any
-    refinement when ``wanted`` changes the resolution (a new network, whose regression the old refinement
-    was not made for: its weights are dropped, and a refinement ``wanted`` has starts as the identity)."""
+    (:data:`WEIGHTLESS_KEYS`: the resolution, the pyramid's pool sizes), a refinement that ``wanted`` adds
+    to a network without one (those layers start as the identity), and any refinement when ``wanted``
+    changes the resolution (a new network, whose regression the old refinement was not made for: its
+    weights are dropped, and a refinement ``wanted`` has starts as the identity)."""
     s, w = model_config(saved), model_config(wanted)
     if _refinement_restarts(s, w):
         return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS + ("refine", "refine_channels"))

@@ -33,7 +33,7 @@ def unknown_keys(app: str, argv: list[str]) -> str | None:
 
     from omegaconf import OmegaConf
 
-    from stereo.config import CONF_DIR, load_config
+    from stereo.config import CONF_DIR, flatten, load_config
 
     pairs = [a.split("=", 1) for a in argv if "=" in a and not a.startswith(("+", "~", "hydra"))]
     groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
@@ -44,7 +44,8 @@ def unknown_keys(app: str, argv: list[str]) -> str | None:
     unknown = [k for k, _ in pairs if k not in groups and not _has_key(cfg, k)]
     if not unknown:
         return None
-    known = _dotted_keys(OmegaConf.to_container(cfg, throw_on_missing=False))
+    leaves = flatten(OmegaConf.to_container(cfg, throw_on_missing=False))
+    known = {".".join(k.split(".")[: i + 1]) for k in leaves for i in range(k.count(".") + 1)}  # and sections
     said = []
     for k in unknown:
         near = difflib.get_close_matches(k, known, n=3, cutoff=0.6)
@@ -67,16 +68,6 @@ def _has_key(cfg: Any, key: str) -> bool:
         if i < len(parts) - 1:  # the last part may hold a mandatory ``???``, which cannot be read
             node = node[part]
     return True
-
-
-def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
-    """Every key of a nested dict as a dotted path (lists are leaves)."""
-    if not isinstance(node, dict):
-        return [prefix] if prefix else []
-    keys = [prefix] if prefix else []
-    for k, v in node.items():
-        keys += _dotted_keys(v, f"{prefix}.{k}" if prefix else str(k))
-    return keys
 
 
 S = TypeVar("S")

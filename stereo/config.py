@@ -898,6 +898,16 @@ def to_plain(cfg: Any) -> Any:
     return cfg
 
 
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict (e.g. :func:`to_plain`'s) as ``{dotted key: leaf value}``; lists are leaves."""
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
 def _help_rows(schema: type, node: Any, prefix: str = "") -> list[tuple[str, str]]:
     rows = []
     for f in dataclasses.fields(schema):
