@@ -276,7 +276,7 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
 
 
 # Architecture keys that hold no weights: a network may fine-tune from weights made at another setting of them.
-WEIGHTLESS_KEYS = ("downsample", "feature.pool_sizes")
+WEIGHTLESS_KEYS = ("downsample", "feature.pool_sizes", "subpixel_steps")
 
 
 def init_conflicts(saved: Any, wanted: Any) -> list[str]:
@@ -285,11 +285,18 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     (:data:`WEIGHTLESS_KEYS`: the resolution, the pyramid's pool sizes), a refinement that ``wanted`` adds
     to a network without one (those layers start as the identity), and any refinement when ``wanted``
     changes the resolution (a new network, whose regression the old refinement was not made for: its
-    weights are dropped, and a refinement ``wanted`` has starts as the identity)."""
+    weights are dropped, and a refinement ``wanted`` has starts as the identity), and a sub-pixel stage
+    (``model.subpixel``) that ``wanted`` adds (it starts as the identity too)."""
     s, w = model_config(saved), model_config(wanted)
+    ignore = WEIGHTLESS_KEYS + (("subpixel",) if _subpixel_added(s, w) else ())
     if _refinement_restarts(s, w):
-        return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS + ("refine", "refine_channels"))
-    return config_differences(saved, wanted, ignore=WEIGHTLESS_KEYS)
+        ignore += ("refine", "refine_channels")
+    return config_differences(saved, wanted, ignore=ignore)
+
+
+def _subpixel_added(saved: Any, wanted: Any) -> bool:
+    """Whether ``wanted`` (a model config) adds a sub-pixel stage that ``saved``'s weights lack."""
+    return str(model_config(saved).subpixel) == "none" and str(model_config(wanted).subpixel) != "none"
 
 
 def _refinement_restarts(saved: Any, wanted: Any) -> bool:
@@ -303,8 +310,9 @@ def _refinement_restarts(saved: Any, wanted: Any) -> bool:
 def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
     """Load ``checkpoint``'s weights into ``model`` (built from ``wanted``) to fine-tune from them. The
     architectures must agree but for :func:`init_conflicts`' exceptions: an added sub-pixel refinement
-    (``model.refine``) keeps its initialisation, under which it returns its input; a refinement left out,
-    or made for another resolution, is not loaded. Returns the names of the weights left at their initialisation."""
+    (``model.refine``) or stage (``model.subpixel``) keeps its initialisation, under which it returns its
+    input; a refinement left out, or made for another resolution, is not loaded. Returns the names of the
+    weights left at their initialisation."""
     ckpt = load_checkpoint(checkpoint)
     other = init_conflicts(ckpt["model_config"], wanted)
     if other:
@@ -317,10 +325,11 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
             f"from the run's ({'; '.join(other)}){hint}"
         )
     state = dict(ckpt["model"])
-    kept = []
-    if _refinement_restarts(ckpt["model_config"], wanted):
-        kept = [k for k in model.state_dict() if k.startswith("refinement.")]
-        state = {k: v for k, v in state.items() if not k.startswith("refinement.")}
+    fresh = ("refinement.",) if _refinement_restarts(ckpt["model_config"], wanted) else ()
+    fresh += ("subpixel.",) if _subpixel_added(ckpt["model_config"], wanted) else ()
+    kept = [k for k in model.state_dict() if k.startswith(fresh)] if fresh else []
+    if fresh:
+        state = {k: v for k, v in state.items() if not k.startswith(fresh)}
         state.update({k: v for k, v in model.state_dict().items() if k in kept})
     load_weights(model, state, checkpoint)
     return kept

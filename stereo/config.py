@@ -90,6 +90,11 @@ class Refine(Choice):
     modes = "modes"
 
 
+class Subpixel(Choice):
+    none = "none"
+    match = "match"
+
+
 class Loss(Choice):
     smooth_l1 = "smooth_l1"
     photometric = "photometric"
@@ -240,6 +245,13 @@ class ModelConfig:
         help="width of refine=modes' full-resolution convolutions (16: the shipped weights; time grows with its "
         "square)",
     )
+    subpixel: Subpixel = rng(
+        Subpixel.none,
+        help="none | match: learned full-resolution sub-pixel matching after the refinement: light features of "
+        "both views correlated at quarter-pixel offsets within 1.5 px of the disparity, a bounded residual "
+        "(models/subpixel.py)",
+    )
+    subpixel_steps: int = rng(1, ge=1, help="subpixel=match: updates with shared weights, each from the last")
 
 
 # ---- runtime (how to run, never frozen into a checkpoint) -------------------------------------------------
@@ -438,6 +450,12 @@ class OptimConfig:
         help="loss of every head: smooth_l1 (PSMNet's, on the ground truth) | photometric (self-supervised, no "
         "ground truth: the left view reconstructed from the right, SSIM + L1 over the visible pixels, edge-aware "
         "smoothness; stereo/losses.py)",
+    )
+    loss_max_error: float | None = rng(
+        None,
+        gt=0,
+        help="loss=smooth_l1: leave out of each head's loss the pixels it misses by this many pixels or more "
+        "(a truncated loss for a stage that moves a disparity a little, e.g. model.subpixel); null = every pixel",
     )
     num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
     log_every: int = rng(50, ge=1, help="steps between scalar logs")
@@ -823,6 +841,8 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
     t, refine = cfg.train, Refine(str(cfg.model.refine))
     if t.micro_batch and t.batch_size % t.micro_batch:
         errors.append(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
+    if t.loss_max_error is not None and str(t.loss) != Loss.smooth_l1.value:
+        errors.append(f"train.loss_max_error truncates train.loss=smooth_l1, not {t.loss}; set it to null")
     return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
 
 

@@ -88,10 +88,12 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, opset:
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= top:
         raise ConfigError(f"opset={opset}: this PyTorch's ONNX exporter writes opsets 13 to {top}")
     model, ckpt = load_network(checkpoint, torch.device("cpu"))
-    if model.refinement.refines and opset < 16:
+    samplers = [f"model.refine={model.config.refine}"] if model.refinement.refines else []
+    samplers += [f"model.subpixel={model.config.subpixel}"] if model.subpixel is not None else []
+    if samplers and opset < 16:
         raise ConfigError(
-            f"{checkpoint}: model.refine={model.config.refine} samples the right image (GridSample): it needs "
-            f"opset >= 16, got {opset}"
+            f"{checkpoint}: {' and '.join(samplers)} sample the right image (GridSample): it needs opset >= 16, "
+            f"got {opset}"
         )
     # ONNX-friendly runtime: no row chunking (a Python loop over the height), contiguous 3-D layout.
     configure_runtime(model, {"eval_chunk_rows": 0, "channels_last_3d": False})

@@ -107,12 +107,21 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,
     ]
 
 
-def sequence_loss(outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights) -> torch.Tensor:
+def sequence_loss(
+    outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights, max_error: float | None = None
+) -> torch.Tensor:
     """Weighted mean per-pixel smooth L1 over valid pixels (errors in pixels), one weight per head (PSMNet:
-    0.5, 0.7, 1.0; ``train.loss=smooth_l1``)."""
+    0.5, 0.7, 1.0; ``train.loss=smooth_l1``). ``max_error`` (``train.loss_max_error``): each head's loss
+    leaves out the pixels its answer misses by that many pixels or more (a truncated loss, for a stage that
+    can only move a disparity a little); a head with no pixel left adds zero."""
     if len(weights) != len(outs):
         raise ConfigError(f"{len(weights)} loss weights for {len(outs)} heads; set train.loss_weights")
-    return sum(w * F.smooth_l1_loss(o.float()[valid], gt[valid]) for w, o in zip(weights, outs, strict=True))
+    total = torch.zeros((), device=gt.device)
+    for w, o in zip(weights, outs, strict=True):
+        o = o.float()
+        keep = valid if max_error is None else valid & ((o.detach() - gt).abs() < max_error)
+        total = total + (w * F.smooth_l1_loss(o[keep], gt[keep]) if keep.any() else o.sum() * 0.0)
+    return total
 
 
 def loss_weights(configured: Any, heads: int) -> list[float]:
@@ -378,7 +387,8 @@ class Trainer:
             source = resolve_checkpoint(t.init_from)  # a path, or shipped
             kept = init_weights(self.model, source, cfg.model)
             if self.rank == 0:
-                added = f" ({len(kept)} tensors of the added refinement left at its identity start)" if kept else ""
+                parts = " and ".join(sorted({k.split(".")[0] for k in kept}))  # the added modules
+                added = f" ({len(kept)} tensors of the added {parts} left at the identity start)" if kept else ""
                 log.info("weights from %s%s", source, added)
         # Modules kept in eval mode while the rest trains: frozen ones, and every BatchNorm with train.bn_eval.
         self.fixed = freeze_modules(self.model, list(t.freeze))
@@ -705,7 +715,7 @@ class Trainer:
         a valid pixel, zero with every head in the graph, so that DDP sees a gradient for every parameter."""
         if not valid.any():
             return torch.stack([o.sum() for o in outs]).sum() * 0.0
-        return sequence_loss(outs, gt, valid, self.weights)
+        return sequence_loss(outs, gt, valid, self.weights, self.cfg.train.loss_max_error)
 
     def _skip(self, kind: str, what: str, advice: str) -> None:
         total, run = getattr(self.state, f"{kind}_total") + 1, getattr(self.state, f"{kind}_run") + 1

@@ -26,6 +26,8 @@ def _checkpoint(name, path, overrides=()):
     model = build_model(cfg)
     if model.refinement.refines:  # untrained it is the identity: give it something to export
         torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
+    if model.subpixel is not None:
+        torch.nn.init.normal_(model.subpixel.out.weight, std=0.05)
     torch.save({"model": model.state_dict(), "model_config": to_plain(cfg), "step": 0}, path)
     return path
 
@@ -38,8 +40,9 @@ def _checkpoint(name, path, overrides=()):
         ("psmnet", []),
         # Its refinement (refine=modes) picks an argmax that random weights leave to rounding: see the next test.
         ("ea_psmnet_fast", ["refine=none"]),
+        ("ea_psmnet_light", ["subpixel=match", "subpixel_steps=2"]),
     ],
-    ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_fast"],
+    ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_fast", "subpixel"],
 )
 def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
     from stereo.checkpoint import load_network
@@ -164,6 +167,9 @@ def test_the_refinement_needs_an_opset_with_grid_sample(tmp_path):
     with pytest.raises(ConfigError, match="refine=modes.*opset >= 16.*15"):
         export_onnx(ckpt, tmp_path / "m.onnx", opset=15)
     assert not (tmp_path / "m.onnx").exists()
+    ckpt = _checkpoint("ea_psmnet_light", tmp_path / "s.pt", ["subpixel=match"])
+    with pytest.raises(ConfigError, match="subpixel=match sample.*opset >= 16.*15"):
+        export_onnx(ckpt, tmp_path / "m.onnx", opset=15)
 
 
 def test_raw_onnx_runtime_below_the_minimum_size_pads_inside_the_graph(checkpoint, tmp_path):

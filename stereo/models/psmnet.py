@@ -16,6 +16,7 @@ from stereo.models.feature import FeatureExtractor
 from stereo.models.output import StereoOutput, TrainingOutput
 from stereo.models.polish import zncc_polish
 from stereo.models.refinement import Guides, build_refinement
+from stereo.models.subpixel import SubpixelMatch
 
 log = logging.getLogger(__name__)
 _WARNED_BUDGETS: set[tuple] = set()  # (batch, h4, w4, budget) already warned about, once per process
@@ -81,6 +82,8 @@ class PSMNet(nn.Module):
         self.aggregation = StackedHourglass(in_channels, cfg.volume_channels, cfg.hourglasses)
         # refine=none has no weights: a PSMNet's state dict stays exactly the original's.
         self.refinement = build_refinement(str(cfg.refine), cfg.max_disp, cfg.refine_channels)
+        # subpixel=none registers nothing: the state dict stays the same as without the option.
+        self.subpixel = SubpixelMatch(steps=cfg.subpixel_steps) if str(cfg.subpixel) == "match" else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()
@@ -141,7 +144,8 @@ class PSMNet(nn.Module):
         size = (self.max_disp, *left.shape[-2:])
         costs = self.aggregation(self.volume_of(*self.features(left, right)))
         guides = self.guides(left, right)
-        return TrainingOutput([self.refinement.train_head(c, size, guides) for c in costs])  # one shared refinement
+        heads = [self.refinement.train_head(c, size, guides) for c in costs]  # one shared refinement
+        return TrainingOutput([self.matched(h, guides) for h in heads])
 
     def infer(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False) -> StereoOutput:
         """Eval mode: the disparity (B, H, W) in pixels, the confidence (B, H, W) in [0, 1] when asked for
@@ -154,8 +158,10 @@ class PSMNet(nn.Module):
         if self.runtime.early_exit != "off":  # early exit decides per image from the whole head cost: no bands
             return self._infer_early_exit(*self.features(left, right), size, left, right, confidence)
         cost, bands = self.final_cost(left, right)
-        disp, conf = self.refinement.infer_head(cost, size, self.guides(left, right), self.runtime, confidence)
-        return StereoOutput(self.polished(disp, left, right), conf, [self.hourglasses] * left.shape[0], bands)
+        guides = self.guides(left, right)
+        disp, conf = self.refinement.infer_head(cost, size, guides, self.runtime, confidence)
+        disp = self.polished(self.matched(disp, guides), left, right)
+        return StereoOutput(disp, conf, [self.hourglasses] * left.shape[0], bands)
 
     def final_cost(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Eval: the last head's (B, 1, D/4, H/4, W/4) cost of the frame (in bands of rows under
@@ -183,12 +189,21 @@ class PSMNet(nn.Module):
         del fl, fr
         costs, heads = self.aggregation.forward_early_exit(vol, self._should_stop)
         rt = self.runtime
-        outs = [  # one answer per image, in order (forward_early_exit)
-            self.refinement.infer_head(c, size, self.guides(left[i : i + 1], right[i : i + 1]), rt, confidence)
-            for i, c in enumerate(costs)
-        ]
-        conf = torch.cat([o[1] for o in outs]) if confidence else None
-        return StereoOutput(self.polished(torch.cat([o[0] for o in outs]), left, right), conf, heads, 1)
+        disps, confs = [], []
+        for i, c in enumerate(costs):  # one answer per image, in order (forward_early_exit)
+            guides = self.guides(left[i : i + 1], right[i : i + 1])
+            disp, conf = self.refinement.infer_head(c, size, guides, rt, confidence)
+            disps.append(self.matched(disp, guides))
+            confs.append(conf)
+        conf = torch.cat([c for c in confs if c is not None]) if confidence else None
+        return StereoOutput(self.polished(torch.cat(disps), left, right), conf, heads, 1)
+
+    def matched(self, disp: torch.Tensor, guides: Guides) -> torch.Tensor:
+        """The (B, H, W) disparity after ``model.subpixel``'s full-resolution matching (unchanged without it,
+        or in eval with ``refinement=false``, which asks for the network's own answer)."""
+        if self.subpixel is None or (not self.training and not self.runtime.refinement):
+            return disp
+        return self.subpixel(disp, *guides)
 
     def polished(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """The runtime's ``polish`` of the (B, H, W) disparity (none: unchanged)."""
@@ -262,7 +277,8 @@ class PSMNet(nn.Module):
         the regression's full-resolution maps and the refinement's convolutions. Calibrated on the shipped
         weights by peak RSS (docs/performance.md)."""
         base = self.config.feature.base_channels
-        return 4 * (24 + 3 * base + self.refinement.full_resolution_channels + self.max_disp // 16)
+        stage = self.subpixel.full_resolution_channels if self.subpixel is not None else 0  # runs after the refinement
+        return 4 * (24 + 3 * base + max(self.refinement.full_resolution_channels, stage) + self.max_disp // 16)
 
     def peak_bytes(self, batch: int, height: int, width: int) -> int:
         """Estimated peak bytes of :meth:`infer` on (batch, 3, height, width) images (padded to

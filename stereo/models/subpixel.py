@@ -1,0 +1,99 @@
+"""``model.subpixel=match``: learned full-resolution sub-pixel matching after the network's answer.
+
+The network's disparity comes from a cost volume at 1/4 (or 1/8) of the image: its precision is bounded by
+that grid and by the upsampling. This stage looks at the two views at full resolution: light learned
+features of each view (shared weights), the right view's features warped to the left by the current
+disparity shifted by each of :data:`OFFSETS` (quarter pixels within +-1.5 px), their correlation (cosine
+of the feature vectors) per offset, then a small convolutional head that reads the correlation curve and the
+left features and returns a bounded residual in pixels and a gate in [0, 1] that says how much of it to take.
+``steps`` such updates run in turn with the same weights, each from the previous answer (RAFT-Stereo's
+lookups in a window around the current estimate; HITNet's and StereoNet's local refinement: the ideas, our
+own layers). The head's last convolution starts at zero, so an untrained stage returns its input exactly.
+
+The lookups are local (a few pixels), so the cost is linear in pixels. It computes in fp32 whatever the
+autocast around it: its inputs and outputs are disparities in pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stereo.models.refinement import warp_right_to_left
+
+OFFSETS = tuple(k / 4 for k in range(-6, 7))  # pixels around the current estimate: the correlation curve
+REACH = 1.5  # pixels: the largest residual one update can add (the curve's extent)
+
+
+class SubpixelMatch(nn.Module):
+    """Full-resolution sub-pixel updates of a disparity map.
+
+    ``forward(disp, left, right)``: the (B, H, W) disparity in pixels and the normalised views (B, 3, H, W)
+    -> the updated (B, H, W) disparity in pixels, never negative.
+
+    Args:
+        channels: width of the feature and head convolutions.
+        feature_channels: channels of the features that are correlated.
+        steps: updates with shared weights, each from the previous answer.
+    """
+
+    def __init__(self, channels: int = 16, feature_channels: int = 8, steps: int = 1) -> None:
+        super().__init__()
+        self.steps = steps
+        k = len(OFFSETS)
+        # Its peak in float maps per pixel: both views' features, the curve, the head's input, two activations.
+        views, curve = 2 * (feature_channels + 3), 2 * k + 1
+        self.full_resolution_channels = views + curve + (curve + feature_channels) + 2 * channels
+        self.features = nn.Sequential(
+            nn.Conv2d(3, channels, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, feature_channels, 3, padding=1),
+        )
+        self.head = nn.Sequential(
+            nn.Conv2d(2 * k + 1 + feature_channels, channels, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
+            nn.LeakyReLU(0.2),
+        )
+        self.out = nn.Conv2d(channels, 2, 3, padding=1)  # (residual, gate logit)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("offsets", torch.tensor(OFFSETS), persistent=False)
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised view -> (B, feature_channels + 3, H, W): unit-length feature vectors, then
+        the view's colours (warped together)."""
+        return torch.cat([F.normalize(self.features(image), dim=1, eps=1e-6), image], 1)
+
+    def curve(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per offset, the cosine of the left features with the right features warped by ``disp + offset``
+        and the mean absolute colour difference of the views so warped: (B, 2 len(OFFSETS), H, W); and the
+        (B, 1, H, W) share of offsets whose match lies inside the right view. ``fl``/``fr``: the views'
+        features with their colours first (:meth:`embed`)."""
+        scores, colour, inside = [], [], []
+        c = fl.shape[1] - 3
+        for offset in OFFSETS:
+            warped, ok = warp_right_to_left(fr, disp + offset)
+            scores.append((fl[:, :c] * warped[:, :c]).sum(1, keepdim=True))
+            colour.append((fl[:, c:] - warped[:, c:]).abs().mean(1, keepdim=True))
+            inside.append(ok)
+        return torch.cat(scores + colour, 1), torch.cat(inside, 1).mean(1, keepdim=True)
+
+    def update(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+        """One update of the (B, H, W) disparity from the features of both views."""
+        corr, inside = self.curve(fl, fr, disp)
+        out = self.out(self.head(torch.cat([corr, inside, fl[:, :-3]], 1)))
+        # Zero output (untrained): residual 0 whatever the gate, so the input comes back unchanged.
+        step = REACH * torch.tanh(out[:, 0]) * torch.sigmoid(out[:, 1])
+        return F.relu(disp + step)
+
+    def forward(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(disp.device.type, enabled=False):
+            disp = disp.float() if disp.dtype in (torch.float16, torch.bfloat16) else disp
+            fl, fr = self.embed(left.to(disp.dtype)), self.embed(right.to(disp.dtype))
+            for _ in range(self.steps):
+                disp = self.update(fl, fr, disp)
+            return disp
