@@ -65,6 +65,22 @@ def test_generator_v5_is_deterministic_and_uses_benchmark_photographs_only():
     assert len(photos("benchmark")) == 5
 
 
+@pytest.mark.parametrize("version, photo_set", [(5, "benchmark"), (6, "train")])
+def test_v5_warps_the_benchmark_photographs_and_v6_the_training_ones(version, photo_set, monkeypatch):
+    seen = []
+    real = pw.render_photo_pair
+
+    def spy(rng, pool, *args, **kwargs):
+        seen.append(pool)
+        return real(rng, pool, *args, **kwargs)
+
+    monkeypatch.setattr(pw, "render_photo_pair", spy)
+    pair = render_pair(np.random.default_rng(4), 64, 128, 32, 4, version=version)
+    assert len(seen) == 1 and seen[0] is photos(photo_set)
+    assert not {id(p) for p in photos("train")} & {id(p) for p in photos("benchmark")}
+    assert pair["disp_left"].max() > 0
+
+
 def test_a_rigs_flaws_change_the_right_view_only(monkeypatch):
     """VERTICAL_PX moves the right view's rows (by at most that, not in the ground truth); GAIN_STD scales the
     surfaces' brightness in the right view. Neither touches the left view or the disparities."""

@@ -1,11 +1,12 @@
-"""Generator v5 (benchmarks only): real photographs warped by known, piecewise-smooth disparity.
+"""Generators v5 (benchmarks) and v6 (training data): real photographs warped by known, piecewise-smooth
+disparity.
 
-The left view is a crop of a photograph that no training data uses (``photo_set``; never enlarged, only
-rotated by quarter turns, flipped and cropped). Its regions, found by a colour segmentation of the photograph
-(Felzenszwalb's graph method), become layers: a few of them float in front of a background surface, so depth
-edges fall on the photograph's own edges, as in a real scene. Every layer's disparity is smooth in closed
-form (a plane with a little curvature, slanted), and the layers in front sit from a fraction of a pixel to
-many pixels above what is behind them.
+The left view is a crop of a photograph of the version's set (v5: one that no training data uses; v6: the
+training photographs of v3; never enlarged, only rotated by quarter turns, flipped and cropped). Its
+regions, found by a colour segmentation of the photograph (Felzenszwalb's graph method), become layers: a
+few of them float in front of a background surface, so depth edges fall on the photograph's own edges, as
+in a real scene. Every layer's disparity is smooth in closed form (a plane with a little curvature,
+slanted), and the layers in front sit from a fraction of a pixel to many pixels above what is behind them.
 
 The right view is rendered, not shifted: for each of s x s samples per pixel, every layer's left-view
 position ``x_l - d(x_l, y) = x_r`` is solved (Newton), kept where that layer covers the left pixel, the

@@ -12,7 +12,8 @@ text-like strokes, textureless and weakly textured surfaces), Lambert shading fr
 mild Blinn-Phong highlight, and a global gain/gamma/colour change. The clean pass is that render; the
 final pass adds defocus, motion blur, per-view gain/gamma/colour differences and sensor noise, so clean
 and final differ as in Scene Flow. Later versions change what a scene draws from (``_STYLES``: v3 and v4);
-v5 is another renderer, photographs warped by known disparity (:mod:`stereo.data.photowarp`).
+v5 (benchmarks) and v6 (training data) are another renderer, photographs warped by known disparity
+(:mod:`stereo.data.photowarp`; v5 the benchmark photographs, v6 the training ones).
 
 Written as layout (a) of :mod:`stereo.data.sceneflow` (one folder per subset)::
 
@@ -30,6 +31,7 @@ import shutil
 import signal
 import sys
 from dataclasses import dataclass
+from dataclasses import replace as with_changes
 from pathlib import Path
 
 import cv2
@@ -44,7 +46,7 @@ from stereo.errors import ConfigError, MissingFileError
 from stereo.progress import progress as progress_bar
 
 GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
-GENERATOR_VERSIONS = (2, 3, 4, 5)
+GENERATOR_VERSIONS = (2, 3, 4, 5, 6)
 TEXTURE_KINDS = ("clouds", "wood", "bricks", "spots", "grain", "stripes", "grid", "text", "flat", "weak")
 _TEXTURE_WEIGHTS = np.array([12, 10, 9, 9, 10, 8, 7, 8, 6, 6], float)
 SHAPES = ("ellipsoid", "cylinder", "box", "patch", "heightfield", "rod", "fence")
@@ -107,6 +109,9 @@ _STYLES = {
 # v5 (a benchmark generator, :mod:`stereo.data.photowarp`): v4's photographs and camera, but the photograph is the
 # scene: its own regions are the layers, warped by known disparity (objects = layers in front).
 _STYLES[5] = _STYLES[4]
+# v6 (training data for sub-pixel work): v5's renderer on the training photographs (v3's), so that the
+# benchmark photographs of v4/v5 stay unseen; its final pass is v4's camera for half the pairs, v3's for the rest.
+_STYLES[6] = with_changes(_STYLES[5], photo_set="train")
 
 
 # ---- textures ----------------------------------------------------------------------------------------
@@ -645,11 +650,15 @@ def render_pair(
         raise ValueError(f"generator version {version} does not exist; expected one of {GENERATOR_VERSIONS}")
     style = _STYLES[version]
     h, w = height, width
-    if version == 5:
+    if version >= 5:
         from stereo.data.photowarp import render_photo_pair
 
         pair = render_photo_pair(rng, photos(style.photo_set), h, w, max_disp, n_objects, style.supersample)
-        final = _rig(rng, *_camera_pair(rng, pair["left"], pair["right"]))
+        optics = _camera_pair(rng, pair["left"], pair["right"])
+        if version == 6 and rng.random() < 0.5:  # training data: v3's noisier camera for half the pairs
+            final = [_camera(v, np.random.default_rng(rng.integers(2**63))) for v in optics]
+        else:
+            final = _rig(rng, *optics)
         return {**pair, "final_left": final[0], "final_right": final[1]}
     cam = s3.Camera(f=1.1 * w, cx=(w - 1) / 2, cy=(h - 1) / 2)
     d_bg = float(rng.uniform(0.3, 0.12 * max_disp))  # far background near 0
@@ -971,10 +980,12 @@ def _check_sample_arguments(
         raise ConfigError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
     if version >= 3:
         pool = photos(_STYLES[version].photo_set)  # a missing texture source stops here
-        if version == 5 and not any(fits(p, height, width) for p in pool):
+        if version >= 5 and not any(fits(p, height, width) for p in pool):
             sizes = ", ".join(sorted({f"{max(p.shape[:2])}x{min(p.shape[:2])}" for p in pool}))
-            raise ConfigError(f"version=5 crops its photographs, never enlarging them: {height}x{width} fits none of "
-                              f"them (sizes {sizes}, any orientation); use e.g. height=272 width=480")  # fmt: skip
+            raise ConfigError(
+                f"version={version} crops its photographs, never enlarging them: {height}x{width} fits none of them "
+                f"(sizes {sizes}, any orientation); use e.g. height=272 width=480"
+            )
 
 
 def _existing_sample(out: Path, params: dict, replace: bool) -> dict | None:

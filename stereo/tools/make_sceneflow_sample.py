@@ -10,7 +10,8 @@ the same arguments reuses the existing folder. ``version`` picks the generator (
 textures, thin structures, a camera model; 2: what ``generated-v1`` and the first shipped weights used;
 4: photographs that no training data uses, rendered with 3 x 3 samples per pixel, for benchmarks only;
 5: those photographs are the scene, their own regions warped by known disparity, for benchmarks only,
-at sizes the photographs give without enlarging, e.g. 272x480; ``objects`` are the layers in front).
+at sizes the photographs give without enlarging, e.g. 272x480; ``objects`` are the layers in front;
+6: the same renderer on v3's training photographs, training data for sub-pixel matching).
 Prints the disparity histogram, the shares of occluded and textureless pixels and the spectral slopes
 (also in ``<out>/stats.json``).
 """
