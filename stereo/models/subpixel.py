@@ -2,10 +2,10 @@
 
 The network's disparity comes from a cost volume at 1/4 (or 1/8) of the image: its precision is bounded by
 that grid and by the upsampling. This stage looks at the two views at full resolution: light learned
-features of each view (shared weights), the right view's features warped to the left by the current
-disparity shifted by each of :data:`OFFSETS` (quarter pixels within +-1.5 px), their correlation (cosine
-of the feature vectors) per offset, then a small convolutional head that reads the correlation curve and the
-left features and returns a bounded residual in pixels and a gate in [0, 1] that says how much of it to take.
+features of each view (shared weights), the right view's features and colours warped to the left by the
+current disparity shifted by each of :data:`OFFSETS` (quarter pixels within +-1.5 px), per offset the cosine
+of the feature vectors and the mean colour difference, then a small convolutional head that reads that curve
+and the left features and returns a bounded residual in pixels and a gate in [0, 1] that says how much of it to take.
 ``steps`` such updates run in turn with the same weights, each from the previous answer (RAFT-Stereo's
 lookups in a window around the current estimate; HITNet's and StereoNet's local refinement: the ideas, our
 own layers). The head's last convolution starts at zero, so an untrained stage returns its input exactly.
@@ -61,7 +61,6 @@ class SubpixelMatch(nn.Module):
         self.out = nn.Conv2d(channels, 2, 3, padding=1)  # (residual, gate logit)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.register_buffer("offsets", torch.tensor(OFFSETS), persistent=False)
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised view -> (B, feature_channels + 3, H, W): unit-length feature vectors, then
