@@ -5,7 +5,9 @@ and its mass, the photometric errors around them: :meth:`~stereo.models.refineme
 is computed once and kept. A copy of the refinement then takes ``steps`` Adam steps on the
 self-supervised loss of :mod:`stereo.losses` (the left view reconstructed from the right by the refined
 disparity, over the pixels visible in both views, plus edge-aware smoothness), each step costing the
-refinement alone. Stop rule: when the loss has not fallen, the unadapted answer stands. The shared network
+refinement alone. Stop rule: when the loss has not fallen, the unadapted answer stands. Whichever answer
+stands then goes through the rest of :meth:`~stereo.models.psmnet.PSMNet.infer`: the full-resolution sub-pixel
+stage when the model has one (``model.subpixel``, not adapted) and the runtime's ``polish``. The shared network
 is never changed (each call works on its own copy), and nothing is written.
 """
 
@@ -113,6 +115,9 @@ def adapt_infer(
     heads = [network.hourglasses] * left.shape[0]
 
     def answer(disp: torch.Tensor, report: AdaptReport) -> StereoOutput:
+        # what infer does after the refinement: the sub-pixel stage (model.subpixel), then the polish
+        with torch.no_grad():
+            disp = network.matched(disp, network.guides(left, right))
         return StereoOutput(network.polished(disp, left, right), conf, heads, bands, report)
 
     reason = nothing_to_match(left, right)

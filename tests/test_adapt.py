@@ -102,6 +102,21 @@ def test_nothing_to_match_returns_the_unadapted_prediction():
     assert torch.equal(out.disparity, plain)  # the refinement runs in fp32 on both paths
 
 
+def test_a_sub_pixel_stage_runs_after_the_refinement_as_in_infer():
+    torch.manual_seed(5)
+    model = build_model(load_config("model/ea_psmnet_light", ["max_disp=32", "refine=modes", "subpixel=match"]))
+    model = model.eval()
+    torch.nn.init.normal_(model.subpixel.out.weight, std=0.5)  # a stage that moves the answer
+    left, _, _ = _pair(6)
+    with torch.inference_mode():
+        plain = model.infer(left, left).disparity
+        out = adapt_infer(model, left, left, steps=2)  # identical views: the unadapted answer stands
+        model.subpixel = None
+        without = model.infer(left, left).disparity
+    assert not out.adaptation.adopted and not torch.equal(plain, without)
+    assert torch.allclose(out.disparity, plain, atol=1e-5)  # the stage ran: infer's answer, not the refinement's
+
+
 def test_models_that_cannot_adapt_are_refused_before_any_work():
     plain = build_model(load_config("model/ea_psmnet_light", ["max_disp=32"])).eval()
     with pytest.raises(ConfigError, match="refine=none"):
