@@ -190,6 +190,31 @@ def test_existing_folder_reused_or_refused(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "user data"
 
 
+def test_a_sample_made_by_other_generator_code_is_not_reused(tmp_path, monkeypatch):
+    """Same parameters, different code: reusing the folder would hand out data this code does not make."""
+    from stereo.data import synthetic
+
+    kw = dict(height=40, width=80, train_pairs=2, test_pairs=1, seed=3, progress=False)
+    generate_sceneflow_sample(tmp_path / "s", **kw)
+    manifest = json.loads((tmp_path / "s" / "sample.json").read_text())
+    render = synthetic.render_pair
+
+    def brighter_final_pass(*args, **kwargs):  # a changed camera model: the clean pass is as before
+        pair = render(*args, **kwargs)
+        return {**pair, "final_left": np.clip(pair["final_left"] + 0.05, 0, 1)}
+
+    monkeypatch.setattr(synthetic, "render_pair", brighter_final_pass)
+    with pytest.raises(FileExistsError, match=r"frames_finalpass.*differs by more than 2 grey levels"):
+        generate_sceneflow_sample(tmp_path / "s", **kw)
+    assert json.loads((tmp_path / "s" / "sample.json").read_text()) == manifest  # refused: nothing touched
+    generate_sceneflow_sample(tmp_path / "s", replace=True, **kw)  # made again with this code
+    assert json.loads((tmp_path / "s" / "sample.json").read_text())["files"] != manifest["files"]
+    generate_sceneflow_sample(tmp_path / "s", **kw)  # and now reused
+    monkeypatch.setattr(synthetic, "render_pair", render)
+    with pytest.raises(FileExistsError, match="another version of the generator"):
+        generate_sceneflow_sample(tmp_path / "s", **kw)
+
+
 def test_union_prunes_rays_without_changing_hits():
     """A wheel meets each ray with only the parts whose bounding window holds it: the depths, normals and
     texture coordinates of every hit equal those of intersecting every part with every ray."""

@@ -40,7 +40,7 @@ from PIL import Image
 
 from stereo.data import scene3d as s3
 from stereo.data.occlusion import nonoccluded
-from stereo.data.pfm import write_pfm
+from stereo.data.pfm import read_pfm, write_pfm
 from stereo.data.photowarp import fits
 from stereo.errors import ConfigError, MissingFileError
 from stereo.progress import progress as progress_bar
@@ -840,6 +840,12 @@ def _encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+# How far a reused sample's first pair may be from this code's render of it: at most `share` of the values
+# off by more than `levels` grey levels (images) or `pixels` px (disparities). SIMD paths of other CPUs move
+# a few values by a level; a changed generator (scene, noise, camera) moves most of them.
+CONTENT_TOLERANCE = {"levels": 2, "pixels": 0.01, "share": 0.005}
+
+
 def thumbnail(img: np.ndarray, size: int = 8) -> list[float]:
     """A coarse (size x size) area-mean of an image, rounded: a fingerprint that survives bit-level
     differences of encoders and SIMD paths but not a change of the generated content."""
@@ -847,12 +853,18 @@ def thumbnail(img: np.ndarray, size: int = 8) -> list[float]:
     return [round(float(v), 2) for v in np.asarray(small).ravel()]
 
 
+def _render_index(seed: int, index: int, h: int, w: int, max_disp: float, objects: tuple[int, int] | list[int],
+                  version: int) -> dict[str, np.ndarray]:  # fmt: skip
+    """Pair ``index`` of the sample of ``seed``: its own generator, seeded by (seed, index)."""
+    rng = np.random.default_rng([seed, index])
+    return render_pair(rng, h, w, max_disp, int(rng.integers(objects[0], objects[1] + 1)), version=version)
+
+
 def _make_pair(job: tuple) -> dict:
     """Render pair ``index`` and write its files under ``tmp``; returns its statistics and file hashes."""
     tmp, index, (subset, seq, frame), seed, h, w, max_disp, objects, bins, fingerprint, version = job
     cv2.setNumThreads(1)
-    rng = np.random.default_rng([seed, index])
-    pair = render_pair(rng, h, w, max_disp, int(rng.integers(objects[0], objects[1] + 1)), version=version)
+    pair = _render_index(seed, index, h, w, max_disp, objects, version)
     base = Path(tmp) / subset
     files: dict[str, str] = {}
     thumbs: dict[str, list[float]] = {}
@@ -909,9 +921,10 @@ def generate_sceneflow_sample(
     ``fingerprint_pairs`` pairs coarse thumbnails (see :func:`thumbnail`); ``stats.json`` holds the
     disparity histogram and the shares of occluded and textureless pixels. The tree is built in a
     temporary sibling folder and renamed into place, so an interrupted run leaves nothing half-written.
-    An existing ``out`` with the same parameters is reused as it is; a different generated sample there
-    is replaced when ``replace`` is set (only folders holding this generator's ``sample.json``); anything
-    else there is an error.
+    An existing ``out`` with the same parameters is reused as it is when its first pair is what this code
+    renders (:func:`_content_changed`; otherwise it is refused, or made again when ``replace`` is set); a
+    different generated sample there is replaced when ``replace`` is set (only folders holding this
+    generator's ``sample.json``); anything else there is an error.
     """
     out = Path(out)
     _check_sample_arguments(height, width, train_pairs, test_pairs, objects, version)
@@ -995,7 +1008,16 @@ def _existing_sample(out: Path, params: dict, replace: bool) -> dict | None:
         return None
     old = json.loads(marker.read_text()) if marker.is_file() else {}
     if old.get("parameters") == params:
-        return old
+        changed = _content_changed(out, params)
+        if changed is None:
+            return old
+        if not replace:
+            raise FileExistsError(
+                f"{out} holds a sample with these parameters, made by another version of the generator's code: "
+                f"{changed}. Pass replace=true to make it again with this code, or choose another folder"
+            )
+        shutil.rmtree(out)
+        return None
     ours = old.get("generator", old.get("parameters", {}).get("generator")) == "stereo.data.synthetic"
     if not (replace and ours):
         raise FileExistsError(
@@ -1003,6 +1025,38 @@ def _existing_sample(out: Path, params: dict, replace: bool) -> dict | None:
             "remove it, or pass replace=true (generated samples only)"
         )
     shutil.rmtree(out)
+    return None
+
+
+def _content_changed(out: Path, params: dict) -> str | None:
+    """Why the sample in ``out`` is not what this code makes from ``params`` (None when it is): pair 0 is
+    rendered again and compared with its files (left view of both passes, left disparity) pixel by pixel,
+    within :data:`CONTENT_TOLERANCE`, which allows the bit-level differences of SIMD paths between CPUs
+    but not a change of the generated content. The parameters alone cannot tell: a generator changed
+    since the folder was made would be reused silently."""
+    subset, seq, frame = _layout(params["train_pairs"], params["test_pairs"])[0]
+    base = out / subset
+    files = {key: base / folder / seq / "left" / f"{frame}.png"
+             for key, folder in (("left", "frames_cleanpass"), ("final_left", "frames_finalpass"))}  # fmt: skip
+    files["disp_left"] = base / "disparity" / seq / "left" / f"{frame}.pfm"
+    for path in files.values():
+        if not path.is_file():
+            return f"its first pair's file {path} is missing"
+    h, w = params["height"], params["width"]
+    pair = _render_index(params["seed"], 0, h, w, params["max_disp"], params["objects"], params["version"])
+    levels, px, share = CONTENT_TOLERANCE["levels"], CONTENT_TOLERANCE["pixels"], CONTENT_TOLERANCE["share"]
+    for key, path in files.items():
+        if key == "disp_left":
+            ours, theirs, limit, unit = pair[key], read_pfm(path), px, " px"
+        else:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            theirs = None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+            ours, limit, unit = np.clip(pair[key] * 255 + 0.5, 0, 255).astype(np.uint8), levels, " grey levels"
+        if theirs is None or theirs.shape != ours.shape:
+            return f"{path} is not a {w}x{h} {'disparity' if key == 'disp_left' else 'image'}"
+        off = float(np.mean(np.abs(theirs.astype(np.float64) - ours) > limit))
+        if off > share:
+            return f"{100 * off:.1f}% of {path} differs by more than {limit}{unit} from what this code renders"
     return None
 
 

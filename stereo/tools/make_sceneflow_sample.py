@@ -6,8 +6,10 @@
 ``train_pairs`` is spread over FlyingThings3D TRAIN, Driving and Monkaa; ``test_pairs`` go to
 FlyingThings3D TEST. ``max_disp`` defaults to 0.2 x width; ``objects_min``/``objects_max`` bound the
 objects per scene; ``workers=0`` uses every core (the output does not depend on it). Re-running with
-the same arguments reuses the existing folder. ``version`` picks the generator (3, the default: natural
-textures, thin structures, a camera model; 2: what ``generated-v1`` and the first shipped weights used;
+the same arguments reuses the existing folder once its first pair matches what this code renders (a
+folder made by changed generator code is refused; ``replace=true`` makes it again).
+``version`` picks the generator (3, the default: natural textures, thin structures, a camera model; 2: what
+``generated-v1`` and the first shipped weights used;
 4: photographs that no training data uses, rendered with 3 x 3 samples per pixel, for benchmarks only;
 5: those photographs are the scene, their own regions warped by known disparity, for benchmarks only,
 at sizes the photographs give without enlarging, e.g. 272x480; ``objects`` are the layers in front;
