@@ -97,6 +97,7 @@ class Subpixel(Choice):
 
 class Loss(Choice):
     smooth_l1 = "smooth_l1"
+    l1 = "l1"
     photometric = "photometric"
 
 
@@ -447,14 +448,15 @@ class OptimConfig:
     )
     loss: Loss = rng(
         Loss.smooth_l1,
-        help="loss of every head: smooth_l1 (PSMNet's, on the ground truth) | photometric (self-supervised, no "
-        "ground truth: the left view reconstructed from the right, SSIM + L1 over the visible pixels, edge-aware "
-        "smoothness; stereo/losses.py)",
+        help="loss of every head: smooth_l1 (PSMNet's, on the ground truth) | l1 (on the ground truth: a constant "
+        "pull however small the error, for sub-pixel stages; smooth L1's fades below 1 px) | photometric "
+        "(self-supervised, no ground truth: the left view reconstructed from the right, SSIM + L1 over the visible "
+        "pixels, edge-aware smoothness; stereo/losses.py)",
     )
     loss_max_error: float | None = rng(
         None,
         gt=0,
-        help="loss=smooth_l1: leave out of each head's loss the pixels it misses by this many pixels or more "
+        help="loss=smooth_l1 or l1: leave out of each head's loss the pixels it misses by this many pixels or more "
         "(a truncated loss for a stage that moves a disparity a little, e.g. model.subpixel); null = every pixel",
     )
     num_workers: int = rng(4, ge=0, help="DataLoader processes (0 = load in the training process)")
@@ -841,8 +843,9 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
     t, refine = cfg.train, Refine(str(cfg.model.refine))
     if t.micro_batch and t.batch_size % t.micro_batch:
         errors.append(f"train.micro_batch={t.micro_batch} must divide train.batch_size={t.batch_size}")
-    if t.loss_max_error is not None and str(t.loss) != Loss.smooth_l1.value:
-        errors.append(f"train.loss_max_error truncates train.loss=smooth_l1, not {t.loss}; set it to null")
+    if t.loss_max_error is not None and str(t.loss) == Loss.photometric.value:
+        errors.append("train.loss_max_error truncates a loss on the ground truth (smooth_l1 or l1), not "
+                      f"train.loss={t.loss}; set it to null")  # fmt: skip
     return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
 
 

@@ -107,20 +107,32 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,
     ]
 
 
+PIXEL_LOSSES = {"smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss}  # train.loss on the ground truth
+
+
 def sequence_loss(
-    outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor, weights, max_error: float | None = None
+    outs: list[torch.Tensor],
+    gt: torch.Tensor,
+    valid: torch.Tensor,
+    weights,
+    max_error: float | None = None,
+    kind: str = "smooth_l1",
 ) -> torch.Tensor:
-    """Weighted mean per-pixel smooth L1 over valid pixels (errors in pixels), one weight per head (PSMNet:
-    0.5, 0.7, 1.0; ``train.loss=smooth_l1``). ``max_error`` (``train.loss_max_error``): each head's loss
-    leaves out the pixels its answer misses by that many pixels or more (a truncated loss, for a stage that
-    can only move a disparity a little); a head with no pixel left adds zero."""
+    """Weighted mean per-pixel smooth L1 (``kind="smooth_l1"``, PSMNet's) or L1 (``"l1"``) over valid pixels
+    (errors in pixels), one weight per head (PSMNet: 0.5, 0.7, 1.0; ``train.loss``). ``max_error``
+    (``train.loss_max_error``): each head's loss leaves out the pixels its answer misses by that many pixels
+    or more (a truncated loss, for a stage that can only move a disparity a little); a head with no pixel
+    left adds zero."""
+    if kind not in PIXEL_LOSSES:
+        raise ConfigError(f"train.loss={kind} is not a loss on the ground truth; expected one of {list(PIXEL_LOSSES)}")
+    per_pixel = PIXEL_LOSSES[kind]
     if len(weights) != len(outs):
         raise ConfigError(f"{len(weights)} loss weights for {len(outs)} heads; set train.loss_weights")
     total = torch.zeros((), device=gt.device)
     for w, o in zip(weights, outs, strict=True):
         o = o.float()
         keep = valid if max_error is None else valid & ((o.detach() - gt).abs() < max_error)
-        total = total + (w * F.smooth_l1_loss(o[keep], gt[keep]) if keep.any() else o.sum() * 0.0)
+        total = total + (w * per_pixel(o[keep], gt[keep]) if keep.any() else o.sum() * 0.0)
     return total
 
 
@@ -715,7 +727,7 @@ class Trainer:
         a valid pixel, zero with every head in the graph, so that DDP sees a gradient for every parameter."""
         if not valid.any():
             return torch.stack([o.sum() for o in outs]).sum() * 0.0
-        return sequence_loss(outs, gt, valid, self.weights, self.cfg.train.loss_max_error)
+        return sequence_loss(outs, gt, valid, self.weights, self.cfg.train.loss_max_error, str(self.cfg.train.loss))
 
     def _skip(self, kind: str, what: str, advice: str) -> None:
         total, run = getattr(self.state, f"{kind}_total") + 1, getattr(self.state, f"{kind}_run") + 1

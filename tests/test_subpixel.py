@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stereo.config import load_config, to_plain
-from stereo.errors import CheckpointError
+from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
 from stereo.models.subpixel import OFFSETS, REACH, SubpixelMatch
 
@@ -151,6 +151,28 @@ def test_truncated_loss_leaves_out_the_pixels_missed_by_max_error_or_more():
     assert sequence_loss([out], gt, valid & ~near, [1.0], max_error=3.0) == 0  # nothing left: zero, not NaN
     refused = load_config("train", ["train.loss=photometric", "train.loss_max_error=3"])
     assert combination_errors(refused, TrainAppConfig) == [
-        "train.loss_max_error truncates train.loss=smooth_l1, not photometric; set it to null"
+        "train.loss_max_error truncates a loss on the ground truth (smooth_l1 or l1), not train.loss=photometric; "
+        "set it to null"
     ]
     assert combination_errors(load_config("train", ["train.loss_max_error=3"]), TrainAppConfig) == []
+    l1 = load_config("train", ["train.loss=l1", "train.loss_max_error=3"])
+    assert combination_errors(l1, TrainAppConfig) == []
+
+
+def test_l1_loss_pulls_every_error_alike():
+    """train.loss=l1: the mean absolute error, so a 0.2 px error pulls as hard as a 2 px one (smooth L1's
+    pull fades with the error below 1 px)."""
+    from stereo.train import sequence_loss
+
+    gt = torch.tensor([[[1.0, 2.0, 3.0, 4.0]]])
+    out = torch.tensor([[[1.2, 2.0, 5.0, 9.0]]], requires_grad=True)
+    valid = torch.tensor([[[True, True, True, False]]])
+    loss = sequence_loss([out], gt, valid, [0.5], kind="l1")
+    assert loss.item() == pytest.approx(0.5 * (0.2 + 0.0 + 2.0) / 3)
+    loss.backward()
+    assert out.grad[0, 0, 0].item() == pytest.approx(0.5 / 3) and out.grad[0, 0, 2].item() == pytest.approx(0.5 / 3)
+    assert out.grad[0, 0, 3] == 0
+    cut = sequence_loss([out], gt, valid, [1.0], max_error=1.0, kind="l1")  # 2 px or more: left out
+    assert cut.item() == pytest.approx((0.2 + 0.0) / 2)
+    with pytest.raises(ConfigError, match="not a loss on the ground truth"):
+        sequence_loss([out], gt, valid, [1.0], kind="photometric")
