@@ -65,7 +65,7 @@ def test_generator_v5_is_deterministic_and_uses_benchmark_photographs_only():
     assert len(photos("benchmark")) == 5
 
 
-@pytest.mark.parametrize("version, photo_set", [(5, "benchmark"), (6, "train")])
+@pytest.mark.parametrize("version, photo_set", [(5, "benchmark"), (6, "train"), (7, "train")])
 def test_v5_warps_the_benchmark_photographs_and_v6_the_training_ones(version, photo_set, monkeypatch):
     seen = []
     real = pw.render_photo_pair
@@ -79,6 +79,36 @@ def test_v5_warps_the_benchmark_photographs_and_v6_the_training_ones(version, ph
     assert len(seen) == 1 and seen[0] is photos(photo_set)
     assert not {id(p) for p in photos("train")} & {id(p) for p in photos("benchmark")}
     assert pair["disp_left"].max() > 0
+
+
+def test_v7_gives_a_third_of_its_pairs_v2s_blurred_and_noisy_final_pass(monkeypatch):
+    """v7 = v6 with generator v2's final pass (defocus, motion blur, noise) for about a third of the pairs;
+    v6 never takes it. Those pairs lose fine detail in the final pass; the clean pass is v6's renderer."""
+    import cv2
+
+    from stereo.data import synthetic
+
+    taken = []
+    real = synthetic._blur_and_noise
+
+    def spy(rng, left, right):
+        out = real(rng, left, right)
+        taken.append((left, out[0]))
+        return out
+
+    monkeypatch.setattr(synthetic, "_blur_and_noise", spy)
+    for seed in range(12):
+        render_pair(np.random.default_rng(seed), 64, 128, 24, 3, version=6)
+    assert taken == []
+    for seed in range(12):
+        render_pair(np.random.default_rng(seed), 64, 128, 24, 3, version=7)
+    assert 1 <= len(taken) <= 8  # 12 draws at 1/3: outside this happens with probability < 1%
+
+    def detail(img):  # mean |Laplacian| after a 1 px Gaussian, which leaves the blur and removes the pixel noise
+        grey = cv2.GaussianBlur(img.mean(-1).astype(np.float32), (0, 0), 1.0)
+        return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+    assert all(detail(final) < detail(clean) for clean, final in taken)
 
 
 def test_a_rigs_flaws_change_the_right_view_only(monkeypatch):

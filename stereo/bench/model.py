@@ -47,6 +47,7 @@ VARIANTS = [
     ("ea_psmnet multires", "ea_psmnet", ["feature.attention.0.kind=multires", "feature.attention.0.heads=4"], None),
     ("ea_psmnet_light", "ea_psmnet_light", [], None),
     ("ea_psmnet_light refine=modes", "ea_psmnet_light", ["refine=modes"], None),
+    ("ea_psmnet_light refine=modes subpixel=match", "ea_psmnet_light", ["refine=modes", "subpixel=match"], None),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]

@@ -12,8 +12,9 @@ text-like strokes, textureless and weakly textured surfaces), Lambert shading fr
 mild Blinn-Phong highlight, and a global gain/gamma/colour change. The clean pass is that render; the
 final pass adds defocus, motion blur, per-view gain/gamma/colour differences and sensor noise, so clean
 and final differ as in Scene Flow. Later versions change what a scene draws from (``_STYLES``: v3 and v4);
-v5 (benchmarks) and v6 (training data) are another renderer, photographs warped by known disparity
-(:mod:`stereo.data.photowarp`; v5 the benchmark photographs, v6 the training ones).
+v5 (benchmarks), v6 and v7 (training data) are another renderer, photographs warped by known disparity
+(:mod:`stereo.data.photowarp`; v5 the benchmark photographs, v6/v7 the training ones; v7 adds v2's final
+pass to v6's cameras).
 
 Written as layout (a) of :mod:`stereo.data.sceneflow` (one folder per subset)::
 
@@ -46,7 +47,7 @@ from stereo.errors import ConfigError, MissingFileError
 from stereo.progress import progress as progress_bar
 
 GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
-GENERATOR_VERSIONS = (2, 3, 4, 5, 6)
+GENERATOR_VERSIONS = (2, 3, 4, 5, 6, 7)
 TEXTURE_KINDS = ("clouds", "wood", "bricks", "spots", "grain", "stripes", "grid", "text", "flat", "weak")
 _TEXTURE_WEIGHTS = np.array([12, 10, 9, 9, 10, 8, 7, 8, 6, 6], float)
 SHAPES = ("ellipsoid", "cylinder", "box", "patch", "heightfield", "rod", "fence")
@@ -112,6 +113,9 @@ _STYLES[5] = _STYLES[4]
 # v6 (training data for sub-pixel work): v5's renderer on the training photographs (v3's), so that the
 # benchmark photographs of v4/v5 stay unseen; its final pass is v4's camera for half the pairs, v3's for the rest.
 _STYLES[6] = with_changes(_STYLES[5], photo_set="train")
+# v7 (training data for sub-pixel work): v6 with generator v2's final pass (strong defocus and motion blur, sensor
+# noise) for a third of the pairs, so that a sub-pixel stage also sees images whose fine detail is gone.
+_STYLES[7] = _STYLES[6]
 
 
 # ---- textures ----------------------------------------------------------------------------------------
@@ -645,7 +649,7 @@ def render_pair(
     """One stereo pair: ``left``, ``right`` (clean, float RGB (H, W, 3) in [0, 1]), ``final_left``,
     ``final_right``, ``disp_left``, ``disp_right`` (float32 (H, W), pixels, positive) and
     ``textureless`` (bool (H, W), left view). ``shape`` forces every object to one of the version's
-    shapes; ``version`` is the generator version (2 to 5, see the module docstring)."""
+    shapes; ``version`` is the generator version (2 to 7, see the module docstring)."""
     if version not in _STYLES:
         raise ValueError(f"generator version {version} does not exist; expected one of {GENERATOR_VERSIONS}")
     style = _STYLES[version]
@@ -654,8 +658,11 @@ def render_pair(
         from stereo.data.photowarp import render_photo_pair
 
         pair = render_photo_pair(rng, photos(style.photo_set), h, w, max_disp, n_objects, style.supersample)
+        if version == 7 and rng.random() < 1 / 3:  # training data: v2's blur and noise for a third of the pairs
+            blurred = _blur_and_noise(rng, pair["left"], pair["right"])
+            return {**pair, "final_left": blurred[0], "final_right": blurred[1]}
         optics = _camera_pair(rng, pair["left"], pair["right"])
-        if version == 6 and rng.random() < 0.5:  # training data: v3's noisier camera for half the pairs
+        if version >= 6 and rng.random() < 0.5:  # training data: v3's noisier camera for half the (other) pairs
             final = [_camera(v, np.random.default_rng(rng.integers(2**63))) for v in optics]
         else:
             final = _rig(rng, *optics)
@@ -680,7 +687,21 @@ def render_pair(
         final = [_camera(v, np.random.default_rng(rng.integers(2**63))) for v in _camera_pair(rng, left, right)]
         return {"left": left, "right": right, "disp_left": disp_left, "disp_right": disp_right,
                 "final_left": final[0], "final_right": final[1], "textureless": flat}  # fmt: skip
-    # Final pass: defocus, motion blur, per-view photometric differences and sensor noise.
+    final = _blur_and_noise(rng, left, right)
+    return {
+        "left": left,
+        "right": right,
+        "disp_left": disp_left,
+        "disp_right": disp_right,
+        "final_left": final[0],
+        "final_right": final[1],
+        "textureless": flat,
+    }
+
+
+def _blur_and_noise(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) -> list[np.ndarray]:
+    """Generator v2's final pass (generated-v1's): defocus (sigma 0.3-1.2 px) and a motion blur of 3-7 px at
+    any angle, shared by both views, then per-view gain/gamma/colour differences and sensor noise."""
     sigma = rng.uniform(0.3, 1.2)
     k = int(rng.integers(1, 4)) * 2 + 1
     motion = np.zeros((k, k), np.float32)
@@ -694,15 +715,7 @@ def render_pair(
         g, gm, tn = rng.uniform(0.92, 1.08), rng.uniform(0.92, 1.08), rng.uniform(0.96, 1.04, 3).astype(np.float32)
         noisy = _appearance(rng, blurred, g, gm, tn) + rng.normal(0, rng.uniform(0.5, 2.5) / 255, v.shape)
         final.append(np.clip(noisy, 0, 1).astype(np.float32))
-    return {
-        "left": left,
-        "right": right,
-        "disp_left": disp_left,
-        "disp_right": disp_right,
-        "final_left": final[0],
-        "final_right": final[1],
-        "textureless": flat,
-    }
+    return final
 
 
 def _camera_pair(rng: np.random.Generator, left: np.ndarray, right: np.ndarray) -> list[np.ndarray]:

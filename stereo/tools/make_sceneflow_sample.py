@@ -13,7 +13,8 @@ folder made by changed generator code is refused; ``replace=true`` makes it agai
 4: photographs that no training data uses, rendered with 3 x 3 samples per pixel, for benchmarks only;
 5: those photographs are the scene, their own regions warped by known disparity, for benchmarks only,
 at sizes the photographs give without enlarging, e.g. 272x480; ``objects`` are the layers in front;
-6: the same renderer on v3's training photographs, training data for sub-pixel matching).
+6: the same renderer on v3's training photographs, training data for sub-pixel matching; 7: v6 with v2's
+blurred and noisy final pass for a third of the pairs).
 Prints the disparity histogram, the shares of occluded and textureless pixels and the spectral slopes
 (also in ``<out>/stats.json``).
 """
