@@ -24,6 +24,7 @@ from stereo.models.refinement import warp_right_to_left
 
 OFFSETS = tuple(k / 4 for k in range(-6, 7))  # pixels around the current estimate: the correlation curve
 REACH = 1.5  # pixels: the largest residual one update can add (the curve's extent)
+COLOURS = 3  # the last channels of an embedding (:meth:`SubpixelMatch.embed`): the view's own colours
 
 
 class SubpixelMatch(nn.Module):
@@ -73,7 +74,7 @@ class SubpixelMatch(nn.Module):
         (B, 1, H, W) share of offsets whose match lies inside the right view. ``fl``/``fr``: the views'
         features with their colours first (:meth:`embed`)."""
         scores, colour, inside = [], [], []
-        c = fl.shape[1] - 3
+        c = fl.shape[1] - COLOURS
         for offset in OFFSETS:
             warped, ok = warp_right_to_left(fr, disp + offset)
             scores.append((fl[:, :c] * warped[:, :c]).sum(1, keepdim=True))
@@ -84,7 +85,7 @@ class SubpixelMatch(nn.Module):
     def update(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
         """One update of the (B, H, W) disparity from the features of both views."""
         corr, inside = self.curve(fl, fr, disp)
-        out = self.out(self.head(torch.cat([corr, inside, fl[:, :-3]], 1)))
+        out = self.out(self.head(torch.cat([corr, inside, fl[:, :-COLOURS]], 1)))
         # Zero output (untrained): residual 0 whatever the gate, so the input comes back unchanged.
         step = REACH * torch.tanh(out[:, 0]) * torch.sigmoid(out[:, 1])
         return F.relu(disp + step)
