@@ -72,7 +72,7 @@ class SubpixelMatch(nn.Module):
         """Per offset, the cosine of the left features with the right features warped by ``disp + offset``
         and the mean absolute colour difference of the views so warped: (B, 2 len(OFFSETS), H, W); and the
         (B, 1, H, W) share of offsets whose match lies inside the right view. ``fl``/``fr``: the views'
-        features with their colours first (:meth:`embed`)."""
+        features with their colours last (:meth:`embed`)."""
         scores, colour, inside = [], [], []
         c = fl.shape[1] - COLOURS
         for offset in OFFSETS:
