@@ -66,7 +66,9 @@ class SubpixelMatch(nn.Module):
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised view -> (B, feature_channels + 3, H, W): unit-length feature vectors, then
         the view's colours (warped together)."""
-        return torch.cat([F.normalize(self.features(image), dim=1, eps=1e-6), image], 1)
+        # Channels-last: oneDNN's full-resolution convolutions of a few channels run about a third faster so.
+        features = self.features(image.contiguous(memory_format=torch.channels_last))
+        return torch.cat([F.normalize(features, dim=1, eps=1e-6), image], 1)
 
     def curve(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per offset, the cosine of the left features with the right features warped by ``disp + offset``
@@ -85,7 +87,8 @@ class SubpixelMatch(nn.Module):
     def update(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
         """One update of the (B, H, W) disparity from the features of both views."""
         corr, inside = self.curve(fl, fr, disp)
-        out = self.out(self.head(torch.cat([corr, inside, fl[:, :-COLOURS]], 1)))
+        x = torch.cat([corr, inside, fl[:, :-COLOURS]], 1).contiguous(memory_format=torch.channels_last)
+        out = self.out(self.head(x))
         # Zero output (untrained): residual 0 whatever the gate, so the input comes back unchanged.
         step = REACH * torch.tanh(out[:, 0]) * torch.sigmoid(out[:, 1])
         return F.relu(disp + step)
