@@ -724,9 +724,8 @@ class Trainer:
 
     def _part_loss(self, outs: list[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """The training loss of one (micro-)batch: every head's per-pixel loss over the valid pixels. Without
-        a valid pixel, zero with every head in the graph, so that DDP sees a gradient for every parameter."""
-        if not valid.any():
-            return torch.stack([o.sum() for o in outs]).sum() * 0.0
+        a valid pixel, zero with every head in the graph (:func:`sequence_loss`), so that DDP sees a gradient
+        for every parameter."""
         return sequence_loss(outs, gt, valid, self.weights, self.cfg.train.loss_max_error, str(self.cfg.train.loss))
 
     def _skip(self, kind: str, what: str, advice: str) -> None:
