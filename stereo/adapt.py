@@ -107,9 +107,8 @@ def adapt_infer(
         cost, bands = network.final_cost(left, right)
         size = (network.max_disp, *left.shape[-2:])
         refinement = network.refinement
-        evidence, soft, local, conf = refinement.evidence(
-            cost, size, network.guides(left, right), network.runtime, confidence
-        )
+        guides = network.guides(left, right)  # the refinement's and the sub-pixel stage's
+        evidence, soft, local, conf = refinement.evidence(cost, size, guides, network.runtime, confidence)
         del cost
         unadapted = refinement.decode(evidence, soft, local)
     heads = [network.hourglasses] * left.shape[0]
@@ -117,7 +116,7 @@ def adapt_infer(
     def answer(disp: torch.Tensor, report: AdaptReport) -> StereoOutput:
         # what infer does after the refinement: the sub-pixel stage (model.subpixel), then the polish
         with torch.no_grad():
-            disp = network.matched(disp, network.guides(left, right))
+            disp = network.matched(disp, guides)
         return StereoOutput(network.polished(disp, left, right), conf, heads, bands, report)
 
     reason = nothing_to_match(left, right)
