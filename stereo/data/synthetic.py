@@ -40,10 +40,11 @@ import numpy as np
 from PIL import Image
 
 from stereo.data import scene3d as s3
+from stereo.data.images import read_rgb
 from stereo.data.occlusion import nonoccluded
 from stereo.data.pfm import read_pfm, write_pfm
 from stereo.data.photowarp import fits
-from stereo.errors import ConfigError, MissingFileError
+from stereo.errors import ConfigError, DataError, MissingFileError
 from stereo.progress import progress as progress_bar
 
 GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
@@ -1062,8 +1063,10 @@ def _content_changed(out: Path, params: dict) -> str | None:
         if key == "disp_left":
             ours, theirs, limit, unit = pair[key], read_pfm(path), px, " px"
         else:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            theirs = None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+            try:
+                theirs = read_rgb(path) * 255
+            except DataError:
+                theirs = None
             ours, limit, unit = np.clip(pair[key] * 255 + 0.5, 0, 255).astype(np.uint8), levels, " grey levels"
         if theirs is None or theirs.shape != ours.shape:
             return f"{path} is not a {w}x{h} {'disparity' if key == 'disp_left' else 'image'}"
