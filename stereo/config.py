@@ -386,6 +386,9 @@ class AugmentConfig:
 class DataConfig:
     name: str = rng("sceneflow", help="the dataset class (stereo.data.DATASETS)")
     root: str = rng("datasets/SceneFlow", help="the dataset's folder")
+    extra_roots: list[str] = rng(
+        [], help="more folders of the same dataset kind whose pairs join data.root's (a training mix), e.g. [a, b]"
+    )
     render_pass: RenderPass = rng(
         RenderPass.clean, help="clean | final (frames_cleanpass / frames_finalpass) | both (every pair in each pass)"
     )

@@ -352,7 +352,7 @@ class Trainer:
             require_ground_truth(samples, cfg.data.root, f"train.loss={cfg.train.loss}")
         if cfg.val.limit == 0:
             return samples, []
-        val_data = cfg.data if cfg.val.root is None else replace(cfg.data, root=cfg.val.root, limit=-1)
+        val_data = cfg.data if cfg.val.root is None else replace(cfg.data, root=cfg.val.root, extra_roots=[], limit=-1)
         # data.root's own validation split: held out from training (real benchmarks) or its test split
         split = "val" if cfg.val.root is None else "test"
         val_samples = apply_limit(dataset_samples(val_data, split, cfg.val.render_pass), cfg.val.limit, "val.limit")

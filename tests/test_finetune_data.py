@@ -127,3 +127,21 @@ def test_bn_eval_keeps_running_statistics_and_trains_the_rest(sample_root, tmp_p
     stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(before[k], after[k]) for k in stats)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith(".weight"))
+
+
+def test_extra_roots_join_data_roots_pairs_for_training_but_not_another_val_root(sample_root, tmp_path):
+    from stereo.errors import ConfigError
+
+    other = tmp_path / "other"
+    shutil.copytree(sample_root, other, ignore=shutil.ignore_patterns(".stereo_cache"))
+    cfg = load_config("train", [*TINY_TRAIN, f"data.root={sample_root}", f"data.extra_roots=[{other}]"])
+    first = dataset_samples(load_config("train", [*TINY_TRAIN, f"data.root={sample_root}"]).data, "train")
+    second = dataset_samples(load_config("train", [*TINY_TRAIN, f"data.root={other}"]).data, "train")
+    mixed = dataset_samples(cfg.data, "train")
+    assert mixed == first + second and all(str(s.left).startswith(str(other)) for s in second)
+    cfg.val.root = str(sample_root)  # validation on one root's test split: the mix's other roots stay out of it
+    train_pairs, val_pairs = Trainer(cfg, tmp_path / "run")._samples()
+    assert train_pairs == mixed and val_pairs and all(str(s.left).startswith(str(sample_root)) for s in val_pairs)
+    cfg.data.extra_roots = [str(sample_root)]
+    with pytest.raises(ConfigError, match="twice"):
+        dataset_samples(cfg.data, "train")

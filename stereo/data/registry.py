@@ -7,7 +7,7 @@ training and evaluation code stays as it is.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,6 +106,17 @@ def apply_limit(items: Sequence[T], limit: int | None, key: str = "limit") -> li
     return list(items)[:limit]
 
 
+def _with_root(data_cfg: Any, root: str) -> Any:
+    """A copy of a data config (a :class:`DataConfig` or its DictConfig) with another ``root``."""
+    if is_dataclass(data_cfg):
+        return replace(data_cfg, root=root)  # type: ignore[type-var]
+    from omegaconf import OmegaConf
+
+    copy = OmegaConf.create(OmegaConf.to_container(data_cfg))
+    copy.root = root
+    return copy
+
+
 def dataset_samples(
     data_cfg: DataConfig, split: str, render_pass: str | None = None, limit: int | None = None
 ) -> list[Sample]:
@@ -118,13 +129,19 @@ def dataset_samples(
         raise ConfigError(f"data.name={name}: unknown dataset; expected one of {', '.join(sorted(DATASETS))}")
     if split not in ("train", "val", "test"):
         raise ConfigError(f"split {split!r}: expected train, val or test")
-    if name in HOLDOUT_DATASETS and split in ("train", "val"):
-        every = DATASETS[name](data_cfg, "test", str(render_pass or data_cfg.render_pass))
-        samples = holdout(every, data_cfg)[0 if split == "train" else 1]
-    else:
-        samples = DATASETS[name](
-            data_cfg, "test" if split == "val" else split, str(render_pass or data_cfg.render_pass)
-        )
+    roots = [str(data_cfg.root), *map(str, data_cfg.extra_roots)]
+    resolved = [Path(r).expanduser().resolve() for r in roots]
+    if len(set(resolved)) < len(roots):
+        raise ConfigError(f"data.root and data.extra_roots name a folder twice: {roots}")
+    samples: list[Sample] = []
+    render_pass = str(render_pass or data_cfg.render_pass)
+    # data.extra_roots: each root is read as data.root would be, and its pairs follow data.root's in order.
+    for root in roots:
+        cfg = data_cfg if root == str(data_cfg.root) else _with_root(data_cfg, root)
+        if name in HOLDOUT_DATASETS and split in ("train", "val"):
+            samples += holdout(DATASETS[name](cfg, "test", render_pass), cfg)[0 if split == "train" else 1]
+        else:
+            samples += DATASETS[name](cfg, "test" if split == "val" else split, render_pass)
     samples = apply_limit(samples, data_cfg.limit if limit is None else limit)
     if not samples:
         raise DatasetError(f"no {split} pairs left under {data_cfg.root} after limit={limit}")
