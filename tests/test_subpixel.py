@@ -7,7 +7,7 @@ import torch
 from stereo.config import load_config, to_plain
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
-from stereo.models.subpixel import OFFSETS, REACH, SubpixelMatch
+from stereo.models.subpixel import CONTRAST_FLOOR, CONTRAST_WINDOW, OFFSETS, REACH, SubpixelMatch, local_contrast
 
 
 def _views(seed, dtype=torch.float32, h=10, w=24):
@@ -47,6 +47,34 @@ def test_the_curve_is_the_cosine_and_colour_difference_at_each_offset():
     assert (cos[:zero] < cos[zero] - 1e-4).float().mean() > 0.9
     # The share of offsets whose match is inside the right view: 0 at the left border, 1 well inside.
     assert inside[0, 0, :, 0].max() == 0 and torch.equal(inside[0, 0, :, 6:], torch.ones(8, 26))
+
+
+def test_local_contrast_is_the_log_variance_over_the_window_clipped_at_the_borders():
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(1, 3, 9, 11, generator=g, dtype=torch.float64)
+    got = local_contrast(image)
+    assert got.shape == (1, 1, 9, 11)
+    r = CONTRAST_WINDOW // 2
+    for y, x in [(4, 5), (0, 0), (8, 10), (1, 9)]:  # inside, corners, near a border
+        win = image[0, :, max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].reshape(3, -1)
+        var = win.var(dim=1, unbiased=False).mean()
+        assert torch.isclose(got[0, 0, y, x], torch.log(var + CONTRAST_FLOOR), atol=1e-9)
+    flat = torch.full((1, 3, 6, 6), 0.3, dtype=torch.float64)
+    assert torch.allclose(local_contrast(flat), torch.full((1, 1, 6, 6), CONTRAST_FLOOR).log().double())
+
+
+def test_the_head_reads_the_local_contrast():
+    """Two scenes with the same features and curve but a different contrast get different steps: the head can
+    tell a flat, noisy surface from a textured one."""
+    torch.manual_seed(6)
+    stage = SubpixelMatch(channels=4, feature_channels=3)
+    torch.nn.init.normal_(stage.out.weight, std=0.5)
+    disp, left, right = _views(6)
+    fl, fr = stage.embed(left), stage.embed(right)
+    low, high = torch.full((1, 1, 10, 24), -9.0), torch.full((1, 1, 10, 24), -1.0)
+    with torch.no_grad():
+        assert not torch.allclose(stage.update(fl, fr, disp, low), stage.update(fl, fr, disp, high))
+        assert torch.equal(stage.update(fl, fr, disp, local_contrast(left)), stage(disp, left, right))
 
 
 def test_residual_is_bounded_by_the_reach_and_gated():

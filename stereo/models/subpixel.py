@@ -4,8 +4,9 @@ The network's disparity comes from a cost volume at 1/4 (or 1/8) of the image: i
 that grid and by the upsampling. This stage looks at the two views at full resolution: light learned
 features of each view (shared weights), the right view's features and colours warped to the left by the
 current disparity shifted by each of :data:`OFFSETS` (quarter pixels within +-1.5 px), per offset the cosine
-of the feature vectors and the mean colour difference, then a small convolutional head that reads that curve
-and the left features and returns a bounded residual in pixels and a gate in [0, 1] that says how much of it to take.
+of the feature vectors and the mean colour difference, then a small convolutional head that reads that curve,
+the left features and the left view's local contrast, and returns a bounded residual in pixels and a gate in
+[0, 1] that says how much of it to take.
 ``steps`` such updates run in turn with the same weights, each from the previous answer (RAFT-Stereo's
 lookups in a window around the current estimate; HITNet's and StereoNet's local refinement: the ideas, our
 own layers). The head's last convolution starts at zero, so an untrained stage returns its input exactly.
@@ -25,6 +26,19 @@ from stereo.models.refinement import warp_right_to_left
 OFFSETS = tuple(k / 4 for k in range(-6, 7))  # pixels around the current estimate: the correlation curve
 REACH = 1.5  # pixels: the largest residual one update can add (the curve's extent)
 COLOURS = 3  # the last channels of an embedding (:meth:`SubpixelMatch.embed`): the view's own colours
+CONTRAST_WINDOW = 5  # pixels: the window of the local contrast the head reads (:func:`local_contrast`)
+CONTRAST_FLOOR = 1e-4  # variance (normalised units, about 0.6 grey levels squared) below which a view is flat
+
+
+def local_contrast(image: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) normalised view -> (B, 1, H, W): log of the variance of its colours over a
+    :data:`CONTRAST_WINDOW` window, averaged over channels. Features are normalised to unit length before the
+    correlation, so without this the head cannot tell a textured surface from sensor noise on a flat one
+    (where a learned step only moves pixels by the noise's chance matches)."""
+    pool = dict(kernel_size=CONTRAST_WINDOW, stride=1, padding=CONTRAST_WINDOW // 2, count_include_pad=False)
+    mean = F.avg_pool2d(image, **pool)
+    var = (F.avg_pool2d(image * image, **pool) - mean * mean).clamp_min(0).mean(1, keepdim=True)
+    return torch.log(var + CONTRAST_FLOOR)
 
 
 class SubpixelMatch(nn.Module):
@@ -43,9 +57,10 @@ class SubpixelMatch(nn.Module):
         super().__init__()
         self.steps = steps
         k = len(OFFSETS)
-        # Its peak in float maps per pixel: both views' features, the curve, the head's input, two activations.
-        views, curve = 2 * (feature_channels + 3), 2 * k + 1
-        self.full_resolution_channels = views + curve + (curve + feature_channels) + 2 * channels
+        # Its peak in float maps per pixel: both views' features, the contrast, the curve, the head's input, two
+        # activations.
+        views, curve = 2 * (feature_channels + 3) + 1, 2 * k + 1
+        self.full_resolution_channels = views + curve + (curve + feature_channels + 1) + 2 * channels
         self.features = nn.Sequential(
             nn.Conv2d(3, channels, 3, padding=1),
             nn.LeakyReLU(0.2),
@@ -54,7 +69,7 @@ class SubpixelMatch(nn.Module):
             nn.Conv2d(channels, feature_channels, 3, padding=1),
         )
         self.head = nn.Sequential(
-            nn.Conv2d(2 * k + 1 + feature_channels, channels, 3, padding=1),
+            nn.Conv2d(2 * k + 1 + feature_channels + 1, channels, 3, padding=1),
             nn.LeakyReLU(0.2),
             nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
             nn.LeakyReLU(0.2),
@@ -84,10 +99,11 @@ class SubpixelMatch(nn.Module):
             inside.append(ok)
         return torch.cat(scores + colour, 1), torch.cat(inside, 1).mean(1, keepdim=True)
 
-    def update(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
-        """One update of the (B, H, W) disparity from the features of both views."""
+    def update(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+        """One update of the (B, H, W) disparity from the features of both views and the left view's (B, 1, H, W)
+        :func:`local_contrast`."""
         corr, inside = self.curve(fl, fr, disp)
-        x = torch.cat([corr, inside, fl[:, :-COLOURS]], 1).contiguous(memory_format=torch.channels_last)
+        x = torch.cat([corr, inside, fl[:, :-COLOURS], contrast], 1).contiguous(memory_format=torch.channels_last)
         out = self.out(self.head(x))
         # Zero output (untrained): residual 0 whatever the gate, so the input comes back unchanged.
         step = REACH * torch.tanh(out[:, 0]) * torch.sigmoid(out[:, 1])
@@ -96,7 +112,8 @@ class SubpixelMatch(nn.Module):
     def forward(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         with torch.autocast(disp.device.type, enabled=False):
             disp = disp.float() if disp.dtype in (torch.float16, torch.bfloat16) else disp
-            fl, fr = self.embed(left.to(disp.dtype)), self.embed(right.to(disp.dtype))
+            left = left.to(disp.dtype)
+            fl, fr, contrast = self.embed(left), self.embed(right.to(disp.dtype)), local_contrast(left)
             for _ in range(self.steps):
-                disp = self.update(fl, fr, disp)
+                disp = self.update(fl, fr, disp, contrast)
             return disp
