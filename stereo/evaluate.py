@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -214,8 +215,9 @@ def evaluate_methods(
     from stereo.config import load_config
 
     results: list[tuple[str, EvalReport]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(work_dir) if work_dir is not None else Path(tmp)
+    # A temporary folder only when no work_dir is given (it would otherwise be made and removed, unused).
+    with tempfile.TemporaryDirectory() if work_dir is None else contextlib.nullcontext(str(work_dir)) as tmp:
+        base = Path(tmp)
         for label, over in methods:
             for p in passes:
                 data = [f"data.root={root}", f"data.render_pass={p}", f"max_disp={max_disp}", *(extra or [])]
