@@ -482,6 +482,12 @@ class OptimConfig:
         False,
         help="BatchNorm layers use and keep their running statistics (small-batch fine-tuning); affine weights train",
     )
+    cache_frozen: bool = rng(
+        False,
+        help="with every module but model.subpixel frozen: the frozen network's full-frame answer for each training "
+        "pair is computed once (kept in the run folder) and the stage trains on crops of it, each step costing "
+        "the stage alone; needs data.augment.enabled=false",
+    )
     max_nonfinite: int = rng(10, ge=1, help="stop (with a checkpoint) after this many non-finite losses in a row")
     max_no_valid: int = rng(
         10, ge=1, help="stop (with a checkpoint) after this many batches without a valid pixel in a row"
@@ -849,6 +855,14 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
     if t.loss_max_error is not None and str(t.loss) == Loss.photometric.value:
         errors.append("train.loss_max_error truncates a loss on the ground truth (smooth_l1 or l1), not "
                       f"train.loss={t.loss}; set it to null")  # fmt: skip
+    if t.cache_frozen:
+        if str(cfg.model.subpixel) == "none":
+            errors.append(
+                "train.cache_frozen=true trains model.subpixel alone; this model has none (model.subpixel=match)"
+            )
+        if cfg.data.augment.enabled:
+            errors.append("train.cache_frozen=true caches the network's answers for the views as read: set "
+                          "data.augment.enabled=false")  # fmt: skip
     return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
 
 

@@ -50,6 +50,7 @@ from stereo.data.registry import (
 from stereo.device import autocast, check_precision, resolve_device
 from stereo.engine import all_reduce_sum, evaluate_model
 from stereo.errors import CheckpointError, ConfigError, DatasetError, TrainingStopped
+from stereo.frozen_answers import check_only_stage_trains, frozen_answers
 from stereo.io import output_lock, write_json, write_text
 from stereo.losses import occluded_from_disparity, photometric_loss
 from stereo.metrics import METRIC_KEYS, Metrics, disparity_metrics
@@ -409,6 +410,11 @@ class Trainer:
         self.model = self.model.to(self.device)
         self.model.check_train_shape(t.micro_batch or t.batch_size, *crop)
         self.weights = loss_weights(t.loss_weights, self.model.hourglasses)
+        if t.cache_frozen:
+            if self.world > 1:
+                raise ConfigError("train.cache_frozen=true runs in one process (it trains a light stage alone)")
+            check_only_stage_trains(self.model)
+            self.weights = self.weights[-1:]  # one answer: the last head's, as at inference
         self.net: Any = self._wrap_ddp()  # the model, or its DDP wrapper
 
     def _optimizer(self) -> None:
@@ -493,6 +499,9 @@ class Trainer:
         """Train to ``total`` steps (or a signal); returns (and, on rank 0, writes ``summary.json``) its
         :class:`TrainSummary`."""
         self.resume()
+        if self.cfg.train.cache_frozen:  # after resume: the key covers the weights the run has
+            self.dataset.priors = frozen_answers(self.model, self.dataset.samples, self.run_dir / "frozen_answers",
+                                                 self.device, self.precision, show_progress=self.rank == 0)  # fmt: skip
         start, t0 = self.state.step, time.perf_counter()
         self._open_logs()
         status = "finished"
@@ -667,8 +676,12 @@ class Trainer:
             # DDP averages the gradients across ranks once, after the last part.
             sync = i == len(parts) - 1 or self.world == 1
             with contextlib.nullcontext() if sync else self.net.no_sync():
-                with autocast(dev, self.precision):
-                    outs = self.net(left[part], right[part]).heads
+                if "prior" in batch:  # train.cache_frozen: the stage on the frozen network's cached answer
+                    prior = batch["prior"][part].to(dev)
+                    outs = [self.model.subpixel(prior, *self.model.guides(left[part], right[part]))]
+                else:
+                    with autocast(dev, self.precision):
+                        outs = self.net(left[part], right[part]).heads
                 if photometric:
                     part_loss = self._photometric_loss(outs, views[0][part], views[1][part])
                 else:

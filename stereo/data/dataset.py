@@ -8,6 +8,7 @@ the right view only (it acts like an occluder, the left ground truth stays right
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import cv2
@@ -57,6 +58,8 @@ class StereoDataset(Dataset):
             of the (full-frame) ground truth (:func:`stereo.metrics.depth_edges`; ``data.region=edges``).
         texture: ``lowtexture`` or ``textured``: ``valid`` keeps only the pixels that the full-frame left
             image makes textureless, or not (:func:`stereo.metrics.textureless`; ``data.region``).
+        priors: one ``.npy`` (H, W) disparity in pixels per sample, cropped with it into ``prior``
+            (``train.cache_frozen``: the frozen network's answer, :mod:`stereo.frozen_answers`).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class StereoDataset(Dataset):
         mask: str = "positive",
         edge_radius: int | None = None,
         texture: str | None = None,
+        priors: Sequence[str | os.PathLike] | None = None,
     ) -> None:
         if len(samples) == 0:
             raise DataError("StereoDataset needs at least one sample")
@@ -85,6 +89,7 @@ class StereoDataset(Dataset):
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
         self.epoch = 0
+        self.priors = priors
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -117,11 +122,13 @@ class StereoDataset(Dataset):
             flat = textureless(to_tensor(left)[None])[0].numpy()
             keep = flat if self.texture == "lowtexture" else ~flat
             region = keep if region is None else region & keep
+        prior = self._prior(index, disp.shape)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.crop_size is not None:
             win = self._crop_window(rng, index, disp.shape)
             left, right, disp = left[win], right[win], disp[win]
             region = region[win] if region is not None else None
+            prior = prior[win] if prior is not None else None
         raw_left, raw_right = left, right
         if self.augment is not None:
             left, right = self._augment(rng, left, right)
@@ -138,7 +145,20 @@ class StereoDataset(Dataset):
         }
         if self.augment is not None:  # the views before photometric augmentation: display, photometric loss
             item["left_raw"], item["right_raw"] = to_tensor(raw_left), to_tensor(raw_right)
+        if prior is not None:
+            item["prior"] = torch.from_numpy(np.ascontiguousarray(prior, dtype=np.float32))
         return item
+
+    def _prior(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """The pair's (H, W) disparity from ``priors`` (train.cache_frozen: the frozen network's answer), or None."""
+        if self.priors is None:
+            return None
+        path = self.priors[index]
+        prior = np.load(path)
+        if prior.shape != tuple(shape):
+            raise DataError(f"{path} is {prior.shape[1]}x{prior.shape[0]}, its pair {self.samples[index].left} is "
+                            f"{shape[1]}x{shape[0]}; remove the folder to compute it again")  # fmt: skip
+        return prior
 
     def _region(self, index: int, disp: np.ndarray) -> np.ndarray | None:
         """The sample's evaluation region (H, W) bool: its mask image == 255, or where its right-view
