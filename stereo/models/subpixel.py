@@ -27,7 +27,7 @@ OFFSETS = tuple(k / 4 for k in range(-6, 7))  # pixels around the current estima
 REACH = 1.5  # pixels: the largest residual one update can add (the curve's extent)
 COLOURS = 3  # the last channels of an embedding (:meth:`SubpixelMatch.embed`): the view's own colours
 CONTRAST_WINDOW = 5  # pixels: the window of the local contrast the head reads (:func:`local_contrast`)
-CONTRAST_FLOOR = 1e-4  # variance (normalised units, about 0.6 grey levels squared) below which a view is flat
+CONTRAST_FLOOR = 1e-4  # variance in normalised units (a standard deviation of about 0.6 grey levels): flat below
 
 
 def local_contrast(image: torch.Tensor) -> torch.Tensor:
