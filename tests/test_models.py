@@ -72,7 +72,23 @@ def test_channels_last_feature_extractor_gives_the_same_disparities_and_gradient
     heads = model.forward_train(x, y).heads
     grad = torch.autograd.grad(heads[-1].sum(), model.feature_extraction.firstconv[0][0].weight)[0]
     torch.testing.assert_close(heads[-1], ref_heads[-1], rtol=0, atol=1e-4)
-    torch.testing.assert_close(grad, ref_grad, rtol=1e-3, atol=1e-3)
+    # In fp32 the gradient is only as close as oneDNN's kernels make it: on an AVX2-only AMD EPYC its
+    # channels-last weight gradients differed from the float64 truth by 0.3% of the largest element (NCHW:
+    # 1e-5). A layout error would be of the gradient's own size, so 2% of it still catches one...
+    scale = ref_grad.abs().max().item()
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=0.02 * scale)
+    # ...and in float64 the layout changes nothing but rounding.
+    model.double()
+    configure_runtime(model, {"channels_last": False})
+    x64, y64 = x.double(), y.double()
+    nchw = torch.autograd.grad(
+        model.forward_train(x64, y64).heads[-1].sum(), model.feature_extraction.firstconv[0][0].weight
+    )[0]
+    configure_runtime(model, {"channels_last": True})
+    nhwc = torch.autograd.grad(
+        model.forward_train(x64, y64).heads[-1].sum(), model.feature_extraction.firstconv[0][0].weight
+    )[0]
+    torch.testing.assert_close(nhwc, nchw, rtol=0, atol=1e-9 * scale)
 
 
 def test_downsample_8_runs_at_an_eighth_with_the_same_weights_and_bands_equal_the_frame():
