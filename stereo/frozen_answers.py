@@ -92,7 +92,7 @@ def frozen_answers(
         return paths
     from stereo.models import run
 
-    stage, was_training = getattr(model, STAGE), model.training
+    stage = getattr(model, STAGE)
     setattr(model, STAGE, None)  # the answer before the stage, exactly as inference computes it
     try:
         bar = progress(todo, desc="frozen network's answers", unit="pair", enabled=show_progress)
@@ -106,7 +106,6 @@ def frozen_answers(
                 with atomic_write(paths[i]) as tmp, open(tmp, "wb") as f:
                     np.save(f, disp)
     finally:
-        setattr(model, STAGE, stage)
-        model.train(was_training)
+        setattr(model, STAGE, stage)  # run() already restored the train/eval mode
     log.info("train.cache_frozen: the frozen network's answers for %d pairs in %s", len(todo), folder)
     return paths
