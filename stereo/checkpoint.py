@@ -285,18 +285,21 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     (:data:`WEIGHTLESS_KEYS`: the resolution, the pyramid's pool sizes), a refinement that ``wanted`` adds
     to a network without one (those layers start as the identity), and any refinement when ``wanted``
     changes the resolution (a new network, whose regression the old refinement was not made for: its
-    weights are dropped, and a refinement ``wanted`` has starts as the identity), and a sub-pixel stage
-    (``model.subpixel``) that ``wanted`` adds (it starts as the identity too)."""
+    weights are dropped, and a refinement ``wanted`` has starts as the identity); a sub-pixel stage
+    (``model.subpixel``) likewise: added, it starts as the identity; at another resolution it is dropped."""
     s, w = model_config(saved), model_config(wanted)
-    ignore = WEIGHTLESS_KEYS + (("subpixel",) if _subpixel_added(s, w) else ())
+    ignore = WEIGHTLESS_KEYS + (("subpixel",) if _subpixel_restarts(s, w) else ())
     if _refinement_restarts(s, w):
         ignore += ("refine", "refine_channels")
     return config_differences(saved, wanted, ignore=ignore)
 
 
-def _subpixel_added(saved: Any, wanted: Any) -> bool:
-    """Whether ``wanted`` (a model config) adds a sub-pixel stage that ``saved``'s weights lack."""
-    return str(model_config(saved).subpixel) == "none" and str(model_config(wanted).subpixel) != "none"
+def _subpixel_restarts(saved: Any, wanted: Any) -> bool:
+    """Whether fine-tuning ``saved``'s weights into ``wanted`` (model configs) leaves out the saved sub-pixel
+    stage's weights, as :func:`_refinement_restarts` for the refinement: ``wanted`` adds one, or changes the
+    resolution (a new network, whose answers the stage did not learn to correct)."""
+    s, w = model_config(saved), model_config(wanted)
+    return (str(s.subpixel) == "none" and str(w.subpixel) != "none") or s.downsample != w.downsample
 
 
 def _refinement_restarts(saved: Any, wanted: Any) -> bool:
@@ -311,24 +314,29 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
     """Load ``checkpoint``'s weights into ``model`` (built from ``wanted``) to fine-tune from them. The
     architectures must agree but for :func:`init_conflicts`' exceptions: an added sub-pixel refinement
     (``model.refine``) or stage (``model.subpixel``) keeps its initialisation, under which it returns its
-    input; a refinement left out, or made for another resolution, is not loaded. Returns the names of the
-    weights left at their initialisation."""
+    input; a refinement or stage made for another resolution is not loaded (said in the log). Returns the
+    names of the weights left at their initialisation."""
     ckpt = load_checkpoint(checkpoint)
     other = init_conflicts(ckpt["model_config"], wanted)
     if other:
-        saved = str(model_config(ckpt["model_config"]).refine)
-        hint = ""
-        if saved != "none" and str(model_config(wanted).refine) == "none":
-            hint = f"; its refinement is part of the weights: add model.refine={saved}"
+        s, w = model_config(ckpt["model_config"]), model_config(wanted)
+        hint = "".join(
+            f"; its {what} is part of the weights: add model.{key}={getattr(s, key)}"
+            for key, what in (("refine", "refinement"), ("subpixel", "sub-pixel stage"))
+            if str(getattr(s, key)) != "none" and str(getattr(w, key)) == "none"
+        )
         raise CheckpointError(
             f"{checkpoint}: train.init_from needs the same architecture; the checkpoint's model config differs "
             f"from the run's ({'; '.join(other)}){hint}"
         )
     state = dict(ckpt["model"])
     fresh = ("refinement.",) if _refinement_restarts(ckpt["model_config"], wanted) else ()
-    fresh += ("subpixel.",) if _subpixel_added(ckpt["model_config"], wanted) else ()
+    fresh += ("subpixel.",) if _subpixel_restarts(ckpt["model_config"], wanted) else ()
     kept = [k for k in model.state_dict() if k.startswith(fresh)] if fresh else []
     if fresh:
+        dropped = sorted({k.split(".")[0] for k in state if k.startswith(fresh)} - {k.split(".")[0] for k in kept})
+        if dropped:
+            log.info("%s: its %s left out (the run's model has none)", checkpoint, " and ".join(dropped))
         state = {k: v for k, v in state.items() if not k.startswith(fresh)}
         state.update({k: v for k, v in model.state_dict().items() if k in kept})
     load_weights(model, state, checkpoint)
