@@ -28,7 +28,7 @@ from stereo.evaluate import slice_metrics
 from stereo.io import refuse_package_path
 from stereo.weights import export_weights
 
-TABLE_KEYS = ("label", "render_pass", "pairs", "mask", "epe", "bad1", "bad2", "bad3", "d1", "seconds_per_pair")
+TABLE_KEYS = ("label", "render_pass", "pairs", "mask", "epe", "bad1", "bad2", "bad3", "d1", "bands", "seconds_per_pair")
 
 
 @dataclass
