@@ -298,8 +298,8 @@ class RuntimeConfig:
     regression_radius: float = rng(8.0, gt=0, help="regression=local: the window's half-width in pixels")
     refinement: bool = rng(
         True,
-        help="eval: apply the model's sub-pixel refinement (model.refine); false answers with the network's "
-        "regression alone, which regression=local may then replace",
+        help="eval: apply the model's sub-pixel refinement (model.refine) and stage (model.subpixel); false answers "
+        "with the network's regression alone, which regression=local may then replace",
     )
     polish: Polish = rng(
         Polish.none,

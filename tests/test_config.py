@@ -110,12 +110,13 @@ def test_loss_weights_follow_the_heads():
 
 def test_experiment_overlay_and_both_passes(sample_root):
     cfg = load_config("train", ["experiment=shipped"])
-    assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 1200
-    assert str(cfg.model.refine) == "modes" and list(cfg.train.freeze) == ["feature_extraction", "aggregation"]
+    assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 1000
+    assert str(cfg.model.refine) == "modes" and str(cfg.model.subpixel) == "match"
+    assert list(cfg.train.freeze) == ["feature_extraction", "aggregation", "refinement"] and cfg.train.cache_frozen
     check_config(cfg, TrainAppConfig)
     from stereo.data.registry import dataset_samples
 
-    cfg.data.root = str(sample_root)
+    cfg.data.root, cfg.data.extra_roots = str(sample_root), []
     both = dataset_samples(cfg.data, "train")
     clean = dataset_samples(cfg.data, "train", "clean")
     final = dataset_samples(cfg.data, "train", "final")

@@ -68,8 +68,9 @@ def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
 def test_onnx_runtime_matches_pytorch_with_the_modes_refinement(tmp_path):
     """refine=modes picks each pixel's most likely disparity (an argmax): an untrained network's nearly flat
     distributions make that a coin toss that rounding decides, so the network here is the shipped one (its
-    refinement head random) on generated scenes, where the modes are clear (but not every one)."""
-    from stereo.checkpoint import init_weights, load_network
+    refinement head random; its sub-pixel stage, if it has one, as shipped) on generated scenes, where the
+    modes are clear (but not every one)."""
+    from stereo.checkpoint import init_weights, load_checkpoint, load_network
     from stereo.data.images import imread_checked
     from stereo.data.synthetic import generate_sceneflow_sample
     from stereo.export import OnnxStereo, export_onnx
@@ -78,7 +79,8 @@ def test_onnx_runtime_matches_pytorch_with_the_modes_refinement(tmp_path):
     shipped = shipped_checkpoint()
     assert shipped is not None
     torch.manual_seed(0)
-    cfg = load_config("model/ea_psmnet_light", ["refine=modes"])
+    cfg = load_checkpoint(shipped)["model_config"]
+    assert cfg["refine"] == "modes"
     model = build_model(cfg)
     init_weights(model, shipped, cfg)
     torch.nn.init.normal_(model.refinement.head.weight, std=0.05)

@@ -276,7 +276,7 @@ class PSMNet(nn.Module):
         two views and their padded copies, the feature extractor's activations at 1/2 and 1/4 resolution,
         the regression's full-resolution maps and the refinement's convolutions, or the sub-pixel stage's maps
         (``model.subpixel``) when they are more (it runs after the refinement). Calibrated on the shipped
-        weights by peak RSS (docs/performance.md); the stage's share is its count of maps, not calibrated."""
+        weights by peak RSS (docs/performance.md); the stage's share is its count of maps, which peak RSS bore out."""
         base = self.config.feature.base_channels
         stage = self.subpixel.full_resolution_channels if self.subpixel is not None else 0  # runs after the refinement
         return 4 * (24 + 3 * base + max(self.refinement.full_resolution_channels, stage) + self.max_disp // 16)
