@@ -287,27 +287,23 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     changes the resolution (a new network, whose regression the old refinement was not made for: its
     weights are dropped, and a refinement ``wanted`` has starts as the identity); a sub-pixel stage
     (``model.subpixel``) likewise: added, it starts as the identity; at another resolution it is dropped."""
-    s, w = model_config(saved), model_config(wanted)
-    ignore = WEIGHTLESS_KEYS + (("subpixel",) if _subpixel_restarts(s, w) else ())
-    if _refinement_restarts(s, w):
+    ignore = WEIGHTLESS_KEYS + (("subpixel",) if _restarts(saved, wanted, "subpixel") else ())
+    if _restarts(saved, wanted, "refine"):
         ignore += ("refine", "refine_channels")
     return config_differences(saved, wanted, ignore=ignore)
 
 
-def _subpixel_restarts(saved: Any, wanted: Any) -> bool:
-    """Whether fine-tuning ``saved``'s weights into ``wanted`` (model configs) leaves out the saved sub-pixel
-    stage's weights, as :func:`_refinement_restarts` for the refinement: ``wanted`` adds one, or changes the
-    resolution (a new network, whose answers the stage did not learn to correct)."""
-    s, w = model_config(saved), model_config(wanted)
-    return (str(s.subpixel) == "none" and str(w.subpixel) != "none") or s.downsample != w.downsample
+# model config key -> the state-dict prefix of the light stage it adds after the network
+STAGES = {"refine": "refinement.", "subpixel": "subpixel."}
 
 
-def _refinement_restarts(saved: Any, wanted: Any) -> bool:
-    """Whether fine-tuning ``saved``'s weights into ``wanted`` (model configs) leaves out the saved
-    refinement's weights: ``wanted`` adds one, or changes the resolution (a refinement left out at the same
-    resolution is a conflict: its weights belong to the network)."""
+def _restarts(saved: Any, wanted: Any, key: str) -> bool:
+    """Whether fine-tuning ``saved``'s weights into ``wanted`` (model configs) leaves out the saved weights
+    of the light stage ``key`` (:data:`STAGES`): ``wanted`` adds one, or changes the resolution (a new
+    network, whose answers the old stage was not made for). One left out at the same resolution is a
+    conflict: its weights belong to the model."""
     s, w = model_config(saved), model_config(wanted)
-    return (str(s.refine) == "none" and str(w.refine) != "none") or s.downsample != w.downsample
+    return (str(getattr(s, key)) == "none" and str(getattr(w, key)) != "none") or s.downsample != w.downsample
 
 
 def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: Any) -> list[str]:
@@ -330,8 +326,7 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
             f"from the run's ({'; '.join(other)}){hint}"
         )
     state = dict(ckpt["model"])
-    fresh = ("refinement.",) if _refinement_restarts(ckpt["model_config"], wanted) else ()
-    fresh += ("subpixel.",) if _subpixel_restarts(ckpt["model_config"], wanted) else ()
+    fresh = tuple(prefix for key, prefix in STAGES.items() if _restarts(ckpt["model_config"], wanted, key))
     kept = [k for k in model.state_dict() if k.startswith(fresh)] if fresh else []
     if fresh:
         dropped = sorted({k.split(".")[0] for k in state if k.startswith(fresh)} - {k.split(".")[0] for k in kept})
