@@ -23,6 +23,29 @@ def test_export_keeps_what_inference_needs(checkpoint, tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_export_tool_writes_the_card_tables_and_slice_it_measured(checkpoint, sample_root, tmp_path):
+    """scripts/export_weights.py: the card holds the compare_methods rows (error bands included), the
+    training config and step, what ``card=`` adds, and the slice metrics of the exported file itself."""
+    import json
+
+    from stereo.tools.compare_methods import main as compare
+    from stereo.tools.export_weights import TABLE_KEYS
+    from stereo.tools.export_weights import main as export
+
+    table = tmp_path / "table.json"
+    compare([f"root={sample_root}", f"checkpoints={{tiny: {checkpoint}}}", "passes=[final]", "max_disp=32",
+             f"out={table}"])  # fmt: skip
+    out = tmp_path / "w.pt"
+    export([f"checkpoint={checkpoint}", f"out={out}", f"tables={{sample: {table}}}", "card={hardware: test}"])
+    card = load_checkpoint(out)["card"]
+    rows = json.loads(table.read_text())["results"]
+    assert card["sample"] == [{k: r[k] for k in TABLE_KEYS} for r in rows] and len(rows) == 2
+    assert all(set(r["bands"]) == {"<=0.5", "0.5-1", "1-2", "2-3", ">3"} for r in card["sample"])
+    saved = load_checkpoint(checkpoint)
+    assert card["step"] == saved["step"] and card["training_config"] == saved["config"] and card["hardware"] == "test"
+    assert card["generated_v1_slice"] == slice_metrics(out, tmp_path / "slice")
+
+
 def test_no_checkpoint_means_the_shipped_weights(checkpoint, sample_root, tmp_path, monkeypatch):
     monkeypatch.setattr(w, "WEIGHTS_DIR", tmp_path / "weights")
     with pytest.raises(ConfigError, match="checkpoint is required .* ships no weights"):
