@@ -195,8 +195,11 @@ def test_generator_scripts_answer_help_and_validate_their_keys(tmp_path):
         shown = run(script, "--help")
         assert shown.returncode == 0 and "Keys (key=value" in shown.stdout and "workers=0" in shown.stdout
     for args, needle in [(("height=10",), "height=10: must be >= 32"),
-                         (("version=8",), "version=8: expected 2, 3, 4, 5, 6 or 7"),
+                         (("version=9",), "version=9: expected 2, 3, 4, 5, 6, 7 or 8"),
                          (("version=5",), "version=5 crops its photographs, never enlarging them: 540x960"),
+                         (("version=8", "height=272", "width=480"),
+                          "version=8 crops its photographs, never enlarging them: 272x480 (2 x 2 photograph pixels a "
+                          "pixel: 544x960) fits none of them"),
                          (("objects_min=9", "objects_max=3"), "objects must be (min, max)"),
                          (("hieght=300",), "hieght")]:  # fmt: skip
         proc = run("make_sceneflow_sample.py", f"out={tmp_path / 'x'}", *args)

@@ -140,3 +140,70 @@ def test_a_rigs_flaws_change_the_right_view_only(monkeypatch):
     assert best[0] != best[1]  # the rows' offset varies across the view
     ratio = (gained["right"] / np.maximum(plain["right"], 1e-3))[(plain["right"] > 0.1) & (gained["right"] < 0.99)]
     assert 0 < abs(np.median(ratio) - 1) < 4 * 0.05  # a brightness factor, of the size asked for
+
+
+def test_a_scene_finer_than_the_views_keeps_the_ground_truth_exact():
+    """scale=2 (generator v8): each view pixel integrates 2 x 2 photograph pixels. The left ground truth is the
+    owning surface's disparity at the view pixel's centre (in view pixels), the right one agrees with it where
+    both views see the surface, and the right view resampled there reproduces the left view far better than half
+    a pixel off."""
+    rng = np.random.default_rng(6)
+    pair = pw.render_photo_pair(rng, [_photo(240, 400)], 96, 160, 24, 4, samples=3, scale=2)
+    d, left, right = pair["disp_left"], pair["left"].astype(np.float64), pair["right"].astype(np.float64)
+    assert d.shape == pair["disp_right"].shape == left.shape[:2] == (96, 160) and d.min() > 0 and d.max() < 24
+    visible = nonoccluded(d, pair["disp_right"])
+    yy, xx = np.mgrid[0:96, 0:160].astype(np.float64)
+    keep = visible & (xx - d > 3)
+    keep[:3], keep[-3:] = False, False
+    assert keep.mean() > 0.5
+
+    def residual(shift):
+        return np.median(np.abs(pw._bicubic(right, xx - d - shift, yy) - left).mean(-1)[keep])
+
+    assert residual(0) < 0.01 and residual(0.5) > 3 * residual(0) and residual(-0.5) > 3 * residual(0)
+
+
+def test_the_scene_scale_reduces_by_block_means_and_centres_the_truth():
+    """A scene of one plane (no layers in front): the left truth at each view pixel is the plane at the centre of
+    its 2 x 2 block of scene pixels, halved; the views are the block means of the scene's render."""
+    rng = np.random.default_rng(7)
+    photo = _photo(240, 400)
+    pair = pw.render_photo_pair(rng, [photo], 48, 80, 16, 0, samples=1, scale=2)
+    fine = pw.render_photo_pair(np.random.default_rng(7), [photo], 96, 160, 32, 0, samples=1)
+    # The same draws at scale 1 and twice the size: the same plane in scene pixels.
+    centre = 0.25 * (fine["disp_left"][0::2, 0::2] + fine["disp_left"][1::2, 0::2] + fine["disp_left"][0::2, 1::2]
+                     + fine["disp_left"][1::2, 1::2])  # fmt: skip
+    np.testing.assert_allclose(pair["disp_left"], centre / 2, atol=2e-3)  # a plane's mean is its centre value
+    np.testing.assert_allclose(pair["left"], fine["left"].reshape(48, 2, 80, 2, 3).mean((1, 3)), atol=1e-6)
+
+
+def test_generator_v8_is_deterministic_with_its_camera_at_the_scenes_size(monkeypatch):
+    from stereo.data import synthetic
+
+    sizes = []
+    real = synthetic._rig
+
+    def spy(rng, left, right):
+        sizes.append(left.shape[:2])
+        return real(rng, left, right)
+
+    monkeypatch.setattr(synthetic, "_rig", spy)
+    a = render_pair(np.random.default_rng(4), 64, 128, 24, 4, version=8)
+    b = render_pair(np.random.default_rng(4), 64, 128, 24, 4, version=8)
+    assert set(a) == {"left", "right", "disp_left", "disp_right", "final_left", "final_right", "textureless"}
+    for k in a:
+        assert a[k].shape[:2] == (64, 128)
+        np.testing.assert_array_equal(a[k], b[k])
+    assert sizes == [(128, 256), (128, 256)]  # the camera ran on the scene (2x), then the views were reduced
+    assert not np.array_equal(a["left"], a["final_left"])
+
+
+def test_weak_surfaces_lose_their_fine_texture_but_keep_their_shading():
+    rng = np.random.default_rng(8)
+    tex = _photo(120, 200)
+    plain, weak = pw._weaken(rng, [tex], 0.0, 4.0)[0], pw._weaken(rng, [tex], 1.0, 4.0)[0]
+    import cv2
+
+    detail = [float(np.std(t - cv2.GaussianBlur(t, (0, 0), 4.0))) for t in (plain, weak)]
+    assert plain is tex and 0.02 < detail[1] / detail[0] < 0.25
+    np.testing.assert_allclose(cv2.GaussianBlur(weak, (0, 0), 8.0), cv2.GaussianBlur(tex, (0, 0), 8.0), atol=0.02)

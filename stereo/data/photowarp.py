@@ -19,6 +19,7 @@ formulas). The final pass is generator v4's camera model of one good rig.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -183,27 +184,51 @@ def _layers(rng: np.random.Generator, img: np.ndarray, max_disp: float, n_layers
 
 
 def render_photo_pair(
-    rng: np.random.Generator, photos: list[np.ndarray], h: int, w: int, max_disp: float, n_layers: int, samples: int = 3
+    rng: np.random.Generator,
+    photos: list[np.ndarray],
+    h: int,
+    w: int,
+    max_disp: float,
+    n_layers: int,
+    samples: int = 3,
+    scale: int = 1,
+    gain_std: float | None = None,
+    weak_share: float = 0.0,
+    camera: Callable[[np.ndarray, np.ndarray], list[np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
     """One clean pair from a random photograph of ``photos``: ``left``, ``right`` (float RGB (h, w, 3) in
     [0, 1]), ``disp_left``, ``disp_right`` (float32 (h, w), pixels) and ``textureless`` (bool (h, w): the
-    left view's flat pixels). ``samples`` per pixel side (odd)."""
-    usable = [p for p in photos if fits(p, h, w)]
-    img = _crop(rng, usable[int(rng.integers(len(usable)))], h, w, int(np.ceil(max_disp)))
-    view_w, w = w, img.shape[1]  # everything below runs on the wider crop; the views keep the first view_w columns
-    background, layers = _layers(rng, img, max_disp, n_layers)
+    left view's flat pixels). ``samples`` per pixel side (odd).
+
+    ``scale`` > 1 (generator v8): the photograph is the scene at ``scale`` times the views' resolution, so each
+    view pixel integrates ``scale`` x ``scale`` photograph pixels (``samples`` per side of each) and the views
+    carry detail up to their own sampling limit, as a sensor's do; the ground truth stays the exact disparity
+    at each view pixel's centre. ``camera`` (left, right) -> (left, right), when given, runs on the views at the
+    scene's resolution before they are reduced (a larger sensor's image, reduced) and adds ``final_left`` and
+    ``final_right``. ``gain_std`` (default :data:`GAIN_STD`): each surface's brightness in the right view
+    scaled by 1 + N(0, gain_std) (view-dependent appearance). ``weak_share``: the share of surfaces whose
+    texture keeps only 3-20% of its contrast (painted walls, plastic, skin: hard for any matcher)."""
+    if gain_std is None:
+        gain_std = GAIN_STD
+    s_h, s_w = h * scale, w * scale  # the scene's size, photograph pixels
+    usable = [p for p in photos if fits(p, s_h, s_w)]
+    img = _crop(rng, usable[int(rng.integers(len(usable)))], s_h, s_w, int(np.ceil(max_disp * scale)))
+    view_w, h, w = w, s_h, img.shape[1]  # everything below runs on the scene's wider crop; views keep view_w columns
+    background, layers = _layers(rng, img, max_disp * scale, n_layers)
     order = [(background, np.ones((h, w), bool))] + layers  # far to near: each layer's owner mask in the left view
     owner = np.zeros((h, w), np.int32)
     for i, (_, mask) in enumerate(order[1:], start=1):
         owner[mask] = i
     textures = _textures(img, order)
+    if weak_share > 0:
+        textures = _weaken(rng, textures, weak_share, 4.0 * scale)
     right_textures = textures
-    if GAIN_STD > 0:
-        right_textures = [t * (1 + rng.normal(0, GAIN_STD)) for t in textures]
+    if gain_std > 0:
+        right_textures = [t * (1 + rng.normal(0, gain_std)) for t in textures]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     rows_off = np.zeros((h, w))
-    if VERTICAL_PX > 0:  # |offset| + |rotation| <= VERTICAL_PX at every pixel
-        shift, tilt = rng.uniform(-0.5, 0.5, 2) * VERTICAL_PX
+    if VERTICAL_PX > 0:  # |offset| + |rotation| <= VERTICAL_PX view pixels at every pixel
+        shift, tilt = rng.uniform(-0.5, 0.5, 2) * VERTICAL_PX * scale
         rows_off = shift + tilt * (xx - w / 2) / (w / 2)
     disp_left = np.zeros((h, w))
     for i, (layer, _) in enumerate(order):
@@ -223,13 +248,70 @@ def render_photo_pair(
             if j == centre and k == centre:
                 disp_right = d
     n = samples * samples
+    left, right = np.clip(left / n, 0, 1).astype(np.float32), np.clip(right / n, 0, 1).astype(np.float32)
+    if scale == 1:
+        keep = (slice(None), slice(0, view_w))
+        return {"left": left[keep], "right": right[keep], "disp_left": disp_left[keep].astype(np.float32),
+                "disp_right": disp_right[keep].astype(np.float32),
+                "textureless": _flat(img)[keep]}  # fmt: skip
+    return _reduced(order, owner, disp_left, right_textures, rows_off, left, right, scale, view_w, camera)
+
+
+def _flat(img: np.ndarray) -> np.ndarray:
+    """Bool (h, w): pixels of ``img`` (RGB in [0, 1]) whose 7 x 7 neighbourhood has a grey std below 0.01."""
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    local_std = np.sqrt(np.maximum(cv2.blur(grey * grey, (7, 7)) - cv2.blur(grey, (7, 7)) ** 2, 0))
-    keep = (slice(None), slice(0, view_w))
-    return {"left": np.clip(left[keep] / n, 0, 1).astype(np.float32),
-            "right": np.clip(right[keep] / n, 0, 1).astype(np.float32),
-            "disp_left": disp_left[keep].astype(np.float32), "disp_right": disp_right[keep].astype(np.float32),
-            "textureless": local_std[keep] < 0.01}  # fmt: skip
+    return np.sqrt(np.maximum(cv2.blur(grey * grey, (7, 7)) - cv2.blur(grey, (7, 7)) ** 2, 0)) < 0.01
+
+
+def _reduce(img: np.ndarray, scale: int, view_w: int) -> np.ndarray:
+    """The mean of each ``scale`` x ``scale`` block of ``img`` (h * scale, >= view_w * scale, ...): view
+    pixels from scene pixels, the first ``view_w`` columns."""
+    h, w = img.shape[0] // scale, view_w
+    block = img[: h * scale, : w * scale].astype(np.float64)
+    return block.reshape(h, scale, w, scale, *img.shape[2:]).mean(axis=(1, 3)).astype(np.float32)
+
+
+def _reduced(order: list, owner: np.ndarray, disp_left: np.ndarray, textures: list[np.ndarray],
+             rows_off: np.ndarray, left: np.ndarray, right: np.ndarray, scale: int, view_w: int,
+             camera: Callable[[np.ndarray, np.ndarray], list[np.ndarray]] | None) -> dict[str, np.ndarray]:  # fmt: skip
+    """The views of a scene rendered at ``scale`` x their resolution, with the exact disparity at each view
+    pixel's centre: in scene pixels (x + 0.5) * scale - 0.5, the surface that owns the scene pixel there
+    (left view) or the nearest one that maps there (right view), divided by ``scale``."""
+    h = left.shape[0] // scale
+    yy, xx = np.mgrid[0:h, 0:view_w].astype(np.float64)
+    ys, xs = (yy + 0.5) * scale - 0.5, (xx + 0.5) * scale - 0.5
+    who = owner[np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)]
+    gt_left = np.zeros((h, view_w))
+    for i, (layer, _) in enumerate(order):
+        sel = who == i
+        gt_left[sel] = layer.disparity(xs[sel], ys[sel])
+    # The right view's centres are every scale-th point of the scene grid moved by (scale - 1) / 2: solved on that
+    # whole grid, as _right_samples' windows expect positions that follow their indices.
+    sy, sx = np.mgrid[0 : owner.shape[0], 0 : owner.shape[1]].astype(np.float64) + (scale - 1) / 2
+    _, gt_right = _right_samples(order, owner, disp_left, textures, sx, sy + rows_off)
+    gt_right = gt_right[::scale, ::scale][:h, :view_w]
+    out = {"left": _reduce(left, scale, view_w), "right": _reduce(right, scale, view_w),
+           "disp_left": (gt_left / scale).astype(np.float32),
+           "disp_right": (gt_right / scale).astype(np.float32)}  # fmt: skip
+    out["textureless"] = _flat(out["left"])
+    if camera is not None:
+        cols = slice(0, view_w * scale)  # the views' own frame (vignetting is centred on it)
+        final = camera(left[:, cols], right[:, cols])
+        out["final_left"], out["final_right"] = (_reduce(v, scale, view_w) for v in final)
+    return out
+
+
+def _weaken(rng: np.random.Generator, textures: list[np.ndarray], share: float, sigma: float) -> list[np.ndarray]:
+    """Each surface's texture, with probability ``share`` kept at 3-20% of its contrast around its own local
+    mean (Gaussian, ``sigma`` scene pixels): the shading stays, the fine texture nearly goes."""
+    out = []
+    for t in textures:
+        if rng.random() < share:
+            keep = float(np.exp(rng.uniform(np.log(0.03), np.log(0.2))))
+            base = cv2.GaussianBlur(t, (0, 0), sigma)
+            t = (base + keep * (t - base)).astype(np.float32)
+        out.append(t)
+    return out
 
 
 def _textures(img: np.ndarray, order: list) -> list[np.ndarray]:

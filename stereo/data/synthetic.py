@@ -48,7 +48,7 @@ from stereo.errors import ConfigError, DataError, MissingFileError
 from stereo.progress import progress as progress_bar
 
 GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
-GENERATOR_VERSIONS = (2, 3, 4, 5, 6, 7)
+GENERATOR_VERSIONS = (2, 3, 4, 5, 6, 7, 8)
 TEXTURE_KINDS = ("clouds", "wood", "bricks", "spots", "grain", "stripes", "grid", "text", "flat", "weak")
 _TEXTURE_WEIGHTS = np.array([12, 10, 9, 9, 10, 8, 7, 8, 6, 6], float)
 SHAPES = ("ellipsoid", "cylinder", "box", "patch", "heightfield", "rod", "fence")
@@ -71,6 +71,10 @@ class _Style:
     photo_blur: float = 0.6  # texels: the band limit of photo and dead-leaves textures
     supersample: int = 1  # rendered on an s x s grid per pixel and averaged (area integration)
     max_texels: int = 384  # per side of an object's texture: larger objects get larger texels
+    # The photowarp renderer's (v5-v8; :func:`stereo.data.photowarp.render_photo_pair`):
+    scene_scale: int = 1  # photograph pixels per view pixel (per side); the camera runs at the scene's size when > 1
+    surface_gain: float = 0.0  # std of each surface's brightness change in the right view
+    weak_share: float = 0.0  # share of surfaces with nearly no texture
 
 
 _STYLES = {
@@ -117,6 +121,11 @@ _STYLES[6] = with_changes(_STYLES[5], photo_set="train")
 # v7 (training data for sub-pixel work): v6 with generator v2's final pass (strong defocus and motion blur, sensor
 # noise) for a third of the pairs, so that a sub-pixel stage also sees images whose fine detail is gone.
 _STYLES[7] = _STYLES[6]
+# v8 (a benchmark generator, with real photographs' error profile; docs/data.md): v5 with the photograph as a scene
+# finer than the views (each view pixel integrates 2 x 2 photograph pixels, so the views are as sharp as a sensor's
+# and the camera model runs at the scene's size, a larger sensor's image reduced), view-dependent brightness
+# (5% per surface) and weak, nearly textureless surfaces (30% of them).
+_STYLES[8] = with_changes(_STYLES[5], scene_scale=2, surface_gain=0.05, weak_share=0.3)
 
 
 # ---- textures ----------------------------------------------------------------------------------------
@@ -658,7 +667,14 @@ def render_pair(
     if version >= 5:
         from stereo.data.photowarp import render_photo_pair
 
-        pair = render_photo_pair(rng, photos(style.photo_set), h, w, max_disp, n_objects, style.supersample)
+        camera = None
+        if style.scene_scale > 1:
+            camera = lambda left, right: _rig(rng, *_camera_pair(rng, left, right))  # noqa: E731
+        pair = render_photo_pair(rng, photos(style.photo_set), h, w, max_disp, n_objects, style.supersample,
+                                 scale=style.scene_scale, gain_std=style.surface_gain or None,
+                                 weak_share=style.weak_share, camera=camera)  # fmt: skip
+        if camera is not None:
+            return pair
         if version == 7 and rng.random() < 1 / 3:  # training data: v2's blur and noise for a third of the pairs
             blurred = _blur_and_noise(rng, pair["left"], pair["right"])
             return {**pair, "final_left": blurred[0], "final_right": blurred[1]}
@@ -1007,11 +1023,14 @@ def _check_sample_arguments(
         raise ConfigError(f"version={version}: expected one of {', '.join(map(str, GENERATOR_VERSIONS))}")
     if version >= 3:
         pool = photos(_STYLES[version].photo_set)  # a missing texture source stops here
-        if version >= 5 and not any(fits(p, height, width) for p in pool):
+        k = _STYLES[version].scene_scale
+        if version >= 5 and not any(fits(p, height * k, width * k) for p in pool):
             sizes = ", ".join(sorted({f"{max(p.shape[:2])}x{min(p.shape[:2])}" for p in pool}))
+            per_pixel = f" ({k} x {k} photograph pixels a pixel: {height * k}x{width * k})" if k > 1 else ""
+            example = "height=200 width=296" if k > 1 else "height=272 width=480"
             raise ConfigError(
-                f"version={version} crops its photographs, never enlarging them: {height}x{width} fits none of them "
-                f"(sizes {sizes}, any orientation); use e.g. height=272 width=480"
+                f"version={version} crops its photographs, never enlarging them: {height}x{width}{per_pixel} fits "
+                f"none of them (sizes {sizes}, any orientation); use e.g. {example}"
             )
 
 
