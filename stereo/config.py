@@ -155,6 +155,7 @@ EDGE_RADIUS = 2
 class Region(Choice):
     all = "all"
     nonocc = "nonocc"
+    occluded = "occluded"
     edges = "edges"
     textured = "textured"
     lowtexture = "lowtexture"
@@ -399,7 +400,8 @@ class DataConfig:
     region: Region = rng(
         Region.all,
         help="all (every pixel with ground truth) | nonocc: visible in both views (KITTI disp_noc, Middlebury/ETH3D "
-        "mask0nocc, Scene Flow: where the right view's disparity confirms the left one) | edges: within "
+        "mask0nocc, Scene Flow: where the right view's disparity confirms the left one) | occluded: the pixels with "
+        "ground truth that nonocc leaves out (hidden in the right view) | edges: within "
         "edge_radius of a depth edge of the ground truth (borders and thin structures; dense ground truth only) | "
         "lowtexture / textured: where the left image is textureless or not (Scharstein and Szeliski's definition: "
         "the squared horizontal intensity gradient, averaged over 3x3, below 4 grey levels^2)",

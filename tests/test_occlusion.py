@@ -75,6 +75,19 @@ def test_sceneflow_nonocc_evaluates_only_pixels_the_right_view_confirms(sample_r
         assert 0 < region.sum() < in_range.sum()  # generated scenes have occlusions
 
 
+def test_sceneflow_occluded_evaluates_exactly_the_pixels_nonocc_leaves_out(sample_root, checkpoint, tmp_path):
+    occluded, out = _eval(sample_root, tmp_path, checkpoint, "data.region=occluded")
+    assert occluded.region == "occluded" and occluded.pairs == 4
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    for s, row in zip(discover(sample_root, "test", "clean"), rows, strict=True):
+        gl = read_pfm(s.disparity)
+        gr = read_pfm(s.disparity.parent.parent / "right" / s.disparity.name)
+        in_range = (gl > 0) & (gl < 32)
+        hidden = ~nonoccluded(gl, gr) & in_range
+        assert int(row["pixels"]) == hidden.sum() > 0
+
+
 def _near_edges(gt: np.ndarray, radius: int) -> np.ndarray:
     """Pixels within ``radius`` (square window) of a pair of 4-neighbours more than 1 px apart: numpy shifts."""
     edge = np.zeros(gt.shape, bool)
@@ -110,8 +123,10 @@ def test_sceneflow_nonocc_names_a_missing_right_disparity_and_folder_refuses(sam
     shutil.copytree(sample_root, root)
     gone = next(iter(sorted((root / "FlyingThings3D/disparity/TEST").rglob("right/*.pfm"))))
     gone.unlink()
-    with pytest.raises(SceneFlowError, match=rf"data.region=nonocc needs .*missing {gone}"):
-        _eval(root, tmp_path, checkpoint, "data.region=nonocc")
+    for region in ("nonocc", "occluded"):
+        with pytest.raises(SceneFlowError, match=rf"data.region={region} needs .*missing {gone}"):
+            _eval(root, tmp_path, checkpoint, f"data.region={region}")
     _eval(root, tmp_path, checkpoint)  # every pixel: the right view's disparity is not needed
-    with pytest.raises(DatasetError, match="data=folder has no occlusion masks"):
-        _eval(root, tmp_path, checkpoint, "data=folder", "data.region=nonocc")
+    for region in ("nonocc", "occluded"):
+        with pytest.raises(DatasetError, match=f"data=folder has no occlusion masks: data.region={region}"):
+            _eval(root, tmp_path, checkpoint, "data=folder", f"data.region={region}")

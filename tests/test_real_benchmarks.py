@@ -90,6 +90,9 @@ def test_middlebury_all_and_nonocc(checkpoint, sample_root, tmp_path):
     region[:, -20:] = False
     expected = np.mean([_reference(checkpoint, s, "bad2", region) for s in samples])
     assert nonocc.bad2 == pytest.approx(expected, rel=1e-5) and nonocc.region == "nonocc"
+    occluded = _eval(checkpoint, root, "middlebury", "data.region=occluded")  # mask0nocc 128: the last 20 columns
+    expected = np.mean([_reference(checkpoint, s, "bad2", ~region) for s in samples])
+    assert occluded.bad2 == pytest.approx(expected, rel=1e-5) and occluded.region == "occluded"
 
 
 def test_eth3d_grayscale(checkpoint, sample_root, tmp_path):
@@ -122,6 +125,15 @@ def test_kitti_layouts_and_d1(checkpoint, sample_root, tmp_path, layout):
     assert r.d1 == pytest.approx(np.mean([_reference(checkpoint, s, "d1") for s in samples]), rel=1e-5, abs=1e-9)
     noc = _eval(checkpoint, tmp_path / "kitti", "kitti", "data.region=nonocc")
     assert noc.pairs == 3
+    # occluded: the pixels of disp_occ that disp_noc leaves out (its first 30 columns)
+    occ = _eval(checkpoint, tmp_path / "kitti", "kitti", "data.region=occluded")
+    hidden = np.zeros(read_pfm(_pairs(sample_root)[0].disparity).shape, bool)
+    hidden[:, :30] = True
+    assert occ.d1 == pytest.approx(np.mean([_reference(checkpoint, s, "d1", hidden) for s in samples]), rel=1e-5,
+                                   abs=1e-9)  # fmt: skip
+    shutil.rmtree(base / names[3])
+    with pytest.raises(DatasetError, match=rf"KITTI ground truth folder .*{names[3]} does not exist"):
+        _eval(checkpoint, tmp_path / "kitti", "kitti", "data.region=occluded")
     with pytest.raises(DatasetError, match="KITTI's ground truth is sparse.*data.region=edges needs dense"):
         _eval(checkpoint, tmp_path / "kitti", "kitti", "data.region=edges")
 

@@ -161,22 +161,28 @@ class StereoDataset(Dataset):
         return prior
 
     def _region(self, index: int, disp: np.ndarray) -> np.ndarray | None:
-        """The sample's evaluation region (H, W) bool: its mask image == 255, or where its right-view
-        disparity confirms the left one (:func:`stereo.data.occlusion.nonoccluded`); None = everywhere."""
+        """The sample's evaluation region (H, W) bool: the pixels visible in the right view (its mask image:
+        255 in 8 bits, > 0 in 16 bits; or where its right-view disparity confirms the left one,
+        :func:`stereo.data.occlusion.nonoccluded`), or the others when the sample says ``occluded``; None =
+        everywhere."""
         sample, (h, w) = self.samples[index], disp.shape
         path = getattr(sample, "mask", None)
         if path is not None:
-            m = imread_checked(path, cv2.IMREAD_GRAYSCALE, "mask image")
+            m = imread_checked(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH, "mask image")
             if m.shape != (h, w):
                 raise DataError(f"mask {path} is {m.shape[1]}x{m.shape[0]}, its disparity is {w}x{h}")
-            return m == 255
-        path = getattr(sample, "right_disparity", None)
-        if path is None:
-            return None
-        right = read_disparity(path)
-        if right.shape != (h, w):
-            raise DataError(f"right-view disparity {path} is {right.shape[1]}x{right.shape[0]}, the left is {w}x{h}")
-        return nonoccluded(disp, right)
+            visible = m > 0 if m.dtype == np.uint16 else m == 255
+        else:
+            path = getattr(sample, "right_disparity", None)
+            if path is None:
+                return None
+            right = read_disparity(path)
+            if right.shape != (h, w):
+                raise DataError(
+                    f"right-view disparity {path} is {right.shape[1]}x{right.shape[0]}, the left is {w}x{h}"
+                )
+            visible = nonoccluded(disp, right)
+        return ~visible if getattr(sample, "occluded", False) else visible
 
     def _crop_window(self, rng, index: int, shape: tuple[int, int]) -> tuple[slice, slice]:
         ch, cw = self.crop_size

@@ -45,11 +45,11 @@ def _two_view_scenes(cfg: DataConfig, name: str, gt_names: tuple[str, ...]) -> l
             no_gt.append(scene.name)
             continue
         mask = None
-        if region == "nonocc":
+        if region in ("nonocc", "occluded"):
             mask = scene / "mask0nocc.png"
             if not mask.is_file():
-                raise DatasetError(f"{scene}: data.region=nonocc needs {mask.name}, which does not exist")
-        samples.append(Sample(left, right, gt, name, mask))
+                raise DatasetError(f"{scene}: data.region={region} needs {mask.name}, which does not exist")
+        samples.append(Sample(left, right, gt, name, mask, occluded=region == "occluded"))
     if not samples:
         extra = f" ({len(no_gt)} scene(s) without ground truth: {', '.join(no_gt[:5])})" if no_gt else ""
         raise DatasetError(
@@ -83,15 +83,19 @@ def kitti_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sample]
     for left_dir, right_dir, occ, noc in layouts:
         if (base / left_dir).is_dir():
             gt_dir = base / (noc if region == "nonocc" else occ)
-            if not gt_dir.is_dir():
-                raise DatasetError(f"KITTI ground truth folder {gt_dir} does not exist (data.region={region})")
+            for folder in {gt_dir, base / noc} if region == "occluded" else {gt_dir}:
+                if not folder.is_dir():
+                    raise DatasetError(f"KITTI ground truth folder {folder} does not exist (data.region={region})")
             samples = []
             for gt in sorted(gt_dir.glob("*_10.png")):
                 left, right = base / left_dir / gt.name, base / right_dir / gt.name
                 missing = [str(p) for p in (left, right) if not p.is_file()]
                 if missing:
                     raise DatasetError(f"{gt}: missing {' and '.join(missing)}")
-                samples.append(Sample(left, right, gt, "kitti"))
+                if region == "occluded":  # the pixels of disp_occ that disp_noc leaves out
+                    samples.append(Sample(left, right, gt, "kitti", mask=base / noc / gt.name, occluded=True))
+                else:
+                    samples.append(Sample(left, right, gt, "kitti"))
             if not samples:
                 raise DatasetError(f"no NNNNNN_10.png ground truth in {gt_dir}")
             return samples
@@ -111,9 +115,9 @@ def folder_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sample
     from stereo.data.pairs import find_pairs
 
     root = _root(cfg)
-    if region_of(cfg) == "nonocc":
-        raise DatasetError("data=folder has no occlusion masks: data.region=nonocc works with kitti, middlebury, "
-                           "eth3d and sceneflow; use data.region=all")  # fmt: skip
+    if region_of(cfg) in ("nonocc", "occluded"):
+        raise DatasetError(f"data=folder has no occlusion masks: data.region={region_of(cfg)} works with kitti, "
+                           "middlebury, eth3d and sceneflow; use data.region=all")  # fmt: skip
     missing = [d for d in ("left", "right") if not (root / d).is_dir()]
     if missing:
         raise DatasetError(f"{root}: data=folder needs the folders left/, right/ and (for ground truth) disparity/ "

@@ -26,9 +26,12 @@ class Sample:
     right: Path
     disparity: Path | None
     subset: str
-    mask: Path | None = None  # evaluate only where this image is 255 (e.g. Middlebury's mask0nocc.png)
+    # evaluate only where this image says visible: 255 in an 8-bit mask (Middlebury's mask0nocc.png), > 0 in a
+    # 16-bit one (KITTI's disp_noc)
+    mask: Path | None = None
     # with it, evaluate only the left pixels whose match it confirms (stereo.data.occlusion; Scene Flow)
     right_disparity: Path | None = None
+    occluded: bool = False  # evaluate the other pixels instead: those that mask or right_disparity say are hidden
     name: str | None = None  # the pair's name in split files where its paths do not say it (data=folder)
 
 
@@ -51,7 +54,8 @@ HOLDOUT_DATASETS = {"kitti", "middlebury", "eth3d", "folder"}
 
 
 def region_of(cfg: DataConfig) -> str:
-    """``data.region`` of a data config (``all`` | ``nonocc`` | ``edges`` | ``textured`` | ``lowtexture``)."""
+    """``data.region`` of a data config (``all`` | ``nonocc`` | ``occluded`` | ``edges`` | ``textured`` |
+    ``lowtexture``)."""
     return str(cfg.region)
 
 

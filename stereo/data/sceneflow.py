@@ -63,8 +63,8 @@ def sceneflow_samples(cfg: DataConfig, split: str, render_pass: str) -> list[Sam
     (:mod:`stereo.data.occlusion`)."""
     passes = RENDER_PASSES if render_pass == "both" else (render_pass,)
     samples = [s for p in passes for s in discover(cfg.root, split, p, skip_missing=bool(cfg.skip_missing))]
-    if region_of(cfg) == "nonocc":
-        samples = _with_right_disparities(samples)
+    if region_of(cfg) in ("nonocc", "occluded"):
+        samples = _with_right_disparities(samples, region_of(cfg))
     return samples
 
 
@@ -74,18 +74,19 @@ def _disparity(sample: Sample) -> Path:
     return sample.disparity
 
 
-def _with_right_disparities(samples: list[Sample]) -> list[Sample]:
-    """The samples with ``right_disparity`` set: ``.../right/<frame>.pfm`` beside each ``.../left/<frame>.pfm``."""
+def _with_right_disparities(samples: list[Sample], region: str) -> list[Sample]:
+    """The samples with ``right_disparity`` set: ``.../right/<frame>.pfm`` beside each ``.../left/<frame>.pfm``
+    (``region`` ``occluded``: marked to evaluate the pixels it does not confirm)."""
     out, missing = [], []
     for s in samples:
         right = _disparity(s).parent.parent / "right" / _disparity(s).name
         if not right.is_file():
             missing.append(str(right))
-        out.append(dataclasses.replace(s, right_disparity=right))
+        out.append(dataclasses.replace(s, right_disparity=right, occluded=region == "occluded"))
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise SceneFlowError(
-            f"data.region=nonocc needs the right view's disparity of every pair; missing {missing[0]}{more} "
+            f"data.region={region} needs the right view's disparity of every pair; missing {missing[0]}{more} "
             f"(use data.region=all to evaluate every pixel)"
         )
     return out

@@ -7,7 +7,8 @@ Every method goes through ``stereo-eval``'s code (same pairs, mask 0 < gt < ``ma
 averaging, full density: SGBM's holes filled). Prints markdown tables (EPE, bad-1/2/3, D1, seconds per
 pair; the error bands and the share of bad-1 that is 1-3 px, docs/data.md) and writes JSON. ``max_disp``
 defaults to the generated set's (sample.json) or 192; ``region=nonocc`` evaluates only the pixels visible
-in both views, ``region=edges`` only those near depth edges (``data.region``, docs/evaluation.md).
+in both views, ``region=occluded`` the others, ``region=edges`` only those near depth edges (``data.region``,
+docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def main(argv: list[str]) -> None:
     results = [
         {**r.to_json(), "label": label} for label, r in evaluate_methods(methods, cfg.root, cfg.passes, max_disp, extra)
     ]
-    region = {"nonocc": "pixels visible in both views", "edges": "pixels near depth edges",
+    region = {"nonocc": "pixels visible in both views", "occluded": "pixels hidden in the right view",
+              "edges": "pixels near depth edges",
               "textured": "textured pixels", "lowtexture": "textureless pixels"}  # fmt: skip
     region = region.get(cfg.region, "every pixel")
     print(f"\n{cfg.root}: {results[0]['pairs']} pairs, mask {results[0]['mask']}, {region}, per-image averaging\n")
