@@ -207,3 +207,27 @@ def test_weak_surfaces_lose_their_fine_texture_but_keep_their_shading():
     detail = [float(np.std(t - cv2.GaussianBlur(t, (0, 0), 4.0))) for t in (plain, weak)]
     assert plain is tex and 0.02 < detail[1] / detail[0] < 0.25
     np.testing.assert_allclose(cv2.GaussianBlur(weak, (0, 0), 8.0), cv2.GaussianBlur(tex, (0, 0), 8.0), atol=0.02)
+
+
+def test_weak_surfaces_are_weak_in_both_views():
+    """weak_share=1: every surface's texture loses most of its contrast, in the left view as in the right, so the
+    views still agree at the ground truth (and the left view has less fine texture than without)."""
+    args = ([_photo(120, 200)], 96, 160, 24, 4)
+    plain = pw.render_photo_pair(np.random.default_rng(9), *args, samples=1)
+    pair = pw.render_photo_pair(np.random.default_rng(9), *args, samples=1, weak_share=1.0)
+    np.testing.assert_array_equal(pair["disp_left"], plain["disp_left"])
+    d, left, right = pair["disp_left"], pair["left"].astype(np.float64), pair["right"].astype(np.float64)
+    yy, xx = np.mgrid[0:96, 0:160].astype(np.float64)
+    keep = nonoccluded(d, pair["disp_right"]) & (xx - d > 3)
+    keep[:3], keep[-3:] = False, False
+
+    def residual(shift):
+        return np.median(np.abs(pw._bicubic(right, xx - d - shift, yy) - left).mean(-1)[keep])
+
+    assert residual(0.5) > 3 * residual(0)
+    import cv2
+
+    def detail(img):
+        return float(np.std(img - cv2.GaussianBlur(img, (0, 0), 4.0)))
+
+    assert detail(pair["left"]) < 0.3 * detail(plain["left"]) and detail(pair["right"]) < 0.3 * detail(plain["right"])

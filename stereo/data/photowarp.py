@@ -220,8 +220,11 @@ def render_photo_pair(
     for i, (_, mask) in enumerate(order[1:], start=1):
         owner[mask] = i
     textures = _textures(img, order)
+    weak: dict[int, np.ndarray] = {}  # surfaces with a texture of their own, in both views
     if weak_share > 0:
-        textures = _weaken(rng, textures, weak_share, 4.0 * scale)
+        weakened = _weaken(rng, textures, weak_share, 4.0 * scale)
+        weak = {i: t for i, (t, before) in enumerate(zip(weakened, textures, strict=True)) if t is not before}
+        textures = weakened
     right_textures = textures
     if gain_std > 0:
         right_textures = [t * (1 + rng.normal(0, gain_std)) for t in textures]
@@ -242,7 +245,7 @@ def render_photo_pair(
     for j, oy in enumerate(offsets):
         for k, ox in enumerate(offsets):
             xs, ys = xx + ox, yy + oy
-            left += _bicubic(img, xs, ys)
+            left += _left_samples(img, weak, owner, xs, ys)
             colour, d = _right_samples(order, owner, disp_left, right_textures, xs, ys + rows_off)
             right += colour
             if j == centre and k == centre:
@@ -255,6 +258,22 @@ def render_photo_pair(
                 "disp_right": disp_right[keep].astype(np.float32),
                 "textureless": _flat(img)[keep]}  # fmt: skip
     return _reduced(order, owner, disp_left, right_textures, rows_off, left, right, scale, view_w, camera)
+
+
+def _left_samples(img: np.ndarray, textures: dict[int, np.ndarray], owner: np.ndarray, x: np.ndarray,
+                  y: np.ndarray) -> np.ndarray:  # fmt: skip
+    """The left view's colour (h, w, 3) at the sample positions (x, y), d = 0: the photograph, except where the
+    surface that owns the sample has a texture of its own (``textures``: surface index -> texture, the weak
+    ones of :func:`_weaken`): that texture, so that both views see it."""
+    out = _bicubic(img, x, y)
+    if textures:
+        h, w = owner.shape
+        who = owner[np.clip(np.rint(y), 0, h - 1).astype(np.int64), np.clip(np.rint(x), 0, w - 1).astype(np.int64)]
+        for i, t in textures.items():
+            sel = who == i
+            if sel.any():
+                out[sel] = _bicubic(t, x[sel], y[sel])
+    return out
 
 
 def _flat(img: np.ndarray) -> np.ndarray:
