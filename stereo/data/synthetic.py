@@ -121,10 +121,10 @@ _STYLES[6] = with_changes(_STYLES[5], photo_set="train")
 # v7 (training data for sub-pixel work): v6 with generator v2's final pass (strong defocus and motion blur, sensor
 # noise) for a third of the pairs, so that a sub-pixel stage also sees images whose fine detail is gone.
 _STYLES[7] = _STYLES[6]
-# v8 (a benchmark generator, with real photographs' error profile; docs/data.md): v5 with the photograph as a scene
-# finer than the views (each view pixel integrates 2 x 2 photograph pixels, so the views are as sharp as a sensor's
-# and the camera model runs at the scene's size, a larger sensor's image reduced), view-dependent brightness
-# (5% per surface) and weak, nearly textureless surfaces (40% of them).
+# v8 (a benchmark generator towards real photographs' error profile, not there yet: docs/data.md): v5 with the
+# photograph as a scene finer than the views (each view pixel integrates 2 x 2 photograph pixels, so the views are
+# as sharp as a sensor's, and the camera model runs at the scene's size: a larger sensor's image, reduced),
+# view-dependent brightness (5% per surface) and weak, nearly textureless surfaces (40% of them).
 _STYLES[8] = with_changes(_STYLES[5], scene_scale=2, surface_gain=0.05, weak_share=0.4)
 
 
