@@ -12,9 +12,9 @@ text-like strokes, textureless and weakly textured surfaces), Lambert shading fr
 mild Blinn-Phong highlight, and a global gain/gamma/colour change. The clean pass is that render; the
 final pass adds defocus, motion blur, per-view gain/gamma/colour differences and sensor noise, so clean
 and final differ as in Scene Flow. Later versions change what a scene draws from (``_STYLES``: v3 and v4);
-v5 (benchmarks), v6 and v7 (training data) are another renderer, photographs warped by known disparity
-(:mod:`stereo.data.photowarp`; v5 the benchmark photographs, v6/v7 the training ones; v7 adds v2's final
-pass to v6's cameras).
+v5 and v8 (benchmarks), v6 and v7 (training data) are another renderer, photographs warped by known disparity
+(:mod:`stereo.data.photowarp`; v5/v8 the benchmark photographs, v6/v7 the training ones; v7 adds v2's final
+pass to v6's cameras; v8 renders v5's scenes at twice the views' resolution).
 
 Written as layout (a) of :mod:`stereo.data.sceneflow` (one folder per subset)::
 
