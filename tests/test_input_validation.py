@@ -195,7 +195,7 @@ def test_generator_scripts_answer_help_and_validate_their_keys(tmp_path):
         shown = run(script, "--help")
         assert shown.returncode == 0 and "Keys (key=value" in shown.stdout and "workers=0" in shown.stdout
     for args, needle in [(("height=10",), "height=10: must be >= 32"),
-                         (("version=9",), "version=9: expected 2, 3, 4, 5, 6, 7 or 8"),
+                         (("version=10",), "version=10: expected 2, 3, 4, 5, 6, 7, 8 or 9"),
                          (("version=5",), "version=5 crops its photographs, never enlarging them: 540x960"),
                          (("version=8", "height=272", "width=480"),
                           "version=8 crops its photographs, never enlarging them: 272x480 (2 x 2 photograph pixels a "

@@ -1,5 +1,5 @@
-"""Generators v5 (benchmarks) and v6 (training data): real photographs warped by known, piecewise-smooth
-disparity.
+"""Generators v5, v8 and v9 (benchmarks), v6 and v7 (training data): real photographs warped by known,
+piecewise-smooth disparity.
 
 The left view is a crop of a photograph of the version's set (v5: one that no training data uses; v6: the
 training photographs of v3; never enlarged, only rotated by quarter turns, flipped and cropped). Its
@@ -15,6 +15,10 @@ The left view goes through the same sampling at ``d = 0``, so both views carry t
 is sampled from the photograph with everything in front of it inpainted, so what the left view hides is
 not the front layer's texture again. Ground truth: the disparity at each pixel centre, exact (the layers'
 formulas). The final pass is generator v4's camera model of one good rig.
+
+v8 renders the scene at twice the views' resolution and reduces it by block means (views as sharp as a
+sensor's; ground truth at each view pixel's centre, exact), with the camera at the scene's size. v9 adds
+glossy surfaces: part of their colour is a reflection at another depth, so it differs between the views.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ GAP = (0.3, 0.3)  # a layer's step above what is behind it: from GAP[0] px to GA
 # 1 + N(0, GAIN_STD) (view-dependent appearance: glossy surfaces seen from another angle).
 VERTICAL_PX = 0.0
 GAIN_STD = 0.0
+# Glossy surfaces (generator v9, :func:`_gloss`):
+REFLECTANCE = (0.05, 0.25)  # share of a glossy surface's colour that is reflection, uniform
+REFLECTION_DEPTH = (0.0, 0.5)  # reflected scene's disparity / the surface's, uniform (a mirror image lies behind)
+REFLECTION_CELL = 20  # view pixels: the scale of the reflected scene's bright and dark regions
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,7 @@ def render_photo_pair(
     scale: int = 1,
     gain_std: float | None = None,
     weak_share: float = 0.0,
+    glossy_share: float = 0.0,
     camera: Callable[[np.ndarray, np.ndarray], list[np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
     """One clean pair from a random photograph of ``photos``: ``left``, ``right`` (float RGB (h, w, 3) in
@@ -207,7 +216,9 @@ def render_photo_pair(
     scene's resolution before they are reduced (a larger sensor's image, reduced) and adds ``final_left`` and
     ``final_right``. ``gain_std`` (default :data:`GAIN_STD`): each surface's brightness in the right view
     scaled by 1 + N(0, gain_std) (view-dependent appearance). ``weak_share``: the share of surfaces whose
-    texture keeps only 3-20% of its contrast (painted walls, plastic, skin: hard for any matcher)."""
+    texture keeps only 3-20% of its contrast (painted walls, plastic, skin: hard for any matcher).
+    ``glossy_share`` (generator v9): the share of the surfaces in front whose colour is in part a reflection
+    (:func:`_gloss`), so that their appearance differs between the views."""
     if gain_std is None:
         gain_std = GAIN_STD
     s_h, s_w = h * scale, w * scale  # the scene's size, photograph pixels
@@ -225,6 +236,9 @@ def render_photo_pair(
         weakened = _weaken(rng, textures, weak_share, 4.0 * scale)
         weak = {i: t for i, (t, before) in enumerate(zip(weakened, textures, strict=True)) if t is not before}
         textures = weakened
+    if glossy_share > 0:
+        left_textures, textures = _gloss(rng, order, textures, glossy_share, scale)
+        weak.update(left_textures)
     right_textures = textures
     if gain_std > 0:
         right_textures = [t * (1 + rng.normal(0, gain_std)) for t in textures]
@@ -318,6 +332,37 @@ def _reduced(order: list, owner: np.ndarray, disp_left: np.ndarray, textures: li
         final = camera(left[:, cols], right[:, cols])
         out["final_left"], out["final_right"] = (_reduce(v, scale, view_w) for v in final)
     return out
+
+
+def _gloss(rng: np.random.Generator, order: list, textures: list[np.ndarray], share: float,
+           scale: int) -> tuple[dict[int, np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """Glossy surfaces: with probability ``share`` each surface in front (the background stays matte) shows
+    ``t (1 - r) + r E`` instead of its texture ``t``: r drawn from :data:`REFLECTANCE`, E a smooth reflected scene
+    in [0, 1] (grey; cubic noise with :data:`REFLECTION_CELL` view-pixel cells through a logistic). The reflection
+    is a mirror image behind the surface, at disparity k d with k from :data:`REFLECTION_DEPTH`, d the surface's
+    own disparity: at a left-view position x the left view sees E(x), the right view E(x - (1 - k) d(x, y)), so the
+    reflection slides over the texture between the views. Returns the left view's textures of the glossy
+    surfaces (surface index -> texture) and every surface's texture as the right view sees it."""
+    h, w = textures[0].shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    left, right = {}, list(textures)
+    for i in range(1, len(order)):
+        if rng.random() >= share:
+            continue
+        r, k = float(rng.uniform(*REFLECTANCE)), float(rng.uniform(*REFLECTION_DEPTH))
+        slide = ((1 - k) * order[i][0].disparity(xx, yy)).astype(np.float32)
+        pad = int(np.ceil(slide.max())) + 2
+        cell = REFLECTION_CELL * scale
+        coarse = rng.standard_normal((h // cell + 3, (w + pad) // cell + 3)).astype(np.float32)
+        field = cv2.resize(coarse, ((coarse.shape[1] - 1) * cell, (coarse.shape[0] - 1) * cell),
+                           interpolation=cv2.INTER_CUBIC)[:h, : w + pad]  # fmt: skip
+        field = 1 / (1 + np.exp(-2.5 * field))
+        e_left = field[:, pad:]
+        e_right = cv2.remap(field, xx + pad - slide, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        t = textures[i]
+        left[i] = np.clip(t * (1 - r) + r * e_left[..., None], 0, 1).astype(np.float32)
+        right[i] = np.clip(t * (1 - r) + r * e_right[..., None], 0, 1).astype(np.float32)
+    return left, right
 
 
 def _weaken(rng: np.random.Generator, textures: list[np.ndarray], share: float, sigma: float) -> list[np.ndarray]:
