@@ -235,26 +235,29 @@ def test_weak_surfaces_are_weak_in_both_views():
 
 def test_a_glossy_surfaces_reflection_slides_by_the_difference_of_the_two_disparities(monkeypatch):
     """A reflection at disparity k d over a surface at d: the right view sees it (1 - k) d further left, in the
-    left view's coordinates; the background stays matte."""
+    left view's coordinates; each surface has its own reflection; share 0 leaves every surface matte."""
     monkeypatch.setattr(pw, "REFLECTANCE", (1.0, 1.0))  # all reflection: the textures are the reflected scene
     monkeypatch.setattr(pw, "REFLECTION_DEPTH", (0.25, 0.25))
-    flat = [pw._Layer(c, 0, 0, 0, 0, 40, 30, 80, 60) for c in (2.0, 8.0)]
+    flat = [pw._Layer(c, 0, 0, 0, 0, 40, 30, 80, 60) for c in (4.0, 8.0)]
     tex = _photo(60, 80)
     order = [(flat[0], np.ones((60, 80), bool)), (flat[1], np.zeros((60, 80), bool))]
     left, right = pw._gloss(np.random.default_rng(3), order, [tex, tex], 1.0, 1)
-    assert set(left) == {1} and right[0] is tex
-    e_left, e_right = left[1][..., 0], right[1][..., 0]
-    assert np.allclose(left[1], e_left[..., None]) and e_left.std() > 0.1  # grey, with bright and dark regions
-    np.testing.assert_allclose(e_right[:, 6:], e_left[:, :-6], rtol=0, atol=1e-5)  # (1 - 0.25) * 8 = 6 px
+    assert set(left) == {0, 1}
+    for i, slide in ((0, 3), (1, 6)):  # (1 - 0.25) * 4 and * 8 px
+        e_left, e_right = left[i][..., 0], right[i][..., 0]
+        assert np.allclose(left[i], e_left[..., None]) and e_left.std() > 0.1  # grey, bright and dark regions
+        np.testing.assert_allclose(e_right[:, slide:], e_left[:, :-slide], rtol=0, atol=1e-5)
+    assert np.abs(left[0] - left[1]).mean() > 0.1
+    assert pw._gloss(np.random.default_rng(3), order, [tex, tex], 0.0, 1) == ({}, [tex, tex])
 
 
 def test_glossy_surfaces_differ_between_the_views_where_the_matte_ones_agree():
     args = ([photos("benchmark")[2]], 96, 160, 24, 6)  # a photograph: regions large enough to become layers
     plain = pw.render_photo_pair(np.random.default_rng(3), *args, samples=1)
-    pair = pw.render_photo_pair(np.random.default_rng(3), *args, samples=1, glossy_share=1.0)
+    pair = pw.render_photo_pair(np.random.default_rng(3), *args, samples=1, glossy_share=0.5)
     np.testing.assert_array_equal(pair["disp_left"], plain["disp_left"])  # the same scene
-    front = np.abs(pair["left"] - plain["left"]).max(-1) > 0  # the glossy surfaces: every layer in front
-    assert 0.05 < front.mean() < 0.95
+    glossy = np.abs(pair["left"] - plain["left"]).max(-1) > 0
+    assert 0.05 < glossy.mean() < 0.95  # some surfaces glossy, others matte
     d = pair["disp_left"]
     yy, xx = np.mgrid[0:96, 0:160].astype(np.float64)
     keep = nonoccluded(d, pair["disp_right"]) & (xx - d > 3)
@@ -267,6 +270,6 @@ def test_glossy_surfaces_differ_between_the_views_where_the_matte_ones_agree():
     import cv2
 
     # Away from the glossy surfaces (in the left view; the right view's kernel may still reach one: a few %).
-    matte = cv2.dilate(front.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    matte = cv2.dilate(glossy.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
     assert residual(pair, matte) == pytest.approx(residual(plain, matte), rel=0.1)
-    assert residual(pair, front) > 5 * residual(plain, front)
+    assert residual(pair, glossy) > 5 * residual(plain, glossy)

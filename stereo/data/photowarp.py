@@ -217,7 +217,7 @@ def render_photo_pair(
     ``final_right``. ``gain_std`` (default :data:`GAIN_STD`): each surface's brightness in the right view
     scaled by 1 + N(0, gain_std) (view-dependent appearance). ``weak_share``: the share of surfaces whose
     texture keeps only 3-20% of its contrast (painted walls, plastic, skin: hard for any matcher).
-    ``glossy_share`` (generator v9): the share of the surfaces in front whose colour is in part a reflection
+    ``glossy_share`` (generator v9): the share of the surfaces whose colour is in part a reflection
     (:func:`_gloss`), so that their appearance differs between the views."""
     if gain_std is None:
         gain_std = GAIN_STD
@@ -336,7 +336,7 @@ def _reduced(order: list, owner: np.ndarray, disp_left: np.ndarray, textures: li
 
 def _gloss(rng: np.random.Generator, order: list, textures: list[np.ndarray], share: float,
            scale: int) -> tuple[dict[int, np.ndarray], list[np.ndarray]]:  # fmt: skip
-    """Glossy surfaces: with probability ``share`` each surface in front (the background stays matte) shows
+    """Glossy surfaces: with probability ``share`` each surface (the background included) shows
     ``t (1 - r) + r E`` instead of its texture ``t``: r drawn from :data:`REFLECTANCE`, E a smooth reflected scene
     in [0, 1] (grey; cubic noise with :data:`REFLECTION_CELL` view-pixel cells through a logistic). The reflection
     is a mirror image behind the surface, at disparity k d with k from :data:`REFLECTION_DEPTH`, d the surface's
@@ -346,7 +346,7 @@ def _gloss(rng: np.random.Generator, order: list, textures: list[np.ndarray], sh
     h, w = textures[0].shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     left, right = {}, list(textures)
-    for i in range(1, len(order)):
+    for i in range(len(order)):
         if rng.random() >= share:
             continue
         r, k = float(rng.uniform(*REFLECTANCE)), float(rng.uniform(*REFLECTION_DEPTH))
