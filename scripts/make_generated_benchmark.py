@@ -1,5 +1,5 @@
-"""Build a fixed generated benchmark (``generated-v1``, the default, or ``generated-v2``) and check it against
-its manifest.
+"""Build a fixed generated benchmark (``generated-v1``, the default, ``generated-v2`` or ``generated-v3``) and
+check it against its manifest.
 
 The tool is ``stereo.tools.make_generated_benchmark``; ``--help`` lists its keys.
 """

@@ -24,13 +24,14 @@ from stereo.data.benchmarks import (
 
 
 def _slice(tmp_path, name, env=None):
-    """The first pairs of ``name``/272x480, generated in a subprocess under ``env`` (vector paths limited),
+    """The first pairs of ``name``'s first part, generated in a subprocess under ``env`` (vector paths limited),
     and their fingerprints against the committed ones."""
     import subprocess
     import sys
 
     spec = BENCHMARKS[name]
-    h, w, _ = spec["parts"]["272x480"]
+    part = next(iter(spec["parts"]))
+    h, w, _ = spec["parts"][part]
     k = spec["fingerprint_pairs"]
     code = (
         "import sys; from stereo.data.synthetic import generate_sceneflow_sample as g; "
@@ -41,21 +42,22 @@ def _slice(tmp_path, name, env=None):
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, env={**os.environ, **(env or {})}, timeout=600)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".png", ".pfm"))
     assert len(files) == 6 * k
-    expected = load_fingerprints(name)["272x480"]
+    expected = load_fingerprints(name)[part]
     return compare_fingerprints({f: expected[f] for f in files}, fingerprints_of(out, files))
 
 
-@pytest.mark.parametrize("name", ["generated-v1", "generated-v2"])
+@pytest.mark.parametrize("name", ["generated-v1", "generated-v2", "generated-v3"])
 def test_generated_slice_matches_manifest(tmp_path, name):
     manifest = json.loads(manifest_path(name).read_text())
-    part = manifest["parts"]["272x480"]
+    first = next(iter(BENCHMARKS[name]["parts"]))
+    part = manifest["parts"][first]
     assert part["parameters"]["test_pairs"] == 200 and len(part["files"]) == 6 * 200
-    assert set(load_fingerprints(name)["272x480"]) == set(part["files"])  # every file has its fingerprint
+    assert set(load_fingerprints(name)[first]) == set(part["files"])  # every file has its fingerprint
     assert _slice(tmp_path, name) == {"missing": [], "ground truth": [], "images": []}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["generated-v1", "generated-v2"])
+@pytest.mark.parametrize("name", ["generated-v1", "generated-v2", "generated-v3"])
 def test_generation_holds_with_the_vector_paths_limited(tmp_path, name):
     """What another CPU would run: NumPy without its AVX2/AVX-512 loops, OpenCV without AVX/AVX2/AVX-512,
     PyTorch's default kernels, OpenBLAS's Haswell kernel. The slice stays within the tolerances."""
@@ -114,6 +116,23 @@ def test_verify_checks_every_file_by_value(tmp_path, sample_root):
             p["parameters"]["seed"] += 1
         problems, _ = verify("generated-v1", bad)
         assert len(problems) == 1 and problems[0].startswith("272x480:"), (change, problems)
+
+
+def test_generated_v3_records_its_photographs_and_keeps_them_out_of_training():
+    """generated-v3 shows only the held-out photographs; its manifest names them and the training ones it never
+    shows, and a build from other photographs fails verification."""
+    import copy
+
+    from stereo.data.synthetic import PHOTO_SETS
+
+    built = _built_from_committed("generated-v3")
+    record = built["photographs"]
+    assert record["set"] == "benchmark" and len(record["files"]) == len(PHOTO_SETS["benchmark"])
+    assert not set(record["files"]) & set(record["never_used"]["train"])
+    assert verify("generated-v3", built)[0] == []
+    other = copy.deepcopy(built)
+    other["photographs"]["files"] = record["never_used"]["train"]
+    assert verify("generated-v3", other)[0] == ["the photographs it draws from differ"]
 
 
 def test_one_altered_patch_fails_its_image(sample_root, tmp_path):

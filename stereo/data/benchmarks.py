@@ -11,6 +11,10 @@ change that alters the pairs beyond them needs a new name.
 
 ``generated-v2``: generator v3 (natural textures, thin structures, a camera model), seed 20261127, the
 same parts and rules.
+
+``generated-v3``: generator v9 (held-out photographs as the scene, glossy surfaces: real photographs' error
+profile), seed 20261207, one part ``200x296`` (200 pairs, disparities up to 59.2 px); its manifest also
+records which photographs it shows and which (the training ones) it never does.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from stereo.data.synthetic import GENERATOR_VERSIONS, generate_sceneflow_sample
+from stereo.data.synthetic import GENERATOR_VERSIONS, generate_sceneflow_sample, photo_sources
 from stereo.errors import DataError, MissingFileError
 
 MANIFEST_DIR = Path(__file__).resolve().parent
@@ -42,6 +46,15 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
         "objects": (5, 40),
         "fingerprint_pairs": 2,
         "parts": {"272x480": (272, 480, 200), "540x960": (540, 960, 20)},
+    },
+    # generator v9: held-out photographs as scenes at 2x the views' resolution, glossy surfaces (docs/data.md);
+    # the photographs limit it to about 200x296
+    "generated-v3": {
+        "generator_version": 9,
+        "seed": 20261207,
+        "objects": (3, 12),
+        "fingerprint_pairs": 2,
+        "parts": {"200x296": (200, 296, 200)},
     },
 }
 
@@ -63,7 +76,11 @@ def build(name: str, out: str | os.PathLike, workers: int = 0, progress: bool = 
         m = {**m, "files": {f: _sha256(Path(out) / part / f) for f in m["files"]}}
         m["fingerprints"] = fingerprints_of(Path(out) / part, list(m["files"]))
         parts[part] = m
-    return {"name": name, "generator_version": spec["generator_version"], "parts": parts}
+    built = {"name": name, "generator_version": spec["generator_version"], "parts": parts}
+    sources = photo_sources(spec["generator_version"])
+    if sources is not None:  # which photographs it shows, and which (the training ones) it never does
+        built["photographs"] = sources
+    return built
 
 
 def _spec(name: str) -> dict[str, Any]:
@@ -200,6 +217,8 @@ def verify(name: str, built: dict[str, Any]) -> tuple[list[str], list[str]]:
     ref = json.loads(path.read_text())
     prints = load_fingerprints(name)
     problems, notes = [], []
+    if "photographs" in ref and built.get("photographs") != ref["photographs"]:
+        problems.append("the photographs it draws from differ")
     for part, m in ref["parts"].items():
         got = built["parts"].get(part)
         if got is None:

@@ -1,14 +1,14 @@
-"""Build a fixed generated benchmark (``generated-v1``, the default, or ``generated-v2``) and check it
-against its manifest.
+"""Build a fixed generated benchmark (``generated-v1``, the default, ``generated-v2`` or ``generated-v3``) and
+check it against its manifest.
 
     python scripts/make_generated_benchmark.py out=datasets/generated-v1 workers=0
 
-Writes ``<out>/272x480`` and ``<out>/540x960`` (each a Scene Flow root with a FlyingThings3D TEST split
-in both passes, ``sample.json`` and ``stats.json``), prints their statistics and checks every file against
-the committed manifest and fingerprints (``stereo/data/generated-v1.json`` and ``.fingerprints.npz``) by
-value: ground truth within 1e-3 px, images within the stated tolerance, as 8x8-block means (other CPUs and
-library builds round a few pixels differently: counted, not an error). ``write_manifest=true`` writes them
-instead (only when defining a new benchmark version).
+Writes its parts, ``<out>/272x480`` and ``<out>/540x960`` (``generated-v3``: ``<out>/200x296``), each a Scene
+Flow root with a FlyingThings3D TEST split in both passes, ``sample.json`` and ``stats.json``, prints their
+statistics and checks every file against the committed manifest and fingerprints
+(``stereo/data/generated-v1.json`` and ``.fingerprints.npz``) by value: ground truth within 1e-3 px, images within
+the stated tolerance, as 8x8-block means (other CPUs and library builds round a few pixels differently: counted,
+not an error). ``write_manifest=true`` writes them instead (only when defining a new benchmark version).
 Evaluate with ``stereo-eval data.root=<out>/272x480 ...``.
 """
 
