@@ -17,6 +17,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -50,8 +51,8 @@ class AdaptReport:
         return f"adaptation not used: {self.reason}"
 
 
-def check_adaptable(network: torch.nn.Module) -> None:
-    """Raise :class:`ConfigError` unless ``network`` can adapt: a network with a learned refinement
+def check_adaptable(network: Any) -> None:
+    """Raise :class:`ConfigError` unless ``network`` (any method) can adapt: a network with a learned refinement
     (``model.refine=modes``), run with its refinement and without early exit."""
     refinement = getattr(network, "refinement", None)
     if not getattr(refinement, "refines", False):

@@ -583,6 +583,12 @@ class EvalAppConfig(RuntimeConfig):
     )
     per_image_csv: bool = rng(False, help="also write per_image.csv")
     worst_k: int = rng(0, ge=0, help="save the K worst predictions as image panels (left / pred / gt / error)")
+    adapt: bool = rng(
+        False,
+        help="adapt the network's refinement to each pair before it is scored, as stereo-infer adapt=true does "
+        "(stereo/adapt.py: a photometric loss, the ground truth unused; the shipped weights)",
+    )
+    adapt_steps: int = rng(20, ge=1, help="adapt=true: optimiser steps per pair (as stereo-infer's)")
 
 
 @dataclass

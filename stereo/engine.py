@@ -83,9 +83,11 @@ def evaluate_model(
     keep_worst: int = 0,
     show_progress: bool = False,
     desc: str = "evaluate",
+    adapt_steps: int = 0,
 ) -> EvalResult:
     """Evaluate ``model`` on full frames of ``dataset`` (its ``mask`` and ``max_disp`` pick the valid
-    pixels); rank r of ``world`` takes pairs r, r + world, ...; the summary is reduced over ranks."""
+    pixels); rank r of ``world`` takes pairs r, r + world, ...; the summary is reduced over ranks.
+    ``adapt_steps`` > 0: the network's refinement adapts to each pair first (:func:`stereo.models.run`)."""
     rows: list[dict[str, Any]] = []
     heap: list[tuple[float, int, np.ndarray]] = []  # the current worst K: (epe, index, prediction)
     indices = range(rank, len(dataset), world)
@@ -96,7 +98,7 @@ def evaluate_model(
         t_pair = time.perf_counter()
         item = dataset[i]
         with autocast(device, precision):
-            out = run(model, item["left"][None].to(device), item["right"][None].to(device))
+            out = run(model, item["left"][None].to(device), item["right"][None].to(device), adapt_steps=adapt_steps)
         pred = out.disparity[0].float().cpu()
         m = disparity_metrics(pred, item["disparity"], item["valid"])
         row = {"index": i, "left": str(dataset.samples[i].left), **m, "seconds": time.perf_counter() - t_pair}

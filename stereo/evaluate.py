@@ -18,13 +18,14 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
+from stereo.adapt import check_adaptable
 from stereo.config import EvalAppConfig, to_plain, typed
 from stereo.data.dataset import StereoDataset
 from stereo.data.real import PRIMARY
 from stereo.data.registry import dataset_samples, edge_radius_of, require_ground_truth, texture_region_of
 from stereo.device import check_precision, resolve_device
 from stereo.engine import EvalResult, evaluate_model
-from stereo.errors import DataError
+from stereo.errors import ConfigError, DataError
 from stereo.io import output_lock, write_image, write_json, write_text
 from stereo.methods import build_method
 from stereo.metrics import METRIC_KEYS, describe_mask, error_bands
@@ -62,6 +63,7 @@ class EvalReport:
     early_exit: str | None  # networks only
     regression: str | None  # networks only: soft_argmin | local
     refinement: bool | None  # networks with a sub-pixel refinement (model.refine): whether it ran
+    adapt_steps: int  # adapt=true: the refinement's steps per pair before scoring (0: none)
     mean_head: float  # the mean hourglass head that answered (NaN without heads)
     d1_definition: str = "error > 3 px and > 5% of gt (KITTI)"
     sgbm: dict[str, Any] | None = None  # method=sgbm: its settings
@@ -100,16 +102,19 @@ def evaluate(
     require_ground_truth(samples, cfg.data.root, "stereo-eval")
     device = resolve_device(cfg.device)
     precision = check_precision(device, cfg.precision)  # before any work
+    if cfg.adapt and cfg.method != "checkpoint":
+        raise ConfigError(f"adapt=true adapts a network's refinement; method={cfg.method} has none")
     model, origin = build_method(cfg.method, cfg, device)
+    if cfg.adapt:
+        check_adaptable(model)  # before any pair
     checkpoint = origin["checkpoint"]
     max_disp = float(cfg.max_disp if cfg.max_disp is not None else model.max_disp)
     out_dir = Path(out_dir)
     with output_lock(out_dir, "stereo-eval"):  # one writer per folder; its stale temporary files go
         ds = StereoDataset(samples, max_disp=max_disp, mask=cfg.mask, edge_radius=edge_radius_of(cfg.data),
                            texture=texture_region_of(cfg.data))  # fmt: skip
-        r = evaluate_model(
-            model, ds, device, precision, cfg.averaging, keep_worst=cfg.worst_k, show_progress=show_progress
-        )
+        r = evaluate_model(model, ds, device, precision, cfg.averaging, keep_worst=cfg.worst_k,
+                           show_progress=show_progress, adapt_steps=cfg.adapt_steps if cfg.adapt else 0)  # fmt: skip
         if r.summary.images == 0:  # every metric would be NaN: say why instead of reporting it
             raise DataError(
                 f"data.root={cfg.data.root}: none of the {r.summary.pairs} test pair(s) has a pixel with valid "
@@ -169,6 +174,7 @@ def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any
         early_exit=str(cfg.early_exit) if cfg.method == "checkpoint" else None,
         regression=str(cfg.regression) if cfg.method == "checkpoint" else None,
         refinement=bool(cfg.refinement) if _refines(model) else None,
+        adapt_steps=cfg.adapt_steps if cfg.adapt else 0,
         mean_head=s.mean_head,
     )
     if cfg.method == "sgbm":

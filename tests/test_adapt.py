@@ -212,3 +212,32 @@ def test_experiment_adapt_trains_the_refinement_alone_on_unlabeled_pairs(sample_
     after = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
     moved = {k for k in before if not torch.equal(before[k], after[k].to(before[k].dtype))}
     assert moved and all(k.startswith("refinement.") for k in moved)
+
+
+def test_eval_adapt_scores_the_adapted_answers(sample_root, tmp_path, checkpoint):
+    """stereo-eval adapt=true scores what run(..., adapt_steps) answers for each pair, and says so in its report;
+    methods without a refinement are refused before any pair."""
+    from stereo.data.dataset import StereoDataset
+    from stereo.data.registry import dataset_samples
+    from stereo.evaluate import evaluate
+    from stereo.methods import build_method
+    from stereo.metrics import disparity_metrics
+    from stereo.models import run
+
+    over = ["checkpoint=shipped", f"data.root={sample_root}", "data.limit=1", "device=cpu", "max_disp=40"]
+    cfg = load_config("eval", [*over, "adapt=true", "adapt_steps=2"])
+    report = evaluate(cfg, tmp_path / "a", show_progress=False, tensorboard=False)
+    assert report.adapt_steps == 2 and report.to_json()["adapt_steps"] == 2
+    model, _ = build_method(cfg.method, cfg, torch.device("cpu"))
+    item = StereoDataset(dataset_samples(cfg.data, "test")[:1], max_disp=40.0)[0]
+    with torch.no_grad():
+        out = run(model, item["left"][None], item["right"][None], adapt_steps=2)
+    direct = disparity_metrics(out.disparity[0], item["disparity"], item["valid"])
+    assert report.epe == pytest.approx(direct["epe"], abs=1e-6) and report.bad1 == pytest.approx(direct["bad1"])
+    plain = evaluate(load_config("eval", over), tmp_path / "b", show_progress=False, tensorboard=False)
+    assert plain.adapt_steps == 0
+    with pytest.raises(ConfigError, match="method=sgbm has none"):
+        evaluate(load_config("eval", [*over[1:], "method=sgbm", "adapt=true"]), tmp_path / "c", show_progress=False)
+    with pytest.raises(ConfigError, match="refine=none"):
+        evaluate(load_config("eval", [f"checkpoint={checkpoint}", *over[1:], "adapt=true"]), tmp_path / "d",
+                 show_progress=False)  # fmt: skip
