@@ -231,14 +231,14 @@ def render_photo_pair(
     for i, (_, mask) in enumerate(order[1:], start=1):
         owner[mask] = i
     textures = _textures(img, order)
-    weak: dict[int, np.ndarray] = {}  # surfaces with a texture of their own, in both views
+    own: dict[int, np.ndarray] = {}  # the left view's surfaces with a texture other than the photograph
     if weak_share > 0:
         weakened = _weaken(rng, textures, weak_share, 4.0 * scale)
-        weak = {i: t for i, (t, before) in enumerate(zip(weakened, textures, strict=True)) if t is not before}
+        own = {i: t for i, (t, before) in enumerate(zip(weakened, textures, strict=True)) if t is not before}
         textures = weakened
     if glossy_share > 0:
         left_textures, textures = _gloss(rng, order, textures, glossy_share, scale)
-        weak.update(left_textures)
+        own.update(left_textures)
     right_textures = textures
     if gain_std > 0:
         right_textures = [t * (1 + rng.normal(0, gain_std)) for t in textures]
@@ -259,7 +259,7 @@ def render_photo_pair(
     for j, oy in enumerate(offsets):
         for k, ox in enumerate(offsets):
             xs, ys = xx + ox, yy + oy
-            left += _left_samples(img, weak, owner, xs, ys)
+            left += _left_samples(img, own, owner, xs, ys)
             colour, d = _right_samples(order, owner, disp_left, right_textures, xs, ys + rows_off)
             right += colour
             if j == centre and k == centre:
@@ -277,8 +277,9 @@ def render_photo_pair(
 def _left_samples(img: np.ndarray, textures: dict[int, np.ndarray], owner: np.ndarray, x: np.ndarray,
                   y: np.ndarray) -> np.ndarray:  # fmt: skip
     """The left view's colour (h, w, 3) at the sample positions (x, y), d = 0: the photograph, except where the
-    surface that owns the sample has a texture of its own (``textures``: surface index -> texture, the weak
-    ones of :func:`_weaken`): that texture, so that both views see it."""
+    surface that owns the sample has a texture of its own (``textures``: surface index -> texture; the weak ones
+    of :func:`_weaken`, which the right view sees too, and the glossy ones of :func:`_gloss`, which it sees with
+    the reflection moved): that texture."""
     out = _bicubic(img, x, y)
     if textures:
         h, w = owner.shape
