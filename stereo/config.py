@@ -853,7 +853,9 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
     of the config before any work. A training config knows its model; stereo-eval's and stereo-infer's
     model comes from a checkpoint, so the model refuses its own runtime there (``PSMNet.set_runtime``)."""
     if schema is InferAppConfig:
-        return _infer_errors(cfg)
+        return _adapt_errors(cfg, schema) + _infer_errors(cfg)
+    if schema is EvalAppConfig:
+        return _adapt_errors(cfg, schema)
     if schema is not TrainAppConfig:
         return []
     errors = []
@@ -872,6 +874,14 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
             errors.append("train.cache_frozen=true caches the network's answers for the views as read: set "
                           "data.augment.enabled=false")  # fmt: skip
     return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
+
+
+def _adapt_errors(cfg: Any, schema: type) -> list[str]:
+    """adapt_steps changed without adapt=true would do nothing: say so instead of answering unadapted."""
+    default = next(f.default for f in dataclasses.fields(schema) if f.name == "adapt_steps")
+    if not cfg.adapt and cfg.adapt_steps != default:
+        return [f"adapt_steps={cfg.adapt_steps} sets the steps of adapt=true, which is off: add adapt=true"]
+    return []
 
 
 def _infer_errors(cfg: Any) -> list[str]:

@@ -241,3 +241,16 @@ def test_eval_adapt_scores_the_adapted_answers(sample_root, tmp_path, checkpoint
     with pytest.raises(ConfigError, match="refine=none"):
         evaluate(load_config("eval", [f"checkpoint={checkpoint}", *over[1:], "adapt=true"]), tmp_path / "d",
                  show_progress=False)  # fmt: skip
+
+
+def test_adapt_steps_without_adapt_is_refused_in_eval_and_infer():
+    """adapt_steps=N alone would answer unadapted while the user expects adaptation: both apps refuse it and
+    name the way out; with adapt=true, or at its default, it passes."""
+    from stereo.config import EvalAppConfig, InferAppConfig, check_config
+
+    pair = ["left=a.png", "right=b.png"]
+    for app, schema, base in (("eval", EvalAppConfig, []), ("infer", InferAppConfig, pair)):
+        with pytest.raises(ConfigError, match="adapt_steps=5 sets the steps of adapt=true, which is off: add adapt"):
+            check_config(load_config(app, [*base, "adapt_steps=5"]), schema)
+        check_config(load_config(app, [*base, "adapt_steps=5", "adapt=true"]), schema)
+        check_config(load_config(app, base), schema)
