@@ -65,18 +65,24 @@ def test_generator_v5_is_deterministic_and_uses_benchmark_photographs_only():
     assert len(photos("benchmark")) == 5
 
 
-@pytest.mark.parametrize("version, photo_set", [(5, "benchmark"), (6, "train"), (7, "train")])
-def test_v5_warps_the_benchmark_photographs_and_v6_the_training_ones(version, photo_set, monkeypatch):
+@pytest.mark.parametrize(
+    "version, photo_set, glossy",
+    [(5, "benchmark", False), (6, "train", False), (7, "train", False), (9, "benchmark", True), (10, "train", True)],
+)
+def test_v5_warps_the_benchmark_photographs_and_v6_the_training_ones(version, photo_set, glossy, monkeypatch):
+    """The benchmark versions (5, 9) never see the training photographs, the training ones (6, 7, 10) never the
+    benchmark ones; v10 trains on v9's glossy surfaces."""
     seen = []
     real = pw.render_photo_pair
 
     def spy(rng, pool, *args, **kwargs):
-        seen.append(pool)
+        seen.append((pool, kwargs))
         return real(rng, pool, *args, **kwargs)
 
     monkeypatch.setattr(pw, "render_photo_pair", spy)
     pair = render_pair(np.random.default_rng(4), 64, 128, 32, 4, version=version)
-    assert len(seen) == 1 and seen[0] is photos(photo_set)
+    assert len(seen) == 1 and seen[0][0] is photos(photo_set)
+    assert (seen[0][1]["glossy_share"] > 0) == glossy
     assert not {id(p) for p in photos("train")} & {id(p) for p in photos("benchmark")}
     assert pair["disp_left"].max() > 0
 

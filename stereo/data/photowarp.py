@@ -1,4 +1,4 @@
-"""Generators v5, v8 and v9 (benchmarks), v6 and v7 (training data): real photographs warped by known,
+"""Generators v5, v8 and v9 (benchmarks), v6, v7 and v10 (training data): real photographs warped by known,
 piecewise-smooth disparity.
 
 The left view is a crop of a photograph of the version's set (v5: one that no training data uses; v6: the
@@ -18,7 +18,8 @@ formulas). The final pass is generator v4's camera model of one good rig.
 
 v8 renders the scene at twice the views' resolution and reduces it by block means (views as sharp as a
 sensor's; ground truth at each view pixel's centre, exact), with the camera at the scene's size. v9 adds
-glossy surfaces: part of their colour is a reflection at another depth, so it differs between the views.
+glossy surfaces: part of their colour is a reflection at another depth, so it differs between the views. v10 is
+v9 on the training photographs (with some weak surfaces), for training.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ text-like strokes, textureless and weakly textured surfaces), Lambert shading fr
 mild Blinn-Phong highlight, and a global gain/gamma/colour change. The clean pass is that render; the
 final pass adds defocus, motion blur, per-view gain/gamma/colour differences and sensor noise, so clean
 and final differ as in Scene Flow. Later versions change what a scene draws from (``_STYLES``: v3 and v4);
-v5, v8 and v9 (benchmarks), v6 and v7 (training data) are another renderer, photographs warped by known
-disparity (:mod:`stereo.data.photowarp`; v5/v8/v9 the benchmark photographs, v6/v7 the training ones; v7 adds v2's
-final pass to v6's cameras; v8 renders v5's scenes at twice the views' resolution; v9 adds glossy surfaces).
+v5, v8 and v9 (benchmarks), v6, v7 and v10 (training data) are another renderer, photographs warped by known
+disparity (:mod:`stereo.data.photowarp`; v5/v8/v9 the benchmark photographs, v6/v7/v10 the training ones; v7 adds
+v2's final pass to v6's cameras; v8 renders v5's scenes at twice the views' resolution; v9 adds glossy surfaces;
+v10 is v9 on the training photographs).
 
 Written as layout (a) of :mod:`stereo.data.sceneflow` (one folder per subset)::
 
@@ -48,7 +49,7 @@ from stereo.errors import ConfigError, DataError, MissingFileError
 from stereo.progress import progress as progress_bar
 
 GENERATOR_VERSION = 3  # what new samples use; benchmarks name theirs (generated-v1: 2)
-GENERATOR_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9)
+GENERATOR_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9, 10)
 TEXTURE_KINDS = ("clouds", "wood", "bricks", "spots", "grain", "stripes", "grid", "text", "flat", "weak")
 _TEXTURE_WEIGHTS = np.array([12, 10, 9, 9, 10, 8, 7, 8, 6, 6], float)
 SHAPES = ("ellipsoid", "cylinder", "box", "patch", "heightfield", "rod", "fence")
@@ -71,7 +72,7 @@ class _Style:
     photo_blur: float = 0.6  # texels: the band limit of photo and dead-leaves textures
     supersample: int = 1  # rendered on an s x s grid per pixel and averaged (area integration)
     max_texels: int = 384  # per side of an object's texture: larger objects get larger texels
-    # The photowarp renderer's (v5-v9; :func:`stereo.data.photowarp.render_photo_pair`):
+    # The photowarp renderer's (v5-v10; :func:`stereo.data.photowarp.render_photo_pair`):
     scene_scale: int = 1  # photograph pixels per view pixel (per side); the camera runs at the scene's size when > 1
     surface_gain: float = 0.0  # std of each surface's brightness change in the right view
     weak_share: float = 0.0  # share of surfaces with nearly no texture
@@ -131,6 +132,10 @@ _STYLES[8] = with_changes(_STYLES[5], scene_scale=2, surface_gain=0.05, weak_sha
 # background included: part of their colour a reflection that slides over them between the views) instead of weak
 # ones. The share is set by the validity check of docs/data.md (15% and 20% bracket the real pair's profile).
 _STYLES[9] = with_changes(_STYLES[8], weak_share=0.0, glossy_share=0.175)
+# v10 (training data for sub-pixel work): v9's renderer and camera (scene at twice the views' resolution,
+# view-dependent brightness, glossy surfaces) on the training photographs, with v8's weak surfaces at half its
+# share, so that a stage trained on it meets what v8/v9 measure without ever seeing their photographs.
+_STYLES[10] = with_changes(_STYLES[9], photo_set="train", weak_share=0.2)
 
 
 # ---- textures ----------------------------------------------------------------------------------------
@@ -676,7 +681,7 @@ def render_pair(
     """One stereo pair: ``left``, ``right`` (clean, float RGB (H, W, 3) in [0, 1]), ``final_left``,
     ``final_right``, ``disp_left``, ``disp_right`` (float32 (H, W), pixels, positive) and
     ``textureless`` (bool (H, W), left view). ``shape`` forces every object to one of the version's
-    shapes; ``version`` is the generator version (2 to 9, see the module docstring)."""
+    shapes; ``version`` is the generator version (2 to 10, see the module docstring)."""
     if version not in _STYLES:
         raise ValueError(f"generator version {version} does not exist; expected one of {GENERATOR_VERSIONS}")
     style = _STYLES[version]

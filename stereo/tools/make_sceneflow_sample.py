@@ -14,7 +14,9 @@ folder made by changed generator code is refused; ``replace=true`` makes it agai
 5: those photographs are the scene, their own regions warped by known disparity, for benchmarks only,
 at sizes the photographs give without enlarging, e.g. 272x480; ``objects`` are the layers in front;
 6: the same renderer on v3's training photographs, training data for sub-pixel matching; 7: v6 with v2's
-blurred and noisy final pass for a third of the pairs).
+blurred and noisy final pass for a third of the pairs; 8: v5's scenes rendered at twice the views' resolution
+with view-dependent brightness and weak surfaces, for benchmarks only; 9: v8 with glossy surfaces instead of weak
+ones, ``generated-v3``'s; 10: v9 on the training photographs with some weak surfaces, training data).
 Prints the disparity histogram, the shares of occluded and textureless pixels and the spectral slopes
 (also in ``<out>/stats.json``).
 """
