@@ -195,7 +195,7 @@ def test_generator_scripts_answer_help_and_validate_their_keys(tmp_path):
         shown = run(script, "--help")
         assert shown.returncode == 0 and "Keys (key=value" in shown.stdout and "workers=0" in shown.stdout
     for args, needle in [(("height=10",), "height=10: must be >= 32"),
-                         (("version=10",), "version=10: expected 2, 3, 4, 5, 6, 7, 8 or 9"),
+                         (("version=11",), "version=11: expected 2, 3, 4, 5, 6, 7, 8, 9 or 10"),
                          (("version=5",), "version=5 crops its photographs, never enlarging them: 540x960"),
                          (("version=8", "height=272", "width=480"),
                           "version=8 crops its photographs, never enlarging them: 272x480 (2 x 2 photograph pixels a "
@@ -207,6 +207,26 @@ def test_generator_scripts_answer_help_and_validate_their_keys(tmp_path):
     proc = run("make_generated_benchmark.py", "name=generated-v9", f"out={tmp_path / 'y'}")
     assert proc.returncode == 1 and "no generated benchmark named 'generated-v9'" in proc.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_generated_benchmark_is_built_in_its_own_folder_by_default(monkeypatch):
+    """make_generated_benchmark name=generated-v2 without out= builds datasets/generated-v2 (it used to build
+    into datasets/generated-v1 whatever the name)."""
+    from stereo.errors import DataError
+    from stereo.tools import make_generated_benchmark as tool
+
+    asked = []
+
+    def build(name, out, workers):
+        asked.append((name, out))
+        raise DataError("stop here")
+
+    monkeypatch.setattr(tool, "build", build)
+    for args, out in ((["name=generated-v2"], "datasets/generated-v2"), ([], "datasets/generated-v1"),
+                      (["name=generated-v3", "out=elsewhere"], "elsewhere")):  # fmt: skip
+        with pytest.raises(SystemExit, match="stop here"):
+            tool.main(args)
+        assert asked.pop()[1] == out
 
 
 @pytest.mark.slow

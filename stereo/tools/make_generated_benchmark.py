@@ -1,15 +1,15 @@
 """Build a fixed generated benchmark (``generated-v1``, the default, ``generated-v2`` or ``generated-v3``) and
 check it against its manifest.
 
-    python scripts/make_generated_benchmark.py out=datasets/generated-v1 workers=0
+    python scripts/make_generated_benchmark.py name=generated-v2 workers=0
 
-Writes its parts, ``<out>/272x480`` and ``<out>/540x960`` (``generated-v3``: ``<out>/200x296``), each a Scene
-Flow root with a FlyingThings3D TEST split in both passes, ``sample.json`` and ``stats.json``, prints their
-statistics and checks every file against the committed manifest and fingerprints
-(``stereo/data/generated-v1.json`` and ``.fingerprints.npz``) by value: ground truth within 1e-3 px, images within
-the stated tolerance, as 8x8-block means (other CPUs and library builds round a few pixels differently: counted,
-not an error). ``write_manifest=true`` writes them instead (only when defining a new benchmark version).
-Evaluate with ``stereo-eval data.root=<out>/272x480 ...``.
+``out`` defaults to ``datasets/<name>``. Writes its parts, ``<out>/272x480`` and ``<out>/540x960``
+(``generated-v3``: ``<out>/200x296``), each a Scene Flow root with a FlyingThings3D TEST split in both passes,
+``sample.json`` and ``stats.json``, prints their statistics and checks every file against the committed manifest
+and fingerprints (``stereo/data/<name>.json`` and ``.fingerprints.npz``) by value: ground truth within 1e-3 px,
+images within the stated tolerance, as 8x8-block means (other CPUs and library builds round a few pixels
+differently: counted, not an error). ``write_manifest=true`` writes them instead (only when defining a new
+benchmark version). Evaluate with ``stereo-eval data.root=<out>/272x480 ...``.
 """
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ from stereo.errors import StereoError
 @dataclass
 class BenchmarkConfig:
     name: str = "generated-v1"
-    out: str = "datasets/generated-v1"
+    out: str | None = None  # null = datasets/<name>
     workers: int = rng(0, ge=0)  # processes; 0 = all cores
     write_manifest: bool = False
 
 
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(BenchmarkConfig, argv, doc=__doc__)
+    if cfg.out is None:
+        cfg.out = f"datasets/{cfg.name}"
     try:
         built = build(cfg.name, cfg.out, workers=cfg.workers)
     except (StereoError, FileExistsError) as e:
