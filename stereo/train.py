@@ -288,11 +288,14 @@ class _Window:
 
     def __init__(self) -> None:
         self.loss = self.epe = 0.0
-        self.n = self.samples = 0
+        self.n = self.epe_n = self.samples = 0
         self.t = time.perf_counter()
 
     def add(self, loss: float, epe: float, samples: int) -> None:
-        self.loss, self.epe, self.n, self.samples = self.loss + loss, self.epe + epe, self.n + 1, self.samples + samples
+        """``epe`` is NaN for a batch without ground truth (``train.loss=photometric`` on unlabelled pairs)."""
+        self.loss, self.n, self.samples = self.loss + loss, self.n + 1, self.samples + samples
+        if math.isfinite(epe):
+            self.epe, self.epe_n = self.epe + epe, self.epe_n + 1
 
 
 # ---- the trainer ---------------------------------------------------------------------------------------
@@ -620,7 +623,8 @@ class Trainer:
                     continue
                 loss, epe, pred = result
                 window.add(loss, epe, batch["left"].shape[0] * self.world)
-                bar.set_postfix_str(f"loss {loss:.3f} epe {epe:.3f}", refresh=False)
+                scored = f" epe {epe:.3f}" if math.isfinite(epe) else ""  # no EPE without ground truth
+                bar.set_postfix_str(f"loss {loss:.3f}{scored}", refresh=False)
                 bar.update()
                 step = self.state.step
                 if step % t.log_every == 0 or step == self.total:
@@ -723,7 +727,7 @@ class Trainer:
             dev,
             self.world,
         )
-        return loss_sum / self.world, epe_sum / max(n, 1), pred
+        return loss_sum / self.world, epe_sum / n if n else math.nan, pred  # NaN: no ground truth to score
 
     def _photometric_loss(self, outs: list[torch.Tensor], left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """train.loss=photometric: each head's self-supervised loss (:func:`stereo.losses.photometric_loss`:
@@ -763,7 +767,8 @@ class Trainer:
             return
         step, dt = self.state.step, time.perf_counter() - window.t
         self.writer.add_scalar("train/loss", window.loss / window.n, step)
-        self.writer.add_scalar("train/epe", window.epe / window.n, step)
+        if window.epe_n:
+            self.writer.add_scalar("train/epe", window.epe / window.epe_n, step)
         self.writer.add_scalar("lr", self.sched.get_last_lr()[0], step)
         self.writer.add_scalar("train/samples_per_s", window.samples / max(dt, 1e-9), step)
 

@@ -1,5 +1,6 @@
 """Self-supervised losses and test-time adaptation (adapt=true)."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -204,8 +205,9 @@ def test_experiment_adapt_trains_the_refinement_alone_on_unlabeled_pairs(sample_
         heads = trainer.model(batch["left"], batch["right"]).heads
         want = sum(w * photometric_loss(batch["left"], batch["right"], h, ~occluded_from_disparity(h))
                    for w, h in zip(trainer.weights, heads, strict=True))  # fmt: skip
-    loss, _, _ = trainer.train_step(batch)
+    loss, epe, _ = trainer.train_step(batch)
     assert loss == pytest.approx(float(want), rel=1e-4)
+    assert math.isnan(epe)  # no ground truth: no EPE (it read 0.000 in the progress bar)
     summary = train(cfg, tmp_path / "run")
     assert summary.step == 2
     before = load_checkpoint(resolve_checkpoint("shipped"))["model"]
