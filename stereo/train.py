@@ -857,7 +857,8 @@ def adopt_init_architecture(cfg: TrainAppConfig) -> str | None:
     if not conflicts:
         return None
     cfg.model = saved
-    return f"the run takes the architecture of train.init_from={cfg.train.init_from} ({'; '.join(conflicts)})"
+    return (f"the run takes the architecture of train.init_from={cfg.train.init_from} instead of the configured "
+            f"model's (the checkpoint's -> the configured: {'; '.join(conflicts)})")  # fmt: skip
 
 
 def train(cfg: TrainAppConfig | DictConfig, run_dir: str | os.PathLike) -> TrainSummary:

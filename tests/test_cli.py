@@ -216,7 +216,9 @@ def test_init_from_shipped_takes_the_shipped_architecture(sample_root, tmp_path)
     shipped_model = load_checkpoint(resolve_checkpoint("shipped"))["model_config"]
     cfg = load_config("train", ["experiment=finetune_kitti", "train.init_from=shipped"])
     assert cfg.model.name == "psmnet"  # the overlay's model
-    assert "takes the architecture of train.init_from=shipped" in adopt_init_architecture(cfg)
+    said = adopt_init_architecture(cfg)
+    assert "takes the architecture of train.init_from=shipped instead of the configured model's" in said
+    assert "(the checkpoint's -> the configured: " in said and "max_disp: 128 -> 192" in said  # psmnet's 192
     assert cfg.model.name == shipped_model["name"] and str(cfg.model.refine) == shipped_model["refine"]
     kept = load_config("train", ["model=ea_psmnet_light", "model.refine=modes"])  # nothing to init: unchanged
     assert adopt_init_architecture(kept) is None and kept.model.max_disp == 128
