@@ -33,3 +33,26 @@ def test_rows_equal_stereo_eval_for_each_method_pass_and_region(sample_root, che
 def test_nothing_to_compare_is_a_config_error(sample_root, tmp_path):
     with pytest.raises(ConfigError, match="nothing to compare"):
         main([f"root={sample_root}", "sgbm=false", f"out={tmp_path / 'c.json'}"])
+
+
+def test_a_checkpoint_entry_carries_runtime_overrides(sample_root, checkpoint, tmp_path):
+    out = tmp_path / "compare.json"
+    main([f"root={sample_root}", f"checkpoints={{plain: {checkpoint}, local: '{checkpoint} regression=local'}}",
+          "sgbm=false", "passes=[clean]", "max_disp=32", f"out={out}"])  # fmt: skip
+    rows = {r["label"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["plain"]["regression"] == "soft_argmin" and rows["local"]["regression"] == "local"
+    cfg = load_config("eval", [f"checkpoint={checkpoint}", "regression=local", f"data.root={sample_root}",
+                               "data.render_pass=clean", "max_disp=32", "device=cpu"])  # fmt: skip
+    direct = evaluate(cfg, tmp_path / "direct", show_progress=False, tensorboard=False)
+    assert rows["local"]["epe"] == pytest.approx(direct.epe) and rows["local"]["epe"] != rows["plain"]["epe"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [("'shipped data.root=/elsewhere'", "data.root is set by compare_methods"),
+     ("'shipped polish'", "'polish' is not a key=value override"),
+     ("'polish=zncc'", "expected a checkpoint path first")],
+)  # fmt: skip
+def test_a_bad_checkpoint_entry_is_a_config_error(sample_root, tmp_path, entry, match):
+    with pytest.raises(ConfigError, match=match):
+        main([f"root={sample_root}", f"checkpoints={{x: {entry}}}", "sgbm=false", f"out={tmp_path / 'c.json'}"])

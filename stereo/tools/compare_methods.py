@@ -9,6 +9,11 @@ pair; the error bands and the share of bad-1 that is 1-3 px, docs/data.md) and w
 defaults to the generated set's (sample.json) or 192; ``region=nonocc`` evaluates only the pixels visible
 in both views, ``region=occluded`` the others, ``region=edges`` only those near depth edges (``data.region``,
 docs/evaluation.md).
+
+A checkpoint's value may carry ``stereo-eval`` runtime overrides after its path, to compare runtime variants of
+one set of weights side by side: ``'checkpoints={plain: shipped, zncc: shipped polish=zncc, local: shipped
+regression=local}'``. The keys that this script sets for every method (the data, the mask, the device) are
+refused there.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from stereo.io import write_json
 @dataclass
 class CompareConfig:
     root: str = "datasets/generated-v1/272x480"
-    checkpoints: dict = field(default_factory=dict)  # label -> checkpoint path
+    checkpoints: dict = field(default_factory=dict)  # label -> "checkpoint path [stereo-eval overrides]"
     passes: list = field(default_factory=lambda: ["clean", "final"])
     sgbm: bool = True
     max_disp: float | None = None
@@ -36,11 +41,34 @@ class CompareConfig:
     out: str = "bench_results/compare_methods.json"
 
 
+# Set by this script for every method: a method's own value would be overridden (or contradict the others').
+SHARED_KEYS = ("checkpoint", "method", "data.root", "data.render_pass", "data.region", "data.limit", "max_disp",
+               "device")  # fmt: skip
+
+
+def method_overrides(label: str, value: str) -> list[str]:
+    """``stereo-eval`` overrides of one ``checkpoints`` entry: ``"PATH [key=value ...]"`` -> ``["checkpoint=PATH",
+    "key=value", ...]``; a clear error for an empty entry, a word without ``=`` or a key this script sets."""
+    path, *runtime = str(value).split() or [""]
+    if not path or "=" in path:
+        raise ConfigError(f"checkpoints.{label}={value!r}: expected a checkpoint path first, then key=value overrides")
+    for item in runtime:
+        key = item.split("=", 1)[0]
+        if "=" not in item:
+            raise ConfigError(f"checkpoints.{label}: {item!r} is not a key=value override of stereo-eval")
+        if key.lstrip("+~") in SHARED_KEYS:
+            raise ConfigError(
+                f"checkpoints.{label}: {key} is set by compare_methods for every method ({', '.join(SHARED_KEYS)}); "
+                "give it as compare_methods' own option (root=, passes=, region=, limit=, max_disp=, device=)"
+            )
+    return [f"checkpoint={path}", *runtime]
+
+
 def main(argv: list[str]) -> None:
     cfg = parse_overrides(CompareConfig, argv, doc=__doc__)
     max_disp = cfg.max_disp if cfg.max_disp is not None else benchmark_max_disp(cfg.root, 192)
     methods = ([("SGBM (OpenCV, 3-way)", ["method=sgbm"])] if cfg.sgbm else []) + [
-        (label, [f"checkpoint={path}"]) for label, path in cfg.checkpoints.items()
+        (label, method_overrides(label, value)) for label, value in cfg.checkpoints.items()
     ]
     if not methods or not cfg.passes:
         raise ConfigError("nothing to compare: give checkpoints={label: path, ...}, sgbm=true and at least one pass")
