@@ -2,15 +2,15 @@
 
     python scripts/bench_model.py [runs=3] [threads=2] [budget_gb=12] [memory=true] [out=bench_results/model.json]
 
-Eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with dot-product attention, ``ea_psmnet_light``
-and ``ea_psmnet`` with attention at 1/2 resolution (efficient and dot-product), ``ea_psmnet`` with each
-linear attention kind (linear, latent, multires) at 1/4 resolution and ``ea_psmnet_light`` with its
-sub-pixel refinement (``model.refine``), at each size in ``eval_sizes`` (``variants=[label,...]`` runs only
-those) and in each of ``eval_precisions``; a training step (forward, PSMNet's 0.5/0.7/1.0 loss over the
-heads, backward, Adam) at ``train_size``, batch ``train_batch``, of each of ``train_models`` in each of
-``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with native bf16, for either list: the
-ratios then add each bf16 case's time over its fp32 twin). Dot-product cases whose attention map alone is
-estimated above ``budget_gb`` are skipped with the estimate.
+Eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with dot-product attention, ``ea_psmnet_light`` and
+``ea_psmnet`` with attention at 1/2 resolution (efficient and dot-product), ``ea_psmnet`` with each linear
+attention kind (linear, latent, multires) at 1/4 resolution and ``ea_psmnet_light`` with its sub-pixel
+refinement (``model.refine``) and stage (one or two updates), at each size in ``eval_sizes``
+(``variants=[label,...]`` runs only those) and in each of ``eval_precisions``; a training step (forward,
+PSMNet's 0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``, of each of
+``train_models`` in each of ``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with native
+bf16, for either list: the ratios then add each bf16 case's time over its fp32 twin). Dot-product cases whose
+attention map alone is estimated above ``budget_gb`` are skipped with the estimate.
 
 Times: the cases of one size (and the training steps) run in one process, taking turns round by round
 (:func:`~stereo.bench.harness.interleave`), and every ratio is the median over rounds of the ratio within
@@ -37,6 +37,7 @@ HALF = [
     "feature.attention.0.key_channels=16",
     "feature.attention.0.value_channels=32",
 ]
+TWO_UPDATES = ["refine=modes", "subpixel=match", "subpixel_steps=2"]  # the shipped weights' stage since gen3l
 # (label, model config, overrides, attention (channels, key, value, stride) for the memory estimate)
 VARIANTS = [
     ("psmnet", "psmnet", [], None),
@@ -48,6 +49,7 @@ VARIANTS = [
     ("ea_psmnet_light", "ea_psmnet_light", [], None),
     ("ea_psmnet_light refine=modes", "ea_psmnet_light", ["refine=modes"], None),
     ("ea_psmnet_light refine=modes subpixel=match", "ea_psmnet_light", ["refine=modes", "subpixel=match"], None),
+    ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=2", "ea_psmnet_light", TWO_UPDATES, None),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]
