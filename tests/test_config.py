@@ -111,7 +111,7 @@ def test_loss_weights_follow_the_heads():
 def test_experiment_overlay_and_both_passes(sample_root):
     cfg = load_config("train", ["experiment=shipped"])
     assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 600
-    assert str(cfg.model.refine) == "modes" and str(cfg.model.subpixel) == "match"
+    assert str(cfg.model.refine) == "modes" and str(cfg.model.subpixel) == "match" and cfg.model.subpixel_steps == 2
     assert list(cfg.train.freeze) == ["feature_extraction", "aggregation", "refinement"] and cfg.train.cache_frozen
     check_config(cfg, TrainAppConfig)
     from stereo.data.registry import dataset_samples
