@@ -11,9 +11,9 @@ in both views, ``region=occluded`` the others, ``region=edges`` only those near 
 docs/evaluation.md).
 
 A checkpoint's value may carry ``stereo-eval`` runtime overrides after its path, to compare runtime variants of
-one set of weights side by side: ``'checkpoints={plain: shipped, zncc: shipped polish=zncc, local: shipped
-regression=local}'``. The keys that this script sets for every method (the data, the mask, the device) are
-refused there.
+one set of weights side by side, each such value quoted (Hydra reads ``=`` only inside quotes):
+``"checkpoints={plain: shipped, zncc: 'shipped polish=zncc', local: 'shipped regression=local'}"``. The keys
+that this script sets for every method (the data, the mask, the device) are refused there.
 """
 
 from __future__ import annotations
