@@ -309,6 +309,19 @@ class RuntimeConfig:
         "a pixel moves only where the best correlation reaches polish_min_zncc",
     )
     polish_min_zncc: float = rng(0.9, gt=0, le=1, help="polish=zncc: the correlation a pixel needs to move")
+    subpixel_steps: int | None = rng(
+        None,
+        ge=1,
+        help="eval: updates of the model's sub-pixel stage (model.subpixel=match), each from the last; null = as "
+        "trained (model.subpixel_steps: 2 for the shipped weights). 1 is faster, 3 reaches further (1.5 px each)",
+    )
+    propagate: int = rng(
+        0,
+        ge=0,
+        help="eval: rounds of propagation after the sub-pixel stage (model.subpixel=match; models/propagation.py): "
+        "each pixel takes the disparity of a neighbour 2-8 px away where the stage's features match better "
+        "there, which mends the band beside depth edges; no training; 0 = off",
+    )
 
 
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))
@@ -361,6 +374,10 @@ def unused_runtime_settings(runtime: RuntimeConfig) -> list[str]:
     if r.polish_min_zncc != d.polish_min_zncc and r.polish != Polish.zncc:
         lines.append(f"polish_min_zncc={r.polish_min_zncc:g} has no effect with polish={r.polish} (it needs "
                      "polish=zncc)")  # fmt: skip
+    for key in ("subpixel_steps", "propagate"):
+        if getattr(r, key) != getattr(d, key) and not r.refinement:
+            lines.append(f"{key}={getattr(r, key)} has no effect with refinement=false (the sub-pixel stage does "
+                         "not run)")  # fmt: skip
     return lines
 
 
@@ -873,7 +890,7 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
         if cfg.data.augment.enabled:
             errors.append("train.cache_frozen=true caches the network's answers for the views as read: set "
                           "data.augment.enabled=false")  # fmt: skip
-    return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses)
+    return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses, cfg.model.subpixel)
 
 
 def _adapt_errors(cfg: Any, schema: type) -> list[str]:
@@ -926,7 +943,9 @@ def _video_errors(cfg: Any) -> list[str]:
     return errors
 
 
-def runtime_model_errors(runtime: RuntimeConfig, refine: Refine | str, hourglasses: int) -> list[str]:
+def runtime_model_errors(
+    runtime: RuntimeConfig, refine: Refine | str, hourglasses: int, subpixel: Subpixel | str = Subpixel.none
+) -> list[str]:
     """Runtime settings a model refuses: a training config checks them (:func:`combination_errors`), and
     so does a model loaded from a checkpoint (``PSMNet.set_runtime``), whose architecture only the file
     tells."""
@@ -938,6 +957,12 @@ def runtime_model_errors(runtime: RuntimeConfig, refine: Refine | str, hourglass
             "regression=local with model.refine=modes: the refinement already sees the windowed estimate and "
             "chooses per pixel; use regression=soft_argmin, or add refinement=false for the windowed estimate alone"
         )
+    for key in ("subpixel_steps", "propagate"):
+        if getattr(runtime, key) not in (None, 0) and Subpixel(str(subpixel)) == Subpixel.none:
+            errors.append(
+                f"{key}={getattr(runtime, key)}: it needs a sub-pixel stage, and this model has none "
+                "(model.subpixel=none); the shipped weights have one"
+            )
     return errors
 
 

@@ -65,6 +65,8 @@ class EvalReport:
     refinement: bool | None  # networks with a sub-pixel refinement (model.refine): whether it ran
     adapt_steps: int  # adapt=true: the refinement's steps per pair before scoring (0: none)
     mean_head: float  # the mean hourglass head that answered (NaN without heads)
+    subpixel_steps: int | None = None  # networks with a sub-pixel stage (model.subpixel) that ran: its updates
+    propagate: int = 0  # the rounds of propagation after that stage (models/propagation.py; 0: none)
     d1_definition: str = "error > 3 px and > 5% of gt (KITTI)"
     sgbm: dict[str, Any] | None = None  # method=sgbm: its settings
     sgbm_density_before_fill: float | None = None
@@ -146,6 +148,15 @@ def _refines(method: Any) -> bool:
     return bool(getattr(getattr(method, "refinement", None), "refines", False))
 
 
+def _stage_steps(cfg: EvalAppConfig, model: Any) -> int | None:
+    """The updates of the method's full-resolution sub-pixel stage that ran (None: it has none, or it did not
+    run)."""
+    stage = getattr(model, "subpixel", None)
+    if stage is None or not cfg.refinement:
+        return None
+    return stage.steps if cfg.subpixel_steps is None else int(cfg.subpixel_steps)
+
+
 def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
     """The :class:`EvalReport` of an evaluation loop's result ``r`` and how it was measured."""
     s = r.summary
@@ -176,6 +187,8 @@ def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any
         refinement=bool(cfg.refinement) if _refines(model) else None,
         adapt_steps=cfg.adapt_steps if cfg.adapt else 0,
         mean_head=s.mean_head,
+        subpixel_steps=_stage_steps(cfg, model),
+        propagate=int(cfg.propagate) if _stage_steps(cfg, model) is not None else 0,
     )
     if cfg.method == "sgbm":
         result.sgbm = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}

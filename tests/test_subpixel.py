@@ -139,6 +139,35 @@ def test_network_with_the_stage_starts_equal_and_applies_it_to_every_head():
         assert torch.allclose(a, matched.subpixel(b, *guides), atol=1e-5)
 
 
+def test_runtime_subpixel_steps_runs_that_many_updates_in_eval_only():
+    matched = _model("match").eval()
+    matched.subpixel.steps = 2  # as trained (model.subpixel_steps=2)
+    torch.nn.init.normal_(matched.subpixel.out.weight, std=0.05)
+    left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    stage = matched.subpixel
+    with torch.no_grad():
+        matched.set_runtime(refinement=False)
+        base = matched.infer(left, right).disparity  # the answer before the stage (refinement=false skips both)
+        guides = matched.guides(left, right)
+        fl, fr, contrast = stage.embed(guides[0]), stage.embed(guides[1]), local_contrast(guides[0])
+        by_hand = [base]
+        for _ in range(3):
+            by_hand.append(stage.update(fl, fr, by_hand[-1], contrast))
+        matched.set_runtime(refinement=True)
+        assert torch.allclose(matched.infer(left, right).disparity, by_hand[2], atol=1e-5)  # null: as trained
+        for k in (1, 3):
+            matched.set_runtime(subpixel_steps=k)
+            assert torch.allclose(matched.infer(left, right).disparity, by_hand[k], atol=1e-5)
+        matched.train()
+        guides_train = matched.guides(left, right)
+        # training always runs the trained number, whatever the runtime says
+        assert torch.allclose(matched.matched(base, guides_train), by_hand[2], atol=1e-5)
+    with pytest.raises(ConfigError, match="subpixel_steps=1: it needs a sub-pixel stage, and this model has none"):
+        _model("none").set_runtime(subpixel_steps=1)
+    with pytest.raises(ConfigError, match="subpixel_steps"):
+        matched.set_runtime(subpixel_steps=0)
+
+
 def test_init_from_may_add_the_stage_but_not_drop_it(checkpoint, sample_root, tmp_path):
     from stereo.checkpoint import load_checkpoint
     from stereo.train import Trainer

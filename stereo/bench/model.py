@@ -3,13 +3,13 @@
     python scripts/bench_model.py [runs=3] [threads=2] [budget_gb=12] [memory=true] [out=bench_results/model.json]
 
 Eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with dot-product attention, ``ea_psmnet_light`` and
-``ea_psmnet`` with attention at 1/2 resolution (efficient and dot-product), ``ea_psmnet`` with each linear
-attention kind (linear, latent, multires) at 1/4 resolution and ``ea_psmnet_light`` with its sub-pixel
-refinement (``model.refine``) and stage (one or two updates), at each size in ``eval_sizes``
-(``variants=[label,...]`` runs only those) and in each of ``eval_precisions``; a training step (forward,
-PSMNet's 0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``, of each of
-``train_models`` in each of ``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with native
-bf16, for either list: the ratios then add each bf16 case's time over its fp32 twin). Dot-product cases whose
+``ea_psmnet`` with attention at 1/2 resolution (efficient and dot-product), ``ea_psmnet`` with each linear attention
+kind (linear, latent, multires) at 1/4 resolution and ``ea_psmnet_light`` with its sub-pixel refinement
+(``model.refine``) and stage (one, two or three updates; two then a round of the runtime's ``propagate``), at each
+size in ``eval_sizes`` (``variants=[label,...]`` runs only those) and in each of ``eval_precisions``; a training
+step (forward, PSMNet's 0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``,
+of each of ``train_models`` in each of ``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with
+native bf16, for either list: the ratios then add each bf16 case's time over its fp32 twin). Dot-product cases whose
 attention map alone is estimated above ``budget_gb`` are skipped with the estimate.
 
 Times: the cases of one size (and the training steps) run in one process, taking turns round by round
@@ -38,6 +38,7 @@ HALF = [
     "feature.attention.0.value_channels=32",
 ]
 TWO_UPDATES = ["refine=modes", "subpixel=match", "subpixel_steps=2"]  # the shipped weights' stage since gen3l
+THREE_UPDATES = ["refine=modes", "subpixel=match", "subpixel_steps=3"]  # the runtime's subpixel_steps=3 costs so
 # (label, model config, overrides, attention (channels, key, value, stride) for the memory estimate)
 VARIANTS = [
     ("psmnet", "psmnet", [], None),
@@ -50,9 +51,15 @@ VARIANTS = [
     ("ea_psmnet_light refine=modes", "ea_psmnet_light", ["refine=modes"], None),
     ("ea_psmnet_light refine=modes subpixel=match", "ea_psmnet_light", ["refine=modes", "subpixel=match"], None),
     ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=2", "ea_psmnet_light", TWO_UPDATES, None),
+    ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=3", "ea_psmnet_light", THREE_UPDATES, None),
+    ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 propagate=1", "ea_psmnet_light", TWO_UPDATES, None),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]
+
+RUNTIME_OF = {  # variants that differ from another only in runtime settings (stereo.config.RuntimeConfig)
+    "ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 propagate=1": {"propagate": 1},
+}
 
 
 @dataclass
@@ -106,7 +113,8 @@ def _record(variant: str, model: str, h: int, w: int, precision: str, overrides:
     """A case to measure: its variant (the table's label) and its :class:`~stereo.bench.cases.NetworkCase`,
     whose label is unique within its interleaved group."""
     label = f"{variant} {precision}" + (" train" if train else "")
-    case = NetworkCase(label, model, h, w, list(overrides or []), train=train, batch=batch, precision=precision)
+    case = NetworkCase(label, model, h, w, list(overrides or []), train=train, batch=batch, precision=precision,
+                       runtime=RUNTIME_OF.get(variant))  # fmt: skip
     return {"variant": variant, "case": asdict(case)}
 
 

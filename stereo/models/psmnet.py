@@ -96,7 +96,7 @@ class PSMNet(nn.Module):
         of the largest disparity probability reaches ``exit_threshold``) or ``head`` (always answer with
         head ``exit_head``)."""
         rt = runtime_config(runtime if runtime is not None else getattr(self, "runtime", None), **changes)
-        errors = runtime_model_errors(rt, self.config.refine, self.hourglasses)
+        errors = runtime_model_errors(rt, self.config.refine, self.hourglasses, self.config.subpixel)
         if errors:
             raise ConfigError("; ".join(errors))
         self.runtime = rt
@@ -199,11 +199,14 @@ class PSMNet(nn.Module):
         return StereoOutput(self.polished(torch.cat(disps), left, right), conf, heads, 1)
 
     def matched(self, disp: torch.Tensor, guides: Guides) -> torch.Tensor:
-        """The (B, H, W) disparity after ``model.subpixel``'s full-resolution matching (unchanged without it,
-        or in eval with ``refinement=false``, which asks for the network's own answer)."""
+        """The (B, H, W) disparity after ``model.subpixel``'s full-resolution matching and, in eval, the
+        runtime's ``propagate`` (unchanged without the stage, or in eval with ``refinement=false``, which asks
+        for the network's own answer)."""
         if self.subpixel is None or (not self.training and not self.runtime.refinement):
             return disp
-        return self.subpixel(disp, *guides)
+        if self.training:
+            return self.subpixel(disp, *guides)
+        return self.subpixel(disp, *guides, steps=self.runtime.subpixel_steps, propagation=self.runtime.propagate)
 
     def polished(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """The runtime's ``polish`` of the (B, H, W) disparity (none: unchanged)."""

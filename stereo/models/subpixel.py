@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stereo.models.propagation import propagate
 from stereo.models.refinement import warp_right_to_left
 
 OFFSETS = tuple(k / 4 for k in range(-6, 7))  # pixels around the current estimate: the correlation curve
@@ -44,8 +45,8 @@ def local_contrast(image: torch.Tensor) -> torch.Tensor:
 class SubpixelMatch(nn.Module):
     """Full-resolution sub-pixel updates of a disparity map.
 
-    ``forward(disp, left, right)``: the (B, H, W) disparity in pixels and the normalised views (B, 3, H, W)
-    -> the updated (B, H, W) disparity in pixels, never negative.
+    ``forward(disp, left, right, steps=None, propagation=0)``: the (B, H, W) disparity in pixels and the
+    normalised views (B, 3, H, W) -> the updated (B, H, W) disparity in pixels, never negative.
 
     Args:
         channels: width of the feature and head convolutions.
@@ -109,11 +110,20 @@ class SubpixelMatch(nn.Module):
         step = REACH * torch.tanh(out[:, 0]) * torch.sigmoid(out[:, 1])
         return F.relu(disp + step)
 
-    def forward(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        disp: torch.Tensor,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        steps: int | None = None,
+        propagation: int = 0,
+    ) -> torch.Tensor:
+        """``steps`` updates (None: the stage's own number, as trained), then ``propagation`` rounds of
+        :func:`~stereo.models.propagation.propagate` between the same features (no weights of its own)."""
         with torch.autocast(disp.device.type, enabled=False):
             disp = disp.float() if disp.dtype in (torch.float16, torch.bfloat16) else disp
             left = left.to(disp.dtype)
             fl, fr, contrast = self.embed(left), self.embed(right.to(disp.dtype)), local_contrast(left)
-            for _ in range(self.steps):
+            for _ in range(self.steps if steps is None else steps):
                 disp = self.update(fl, fr, disp, contrast)
-            return disp
+            return propagate(fl, fr, disp, propagation, COLOURS) if propagation else disp
