@@ -320,7 +320,8 @@ class RuntimeConfig:
         ge=0,
         help="eval: rounds of propagation after the sub-pixel stage (model.subpixel=match; models/propagation.py): "
         "each pixel takes the disparity of a neighbour 2-8 px away where the stage's features match better "
-        "there, which mends the band beside depth edges; no training; 0 = off",
+        "there, which mends the band beside depth edges; no training; 0 = off (1 helps on generated-v3's "
+        "photographs and harms rendered scenes: docs/inference.md)",
     )
 
 

@@ -23,7 +23,7 @@ NEIGHBOURS = tuple((dy, dx) for r in (2, 4, 8) for dy, dx in ((0, r), (0, -r), (
 WINDOW = 5  # pixels: the cost's averaging window (chosen on the selection sets, docs/inference.md)
 MARGIN = 0.1  # a neighbour's value must cost this much less: sensor noise on weak texture makes chance matches
 MIN_JUMP = 0.5  # pixels: a neighbour's value closer than this to the pixel's own is left to the sub-pixel stage
-OUTSIDE = 9.0  # the cost of a match outside the right view: above any cost inside (at most 2 + 2)
+OUTSIDE = 9.0  # a match outside the right view: above any inside (1 - cosine <= 2; normalised colours differ < 5)
 
 
 def shifted(disp: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
