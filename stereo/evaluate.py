@@ -160,6 +160,7 @@ def _stage_steps(cfg: EvalAppConfig, model: Any) -> int | None:
 def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
     """The :class:`EvalReport` of an evaluation loop's result ``r`` and how it was measured."""
     s = r.summary
+    stage_steps = _stage_steps(cfg, model)
     result = EvalReport(
         epe=s.epe,
         bad05=s.bad05,
@@ -187,8 +188,8 @@ def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any
         refinement=bool(cfg.refinement) if _refines(model) else None,
         adapt_steps=cfg.adapt_steps if cfg.adapt else 0,
         mean_head=s.mean_head,
-        subpixel_steps=_stage_steps(cfg, model),
-        propagate=int(cfg.propagate) if _stage_steps(cfg, model) is not None else 0,
+        subpixel_steps=stage_steps,
+        propagate=int(cfg.propagate) if stage_steps is not None else 0,
     )
     if cfg.method == "sgbm":
         result.sgbm = {**to_plain(cfg.sgbm), "num_disparities": model.max_disp}

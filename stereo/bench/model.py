@@ -38,7 +38,6 @@ HALF = [
     "feature.attention.0.value_channels=32",
 ]
 TWO_UPDATES = ["refine=modes", "subpixel=match", "subpixel_steps=2"]  # the shipped weights' stage since gen3l
-THREE_UPDATES = ["refine=modes", "subpixel=match", "subpixel_steps=3"]  # the runtime's subpixel_steps=3 costs so
 # (label, model config, overrides, attention (channels, key, value, stride) for the memory estimate)
 VARIANTS = [
     ("psmnet", "psmnet", [], None),
@@ -51,13 +50,14 @@ VARIANTS = [
     ("ea_psmnet_light refine=modes", "ea_psmnet_light", ["refine=modes"], None),
     ("ea_psmnet_light refine=modes subpixel=match", "ea_psmnet_light", ["refine=modes", "subpixel=match"], None),
     ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=2", "ea_psmnet_light", TWO_UPDATES, None),
-    ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=3", "ea_psmnet_light", THREE_UPDATES, None),
+    ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=3", "ea_psmnet_light", TWO_UPDATES, None),
     ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 propagate=1", "ea_psmnet_light", TWO_UPDATES, None),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]
 
 RUNTIME_OF = {  # variants that differ from another only in runtime settings (stereo.config.RuntimeConfig)
+    "ea_psmnet_light refine=modes subpixel=match subpixel_steps=3": {"subpixel_steps": 3},
     "ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 propagate=1": {"propagate": 1},
 }
 

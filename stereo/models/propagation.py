@@ -35,6 +35,15 @@ def shifted(disp: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return wide[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
 
 
+def agreement(fl: torch.Tensor, warped: torch.Tensor, colours: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """How well the right view's embedding, warped to the left (B, C, H, W), agrees with the left's ``fl``: the
+    (B, 1, H, W) cosine of the unit-length features and mean absolute difference of the last ``colours``
+    channels (the views' colours). The sub-pixel stage's curve reads both; :func:`match_cost` combines them."""
+    c = fl.shape[1] - colours
+    cosine = (fl[:, :c] * warped[:, :c]).sum(1, keepdim=True)
+    return cosine, (fl[:, c:] - warped[:, c:]).abs().mean(1, keepdim=True)
+
+
 def match_cost(
     fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor, colours: int, window: int = WINDOW
 ) -> torch.Tensor:
@@ -43,9 +52,8 @@ def match_cost(
     ``fr``: (B, C, H, W) embeddings whose last ``colours`` channels are the views' colours and whose others are
     unit-length features. :data:`OUTSIDE` where the match leaves the right view."""
     warped, inside = warp_right_to_left(fr, disp)
-    c = fl.shape[1] - colours
-    cosine = (fl[:, :c] * warped[:, :c]).sum(1, keepdim=True)
-    cost = 1 - cosine + (fl[:, c:] - warped[:, c:]).abs().mean(1, keepdim=True)
+    cosine, colour = agreement(fl, warped, colours)
+    cost = 1 - cosine + colour
     cost = torch.where(inside > 0.5, cost, torch.full_like(cost, OUTSIDE))
     return F.avg_pool2d(cost, window, stride=1, padding=window // 2, count_include_pad=False)[:, 0]
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stereo.models.propagation import propagate
+from stereo.models.propagation import agreement, propagate
 from stereo.models.refinement import warp_right_to_left
 
 OFFSETS = tuple(k / 4 for k in range(-6, 7))  # pixels around the current estimate: the correlation curve
@@ -92,11 +92,11 @@ class SubpixelMatch(nn.Module):
         (B, 1, H, W) share of offsets whose match lies inside the right view. ``fl``/``fr``: the views'
         features with their colours last (:meth:`embed`)."""
         scores, colour, inside = [], [], []
-        c = fl.shape[1] - COLOURS
         for offset in OFFSETS:
             warped, ok = warp_right_to_left(fr, disp + offset)
-            scores.append((fl[:, :c] * warped[:, :c]).sum(1, keepdim=True))
-            colour.append((fl[:, c:] - warped[:, c:]).abs().mean(1, keepdim=True))
+            cosine, difference = agreement(fl, warped, COLOURS)
+            scores.append(cosine)
+            colour.append(difference)
             inside.append(ok)
         return torch.cat(scores + colour, 1), torch.cat(inside, 1).mean(1, keepdim=True)
 
