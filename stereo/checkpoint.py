@@ -286,15 +286,16 @@ def init_conflicts(saved: Any, wanted: Any) -> list[str]:
     to a network without one (those layers start as the identity), and any refinement when ``wanted``
     changes the resolution (a new network, whose regression the old refinement was not made for: its
     weights are dropped, and a refinement ``wanted`` has starts as the identity); a sub-pixel stage
-    (``model.subpixel``) likewise: added, it starts as the identity; at another resolution it is dropped."""
-    ignore = WEIGHTLESS_KEYS + (("subpixel",) if _restarts(saved, wanted, "subpixel") else ())
+    (``model.subpixel``) and its learned choice (``model.subpixel_select``) likewise: added, each starts as the
+    identity; at another resolution they are dropped."""
+    ignore = WEIGHTLESS_KEYS + tuple(key for key in ("subpixel", "subpixel_select") if _restarts(saved, wanted, key))
     if _restarts(saved, wanted, "refine"):
         ignore += ("refine", "refine_channels")
     return config_differences(saved, wanted, ignore=ignore)
 
 
 # model config key -> the state-dict prefix of the light stage it adds after the network
-STAGES = {"refine": "refinement.", "subpixel": "subpixel."}
+STAGES = {"refine": "refinement.", "subpixel": "subpixel.", "subpixel_select": "subpixel.selector."}
 
 
 def _restarts(saved: Any, wanted: Any, key: str) -> bool:
@@ -318,7 +319,7 @@ def init_weights(model: torch.nn.Module, checkpoint: str | os.PathLike, wanted: 
         s, w = model_config(ckpt["model_config"]), model_config(wanted)
         hint = "".join(
             f"; its {what} is part of the weights: add model.{key}={getattr(s, key)}"
-            for key, what in (("refine", "refinement"), ("subpixel", "sub-pixel stage"))
+            for key, what in (("refine", "refinement"), ("subpixel", "sub-pixel stage"), ("subpixel_select", "choice"))
             if str(getattr(s, key)) != "none" and str(getattr(w, key)) == "none"
         )
         raise CheckpointError(

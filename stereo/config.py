@@ -95,6 +95,11 @@ class Subpixel(Choice):
     match = "match"
 
 
+class Select(Choice):
+    none = "none"
+    learned = "learned"
+
+
 class Loss(Choice):
     smooth_l1 = "smooth_l1"
     l1 = "l1"
@@ -254,6 +259,12 @@ class ModelConfig:
         "(models/subpixel.py)",
     )
     subpixel_steps: int = rng(1, ge=1, help="subpixel=match: updates with shared weights, each from the last")
+    subpixel_select: Select = rng(
+        Select.none,
+        help="none | learned (subpixel=match): after the updates, each pixel keeps its disparity or takes a "
+        "neighbour's (2-8 px away) by a learned choice from how well the views match at each "
+        "(models/selection.py); in eval it picks one, never a blend",
+    )
 
 
 # ---- runtime (how to run, never frozen into a checkpoint) -------------------------------------------------

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from stereo.checkpoint import (
+    STAGES,
     config_differences,
     init_weights,
     load_checkpoint,
@@ -403,7 +404,9 @@ class Trainer:
             source = resolve_checkpoint(t.init_from)  # a path, or shipped
             kept = init_weights(self.model, source, cfg.model)
             if self.rank == 0:
-                parts = " and ".join(sorted({k.split(".")[0] for k in kept}))  # the added modules
+                # the added modules: the longest stage prefix of each weight (subpixel.selector within subpixel)
+                parts = " and ".join(sorted({max((p for p in STAGES.values() if k.startswith(p)), key=len,
+                                                 default=k.split(".")[0] + ".")[:-1] for k in kept}))  # fmt: skip
                 added = f" ({len(kept)} tensors of the added {parts} left at the identity start)" if kept else ""
                 log.info("weights from %s%s", source, added)
         # Modules kept in eval mode while the rest trains: frozen ones, and every BatchNorm with train.bn_eval.

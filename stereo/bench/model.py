@@ -52,6 +52,12 @@ VARIANTS = [
     ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=2", "ea_psmnet_light", TWO_UPDATES, None),
     ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=3", "ea_psmnet_light", TWO_UPDATES, None),
     ("ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 propagate=1", "ea_psmnet_light", TWO_UPDATES, None),
+    (
+        "ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 subpixel_select=learned",
+        "ea_psmnet_light",
+        TWO_UPDATES + ["subpixel_select=learned"],
+        None,
+    ),  # fmt: skip
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]

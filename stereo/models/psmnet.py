@@ -83,7 +83,12 @@ class PSMNet(nn.Module):
         # refine=none has no weights: a PSMNet's state dict stays exactly the original's.
         self.refinement = build_refinement(str(cfg.refine), cfg.max_disp, cfg.refine_channels)
         # subpixel=none registers nothing: the state dict stays the same as without the option.
-        self.subpixel = SubpixelMatch(steps=cfg.subpixel_steps) if str(cfg.subpixel) == "match" else None
+        select = str(cfg.subpixel_select) == "learned"
+        if select and str(cfg.subpixel) != "match":
+            raise ConfigError(
+                "model.subpixel_select=learned chooses after the sub-pixel stage: it needs model.subpixel=match"
+            )
+        self.subpixel = SubpixelMatch(steps=cfg.subpixel_steps, select=select) if str(cfg.subpixel) == "match" else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()

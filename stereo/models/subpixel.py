@@ -23,6 +23,7 @@ from torch import nn
 
 from stereo.models.propagation import agreement, propagate
 from stereo.models.refinement import warp_right_to_left
+from stereo.models.selection import NeighbourSelect
 
 OFFSETS = tuple(k / 4 for k in range(-6, 7))  # pixels around the current estimate: the correlation curve
 REACH = 1.5  # pixels: the largest residual one update can add (the curve's extent)
@@ -52,9 +53,11 @@ class SubpixelMatch(nn.Module):
         channels: width of the feature and head convolutions.
         feature_channels: channels of the features that are correlated.
         steps: updates with shared weights, each from the previous answer.
+        select: after the updates, a learned choice among each pixel's and its neighbours' disparities
+            (:class:`~stereo.models.selection.NeighbourSelect`, ``model.subpixel_select=learned``).
     """
 
-    def __init__(self, channels: int = 16, feature_channels: int = 8, steps: int = 1) -> None:
+    def __init__(self, channels: int = 16, feature_channels: int = 8, steps: int = 1, select: bool = False) -> None:
         super().__init__()
         self.steps = steps
         k = len(OFFSETS)
@@ -78,6 +81,10 @@ class SubpixelMatch(nn.Module):
         self.out = nn.Conv2d(channels, 2, 3, padding=1)  # (residual, gate logit)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # None registers nothing: the state dict of a stage without it stays as it was.
+        self.selector = NeighbourSelect(COLOURS) if select else None
+        if self.selector is not None:
+            self.full_resolution_channels = max(self.full_resolution_channels, views + self.selector.peak_channels)
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised view -> (B, feature_channels + 3, H, W): unit-length feature vectors, then
@@ -118,7 +125,8 @@ class SubpixelMatch(nn.Module):
         steps: int | None = None,
         propagation: int = 0,
     ) -> torch.Tensor:
-        """``steps`` updates (None: the stage's own number, as trained), then ``propagation`` rounds of
+        """``steps`` updates (None: the stage's own number, as trained), the learned choice among neighbours'
+        disparities if the stage has one, then ``propagation`` rounds of
         :func:`~stereo.models.propagation.propagate` between the same features (no weights of its own)."""
         with torch.autocast(disp.device.type, enabled=False):
             disp = disp.float() if disp.dtype in (torch.float16, torch.bfloat16) else disp
@@ -126,4 +134,6 @@ class SubpixelMatch(nn.Module):
             fl, fr, contrast = self.embed(left), self.embed(right.to(disp.dtype)), local_contrast(left)
             for _ in range(self.steps if steps is None else steps):
                 disp = self.update(fl, fr, disp, contrast)
+            if self.selector is not None:
+                disp = self.selector(fl, fr, disp, contrast)
             return propagate(fl, fr, disp, propagation, COLOURS) if propagation else disp

@@ -1,0 +1,86 @@
+"""``model.subpixel_select=learned``: a learned choice among the disparities of a pixel's neighbours.
+
+:mod:`stereo.models.propagation`'s rule (take a neighbour's value when it matches better by a fixed margin)
+mends the band of wrong disparities beside a depth edge on photographs, but on rendered scenes with weak
+texture it also takes chance matches, and no hand-made guard kept one without the other (docs/inference.md).
+This head makes the same choice from learned evidence: for each candidate (the pixel's own value and those of
+:data:`~stereo.models.propagation.NEIGHBOURS`) the per-pixel match cost and its :data:`WINDOW` mean, relative to
+the own value's, and the jump to it, plus the own value's costs and the left view's local contrast; two
+convolutions read them over a neighbourhood and score each candidate. In eval the best-scored candidate wins
+(the pixel keeps a value some pixel already has: no blend across an edge); in training the scores' softmax
+weighs the candidates, so the truncated L1 of that mixture trains the head. Its last convolution starts at
+zero with the own value favoured, so an untrained head returns its input exactly in eval.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stereo.models.propagation import NEIGHBOURS, match_cost, shifted
+
+CANDIDATES = 1 + len(NEIGHBOURS)  # the pixel's own value first
+WINDOW = 5  # pixels: the window of the mean cost it reads beside the per-pixel one
+COST_CLIP = 3.0  # cost differences beyond this say nothing more (a match outside the right view costs 9)
+JUMP_CLIP = 16.0  # pixels: jumps beyond this read as this
+OWN_PRIOR = 2.0  # the own value's score at initialisation (others 0): softmax 0.38 on it, argmax certain
+
+
+def candidates(disp: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) disparity -> (B, :data:`CANDIDATES`, H, W): the pixel's own value, then each neighbour's."""
+    return torch.stack([disp] + [shifted(disp, dy, dx) for dy, dx in NEIGHBOURS], 1)
+
+
+class NeighbourSelect(nn.Module):
+    """Scores the candidates of each pixel and picks one (eval) or weighs them (training).
+
+    ``forward(fl, fr, disp, contrast)``: the views' embeddings (B, C, H, W) with their colours in the last
+    ``colours`` channels (:meth:`~stereo.models.subpixel.SubpixelMatch.embed`), the (B, H, W) disparity in
+    pixels and the left view's (B, 1, H, W) local contrast -> the (B, H, W) disparity in pixels.
+    """
+
+    def __init__(self, colours: int, channels: int = 32) -> None:
+        super().__init__()
+        self.colours = colours
+        inputs = 3 * len(NEIGHBOURS) + 3
+        self.body = nn.Sequential(
+            nn.Conv2d(inputs, channels, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
+            nn.LeakyReLU(0.2),
+        )
+        self.out = nn.Conv2d(channels, CANDIDATES, 1)
+        # float maps per pixel at its peak (the memory estimate): candidates, both costs, the input, two
+        # activations, the scores
+        self.peak_channels = 3 * CANDIDATES + inputs + 2 * channels + CANDIDATES
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.zero_()
+            self.out.bias[0] = OWN_PRIOR
+
+    def scores(
+        self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor, contrast: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (B, K, H, W) candidates in pixels and their (B, K, H, W) scores (higher: better)."""
+        values = candidates(disp)
+        raw = torch.stack([match_cost(fl, fr, values[:, k], self.colours, window=1) for k in range(CANDIDATES)], 1)
+        mean = F.avg_pool2d(raw, WINDOW, stride=1, padding=WINDOW // 2, count_include_pad=False)
+        x = torch.cat(
+            [
+                (mean[:, 1:] - mean[:, :1]).clamp(-COST_CLIP, COST_CLIP),
+                (raw[:, 1:] - raw[:, :1]).clamp(-COST_CLIP, COST_CLIP),
+                (values[:, 1:] - values[:, :1]).clamp(-JUMP_CLIP, JUMP_CLIP) / 4,
+                mean[:, :1].clamp(max=COST_CLIP),
+                raw[:, :1].clamp(max=COST_CLIP),
+                contrast / 4,
+            ],
+            1,
+        )
+        return values, self.out(self.body(x))
+
+    def forward(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+        values, scores = self.scores(fl, fr, disp, contrast)
+        if self.training:
+            return (scores.softmax(1) * values).sum(1)
+        return values.gather(1, scores.argmax(1, keepdim=True))[:, 0]

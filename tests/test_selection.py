@@ -1,0 +1,120 @@
+"""model.subpixel_select=learned: the candidates, the identity start, a pick in eval and a mixture in training,
+what a short training learns, and fine-tuning from weights without it."""
+
+import pytest
+import torch
+
+from stereo.config import load_config, to_plain
+from stereo.errors import CheckpointError, ConfigError
+from stereo.models import build_model
+from stereo.models.propagation import NEIGHBOURS, shifted
+from stereo.models.selection import CANDIDATES, NeighbourSelect, candidates
+from tests.test_propagation import COLOURS, _views
+
+
+def _model(*extra: str):
+    cfg = load_config("train", ["model=ea_psmnet_light", "model.max_disp=32", "model.refine=modes",
+                                "model.subpixel=match", *extra])  # fmt: skip
+    torch.manual_seed(0)
+    return build_model(cfg.model), cfg
+
+
+def test_candidates_are_the_own_value_then_each_neighbours():
+    disp = torch.rand(2, 9, 13)
+    values = candidates(disp)
+    assert values.shape == (2, CANDIDATES, 9, 13) and CANDIDATES == 1 + len(NEIGHBOURS)
+    assert torch.equal(values[:, 0], disp)
+    for k, (dy, dx) in enumerate(NEIGHBOURS, 1):
+        assert torch.equal(values[:, k], shifted(disp, dy, dx))
+
+
+def test_an_untrained_choice_returns_its_input_in_eval_and_the_stage_with_it_equals_the_stage_without():
+    fl, fr = _views(4, seed=5)
+    disp = 2 + 6 * torch.rand(1, 24, 48, generator=torch.Generator().manual_seed(6))
+    select = NeighbourSelect(COLOURS).eval()
+    assert torch.equal(select(fl, fr, disp, torch.zeros(1, 1, 24, 48)), disp)
+    with_it, _ = _model("model.subpixel_select=learned")
+    without, _ = _model()
+    without.load_state_dict({k: v for k, v in with_it.state_dict().items() if ".selector." not in k})
+    torch.nn.init.normal_(with_it.subpixel.out.weight, std=0.05)
+    without.subpixel.out.weight.data.copy_(with_it.subpixel.out.weight)
+    left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        assert torch.equal(with_it.eval().infer(left, right).disparity, without.eval().infer(left, right).disparity)
+    added = {k.split(".")[1] for k in with_it.state_dict()} - {k.split(".")[1] for k in without.state_dict()}
+    assert added == {"selector"}
+
+
+def test_eval_picks_a_candidate_and_training_mixes_them():
+    fl, fr = _views(4, seed=7)
+    disp = 2 + 6 * torch.rand(1, 24, 48, generator=torch.Generator().manual_seed(8))
+    contrast = torch.zeros(1, 1, 24, 48)
+    torch.manual_seed(1)
+    select = NeighbourSelect(COLOURS)
+    torch.nn.init.normal_(select.out.weight, std=0.5)
+    select.out.bias.data.zero_()  # no preference for the own value
+    values = candidates(disp)
+    with torch.no_grad():
+        picked = select.eval()(fl, fr, disp, contrast)
+    assert ((values == picked[:, None]).any(1)).all()  # every pixel holds one candidate exactly
+    assert not torch.equal(picked, disp)
+    mixed = select.train()(fl, fr, disp, contrast)
+    assert (mixed >= values.amin(1) - 1e-5).all() and (mixed <= values.amax(1) + 1e-5).all()
+    assert not ((values == mixed[:, None]).any(1)).all()  # a blend somewhere, so the loss has a gradient
+    mixed.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in select.parameters())
+
+
+def test_a_short_training_learns_to_mend_a_wrong_patch_and_leave_the_rest():
+    """One surface at 5 px, answers wrong by 3 px in random patches: after training on such answers (the soft
+    mixture's L1, as the engine trains it) the eval pick mends a new patch and keeps correct pixels."""
+    fl, fr = _views(5, h=32, w=64, seed=9)
+    contrast, truth = torch.zeros(1, 1, 32, 64), torch.full((1, 32, 64), 5.0)
+    g = torch.Generator().manual_seed(10)
+
+    def answer() -> torch.Tensor:
+        disp = truth + 0.1 * torch.randn(1, 32, 64, generator=g)
+        y, x = int(torch.randint(4, 26, (1,), generator=g)), int(torch.randint(4, 56, (1,), generator=g))
+        disp[:, y : y + 3, x : x + 4] += 3.0
+        return disp
+
+    torch.manual_seed(2)
+    select = NeighbourSelect(COLOURS)
+    opt = torch.optim.Adam(select.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = (select.train()(fl, fr, answer(), contrast) - truth).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    disp = truth + 0.1 * torch.randn(1, 32, 64, generator=g)
+    disp[:, 14:17, 30:34] += 3.0
+    with torch.no_grad():
+        out = select.eval()(fl, fr, disp, contrast)
+    assert (out[:, 14:17, 30:34] - truth[:, 14:17, 30:34]).abs().max() < 0.5  # mended: near the surface's 5 px
+    mask = torch.ones_like(disp, dtype=torch.bool)
+    mask[:, 12:19, 26:38] = False
+    assert ((out - truth).abs() > 0.5)[mask].sum() == 0  # no correct pixel took a wrong value
+
+
+def test_fine_tuning_adds_the_choice_at_its_identity_start_and_refuses_to_drop_it(tmp_path):
+    from stereo.checkpoint import init_weights
+
+    before, cfg = _model()
+    torch.nn.init.normal_(before.subpixel.out.weight, std=0.05)
+    path = tmp_path / "before.pt"
+    torch.save({"model": before.state_dict(), "model_config": to_plain(cfg.model), "step": 0}, path)
+    after, after_cfg = _model("model.subpixel_select=learned")
+    kept = init_weights(after, path, after_cfg.model)
+    assert kept and all(k.startswith("subpixel.selector.") for k in kept)
+    assert torch.equal(after.subpixel.out.weight, before.subpixel.out.weight)
+    assert after.subpixel.selector.out.bias[0] > 0 and not after.subpixel.selector.out.weight.any()
+    path2 = tmp_path / "after.pt"
+    torch.save({"model": after.state_dict(), "model_config": to_plain(after_cfg.model), "step": 0}, path2)
+    plain, plain_cfg = _model()
+    with pytest.raises(CheckpointError, match="subpixel_select=learned"):
+        init_weights(plain, path2, plain_cfg.model)
+
+
+def test_the_choice_needs_the_stage():
+    with pytest.raises(ConfigError, match="subpixel_select=learned .* needs model.subpixel=match"):
+        build_model(load_config("train", ["model=ea_psmnet_light", "model.subpixel_select=learned"]).model)
