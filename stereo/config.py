@@ -261,9 +261,9 @@ class ModelConfig:
     subpixel_steps: int = rng(1, ge=1, help="subpixel=match: updates with shared weights, each from the last")
     subpixel_select: Select = rng(
         Select.none,
-        help="none | learned (subpixel=match): after the updates, each pixel keeps its disparity or takes a "
-        "neighbour's (2-8 px away) by a learned choice from how well the views match at each "
-        "(models/selection.py); in eval it picks one, never a blend",
+        help="none | learned (subpixel=match): after the updates, each pixel's disparity moves towards a learned "
+        "mixture of its own and its neighbours' (2-8 px away), weighed by how well the views match at each "
+        "(models/selection.py)",
     )
 
 

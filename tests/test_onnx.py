@@ -28,6 +28,9 @@ def _checkpoint(name, path, overrides=()):
         torch.nn.init.normal_(model.refinement.head.weight, std=0.05)
     if model.subpixel is not None:
         torch.nn.init.normal_(model.subpixel.out.weight, std=0.05)
+        if model.subpixel.selector is not None:
+            torch.nn.init.normal_(model.subpixel.selector.out.weight, std=0.05)
+            torch.nn.init.constant_(model.subpixel.selector.gain, 0.1)
     torch.save({"model": model.state_dict(), "model_config": to_plain(cfg), "step": 0}, path)
     return path
 
@@ -41,8 +44,9 @@ def _checkpoint(name, path, overrides=()):
         # Its refinement (refine=modes) picks an argmax that random weights leave to rounding: see the next test.
         ("ea_psmnet_fast", ["refine=none"]),
         ("ea_psmnet_light", ["subpixel=match", "subpixel_steps=2"]),
+        ("ea_psmnet_light", ["subpixel=match", "subpixel_select=learned"]),
     ],
-    ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_fast", "subpixel"],
+    ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_fast", "subpixel", "subpixel_select"],
 )
 def test_onnx_runtime_matches_pytorch(name, overrides, tmp_path):
     from stereo.checkpoint import load_network

@@ -1,4 +1,4 @@
-"""model.subpixel_select=learned: the candidates, the identity start, a pick in eval and a mixture in training,
+"""model.subpixel_select=learned: the candidates, the identity start, the mixture (the same in training and eval),
 what a short training learns, and fine-tuning from weights without it."""
 
 import pytest
@@ -8,7 +8,7 @@ from stereo.config import load_config, to_plain
 from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
 from stereo.models.propagation import NEIGHBOURS, shifted
-from stereo.models.selection import CANDIDATES, NeighbourSelect, candidates
+from stereo.models.selection import CANDIDATES, GAIN_RATE, NeighbourSelect, candidates
 from tests.test_propagation import COLOURS, _views
 
 
@@ -28,11 +28,12 @@ def test_candidates_are_the_own_value_then_each_neighbours():
         assert torch.equal(values[:, k], shifted(disp, dy, dx))
 
 
-def test_an_untrained_choice_returns_its_input_in_eval_and_the_stage_with_it_equals_the_stage_without():
+def test_an_untrained_choice_returns_its_input_and_the_stage_with_it_equals_the_stage_without():
     fl, fr = _views(4, seed=5)
     disp = 2 + 6 * torch.rand(1, 24, 48, generator=torch.Generator().manual_seed(6))
-    select = NeighbourSelect(COLOURS).eval()
-    assert torch.equal(select(fl, fr, disp, torch.zeros(1, 1, 24, 48)), disp)
+    select = NeighbourSelect(COLOURS)
+    for mode in (select.eval(), select.train()):
+        assert torch.equal(mode(fl, fr, disp, torch.zeros(1, 1, 24, 48)), disp)
     with_it, _ = _model("model.subpixel_select=learned")
     without, _ = _model()
     without.load_state_dict({k: v for k, v in with_it.state_dict().items() if ".selector." not in k})
@@ -45,29 +46,30 @@ def test_an_untrained_choice_returns_its_input_in_eval_and_the_stage_with_it_equ
     assert added == {"selector"}
 
 
-def test_eval_picks_a_candidate_and_training_mixes_them():
+def test_the_mixture_weighs_the_candidates_by_the_scores_softmax_in_training_and_eval():
     fl, fr = _views(4, seed=7)
     disp = 2 + 6 * torch.rand(1, 24, 48, generator=torch.Generator().manual_seed(8))
     contrast = torch.zeros(1, 1, 24, 48)
     torch.manual_seed(1)
     select = NeighbourSelect(COLOURS)
     torch.nn.init.normal_(select.out.weight, std=0.5)
-    select.out.bias.data.zero_()  # no preference for the own value
-    values = candidates(disp)
     with torch.no_grad():
-        picked = select.eval()(fl, fr, disp, contrast)
-    assert ((values == picked[:, None]).any(1)).all()  # every pixel holds one candidate exactly
-    assert not torch.equal(picked, disp)
+        select.gain.fill_(0.75 / GAIN_RATE)
+    values, scores = select.scores(fl, fr, disp, contrast)
+    by_hand = disp + 0.75 * ((scores.softmax(1) * values).sum(1) - disp)
     mixed = select.train()(fl, fr, disp, contrast)
+    assert torch.allclose(mixed, by_hand, atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(select.eval()(fl, fr, disp, contrast), mixed.detach())
     assert (mixed >= values.amin(1) - 1e-5).all() and (mixed <= values.amax(1) + 1e-5).all()
-    assert not ((values == mixed[:, None]).any(1)).all()  # a blend somewhere, so the loss has a gradient
+    assert (mixed - disp).abs().max() > 0.1
     mixed.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in select.parameters())
 
 
 def test_a_short_training_learns_to_mend_a_wrong_patch_and_leave_the_rest():
-    """One surface at 5 px, answers wrong by 3 px in random patches: after training on such answers (the soft
-    mixture's L1, as the engine trains it) the eval pick mends a new patch and keeps correct pixels."""
+    """One surface at 5 px, answers wrong by 3 px in random patches: after training on such answers (the mixture's
+    L1, as the engine trains it) the mixture mends a new patch and keeps correct pixels."""
     fl, fr = _views(5, h=32, w=64, seed=9)
     contrast, truth = torch.zeros(1, 1, 32, 64), torch.full((1, 32, 64), 5.0)
     g = torch.Generator().manual_seed(10)
@@ -107,7 +109,7 @@ def test_fine_tuning_adds_the_choice_at_its_identity_start_and_refuses_to_drop_i
     kept = init_weights(after, path, after_cfg.model)
     assert kept and all(k.startswith("subpixel.selector.") for k in kept)
     assert torch.equal(after.subpixel.out.weight, before.subpixel.out.weight)
-    assert after.subpixel.selector.out.bias[0] > 0 and not after.subpixel.selector.out.weight.any()
+    assert after.subpixel.selector.gain == 0 and not after.subpixel.selector.out.weight.any()
     path2 = tmp_path / "after.pt"
     torch.save({"model": after.state_dict(), "model_config": to_plain(after_cfg.model), "step": 0}, path2)
     plain, plain_cfg = _model()

@@ -1,4 +1,4 @@
-"""``model.subpixel_select=learned``: a learned choice among the disparities of a pixel's neighbours.
+"""``model.subpixel_select=learned``: a learned weighing of a pixel's own disparity and its neighbours'.
 
 :mod:`stereo.models.propagation`'s rule (take a neighbour's value when it matches better by a fixed margin)
 mends the band of wrong disparities beside a depth edge on photographs, but on rendered scenes with weak
@@ -6,10 +6,12 @@ texture it also takes chance matches, and no hand-made guard kept one without th
 This head makes the same choice from learned evidence: for each candidate (the pixel's own value and those of
 :data:`~stereo.models.propagation.NEIGHBOURS`) the per-pixel match cost and its :data:`WINDOW` mean, relative to
 the own value's, and the jump to it, plus the own value's costs and the left view's local contrast; two
-convolutions read them over a neighbourhood and score each candidate. In eval the best-scored candidate wins
-(the pixel keeps a value some pixel already has: no blend across an edge); in training the scores' softmax
-weighs the candidates, so the truncated L1 of that mixture trains the head. Its last convolution starts at
-zero with the own value favoured, so an untrained head returns its input exactly in eval.
+convolutions read them over a neighbourhood and score each candidate. The scores' softmax weighs the candidates,
+in training (so the engine's truncated L1 of that mixture trains the head) and in eval alike: picking the
+best-scored candidate in eval instead was level with no choice at all on the selection sets, the mixture better
+(docs/models.md). The move from the own value to the mixture is scaled by a learned gain
+(:data:`GAIN_RATE` times the weight ``gain``), which starts at zero, so an untrained head returns its input
+exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ CANDIDATES = 1 + len(NEIGHBOURS)  # the pixel's own value first
 WINDOW = 5  # pixels: the window of the mean cost it reads beside the per-pixel one
 COST_CLIP = 3.0  # cost differences beyond this say nothing more (a match outside the right view costs 9)
 JUMP_CLIP = 16.0  # pixels: jumps beyond this read as this
-OWN_PRIOR = 2.0  # the own value's score at initialisation (others 0): softmax 0.38 on it, argmax certain
+OWN_PRIOR = 2.0  # the own value's score at initialisation (others 0): softmax 0.38 on it
+# The gain is this times its weight: Adam moves a weight by about its learning rate a step, so a plain scalar
+# would need ~1/lr steps to reach 1 from 0; this lets it get there in tens of steps, as fast as the scores learn.
+GAIN_RATE = 10.0
 
 
 def candidates(disp: torch.Tensor) -> torch.Tensor:
@@ -33,7 +38,7 @@ def candidates(disp: torch.Tensor) -> torch.Tensor:
 
 
 class NeighbourSelect(nn.Module):
-    """Scores the candidates of each pixel and picks one (eval) or weighs them (training).
+    """Scores the candidates of each pixel and weighs them.
 
     ``forward(fl, fr, disp, contrast)``: the views' embeddings (B, C, H, W) with their colours in the last
     ``colours`` channels (:meth:`~stereo.models.subpixel.SubpixelMatch.embed`), the (B, H, W) disparity in
@@ -55,6 +60,7 @@ class NeighbourSelect(nn.Module):
         # activations, the scores
         self.peak_channels = 3 * CANDIDATES + inputs + 2 * channels + CANDIDATES
         nn.init.zeros_(self.out.weight)
+        self.gain = nn.Parameter(torch.zeros(()))  # the move to the mixture / GAIN_RATE: 0, the identity, at first
         with torch.no_grad():
             self.out.bias.zero_()
             self.out.bias[0] = OWN_PRIOR
@@ -81,6 +87,4 @@ class NeighbourSelect(nn.Module):
 
     def forward(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
         values, scores = self.scores(fl, fr, disp, contrast)
-        if self.training:
-            return (scores.softmax(1) * values).sum(1)
-        return values.gather(1, scores.argmax(1, keepdim=True))[:, 0]
+        return disp + GAIN_RATE * self.gain * ((scores.softmax(1) * values).sum(1) - disp)

@@ -53,7 +53,7 @@ class SubpixelMatch(nn.Module):
         channels: width of the feature and head convolutions.
         feature_channels: channels of the features that are correlated.
         steps: updates with shared weights, each from the previous answer.
-        select: after the updates, a learned choice among each pixel's and its neighbours' disparities
+        select: after the updates, a learned mixture of each pixel's and its neighbours' disparities
             (:class:`~stereo.models.selection.NeighbourSelect`, ``model.subpixel_select=learned``).
     """
 
@@ -125,7 +125,7 @@ class SubpixelMatch(nn.Module):
         steps: int | None = None,
         propagation: int = 0,
     ) -> torch.Tensor:
-        """``steps`` updates (None: the stage's own number, as trained), the learned choice among neighbours'
+        """``steps`` updates (None: the stage's own number, as trained), the learned mixture of neighbours'
         disparities if the stage has one, then ``propagation`` rounds of
         :func:`~stereo.models.propagation.propagate` between the same features (no weights of its own)."""
         with torch.autocast(disp.device.type, enabled=False):
