@@ -57,7 +57,7 @@ VARIANTS = [
         "ea_psmnet_light",
         TWO_UPDATES + ["subpixel_select=learned"],
         None,
-    ),  # fmt: skip
+    ),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]
