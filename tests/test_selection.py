@@ -67,6 +67,35 @@ def test_the_mixture_weighs_the_candidates_by_the_scores_softmax_in_training_and
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in select.parameters())
 
 
+def test_in_training_the_scores_learn_as_if_the_gain_were_one_and_the_value_is_unchanged():
+    """The value is disp + gain * (mixture - disp); the gradient that reaches the candidates' weights (softmax of the
+    scores, and through them the scores' parameters and inputs) is that of gain 1, every other gradient exact."""
+    fl, fr = _views(4, seed=11)
+    disp0 = 2 + 6 * torch.rand(1, 24, 48, generator=torch.Generator().manual_seed(12))
+    target = disp0 + torch.randn(1, 24, 48, generator=torch.Generator().manual_seed(13))
+    contrast = torch.zeros(1, 1, 24, 48)
+    torch.manual_seed(3)
+    select = NeighbourSelect(COLOURS).train()
+    torch.nn.init.normal_(select.out.weight, std=0.5)
+    wrt = [*select.parameters()]
+    for g in (0.0, 0.3, -0.2):
+        with torch.no_grad():
+            select.gain.fill_(g / GAIN_RATE)
+        disp = disp0.clone().requires_grad_(True)
+        out = select(fl, fr, disp, contrast)
+        got = torch.autograd.grad((out - target).abs().sum(), [*wrt, disp])
+        values, scores = select.scores(fl, fr, disp, contrast)
+        w = scores.softmax(1)
+        gain = GAIN_RATE * select.gain
+        assert torch.allclose(out, disp + gain * ((w * values).sum(1) - disp), atol=1e-6)
+        upstream = torch.sign(out - target).detach()
+        by_hand = disp + gain * ((w.detach() * values).sum(1) - disp) + (w * values.detach()).sum(1)
+        expected = torch.autograd.grad((upstream * by_hand).sum(), [*wrt, disp])
+        for a, b in zip(got, expected, strict=True):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert all(a.abs().sum() > 0 for a in got)  # at gain 0 too
+
+
 def test_a_short_training_learns_to_mend_a_wrong_patch_and_leave_the_rest():
     """One surface at 5 px, answers wrong by 3 px in random patches: after training on such answers (the mixture's
     L1, as the engine trains it) the mixture mends a new patch and keeps correct pixels."""

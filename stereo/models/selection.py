@@ -11,7 +11,7 @@ in training (so the engine's truncated L1 of that mixture trains the head) and i
 best-scored candidate in eval instead was level with no choice at all on the selection sets, the mixture better
 (docs/models.md). The move from the own value to the mixture is scaled by a learned gain
 (:data:`GAIN_RATE` times the weight ``gain``), which starts at zero, so an untrained head returns its input
-exactly.
+exactly; in training the scores learn as if that gain were 1 (:meth:`NeighbourSelect.forward`).
 """
 
 from __future__ import annotations
@@ -87,4 +87,14 @@ class NeighbourSelect(nn.Module):
 
     def forward(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
         values, scores = self.scores(fl, fr, disp, contrast)
-        return disp + GAIN_RATE * self.gain * ((scores.softmax(1) * values).sum(1) - disp)
+        weights = scores.softmax(1)
+        gain = GAIN_RATE * self.gain
+        out = disp + gain * ((weights * values).sum(1) - disp)
+        if self.training and torch.is_grad_enabled():
+            # The scores learn as if the gain were 1: their true gradient is the gain times that, nothing at the
+            # zero start, and an untrained mixture (a blend of neighbours) hurts, so the gain drifts below zero and
+            # the scores never learn (a run did so: gain -0.035 after 600 steps). The term is zero in value; what
+            # flows back through the candidates' weights (to the scores and their inputs) is that of gain 1, the
+            # gain's gradient and that through the candidates' values stay exact.
+            out = out + (1 - gain).detach() * ((weights - weights.detach()) * values.detach()).sum(1)
+        return out
