@@ -96,6 +96,25 @@ def test_in_training_the_scores_learn_as_if_the_gain_were_one_and_the_value_is_u
         assert all(a.abs().sum() > 0 for a in got)  # at gain 0 too
 
 
+def test_a_gain_above_one_never_carries_a_disparity_below_zero():
+    """With a gain above 1 the move past the mixture can go below zero (pixels at 8 px beside a background at
+    0.1 px); the choice returns that move clamped at 0, elsewhere unchanged."""
+    fl, fr = _views(4, seed=21)
+    g = torch.Generator().manual_seed(22)
+    disp = torch.where(torch.rand(1, 24, 48, generator=g) < 0.5, 8.0, 0.1)
+    contrast = torch.zeros(1, 1, 24, 48)
+    torch.manual_seed(4)
+    select = NeighbourSelect(COLOURS).eval()
+    with torch.no_grad():
+        select.out.bias.zero_()  # every candidate weighs the same: the mixture is the neighbourhood's mean
+        select.gain.fill_(2.5 / GAIN_RATE)
+        values, scores = select.scores(fl, fr, disp, contrast)
+        unclamped = disp + 2.5 * ((scores.softmax(1) * values).sum(1) - disp)
+        out = select(fl, fr, disp, contrast)
+    assert (unclamped < -1).any()
+    assert torch.allclose(out, unclamped.clamp_min(0), atol=1e-5)
+
+
 def test_a_short_training_learns_to_mend_a_wrong_patch_and_leave_the_rest():
     """One surface at 5 px, answers wrong by 3 px in random patches: after training on such answers (the mixture's
     L1, as the engine trains it) the mixture mends a new patch and keeps correct pixels."""

@@ -11,7 +11,8 @@ in training (so the engine's truncated L1 of that mixture trains the head) and i
 best-scored candidate in eval instead was level with no choice at all on the selection sets, the mixture better
 (docs/models.md). The move from the own value to the mixture is scaled by a learned gain
 (:data:`GAIN_RATE` times the weight ``gain``), which starts at zero, so an untrained head returns its input
-exactly; in training the scores learn as if that gain were 1 (:meth:`NeighbourSelect.forward`).
+exactly; in training the scores learn as if that gain were 1 (:meth:`NeighbourSelect.forward`). The result is
+clamped at 0, as every disparity the model returns.
 """
 
 from __future__ import annotations
@@ -97,4 +98,6 @@ class NeighbourSelect(nn.Module):
             # flows back through the candidates' weights (to the scores and their inputs) is that of gain 1, the
             # gain's gradient and that through the candidates' values stay exact.
             out = out + (1 - gain).detach() * ((weights - weights.detach()) * values.detach()).sum(1)
-        return out
+        # A learned gain above 1 (the shipped weights' is 1.12) can carry a pixel past the mixture, below zero
+        # beside a near neighbour at 0; no disparity is negative.
+        return F.relu(out)
