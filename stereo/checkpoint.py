@@ -276,7 +276,7 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
 
 
 # Architecture keys that hold no weights: a network may fine-tune from weights made at another setting of them.
-WEIGHTLESS_KEYS = ("downsample", "feature.pool_sizes", "subpixel_steps")
+WEIGHTLESS_KEYS = ("downsample", "feature.pool_sizes", "subpixel_steps", "subpixel_rounds")
 
 
 def init_conflicts(saved: Any, wanted: Any) -> list[str]:

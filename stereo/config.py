@@ -265,6 +265,12 @@ class ModelConfig:
         "mixture of its own and its neighbours' (2-8 px away), weighed by how well the views match at each "
         "(models/selection.py)",
     )
+    subpixel_rounds: int = rng(
+        0,
+        ge=0,
+        help="subpixel_select=learned: after the updates and the choice, rounds of one more update and one more "
+        "choice, with the same weights (a choice mends a patch, the update then refines it at the pixel)",
+    )
 
 
 # ---- runtime (how to run, never frozen into a checkpoint) -------------------------------------------------
@@ -326,6 +332,12 @@ class RuntimeConfig:
         help="eval: updates of the model's sub-pixel stage (model.subpixel=match), each from the last; null = as "
         "trained (model.subpixel_steps: 2 for the shipped weights). 1 is faster, 3 reaches further (1.5 px each)",
     )
+    subpixel_rounds: int | None = rng(
+        None,
+        ge=0,
+        help="eval: rounds of one more update and one more learned choice after the sub-pixel stage's updates and "
+        "choice (model.subpixel_select=learned); null = as trained (model.subpixel_rounds)",
+    )
     propagate: int = rng(
         0,
         ge=0,
@@ -386,7 +398,7 @@ def unused_runtime_settings(runtime: RuntimeConfig) -> list[str]:
     if r.polish_min_zncc != d.polish_min_zncc and r.polish != Polish.zncc:
         lines.append(f"polish_min_zncc={r.polish_min_zncc:g} has no effect with polish={r.polish} (it needs "
                      "polish=zncc)")  # fmt: skip
-    for key in ("subpixel_steps", "propagate"):
+    for key in ("subpixel_steps", "subpixel_rounds", "propagate"):
         if getattr(r, key) != getattr(d, key) and not r.refinement:
             lines.append(f"{key}={getattr(r, key)} has no effect with refinement=false (the sub-pixel stage does "
                          "not run)")  # fmt: skip
@@ -902,7 +914,9 @@ def combination_errors(cfg: Any, schema: type) -> list[str]:
         if cfg.data.augment.enabled:
             errors.append("train.cache_frozen=true caches the network's answers for the views as read: set "
                           "data.augment.enabled=false")  # fmt: skip
-    return errors + runtime_model_errors(runtime_config(cfg), refine, cfg.model.hourglasses, cfg.model.subpixel)
+    return errors + runtime_model_errors(
+        runtime_config(cfg), refine, cfg.model.hourglasses, cfg.model.subpixel, cfg.model.subpixel_select
+    )
 
 
 def _adapt_errors(cfg: Any, schema: type) -> list[str]:
@@ -956,7 +970,11 @@ def _video_errors(cfg: Any) -> list[str]:
 
 
 def runtime_model_errors(
-    runtime: RuntimeConfig, refine: Refine | str, hourglasses: int, subpixel: Subpixel | str = Subpixel.none
+    runtime: RuntimeConfig,
+    refine: Refine | str,
+    hourglasses: int,
+    subpixel: Subpixel | str = Subpixel.none,
+    select: Select | str = Select.none,
 ) -> list[str]:
     """Runtime settings a model refuses: a training config checks them (:func:`combination_errors`), and
     so does a model loaded from a checkpoint (``PSMNet.set_runtime``), whose architecture only the file
@@ -975,6 +993,11 @@ def runtime_model_errors(
                 f"{key}={getattr(runtime, key)}: it needs a sub-pixel stage, and this model has none "
                 "(model.subpixel=none); the shipped weights have one"
             )
+    if runtime.subpixel_rounds and Select(str(select)) == Select.none:
+        errors.append(
+            f"subpixel_rounds={runtime.subpixel_rounds}: each round ends with the learned choice, and this model has "
+            "none (model.subpixel_select=none); the shipped weights have one"
+        )
     return errors
 
 

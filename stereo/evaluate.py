@@ -66,6 +66,7 @@ class EvalReport:
     adapt_steps: int  # adapt=true: the refinement's steps per pair before scoring (0: none)
     mean_head: float  # the mean hourglass head that answered (NaN without heads)
     subpixel_steps: int | None = None  # networks with a sub-pixel stage (model.subpixel) that ran: its updates
+    subpixel_rounds: int | None = None  # networks whose stage has a learned choice and ran: its rounds after it
     propagate: int = 0  # the rounds of propagation after that stage (models/propagation.py; 0: none)
     d1_definition: str = "error > 3 px and > 5% of gt (KITTI)"
     sgbm: dict[str, Any] | None = None  # method=sgbm: its settings
@@ -157,6 +158,14 @@ def _stage_steps(cfg: EvalAppConfig, model: Any) -> int | None:
     return stage.steps if cfg.subpixel_steps is None else int(cfg.subpixel_steps)
 
 
+def _stage_rounds(cfg: EvalAppConfig, model: Any) -> int | None:
+    """The rounds of update and learned choice after the stage's choice that ran (None: the stage has no choice)."""
+    stage = getattr(model, "subpixel", None)
+    if stage is None or stage.selector is None:
+        return None
+    return stage.rounds if cfg.subpixel_rounds is None else int(cfg.subpixel_rounds)
+
+
 def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any], max_disp: float) -> EvalReport:
     """The :class:`EvalReport` of an evaluation loop's result ``r`` and how it was measured."""
     s = r.summary
@@ -189,6 +198,7 @@ def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any
         adapt_steps=cfg.adapt_steps if cfg.adapt else 0,
         mean_head=s.mean_head,
         subpixel_steps=stage_steps,
+        subpixel_rounds=_stage_rounds(cfg, model) if stage_steps is not None else None,
         propagate=int(cfg.propagate) if stage_steps is not None else 0,
     )
     if cfg.method == "sgbm":

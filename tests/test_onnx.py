@@ -44,7 +44,7 @@ def _checkpoint(name, path, overrides=()):
         # Its refinement (refine=modes) picks an argmax that random weights leave to rounding: see the next test.
         ("ea_psmnet_fast", ["refine=none"]),
         ("ea_psmnet_light", ["subpixel=match", "subpixel_steps=2"]),
-        ("ea_psmnet_light", ["subpixel=match", "subpixel_select=learned"]),
+        ("ea_psmnet_light", ["subpixel=match", "subpixel_select=learned", "subpixel_rounds=1"]),
     ],
     ids=["ea_psmnet_light", "ea_psmnet", "psmnet", "ea_psmnet_fast", "subpixel", "subpixel_select"],
 )

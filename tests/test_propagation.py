@@ -131,3 +131,4 @@ def test_stereo_eval_applies_and_records_the_stage_settings(sample_root, tmp_pat
     assert (reports["both"]["subpixel_steps"], reports["both"]["propagate"]) == (3, 1)
     assert reports["both"]["epe"] != reports["plain"]["epe"]  # the settings reached the network
     assert (reports["off"]["subpixel_steps"], reports["off"]["propagate"]) == (None, 0)
+    assert reports["plain"]["subpixel_rounds"] is None  # no learned choice: no rounds

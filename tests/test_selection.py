@@ -9,6 +9,7 @@ from stereo.errors import CheckpointError, ConfigError
 from stereo.models import build_model
 from stereo.models.propagation import NEIGHBOURS, shifted
 from stereo.models.selection import CANDIDATES, GAIN_RATE, NeighbourSelect, candidates
+from stereo.models.subpixel import local_contrast
 from tests.test_propagation import COLOURS, _views
 
 
@@ -168,3 +169,62 @@ def test_fine_tuning_adds_the_choice_at_its_identity_start_and_refuses_to_drop_i
 def test_the_choice_needs_the_stage():
     with pytest.raises(ConfigError, match="subpixel_select=learned .* needs model.subpixel=match"):
         build_model(load_config("train", ["model=ea_psmnet_light", "model.subpixel_select=learned"]).model)
+
+
+def test_rounds_run_an_update_and_a_choice_each_after_the_first_choice_in_eval_and_as_trained_in_training():
+    model, _ = _model("model.subpixel_select=learned", "model.subpixel_steps=2", "model.subpixel_rounds=1")
+    stage = model.subpixel
+    torch.nn.init.normal_(stage.out.weight, std=0.05)
+    torch.nn.init.normal_(stage.selector.out.weight, std=0.5)
+    with torch.no_grad():
+        stage.selector.gain.fill_(0.8 / GAIN_RATE)
+    left, right = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    model.eval()
+    with torch.no_grad():
+        model.set_runtime(refinement=False)
+        base = model.infer(left, right).disparity  # the answer before the stage
+        guides = model.guides(left, right)
+        fl, fr, contrast = stage.embed(guides[0]), stage.embed(guides[1]), local_contrast(guides[0])
+        disp = stage.update(fl, fr, stage.update(fl, fr, base, contrast), contrast)
+        by_hand = [stage.selector(fl, fr, disp, contrast)]  # after 0, 1, 2 rounds
+        for _ in range(2):
+            by_hand.append(stage.selector(fl, fr, stage.update(fl, fr, by_hand[-1], contrast), contrast))
+        assert (by_hand[1] - by_hand[0]).abs().max() > 0.05  # a round changes the answer
+        model.set_runtime(refinement=True)
+        assert torch.allclose(model.infer(left, right).disparity, by_hand[1], atol=1e-5)  # null: as trained
+        for k in (0, 2):
+            model.set_runtime(subpixel_rounds=k)
+            assert torch.allclose(model.infer(left, right).disparity, by_hand[k], atol=1e-5)
+        model.train()
+        assert torch.allclose(model.matched(base, model.guides(left, right)), by_hand[1], atol=1e-5)
+    with pytest.raises(ConfigError, match="subpixel_rounds=1: each round ends with the learned choice"):
+        _model()[0].set_runtime(subpixel_rounds=1)
+    with pytest.raises(ConfigError, match="subpixel_rounds=1: each round ends with the learned choice"):
+        _model("model.subpixel_rounds=1")
+
+
+def test_fine_tuning_may_change_the_rounds_and_stereo_eval_records_them(sample_root, tmp_path):
+    import json
+
+    from stereo.checkpoint import init_weights
+    from stereo.evaluate import evaluate
+    from tests.conftest import make_tiny_cfg
+
+    cfg = make_tiny_cfg(sample_root, "model.refine=modes", "model.subpixel=match", "model.subpixel_select=learned")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    torch.nn.init.normal_(model.subpixel.out.weight, std=0.05)
+    path = tmp_path / "s.pt"
+    torch.save({"model": model.state_dict(), "model_config": to_plain(cfg.model), "step": 0}, path)
+    more = build_model(make_tiny_cfg(sample_root, "model.refine=modes", "model.subpixel=match",
+                                     "model.subpixel_select=learned", "model.subpixel_rounds=2").model)  # fmt: skip
+    init_weights(more, path, more.config)  # the rounds hold no weights
+    assert more.subpixel.rounds == 2
+    assert all(torch.equal(a, b) for a, b in zip(more.state_dict().values(), model.state_dict().values(), strict=True))
+    reports = {}
+    for label, extra in (("plain", []), ("rounds", ["subpixel_rounds=1"])):
+        eval_cfg = load_config("eval", [f"checkpoint={path}", f"data.root={sample_root}", "device=cpu", "data.limit=2",
+                                        *extra])  # fmt: skip
+        evaluate(eval_cfg, tmp_path / label, show_progress=False, tensorboard=False)
+        reports[label] = json.loads((tmp_path / label / "metrics.json").read_text())
+    assert (reports["plain"]["subpixel_rounds"], reports["rounds"]["subpixel_rounds"]) == (0, 1)

@@ -5,8 +5,9 @@
 Eval forward of ``psmnet``, ``ea_psmnet``, ``ea_psmnet`` with dot-product attention, ``ea_psmnet_light`` and
 ``ea_psmnet`` with attention at 1/2 resolution (efficient and dot-product), ``ea_psmnet`` with each linear attention
 kind (linear, latent, multires) at 1/4 resolution and ``ea_psmnet_light`` with its sub-pixel refinement
-(``model.refine``) and stage (one, two or three updates; two then a round of the runtime's ``propagate``), at each
-size in ``eval_sizes`` (``variants=[label,...]`` runs only those) and in each of ``eval_precisions``; a training
+(``model.refine``) and stage (one, two or three updates; two then a round of the runtime's ``propagate``; two, the
+learned choice, then none or one round of update and choice), at each size in ``eval_sizes``
+(``variants=[label,...]`` runs only those) and in each of ``eval_precisions``; a training
 step (forward, PSMNet's 0.5/0.7/1.0 loss over the heads, backward, Adam) at ``train_size``, batch ``train_batch``,
 of each of ``train_models`` in each of ``train_precisions`` (fp32 by default; ``[fp32,bf16]`` on hardware with
 native bf16, for either list: the ratios then add each bf16 case's time over its fp32 twin). Dot-product cases whose
@@ -58,6 +59,12 @@ VARIANTS = [
         TWO_UPDATES + ["subpixel_select=learned"],
         None,
     ),
+    (
+        "ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 subpixel_select=learned subpixel_rounds=1",
+        "ea_psmnet_light",
+        TWO_UPDATES + ["subpixel_select=learned"],
+        None,
+    ),
     ("ea_psmnet attn@1/2", "ea_psmnet", HALF, None),
     ("ea_psmnet attn@1/2 dot-product", "ea_psmnet", HALF + DOT, (32, 16, 32, 2)),
 ]
@@ -65,6 +72,9 @@ VARIANTS = [
 RUNTIME_OF = {  # variants that differ from another only in runtime settings (stereo.config.RuntimeConfig)
     "ea_psmnet_light refine=modes subpixel=match subpixel_steps=3": {"subpixel_steps": 3},
     "ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 propagate=1": {"propagate": 1},
+    "ea_psmnet_light refine=modes subpixel=match subpixel_steps=2 subpixel_select=learned subpixel_rounds=1": {
+        "subpixel_rounds": 1
+    },
 }
 
 

@@ -88,7 +88,16 @@ class PSMNet(nn.Module):
             raise ConfigError(
                 "model.subpixel_select=learned chooses after the sub-pixel stage: it needs model.subpixel=match"
             )
-        self.subpixel = SubpixelMatch(steps=cfg.subpixel_steps, select=select) if str(cfg.subpixel) == "match" else None
+        if cfg.subpixel_rounds and not select:
+            raise ConfigError(
+                f"model.subpixel_rounds={cfg.subpixel_rounds}: each round ends with the learned choice; it needs "
+                "model.subpixel_select=learned"
+            )
+        self.subpixel = (
+            SubpixelMatch(steps=cfg.subpixel_steps, select=select, rounds=cfg.subpixel_rounds)
+            if str(cfg.subpixel) == "match"
+            else None
+        )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_runtime()
@@ -101,7 +110,9 @@ class PSMNet(nn.Module):
         of the largest disparity probability reaches ``exit_threshold``) or ``head`` (always answer with
         head ``exit_head``)."""
         rt = runtime_config(runtime if runtime is not None else getattr(self, "runtime", None), **changes)
-        errors = runtime_model_errors(rt, self.config.refine, self.hourglasses, self.config.subpixel)
+        errors = runtime_model_errors(
+            rt, self.config.refine, self.hourglasses, self.config.subpixel, self.config.subpixel_select
+        )
         if errors:
             raise ConfigError("; ".join(errors))
         self.runtime = rt
@@ -204,14 +215,17 @@ class PSMNet(nn.Module):
         return StereoOutput(self.polished(torch.cat(disps), left, right), conf, heads, 1)
 
     def matched(self, disp: torch.Tensor, guides: Guides) -> torch.Tensor:
-        """The (B, H, W) disparity after ``model.subpixel``'s full-resolution matching and, in eval, the
-        runtime's ``propagate`` (unchanged without the stage, or in eval with ``refinement=false``, which asks
-        for the network's own answer)."""
+        """The (B, H, W) disparity after ``model.subpixel``'s full-resolution matching, in eval with the runtime's
+        ``subpixel_steps``, ``subpixel_rounds`` and ``propagate`` (unchanged without the stage, or in eval with
+        ``refinement=false``, which asks for the network's own answer)."""
         if self.subpixel is None or (not self.training and not self.runtime.refinement):
             return disp
         if self.training:
             return self.subpixel(disp, *guides)
-        return self.subpixel(disp, *guides, steps=self.runtime.subpixel_steps, propagation=self.runtime.propagate)
+        rt = self.runtime
+        return self.subpixel(
+            disp, *guides, steps=rt.subpixel_steps, propagation=rt.propagate, rounds=rt.subpixel_rounds
+        )
 
     def polished(self, disp: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """The runtime's ``polish`` of the (B, H, W) disparity (none: unchanged)."""

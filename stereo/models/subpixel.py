@@ -55,11 +55,18 @@ class SubpixelMatch(nn.Module):
         steps: updates with shared weights, each from the previous answer.
         select: after the updates, a learned mixture of each pixel's and its neighbours' disparities
             (:class:`~stereo.models.selection.NeighbourSelect`, ``model.subpixel_select=learned``).
+        rounds: with ``select``, rounds of one more update and one more choice after that
+            (``model.subpixel_rounds``), the same weights again.
     """
 
-    def __init__(self, channels: int = 16, feature_channels: int = 8, steps: int = 1, select: bool = False) -> None:
+    def __init__(
+        self, channels: int = 16, feature_channels: int = 8, steps: int = 1, select: bool = False, rounds: int = 0
+    ) -> None:
         super().__init__()
+        if rounds and not select:
+            raise ValueError(f"rounds={rounds}: each round ends with the learned choice, which needs select=True")
         self.steps = steps
+        self.rounds = rounds
         k = len(OFFSETS)
         # Its peak in float maps per pixel: both views' features, the contrast, the curve, the head's input, two
         # activations.
@@ -124,10 +131,15 @@ class SubpixelMatch(nn.Module):
         right: torch.Tensor,
         steps: int | None = None,
         propagation: int = 0,
+        rounds: int | None = None,
     ) -> torch.Tensor:
         """``steps`` updates (None: the stage's own number, as trained), the learned mixture of neighbours'
-        disparities if the stage has one, then ``propagation`` rounds of
-        :func:`~stereo.models.propagation.propagate` between the same features (no weights of its own)."""
+        disparities if the stage has one, then ``rounds`` (None: as trained) of one more update and one more
+        mixture, then ``propagation`` rounds of :func:`~stereo.models.propagation.propagate` between the same
+        features (no weights of its own)."""
+        rounds = self.rounds if rounds is None else rounds
+        if rounds and self.selector is None:
+            raise ValueError(f"rounds={rounds}: each round ends with the learned choice, and this stage has none")
         with torch.autocast(disp.device.type, enabled=False):
             disp = disp.float() if disp.dtype in (torch.float16, torch.bfloat16) else disp
             left = left.to(disp.dtype)
@@ -136,4 +148,6 @@ class SubpixelMatch(nn.Module):
                 disp = self.update(fl, fr, disp, contrast)
             if self.selector is not None:
                 disp = self.selector(fl, fr, disp, contrast)
+                for _ in range(rounds):
+                    disp = self.selector(fl, fr, self.update(fl, fr, disp, contrast), contrast)
             return propagate(fl, fr, disp, propagation, COLOURS) if propagation else disp
