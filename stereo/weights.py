@@ -22,7 +22,7 @@ from stereo.errors import ConfigError
 from stereo.io import refuse_package_path, write_bytes
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = "ea_psmnet_light_gen3m.pt"
+DEFAULT_WEIGHTS = "ea_psmnet_light_gen3n.pt"
 log = logging.getLogger(__name__)
 
 

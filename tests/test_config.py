@@ -112,9 +112,8 @@ def test_experiment_overlay_and_both_passes(sample_root):
     cfg = load_config("train", ["experiment=shipped"])
     assert cfg.model.name == "ea_psmnet_light" and cfg.data.render_pass == "both" and cfg.train.max_steps == 600
     assert str(cfg.model.refine) == "modes" and str(cfg.model.subpixel) == "match" and cfg.model.subpixel_steps == 2
-    assert str(cfg.model.subpixel_select) == "learned" and cfg.train.cache_frozen
-    frozen = ["feature_extraction", "aggregation", "refinement", "subpixel.features", "subpixel.head", "subpixel.out"]
-    assert list(cfg.train.freeze) == frozen
+    assert str(cfg.model.subpixel_select) == "learned" and cfg.model.subpixel_rounds == 1 and cfg.train.cache_frozen
+    assert list(cfg.train.freeze) == ["feature_extraction", "aggregation", "refinement", "subpixel.features"]
     check_config(cfg, TrainAppConfig)
     from stereo.data.registry import dataset_samples
 

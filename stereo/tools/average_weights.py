@@ -1,7 +1,7 @@
 """Average the weights of checkpoints of one architecture (a "model soup"), e.g. a fine-tuned run and the
 weights it started from:
 
-    python scripts/average_weights.py 'checkpoints=[stereo/weights/ea_psmnet_light_gen3m.pt, \\
+    python scripts/average_weights.py 'checkpoints=[stereo/weights/ea_psmnet_light_gen3n.pt, \\
         runs/finetune/checkpoints/last.pt]' out=runs/soup.pt
 
 Floating-point tensors (BatchNorm statistics included) become their weighted mean (``weights``, default
