@@ -159,9 +159,10 @@ def _stage_steps(cfg: EvalAppConfig, model: Any) -> int | None:
 
 
 def _stage_rounds(cfg: EvalAppConfig, model: Any) -> int | None:
-    """The rounds of update and learned choice after the stage's choice that ran (None: the stage has no choice)."""
+    """The rounds of update and learned choice after the stage's choice that ran (None: the stage has no choice,
+    or it did not run)."""
     stage = getattr(model, "subpixel", None)
-    if stage is None or stage.selector is None:
+    if stage is None or stage.selector is None or not cfg.refinement:
         return None
     return stage.rounds if cfg.subpixel_rounds is None else int(cfg.subpixel_rounds)
 
@@ -198,7 +199,7 @@ def _report(cfg: EvalAppConfig, r: EvalResult, model: Any, origin: dict[str, Any
         adapt_steps=cfg.adapt_steps if cfg.adapt else 0,
         mean_head=s.mean_head,
         subpixel_steps=stage_steps,
-        subpixel_rounds=_stage_rounds(cfg, model) if stage_steps is not None else None,
+        subpixel_rounds=_stage_rounds(cfg, model),
         propagate=int(cfg.propagate) if stage_steps is not None else 0,
     )
     if cfg.method == "sgbm":
