@@ -54,7 +54,9 @@ def match_cost(
     warped, inside = warp_right_to_left(fr, disp)
     cosine, colour = agreement(fl, warped, colours)
     cost = 1 - cosine + colour
-    cost = torch.where(inside > 0.5, cost, torch.full_like(cost, OUTSIDE))
+    cost = torch.where(inside > 0.5, cost, OUTSIDE)
+    if window == 1:  # the per-pixel cost (the learned choice's): a pooling pass would only copy it
+        return cost[:, 0]
     return F.avg_pool2d(cost, window, stride=1, padding=window // 2, count_include_pad=False)[:, 0]
 
 

@@ -52,9 +52,9 @@ class NeighbourSelect(nn.Module):
         inputs = 3 * len(NEIGHBOURS) + 3
         self.body = nn.Sequential(
             nn.Conv2d(inputs, channels, 3, padding=1),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
         )
         self.out = nn.Conv2d(channels, CANDIDATES, 1)
         # float maps per pixel at its peak (the memory estimate): candidates, both costs, the input, two
@@ -84,7 +84,8 @@ class NeighbourSelect(nn.Module):
             ],
             1,
         )
-        return values, self.out(self.body(x))
+        # Channels-last: oneDNN runs these full-resolution convolutions about twice as fast as on planes.
+        return values, self.out(self.body(x.contiguous(memory_format=torch.channels_last)))
 
     def forward(self, fl: torch.Tensor, fr: torch.Tensor, disp: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
         values, scores = self.scores(fl, fr, disp, contrast)

@@ -74,16 +74,16 @@ class SubpixelMatch(nn.Module):
         self.full_resolution_channels = views + curve + (curve + feature_channels + 1) + 2 * channels
         self.features = nn.Sequential(
             nn.Conv2d(3, channels, 3, padding=1),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(channels, feature_channels, 3, padding=1),
         )
         self.head = nn.Sequential(
             nn.Conv2d(2 * k + 1 + feature_channels + 1, channels, 3, padding=1),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
         )
         self.out = nn.Conv2d(channels, 2, 3, padding=1)  # (residual, gate logit)
         nn.init.zeros_(self.out.weight)
@@ -118,7 +118,9 @@ class SubpixelMatch(nn.Module):
         """One update of the (B, H, W) disparity from the features of both views and the left view's (B, 1, H, W)
         :func:`local_contrast`."""
         corr, inside = self.curve(fl, fr, disp)
-        x = torch.cat([corr, inside, fl[:, :-COLOURS], contrast], 1).contiguous(memory_format=torch.channels_last)
+        # Concatenated straight into channels-last memory, the layout the head's convolutions run fastest in.
+        parts = (corr, inside, fl[:, :-COLOURS], contrast)
+        x = torch.cat([part.permute(0, 2, 3, 1) for part in parts], -1).permute(0, 3, 1, 2)
         out = self.out(self.head(x))
         # Zero output (untrained): residual 0 whatever the gate, so the input comes back unchanged.
         step = REACH * torch.tanh(out[:, 0]) * torch.sigmoid(out[:, 1])
