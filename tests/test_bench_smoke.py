@@ -19,7 +19,8 @@ SMOKE = {
                             "budget_sizes=[]", "compile_sizes=[]", "onednn_sizes=[]", "train=false"], "eval"),
     "bench_data.py": (["repeats=1", "threads=1", "loader_pairs=2", "loader_samples=2", "crop=[64,128]", "gen_pairs=2",
                        "gen_repeats=1"], "generator"),
-    "bench_onnx.py": (["models=[ea_psmnet_light]", "sizes=[[128,128]]", "runs=1", "warmup=0", "profile=true"],
+    "bench_onnx.py": (["models=[ea_psmnet_light]", "checkpoints=[shipped]", "sizes=[[128,128]]", "runs=1", "warmup=0",
+                      "profile=true"],
                       "profiles"),
     "bench_api.py": (["height=32", "width=64", "runs=1", "warmup=0"], "results"),
 }  # fmt: skip

@@ -301,14 +301,17 @@ def _eval_step(
 BACKENDS = ("torch", "onnxruntime")
 
 
-def _backend_step(model: str, backend: str, onnx_path: str | None, height: int, width: int) -> Step:
-    """An eval forward of ``model`` through ``torch`` (eager :func:`stereo.models.run`) or ``onnxruntime``
-    (an exported file, :class:`stereo.export.OnnxStereo`, with this process's threads)."""
+def _backend_step(
+    model: str, backend: str, onnx_path: str | None, height: int, width: int, checkpoint: str | None = None
+) -> Step:
+    """An eval forward of ``model`` (random weights) or ``checkpoint`` (as ``stereo-infer`` loads it) through
+    ``torch`` (eager :func:`stereo.models.run`) or ``onnxruntime`` (an exported file,
+    :class:`stereo.export.OnnxStereo`, with this process's threads)."""
     from stereo.models import run
 
     left, right = _random_pair(1, height, width, torch.device("cpu"))
     if backend == "torch":
-        net = _bench_network(model)[0].eval()
+        net = _eval_network(model, checkpoint)
         return lambda: run(net, left, right)
     from stereo.export import OnnxStereo
 
@@ -318,20 +321,34 @@ def _backend_step(model: str, backend: str, onnx_path: str | None, height: int, 
     return lambda: session.infer(left, right)
 
 
-def backend_case(model: str, height: int, width: int, backend: str, onnx_path: str | None, how: dict) -> dict:
+def _eval_network(model: str, checkpoint: str | None = None, fold_bn: bool = False) -> torch.nn.Module:
+    """The network of a backend case in eval mode: ``checkpoint`` as ``stereo-infer`` loads it (BatchNorm
+    folded), else ``model``'s config with random weights."""
+    if checkpoint:
+        from stereo.checkpoint import load_network
+
+        return load_network(checkpoint, torch.device("cpu"))[0]
+    return _bench_network(model, fold_bn=fold_bn)[0].eval()
+
+
+def backend_case(
+    model: str, height: int, width: int, backend: str, onnx_path: str | None, how: dict, checkpoint: str | None = None
+) -> dict:
     """Time and peak memory of one model through one backend alone, on the CPU."""
     m = Measure(**how)
     m.start()
-    step = _backend_step(model, backend, onnx_path, height, width)
+    step = _backend_step(model, backend, onnx_path, height, width, checkpoint)
     timing = measure(step, torch.device("cpu"), m.warmup, m.runs)
     return {"case": {"model": model, "backend": backend, "height": height, "width": width}, "timing": timing.to_json()}
 
 
-def backend_interleaved(model: str, height: int, width: int, onnx_path: str, how: dict) -> dict[str, Any]:
+def backend_interleaved(
+    model: str, height: int, width: int, onnx_path: str, how: dict, checkpoint: str | None = None
+) -> dict[str, Any]:
     """Both backends in turns in one process: timings by backend, for their ratio."""
     m = Measure(**how)
     m.start()
-    steps = {b: _backend_step(model, b, onnx_path, height, width) for b in BACKENDS}
+    steps = {b: _backend_step(model, b, onnx_path, height, width, checkpoint) for b in BACKENDS}
     return {"timings": {k: t.to_json() for k, t in interleave(steps, torch.device("cpu"), m.warmup, m.runs).items()}}
 
 
@@ -358,16 +375,18 @@ def matmul_case(n: int = 4096, runs: int = 5, threads: int = 0) -> dict[str, Any
     return {"n": n, "times_s": times, "gflops": 2 * n**3 / statistics.median(times) / 1e9}
 
 
-def profile_case(model: str, height: int, width: int, fold_bn: bool = False, threads: int = 0) -> dict[str, Any]:
-    """Where one eval forward spends its time: torch.profiler's self CPU time per operator (after a
-    warm-up run), largest first, in seconds."""
+def profile_case(
+    model: str, height: int, width: int, fold_bn: bool = False, threads: int = 0, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """Where one eval forward of ``model`` (or ``checkpoint``) spends its time: torch.profiler's self CPU time
+    per operator (after a warm-up run), largest first, in seconds."""
     from torch.profiler import ProfilerActivity, profile
 
     from stereo.models import run
 
     if threads:
         torch.set_num_threads(threads)
-    net = _bench_network(model, fold_bn=fold_bn)[0].eval()
+    net = _eval_network(model, checkpoint, fold_bn)
     left, right = _random_pair(1, height, width, torch.device("cpu"))
     run(net, left, right)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -376,7 +395,9 @@ def profile_case(model: str, height: int, width: int, fold_bn: bool = False, thr
     return {"ops": ops, "total_s": sum(v for _, v in ops)}
 
 
-def backend_profile(model: str, height: int, width: int, onnx_path: str, how: dict[str, Any]) -> dict[str, Any]:
+def backend_profile(
+    model: str, height: int, width: int, onnx_path: str, how: dict[str, Any], checkpoint: str | None = None
+) -> dict[str, Any]:
     """Where one eval forward spends its time in each backend, seconds by operator, largest first: ONNX
     Runtime's own profiler (the nodes of the last of two runs, by op type) and torch.profiler's self CPU
     time (after a warm-up run)."""
@@ -408,7 +429,7 @@ def backend_profile(model: str, height: int, width: int, onnx_path: str, how: di
             and "op_name" in e.get("args", {})
         ):
             ort_ops[e["args"]["op_name"]] = ort_ops.get(e["args"]["op_name"], 0.0) + e["dur"] / 1e6
-    torch_ops = profile_case(model, height, width, fold_bn=True, threads=torch.get_num_threads())
+    torch_ops = profile_case(model, height, width, fold_bn=True, threads=torch.get_num_threads(), checkpoint=checkpoint)
     return {"onnxruntime": {"ops": sorted(ort_ops.items(), key=lambda kv: -kv[1]), "total_s": last["dur"] / 1e6},
             "torch": torch_ops}  # fmt: skip
 

@@ -1,8 +1,11 @@
 """ONNX Runtime vs PyTorch eager at inference: time and peak memory, side by side in one run.
 
     python scripts/bench_onnx.py [models=[ea_psmnet_light,ea_psmnet]] [sizes=[[272,480],[544,960]]] [runs=3]
+        [checkpoints=[shipped]]
 
-Each model is exported once (random weights, ``stereo.export.export_onnx``). Times: both backends of a model
+Each model is exported once (random weights, ``stereo.export.export_onnx``); each of ``checkpoints`` (a file,
+or ``shipped``: the weights shipped with the package) with its own weights and model, against PyTorch as
+``stereo-infer`` runs it (:func:`stereo.checkpoint.load_network`). Times: both backends of a model
 and size in turns in one process (:func:`~stereo.bench.harness.interleave`; the ratio is the median over
 rounds of the ratio within a round). Memory: each alone in a fresh process (resident high-water mark above
 the start).
@@ -23,11 +26,13 @@ from stereo.config import load_config, to_plain
 from stereo.export import export_onnx
 from stereo.io import write_json
 from stereo.models import build_model
+from stereo.weights import resolve_checkpoint
 
 
 @dataclass
 class BenchOnnxConfig(MeasureConfig):
     models: list = field(default_factory=lambda: ["ea_psmnet_light", "ea_psmnet"])
+    checkpoints: list = field(default_factory=list)  # e.g. [shipped]: trained models as they ship
     sizes: list = field(default_factory=lambda: [[272, 480], [544, 960]])
     profile: bool = False  # also where each backend spends an eval forward, by operator, at the first size
     out: str = "bench_results/onnx.json"
@@ -50,6 +55,15 @@ def main(argv: list[str]) -> dict:
                 rows.append(_compare(name, h, w, str(onnx_path), how, results))
             if cfg.profile:
                 profiles[name] = _profile(name, cfg.sizes[0], str(onnx_path), how)
+        for checkpoint in cfg.checkpoints:
+            path = resolve_checkpoint(checkpoint)
+            name = Path(path).stem
+            onnx_path = Path(tmp) / f"{name}.onnx"
+            export_onnx(path, onnx_path)
+            for h, w in cfg.sizes:
+                rows.append(_compare(name, h, w, str(onnx_path), how, results, checkpoint=path))
+            if cfg.profile:
+                profiles[name] = _profile(name, cfg.sizes[0], str(onnx_path), how, checkpoint=path)
     print()
     print(
         f"ONNX Runtime vs PyTorch eager, eval, {cfg.threads} threads, in turns: median of {cfg.runs} rounds after "
@@ -64,17 +78,19 @@ def main(argv: list[str]) -> dict:
     return payload
 
 
-def _compare(name: str, h: int, w: int, onnx_path: str, how: dict, results: list[dict]) -> list[str]:
-    """Both backends at one size: in turns for the time ratio, each alone for its memory; a table row."""
+def _compare(
+    name: str, h: int, w: int, onnx_path: str, how: dict, results: list[dict], checkpoint: str | None = None
+) -> list[str]:
+    """Both backends at one size: in turns for the time ratio, each alone for its memory; a table row. ``name``:
+    a model config with random weights, or the label of ``checkpoint``, which then gives the network."""
     print(f"{name} {h}x{w}: torch and onnxruntime in turns ...", end="", flush=True)
-    timed = run_isolated("stereo.bench.cases:backend_interleaved",
-                         {"model": name, "height": h, "width": w, "onnx_path": onnx_path, "how": how})  # fmt: skip
+    case = {"model": name, "height": h, "width": w, "onnx_path": onnx_path, "how": how, "checkpoint": checkpoint}
+    timed = run_isolated("stereo.bench.cases:backend_interleaved", case)
     t, o = (Timing.from_json(timed["timings"][b]) for b in BACKENDS)
     print(f" {t.median_s:.2f} s / {o.median_s:.2f} s", flush=True)
     peak = {}
     for backend in BACKENDS:
-        alone = run_isolated("stereo.bench.cases:backend_case", {"model": name, "height": h, "width": w,
-                             "backend": backend, "onnx_path": onnx_path, "how": how})  # fmt: skip
+        alone = run_isolated("stereo.bench.cases:backend_case", {**case, "backend": backend})
         results.append({**alone, "interleaved": timed["timings"][backend]})
         peak[backend] = alone["timing"]["peak_bytes"]
     return [name, f"{h}x{w}", f"{t.median_s:.2f}", f"{o.median_s:.2f}", f"{ratio(o, t):.2f}x",
@@ -82,11 +98,11 @@ def _compare(name: str, h: int, w: int, onnx_path: str, how: dict, results: list
             f"{peak['onnxruntime'] / peak['torch']:.2f}x"]  # fmt: skip
 
 
-def _profile(name: str, size: list, onnx_path: str, how: dict) -> dict:
+def _profile(name: str, size: list, onnx_path: str, how: dict, checkpoint: str | None = None) -> dict:
     """Both backends' time by operator for one eval forward, printed as two tables (top 10)."""
     h, w = size
-    p = run_isolated("stereo.bench.cases:backend_profile",
-                     {"model": name, "height": h, "width": w, "onnx_path": onnx_path, "how": how})  # fmt: skip
+    p = run_isolated("stereo.bench.cases:backend_profile", {"model": name, "height": h, "width": w,
+                     "onnx_path": onnx_path, "how": how, "checkpoint": checkpoint})  # fmt: skip
     for backend in ("onnxruntime", "torch"):
         ops, total = p[backend]["ops"], p[backend]["total_s"]
         print(f"\n{name} {h}x{w}, {backend}: {total:.2f} s, by operator (top 10)")
