@@ -50,6 +50,25 @@ def test_warp_samples_the_right_image_at_x_minus_d_with_linear_interpolation():
             assert torch.allclose(warped[0, :, y, x], expect, atol=1e-12)
 
 
+def test_the_traced_warp_for_onnx_gathers_the_same_samples_as_grid_sample():
+    """Traced for export, the warp gathers the two nearest columns itself (ONNX Runtime's GridSample is slow on
+    the CPU): equal to the eager warp in float64, at the traced size and another, borders and beyond included."""
+    g = torch.Generator().manual_seed(4)
+
+    def views(w):
+        right = torch.rand(2, 5, 7, w, generator=g, dtype=torch.float64)
+        disp = (w + 8) * torch.rand(2, 7, w, generator=g, dtype=torch.float64) - 4  # inside, beyond either border
+        disp[0, 0, :4] = torch.tensor([0.0, 1.0, 2.5, w - 1.0], dtype=torch.float64)  # whole pixels, the last column
+        return right, disp
+
+    traced = torch.jit.trace(warp_right_to_left, views(31), check_trace=False)
+    assert "aten::gather" in str(traced.graph) and "grid_sampler" not in str(traced.graph)
+    for w in (31, 45):
+        right, disp = views(w)
+        for got, want in zip(traced(right, disp), warp_right_to_left(right, disp), strict=True):
+            assert got.shape == want.shape and torch.allclose(got, want, atol=1e-12), w
+
+
 def test_refinement_sees_a_zero_photometric_error_at_the_true_disparity():
     torch.manual_seed(3)
     right = torch.rand(1, 3, 8, 24)

@@ -45,12 +45,30 @@ def warp_right_to_left(right: torch.Tensor, disp: torch.Tensor) -> tuple[torch.T
     (B, 1, H, W) of the pixels whose match lies inside the right image."""
     _, _, h, w = right.shape
     xs = torch.arange(w, device=disp.device, dtype=disp.dtype).view(1, 1, w) - disp
+    if torch.jit.is_tracing():
+        return _warp_by_gather(right.to(disp.dtype), xs), ((xs >= 0) & (xs <= w - 1)).unsqueeze(1).to(disp.dtype)
     ys = torch.arange(h, device=disp.device, dtype=disp.dtype).view(1, h, 1).expand_as(xs)
     # align_corners=True: -1 and 1 are the centres of the first and last pixel.
     grid = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], dim=-1)
     warped = F.grid_sample(right.to(disp.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     inside = ((xs >= 0) & (xs <= w - 1)).unsqueeze(1).to(disp.dtype)
     return warped, inside
+
+
+def _warp_by_gather(right: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """:func:`warp_right_to_left` as exported to ONNX: the (B, C, H, W) right image sampled at columns ``xs``
+    (B, H, W) of the same rows, linear between the two nearest columns, zero outside. ONNX Runtime's
+    ``GridSample`` runs about 8x slower than PyTorch's on the CPU (42% of the shipped network's time there);
+    two ``GatherElements`` along the row do the same sampling."""
+    b, c, h, w = right.shape
+    left_col = torch.floor(xs)
+    frac = (xs - left_col).unsqueeze(1)
+    taps = []
+    for col, weight in ((left_col, 1 - frac), (left_col + 1, frac)):
+        inside = (col >= 0) & (col <= w - 1)
+        index = torch.where(inside, col, torch.zeros_like(col)).long().unsqueeze(1).expand(b, c, h, w)
+        taps.append(torch.gather(right, 3, index) * (weight * inside.unsqueeze(1).to(right.dtype)))
+    return taps[0] + taps[1]
 
 
 def _windowed_radius(runtime: RuntimeConfig) -> float | None:
