@@ -44,26 +44,24 @@ def main(argv: list[str]) -> dict:
     results: list[dict] = []
     rows, profiles = [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        # (label, file to export, checkpoint the PyTorch side loads: None = the model config, random weights)
+        targets: list[tuple[str, Path, str | None]] = []
         for name in cfg.models:
             torch.manual_seed(0)
             mcfg = load_config(f"model/{name}")
             ckpt = Path(tmp) / f"{name}.pt"
             torch.save({"model": build_model(mcfg).state_dict(), "model_config": to_plain(mcfg)}, ckpt)
-            onnx_path = Path(tmp) / f"{name}.onnx"
-            export_onnx(ckpt, onnx_path)
-            for h, w in cfg.sizes:
-                rows.append(_compare(name, h, w, str(onnx_path), how, results))
-            if cfg.profile:
-                profiles[name] = _profile(name, cfg.sizes[0], str(onnx_path), how)
+            targets.append((name, ckpt, None))
         for checkpoint in cfg.checkpoints:
             path = resolve_checkpoint(checkpoint)
-            name = Path(path).stem
-            onnx_path = Path(tmp) / f"{name}.onnx"
-            export_onnx(path, onnx_path)
+            targets.append((Path(path).stem, Path(path), path))
+        for i, (name, source, checkpoint) in enumerate(targets):
+            onnx_path = str(Path(tmp) / f"{i}-{name}.onnx")
+            export_onnx(source, onnx_path)
             for h, w in cfg.sizes:
-                rows.append(_compare(name, h, w, str(onnx_path), how, results, checkpoint=path))
+                rows.append(_compare(name, h, w, onnx_path, how, results, checkpoint=checkpoint))
             if cfg.profile:
-                profiles[name] = _profile(name, cfg.sizes[0], str(onnx_path), how, checkpoint=path)
+                profiles[name] = _profile(name, cfg.sizes[0], onnx_path, how, checkpoint=checkpoint)
     print()
     print(
         f"ONNX Runtime vs PyTorch eager, eval, {cfg.threads} threads, in turns: median of {cfg.runs} rounds after "

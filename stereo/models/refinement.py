@@ -45,13 +45,13 @@ def warp_right_to_left(right: torch.Tensor, disp: torch.Tensor) -> tuple[torch.T
     (B, 1, H, W) of the pixels whose match lies inside the right image."""
     _, _, h, w = right.shape
     xs = torch.arange(w, device=disp.device, dtype=disp.dtype).view(1, 1, w) - disp
+    inside = ((xs >= 0) & (xs <= w - 1)).unsqueeze(1).to(disp.dtype)
     if torch.jit.is_tracing():
-        return _warp_by_gather(right.to(disp.dtype), xs), ((xs >= 0) & (xs <= w - 1)).unsqueeze(1).to(disp.dtype)
+        return _warp_by_gather(right.to(disp.dtype), xs), inside
     ys = torch.arange(h, device=disp.device, dtype=disp.dtype).view(1, h, 1).expand_as(xs)
     # align_corners=True: -1 and 1 are the centres of the first and last pixel.
     grid = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], dim=-1)
     warped = F.grid_sample(right.to(disp.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    inside = ((xs >= 0) & (xs <= w - 1)).unsqueeze(1).to(disp.dtype)
     return warped, inside
 
 
